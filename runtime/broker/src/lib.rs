@@ -1,0 +1,116 @@
+//! weir-broker: the broker's core, between the HTTP server and the log.
+//!
+//! - [`partitioner`]: which partition a record goes to.
+//! - [`produce`]: validating, partitioning and encoding records, then one atomic append.
+//! - fetching with long-poll, in [`Broker::fetch`].
+//!
+//! It knows no HTTP or JSON: the server turns wire formats into [`NewRecord`]s and
+//! [`ReadResult`]s back into wire formats. Later: pipelines, groups, ACLs, connectors.
+
+mod error;
+pub mod partitioner;
+pub mod produce;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::{BrokerError, Result};
+pub use produce::{NewRecord, RecordPosition};
+pub use weir_storage::{
+    Acks, CleanupPolicy, Created, PartitionOffsets, ReadLimits, ReadResult, RecordView, Store,
+    StorageError, StoreOptions, Topic, TopicConfig,
+};
+
+use partitioner::Sticky;
+
+/// Limits the broker enforces on produce.
+#[derive(Debug, Clone, Copy)]
+pub struct BrokerLimits {
+    /// Largest record (key + value + headers), in bytes.
+    pub max_record_bytes: usize,
+}
+
+impl Default for BrokerLimits {
+    fn default() -> Self {
+        Self {
+            max_record_bytes: 1 << 20,
+        }
+    }
+}
+
+/// The broker. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    store: Store,
+    limits: BrokerLimits,
+    sticky: Arc<Sticky>,
+}
+
+impl Broker {
+    /// A broker over an open store.
+    pub fn new(store: Store, limits: BrokerLimits) -> Self {
+        Self {
+            store,
+            limits,
+            sticky: Arc::new(Sticky::default()),
+        }
+    }
+
+    /// The underlying store (topic admin goes straight to it).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Publishes `records` to `topic` atomically: all are stored or none. Returns each
+    /// record's partition and offset in request order, once `acks` is satisfied.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        records: &[NewRecord<'_>],
+        acks: Acks,
+    ) -> Result<Vec<RecordPosition>> {
+        let topic = self.store.topic(topic)?;
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (batches, placement) = produce::encode(
+            &topic,
+            records,
+            &self.sticky,
+            weir_storage::now_ms(),
+            self.limits.max_record_bytes,
+        )?;
+        let partitions: Vec<u32> = batches.iter().map(|(p, _)| *p).collect();
+        let bases = self.store.append(&topic, batches, acks).await?;
+        Ok(placement
+            .into_iter()
+            .map(|(p, index)| {
+                let slot = partitions.iter().position(|&q| q == p).unwrap_or(0);
+                RecordPosition {
+                    partition: p,
+                    offset: bases[slot] + u64::from(index),
+                }
+            })
+            .collect())
+    }
+
+    /// Reads from one partition; at the end of the log waits up to `wait` for records
+    /// (woken by the flush that makes them visible).
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        limits: ReadLimits,
+        wait: Duration,
+    ) -> Result<ReadResult> {
+        let topic = self.store.topic(topic)?;
+        let part = topic.partition(partition)?;
+        let result = self.store.read(&topic, partition, offset, limits)?;
+        if result.count > 0 || wait.is_zero() || result.next_offset < result.high_watermark {
+            return Ok(result);
+        }
+        part.wait_beyond(offset, wait).await;
+        Ok(self.store.read(&topic, partition, offset, limits)?)
+    }
+}

@@ -1,0 +1,72 @@
+//! The HTTP API v1. Handlers are thin: parse the wire format, call the broker, write the
+//! wire format. Errors are RFC 9457 problem details ([`problem`]).
+
+pub mod body;
+pub mod problem;
+mod records;
+mod topics;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde_json::json;
+use weir_broker::Broker;
+
+use crate::config::Limits;
+use problem::Problem;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The broker.
+    pub broker: Broker,
+    /// HTTP limits.
+    pub limits: Limits,
+}
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/topics", get(topics::list))
+        .route(
+            "/v1/topics/{topic}",
+            put(topics::create).get(topics::get).delete(topics::delete),
+        )
+        .route("/v1/topics/{topic}/records", axum::routing::post(records::produce))
+        .route(
+            "/v1/topics/{topic}/partitions/{partition}/records",
+            get(records::fetch),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Bodies are read by `body::read_limited` with the configured limit.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+    match state.broker.store().stats().failure() {
+        None => Json(json!({ "status": "ready" })).into_response(),
+        Some(reason) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason).into_response(),
+    }
+}
+
+async fn not_found(req: Request) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {} {}", req.method(), req.uri().path()))
+}
+
+async fn method_not_allowed(req: Request) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}

@@ -1,0 +1,132 @@
+//! RFC 9457 problem details: every error the API returns, with a stable `code`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use weir_broker::BrokerError;
+use weir_broker::StorageError;
+
+/// An API error: HTTP status, stable code, human detail and optional extension members.
+#[derive(Debug)]
+pub struct Problem {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    extra: Map<String, Value>,
+}
+
+impl Problem {
+    /// A problem with the given status and code.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            extra: Map::new(),
+        }
+    }
+
+    /// 400 `invalid_request`.
+    pub fn invalid_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", detail)
+    }
+
+    /// 400 `invalid_json`.
+    pub fn invalid_json(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_json", detail)
+    }
+
+    /// 413 `payload_too_large`.
+    pub fn too_large(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
+    }
+
+    /// Adds an extension member.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Maps a serde_json error to `invalid_json` (syntax) or `invalid_request` (shape).
+    pub fn from_json(what: &str, e: &serde_json::Error) -> Self {
+        match e.classify() {
+            serde_json::error::Category::Data => {
+                Self::invalid_request(format!("{what}: {e}"))
+            }
+            _ => Self::invalid_json(format!("{what} is not valid JSON: {e}")),
+        }
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl From<BrokerError> for Problem {
+    fn from(e: BrokerError) -> Self {
+        let status = match e.code() {
+            "invalid_request" => StatusCode::BAD_REQUEST,
+            "topic_not_found" | "partition_not_found" => StatusCode::NOT_FOUND,
+            "topic_exists" => StatusCode::CONFLICT,
+            "offset_out_of_range" => StatusCode::RANGE_NOT_SATISFIABLE,
+            "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let mut p = Problem::new(status, e.code(), e.to_string());
+        if let BrokerError::Storage(s) = &e {
+            for (k, v) in storage_extras(s) {
+                p = p.with(k, v);
+            }
+            if p.code == "storage_corrupt" {
+                p.status = StatusCode::INTERNAL_SERVER_ERROR;
+            }
+        }
+        if p.status.is_server_error() {
+            tracing::error!(code = p.code, error = %e, "request failed");
+        }
+        p
+    }
+}
+
+impl From<StorageError> for Problem {
+    fn from(e: StorageError) -> Self {
+        Problem::from(BrokerError::from(e))
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "type": format!("urn:weir:problem:{}", self.code),
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "status": self.status.as_u16(),
+            "code": self.code,
+            "detail": self.detail,
+        });
+        if let Value::Object(map) = &mut body {
+            map.extend(self.extra);
+        }
+        let mut resp = (self.status, body.to_string()).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        resp
+    }
+}
+
+/// Extension members that make storage errors actionable.
+fn storage_extras(e: &StorageError) -> Vec<(&'static str, Value)> {
+    match e {
+        StorageError::OffsetOutOfRange {
+            log_start_offset,
+            high_watermark,
+            ..
+        } => vec![
+            ("log_start_offset", (*log_start_offset).into()),
+            ("high_watermark", (*high_watermark).into()),
+        ],
+        _ => Vec::new(),
+    }
+}

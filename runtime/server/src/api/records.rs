@@ -1,0 +1,102 @@
+//! Publishing and fetching records.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use weir_broker::{Acks, ReadLimits};
+
+use super::AppState;
+use super::body::read_limited;
+use super::problem::Problem;
+use crate::wire::produce::{BodyFormat, parse};
+use crate::wire::records::fetch_response;
+
+/// `POST /v1/topics/{t}/records?acks=all|none`.
+pub async fn produce(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let mut acks = Acks::All;
+    for (k, v) in &query {
+        match k.as_str() {
+            "acks" => acks = weir_broker::produce::parse_acks(v)?,
+            other => return Err(unknown_param(other, "acks")),
+        }
+    }
+    // Fail fast on an unknown topic, before reading a large body.
+    state.broker.store().topic(&topic)?;
+    let format = BodyFormat::detect(&headers)?;
+    let body = read_limited(&headers, body, state.limits.max_request_bytes).await?;
+    let records = parse(format, &headers, &body)?;
+    let positions = state.broker.produce(&topic, &records, acks).await?;
+    let mut out = Vec::with_capacity(16 + positions.len() * 32);
+    out.extend_from_slice(b"{\"offsets\":[");
+    for (i, p) in positions.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        use std::io::Write as _;
+        let _ = write!(out, "{{\"partition\":{},\"offset\":{}}}", p.partition, p.offset);
+    }
+    out.extend_from_slice(b"]}");
+    Ok(json_response(out))
+}
+
+/// `GET /v1/topics/{t}/partitions/{p}/records?offset=&max_records=&max_bytes=&timeout_ms=`.
+pub async fn fetch(
+    State(state): State<AppState>,
+    Path((topic, partition)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, Problem> {
+    let partition: u32 = parse_num("partition", &partition)?;
+    let t = state.broker.store().topic(&topic)?;
+    let part = t.partition(partition)?;
+    let mut offset = part.log_start_offset();
+    let mut limits = ReadLimits::default();
+    let mut wait = Duration::ZERO;
+    for (k, v) in &query {
+        match k.as_str() {
+            "offset" => {
+                offset = match v.as_str() {
+                    "earliest" => part.log_start_offset(),
+                    "latest" => part.high_watermark(),
+                    n => parse_num(k, n)?,
+                }
+            }
+            "max_records" => {
+                limits.max_records = parse_num::<usize>(k, v)?.clamp(1, state.limits.max_fetch_records)
+            }
+            "max_bytes" => limits.max_bytes = parse_num::<usize>(k, v)?.max(1),
+            "timeout_ms" => {
+                wait = Duration::from_millis(parse_num::<u64>(k, v)?.min(state.limits.max_wait_ms))
+            }
+            other => return Err(unknown_param(other, "offset, max_records, max_bytes, timeout_ms")),
+        }
+    }
+    let result = state.broker.fetch(&topic, partition, offset, limits, wait).await?;
+    Ok(json_response(fetch_response(&result)))
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    let mut resp = body.into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn parse_num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, Problem> {
+    value.parse().map_err(|_| {
+        Problem::invalid_request(format!("query parameter '{name}' must be a non-negative integer, got '{value}'"))
+    })
+}
+
+fn unknown_param(name: &str, known: &str) -> Problem {
+    Problem::invalid_request(format!("unknown query parameter '{name}' (known: {known})"))
+}

@@ -1,0 +1,284 @@
+//! `weir bench`: produce and fetch throughput and ack latency over HTTP, beside the
+//! physical limit of this disk (a plain append-and-fsync file writer).
+//!
+//! Without `--url` it starts a broker in-process on a loopback port with a temporary
+//! data directory, so `weir bench` needs nothing else running.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use serde_json::json;
+
+use super::Client;
+use super::produce::percentile_ms;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Server to measure; default: start one in-process with a temporary data dir.
+    #[arg(long)]
+    url: Option<String>,
+    /// Seconds per produce cell.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Run every cell briefly (for smoke tests).
+    #[arg(long)]
+    quick: bool,
+    /// Batch sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+    batch: Vec<usize>,
+    /// Value sizes (bytes) to measure.
+    #[arg(long, value_delimiter = ',', default_value = "100,1024")]
+    value_bytes: Vec<usize>,
+    /// Concurrent producers to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    concurrency: Vec<usize>,
+    /// Partitions of the benchmark topics.
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+}
+
+/// One line of the results table.
+struct Row {
+    name: String,
+    records: u64,
+    bytes: u64,
+    secs: f64,
+    latencies: Vec<Duration>,
+}
+
+impl Row {
+    fn print(&self) {
+        let mut lat = self.latencies.clone();
+        lat.sort();
+        let (p50, p99) = if lat.is_empty() {
+            ("-".to_string(), "-".to_string())
+        } else {
+            (format!("{:.2}", percentile_ms(&lat, 0.5)), format!("{:.2}", percentile_ms(&lat, 0.99)))
+        };
+        println!(
+            "| {:<40} | {:>12.0} | {:>8.1} | {:>9} | {:>9} |",
+            self.name,
+            self.records as f64 / self.secs,
+            self.bytes as f64 / self.secs / 1e6,
+            p50,
+            p99
+        );
+        let _ = std::io::stdout().flush();
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let seconds = if args.quick { 0.2 } else { args.seconds };
+    let mut _server = None;
+    let (url, data_dir) = match &args.url {
+        Some(url) => (url.clone(), std::env::temp_dir()),
+        None => {
+            let server = InProcess::start().await?;
+            let url = server.url.clone();
+            let dir = server.dir.path().to_path_buf();
+            _server = Some(server);
+            (url, dir)
+        }
+    };
+    let client = Client::new(&url)?;
+    println!("weir bench against {url}, {seconds} s per cell, acks=all\n");
+    println!("| {:<40} | {:>12} | {:>8} | {:>9} | {:>9} |", "workload", "records/s", "MB/s", "p50 ms", "p99 ms");
+    println!("|{:-<42}|{:->14}|{:->10}|{:->11}|{:->11}|", "", "", "", "", "");
+    for v in &args.value_bytes {
+        fsync_limit(&data_dir, *v, 1000, seconds)?.print();
+        fsync_limit(&data_dir, *v, 1, seconds)?.print();
+    }
+    let mut fetch_topic = None;
+    for &value_bytes in &args.value_bytes {
+        for &batch in &args.batch {
+            for &concurrency in &args.concurrency {
+                let topic = format!("bench-v{value_bytes}-b{batch}-c{concurrency}");
+                let (status, _) = client
+                    .put(&format!("/v1/topics/{topic}"), &json!({ "partitions": args.partitions }))
+                    .await?;
+                anyhow::ensure!(status == 201 || status == 200, "creating {topic} failed");
+                let row = produce_cell(&client, &topic, value_bytes, batch, concurrency, seconds).await?;
+                row.print();
+                if fetch_topic.is_none() && batch == *args.batch.iter().max().unwrap_or(&1) {
+                    fetch_topic = Some((topic, value_bytes));
+                }
+            }
+        }
+    }
+    if let Some((topic, value_bytes)) = fetch_topic {
+        fetch_all(&client, &topic, value_bytes, args.partitions).await?.print();
+    }
+    if let Some(server) = _server {
+        server.stop().await;
+    }
+    Ok(())
+}
+
+/// The physical limit: append `batch` records of `value_bytes` to a file and fsync.
+fn fsync_limit(dir: &std::path::Path, value_bytes: usize, batch: usize, seconds: f64) -> anyhow::Result<Row> {
+    let path = dir.join(format!("weir-bench-fsync-{}", std::process::id()));
+    let mut file = std::fs::File::create(&path).context("creating the fsync probe file")?;
+    let chunk = vec![b'x'; value_bytes * batch];
+    let started = Instant::now();
+    let mut records = 0u64;
+    let mut latencies = Vec::new();
+    while started.elapsed().as_secs_f64() < seconds {
+        let t = Instant::now();
+        file.write_all(&chunk)?;
+        file.sync_data()?;
+        latencies.push(t.elapsed());
+        records += batch as u64;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    Ok(Row {
+        name: format!("file append+fsync, {value_bytes} B x {batch}/fsync"),
+        records,
+        bytes: records * value_bytes as u64,
+        secs,
+        latencies,
+    })
+}
+
+async fn produce_cell(
+    client: &Client,
+    topic: &str,
+    value_bytes: usize,
+    batch: usize,
+    concurrency: usize,
+    seconds: f64,
+) -> anyhow::Result<Row> {
+    let body = Bytes::from(batch_body(value_bytes, batch));
+    let url = client.url(&format!("/v1/topics/{topic}/records?acks=all"));
+    let records = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (http, url, body, records) = (client.http().clone(), url.clone(), body.clone(), records.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let resp = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                let status = resp.status();
+                let _ = resp.bytes().await?;
+                anyhow::ensure!(status.is_success(), "produce failed with {status}");
+                latencies.push(t.elapsed());
+                records.fetch_add(batch as u64, Ordering::Relaxed);
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let records = records.load(Ordering::Relaxed);
+    Ok(Row {
+        name: format!("produce {value_bytes} B x {batch}/req, {concurrency} conc"),
+        records,
+        bytes: records * value_bytes as u64,
+        secs,
+        latencies,
+    })
+}
+
+/// A JSON produce body of `batch` string values, each stored as `value_bytes` bytes.
+fn batch_body(value_bytes: usize, batch: usize) -> Vec<u8> {
+    let text = "x".repeat(value_bytes.saturating_sub(2));
+    let mut out = Vec::with_capacity(batch * (value_bytes + 16) + 16);
+    out.extend_from_slice(b"{\"records\":[");
+    for i in 0..batch {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"value\":\"");
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(b"\"}");
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// Reads every partition of `topic` from the start, 10,000 records per fetch.
+async fn fetch_all(client: &Client, topic: &str, value_bytes: usize, partitions: u32) -> anyhow::Result<Row> {
+    let started = Instant::now();
+    let mut records = 0u64;
+    let mut latencies = Vec::new();
+    for p in 0..partitions {
+        let mut offset = 0u64;
+        loop {
+            let t = Instant::now();
+            let resp = client
+                .http()
+                .get(client.url(&format!("/v1/topics/{topic}/partitions/{p}/records?offset={offset}&max_records=10000&max_bytes=16777216")))
+                .send()
+                .await?
+                .bytes()
+                .await?;
+            latencies.push(t.elapsed());
+            let v: serde_json::Value = serde_json::from_slice(&resp)?;
+            let n = v["records"].as_array().map_or(0, Vec::len) as u64;
+            records += n;
+            let next = v["next_offset"].as_u64().unwrap_or(offset);
+            if n == 0 || next >= v["high_watermark"].as_u64().unwrap_or(0) {
+                break;
+            }
+            offset = next;
+        }
+    }
+    Ok(Row {
+        name: format!("fetch {value_bytes} B, 10000/req, parse incl."),
+        records,
+        bytes: records * value_bytes as u64,
+        secs: started.elapsed().as_secs_f64(),
+        latencies,
+    })
+}
+
+/// A broker started inside the bench process.
+struct InProcess {
+    url: String,
+    dir: tempfile::TempDir,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl InProcess {
+    async fn start() -> anyhow::Result<InProcess> {
+        let dir = tempfile::tempdir()?;
+        let config = crate::Config {
+            data_dir: dir.path().join("data"),
+            plugin_dir: dir.path().join("plugins"),
+            ..crate::Config::default()
+        };
+        let broker = crate::open_broker(&config)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            crate::run(listener, broker, &config, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Ok(InProcess { url, dir, stop, task })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,100 @@
+//! A small HTTP client of the Weir API for the CLI, turning problem details into
+//! readable errors.
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use serde_json::Value;
+
+/// A client bound to one server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    /// A client for the server at `base` (e.g. `http://127.0.0.1:9400`).
+    pub fn new(base: &str) -> anyhow::Result<Client> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Client {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// The underlying reqwest client.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// GET → JSON.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self.http.get(self.url(path)).send().await.with_context(|| self.unreachable())?;
+        json_or_problem(resp).await
+    }
+
+    /// PUT a JSON body → (status, JSON).
+    pub async fn put(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let resp = self
+            .http
+            .put(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .with_context(|| self.unreachable())?;
+        let status = resp.status().as_u16();
+        Ok((status, json_or_problem(resp).await?))
+    }
+
+    /// POST raw bytes with a content type → JSON.
+    pub async fn post(&self, path: &str, content_type: &str, body: Bytes) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .with_context(|| self.unreachable())?;
+        json_or_problem(resp).await
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        let resp = self.http.delete(self.url(path)).send().await.with_context(|| self.unreachable())?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        json_or_problem(resp).await.map(|_| ())
+    }
+
+    fn unreachable(&self) -> String {
+        format!("cannot reach the Weir server at {} (is `weir serve` running? set --url)", self.base)
+    }
+}
+
+async fn json_or_problem(resp: reqwest::Response) -> anyhow::Result<Value> {
+    let status = resp.status();
+    let bytes = resp.bytes().await.context("reading the response")?;
+    let value: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).with_context(|| format!("server sent non-JSON ({status})"))?
+    };
+    if status.is_success() {
+        return Ok(value);
+    }
+    let code = value["code"].as_str().unwrap_or("error");
+    let detail = value["detail"].as_str().unwrap_or("");
+    bail!("{code} ({}): {detail}", status.as_u16())
+}

@@ -1,0 +1,110 @@
+//! `weir.toml`: the server's configuration. Every key is optional; unknown keys are
+//! errors, so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Where the log is stored (created if missing).
+    pub data_dir: PathBuf,
+    /// Where deployable plugins are read from (created if missing).
+    pub plugin_dir: PathBuf,
+    /// Request and record size limits.
+    pub limits: Limits,
+    /// Storage tuning.
+    pub storage: StorageConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9400)),
+            data_dir: PathBuf::from("weir-data"),
+            plugin_dir: PathBuf::from("weir-plugins"),
+            limits: Limits::default(),
+            storage: StorageConfig::default(),
+        }
+    }
+}
+
+/// Size and time limits of the HTTP API.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body; larger ones get 413 before they are read.
+    pub max_request_bytes: usize,
+    /// Largest record (key + value + headers).
+    pub max_record_bytes: usize,
+    /// Longest long-poll a fetch may ask for.
+    pub max_wait_ms: u64,
+    /// Most records one fetch returns.
+    pub max_fetch_records: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 16 << 20,
+            max_record_bytes: 1 << 20,
+            max_wait_ms: 60_000,
+            max_fetch_records: 10_000,
+        }
+    }
+}
+
+/// Storage tuning.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// How often retention and compaction run.
+    pub cleaner_interval_ms: u64,
+    /// sled's page cache, in bytes.
+    pub cache_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            cleaner_interval_ms: 30_000,
+            cache_bytes: 256 << 20,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = toml::from_str::<Config>("listn = \"127.0.0.1:1\"").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        let err = toml::from_str::<Config>("[limits]\nmax_body = 1").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn partial_files_keep_defaults() {
+        let c: Config = toml::from_str("[limits]\nmax_record_bytes = 10").unwrap();
+        assert_eq!(c.limits.max_record_bytes, 10);
+        assert_eq!(c.limits.max_request_bytes, 16 << 20);
+        assert_eq!(c.listen.port(), 9400);
+    }
+}

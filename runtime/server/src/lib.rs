@@ -1,0 +1,78 @@
+//! weir-server: the HTTP API, the configuration, and the `weir` command line.
+//!
+//! - [`api`]: routes and handlers; errors as problem details.
+//! - [`wire`]: JSON shapes of records in and out (the only crate that knows them).
+//! - [`config`]: `weir.toml`.
+//! - [`cli`]: the `weir` subcommands, which talk to a server over HTTP.
+//!
+//! [`run`] takes a bound listener and a shutdown future, so tests bind `127.0.0.1:0`
+//! and stop the server themselves.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod wire;
+
+use std::future::{Future, IntoFuture};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use weir_broker::{Broker, BrokerLimits, Store, StoreOptions};
+
+pub use config::Config;
+
+/// Opens the store in `config.data_dir` and builds the broker.
+pub fn open_broker(config: &Config) -> anyhow::Result<Broker> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.plugin_dir)
+        .with_context(|| format!("creating plugin dir {}", config.plugin_dir.display()))?;
+    let store = Store::open(
+        &config.data_dir,
+        StoreOptions {
+            cleaner_interval: Duration::from_millis(config.storage.cleaner_interval_ms.max(10)),
+            cache_bytes: config.storage.cache_bytes,
+            ..StoreOptions::default()
+        },
+    )
+    .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    Ok(Broker::new(
+        store,
+        BrokerLimits {
+            max_record_bytes: config.limits.max_record_bytes,
+        },
+    ))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then drains in-flight
+/// requests (for at most 5 s) and stops the store with a final flush.
+pub async fn run(
+    listener: TcpListener,
+    broker: Broker,
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = api::AppState {
+        broker: broker.clone(),
+        limits: config.limits,
+    };
+    let app = api::router(state);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(());
+    });
+    let drained = async {
+        let _ = stop_rx.await;
+        // Long polls may hold connections open; do not wait for them forever.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+    tokio::select! {
+        result = server.into_future() => result.context("HTTP server failed")?,
+        () = drained => tracing::warn!("requests still open after 5 s; stopping anyway"),
+    }
+    broker.store().shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! Wire formats: the only place that knows JSON shapes of records.
+
+pub mod produce;
+pub mod records;

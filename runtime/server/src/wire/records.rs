@@ -1,0 +1,98 @@
+//! Records → JSON, written by hand into one buffer: values published as JSON are
+//! embedded verbatim (no parse, no re-serialise), binary values become `value_base64`.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use weir_broker::{ReadResult, RecordView};
+
+/// Appends one record object. `position` adds `topic`/`partition` members for
+/// responses that mix partitions.
+pub fn write_record(out: &mut Vec<u8>, r: &RecordView<'_>, position: Option<(&str, u32)>) {
+    out.push(b'{');
+    if let Some((topic, partition)) = position {
+        out.extend_from_slice(b"\"topic\":");
+        write_str(out, topic);
+        out.extend_from_slice(b",\"partition\":");
+        write_num(out, partition as i64);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"offset\":");
+    write_num(out, r.offset as i64);
+    out.extend_from_slice(b",\"timestamp_ms\":");
+    write_num(out, r.timestamp_ms);
+    match r.key {
+        None => out.extend_from_slice(b",\"key\":null"),
+        Some(k) => match std::str::from_utf8(k) {
+            Ok(s) => {
+                out.extend_from_slice(b",\"key\":");
+                write_str(out, s);
+            }
+            Err(_) => {
+                out.extend_from_slice(b",\"key\":null,\"key_base64\":");
+                write_base64(out, k);
+            }
+        },
+    }
+    match r.value {
+        None => out.extend_from_slice(b",\"value\":null"),
+        Some(v) if r.value_is_json() => {
+            out.extend_from_slice(b",\"value\":");
+            out.extend_from_slice(v);
+        }
+        Some(v) => {
+            out.extend_from_slice(b",\"value_base64\":");
+            write_base64(out, v);
+        }
+    }
+    out.extend_from_slice(b",\"headers\":{");
+    for (i, (name, value)) in r.headers().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, name);
+        out.push(b':');
+        write_str(out, &String::from_utf8_lossy(value));
+    }
+    out.extend_from_slice(b"}}");
+}
+
+/// The body of a partition fetch.
+pub fn fetch_response(result: &ReadResult) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + result.count * 160);
+    out.extend_from_slice(b"{\"records\":[");
+    for (i, r) in result.records().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_record(&mut out, &r, None);
+    }
+    out.extend_from_slice(b"],\"next_offset\":");
+    write_num(&mut out, result.next_offset as i64);
+    out.extend_from_slice(b",\"high_watermark\":");
+    write_num(&mut out, result.high_watermark as i64);
+    out.extend_from_slice(b",\"log_start_offset\":");
+    write_num(&mut out, result.log_start_offset as i64);
+    out.push(b'}');
+    out
+}
+
+fn write_num(out: &mut Vec<u8>, n: i64) {
+    use std::io::Write as _;
+    let _ = write!(out, "{n}");
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // serde_json's escaping; writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let start = out.len();
+    out.resize(start + bytes.len().div_ceil(3) * 4, 0);
+    let written = BASE64
+        .encode_slice(bytes, &mut out[start..])
+        .unwrap_or_default();
+    out.truncate(start + written);
+    out.push(b'"');
+}

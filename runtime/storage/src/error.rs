@@ -1,0 +1,75 @@
+//! Storage errors with stable codes.
+
+/// Result alias for storage operations.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the log. Each variant has a stable [`code`](Self::code)
+/// that the server maps to HTTP and that clients may match on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The topic does not exist (or was deleted).
+    #[error("topic '{0}' does not exist")]
+    TopicNotFound(String),
+    /// The partition index is outside the topic's partition count.
+    #[error("topic '{topic}' has no partition {partition} (it has {count})")]
+    PartitionNotFound {
+        /// Topic name.
+        topic: String,
+        /// Requested partition.
+        partition: u32,
+        /// Partitions the topic has.
+        count: u32,
+    },
+    /// A topic of that name exists with another configuration.
+    #[error("topic '{0}' already exists with a different configuration")]
+    TopicExists(String),
+    /// The topic configuration is not acceptable.
+    #[error("invalid topic configuration: {0}")]
+    InvalidConfig(String),
+    /// A record cannot be encoded (field too large, too many headers).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    /// A read started outside `[log_start_offset, high_watermark]`.
+    #[error("offset {offset} is out of range [{log_start_offset}, {high_watermark}]")]
+    OffsetOutOfRange {
+        /// Requested offset.
+        offset: u64,
+        /// First offset still stored.
+        log_start_offset: u64,
+        /// One past the last readable offset.
+        high_watermark: u64,
+    },
+    /// Stored bytes failed their checksum or do not decode. Never served as data.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// A flush failed earlier; the store refuses writes rather than acknowledge data it
+    /// cannot make durable.
+    #[error("storage is failed after an I/O error and refuses writes: {0}")]
+    Failed(String),
+    /// The store is shutting down.
+    #[error("storage is shutting down")]
+    ShuttingDown,
+    /// sled reported an error.
+    #[error("storage engine error: {0}")]
+    Engine(#[from] sled::Error),
+}
+
+impl StorageError {
+    pub(crate) fn corrupt(msg: impl Into<String>) -> Self {
+        Self::Corrupt(msg.into())
+    }
+
+    /// The stable machine-readable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TopicNotFound(_) => "topic_not_found",
+            Self::PartitionNotFound { .. } => "partition_not_found",
+            Self::TopicExists(_) => "topic_exists",
+            Self::InvalidConfig(_) | Self::InvalidRecord(_) => "invalid_request",
+            Self::OffsetOutOfRange { .. } => "offset_out_of_range",
+            Self::Corrupt(_) => "storage_corrupt",
+            Self::Failed(_) | Self::ShuttingDown | Self::Engine(_) => "storage_error",
+        }
+    }
+}

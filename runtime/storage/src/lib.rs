@@ -1,0 +1,33 @@
+//! weir-storage: the partitioned, durable log under Weir, on sled.
+//!
+//! It knows nothing of WASM or HTTP. Its parts:
+//!
+//! - [`batch`]: the record batch format (CRC32C per batch, offsets as deltas).
+//! - [`config`]: topic configuration and name rules.
+//! - [`store`]: opening and recovering the database, topic admin, appends, reads.
+//! - `writer`: the single writer thread and the flusher thread that together give
+//!   atomic multi-partition appends and group commit.
+//! - `cleaner`: retention and compaction in the background.
+//! - [`topic`]: the shared in-memory offsets of each partition and long-poll wake-ups.
+//!
+//! Invariants: offsets in a partition are contiguous from 0 and never reused; a reader
+//! sees only records below the high watermark, which moves only after a flush.
+
+pub mod batch;
+mod cleaner;
+pub mod config;
+mod error;
+mod keys;
+mod stats;
+pub mod store;
+pub mod topic;
+mod writer;
+
+pub use batch::{BatchBuilder, EncodedBatch, RecordView};
+pub use cleaner::{CleanReport, now_ms};
+pub use config::{CleanupPolicy, TopicConfig};
+pub use error::{Result, StorageError};
+pub use stats::{Stats, StatsSnapshot};
+pub use store::{Created, ReadLimits, ReadResult, Store, StoreOptions};
+pub use topic::{PartitionOffsets, Topic};
+pub use writer::Acks;

@@ -1,0 +1,471 @@
+//! The store: opening and recovering the sled database, topic administration, appends
+//! (through the writer) and reads.
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::batch::{self, EncodedBatch, RecordView};
+use crate::cleaner;
+use crate::config::{TopicConfig, validate_topic_name};
+use crate::error::{Result, StorageError};
+use crate::keys;
+use crate::stats::Stats;
+use crate::topic::Topic;
+use crate::writer::{self, Acks, Command, WriteContext};
+
+/// Options for [`Store::open`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// How often the cleaner applies retention and compaction.
+    pub cleaner_interval: Duration,
+    /// sled's page cache size.
+    pub cache_bytes: u64,
+    /// Depth of the queue in front of the writer; producers wait when it is full.
+    pub write_queue: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cleaner_interval: Duration::from_secs(30),
+            cache_bytes: 256 << 20,
+            write_queue: 8192,
+        }
+    }
+}
+
+/// Limits of one read.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    /// Most records returned.
+    pub max_records: usize,
+    /// Stop after this many bytes of keys, values and headers (at least one record is
+    /// returned, so a large record never blocks a reader).
+    pub max_bytes: usize,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        Self {
+            max_records: 1000,
+            max_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Whether [`Store::create_topic`] made the topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// The topic is new.
+    New,
+    /// An identical topic already existed.
+    Existing,
+}
+
+/// The persisted form of a topic.
+#[derive(Debug, Serialize, Deserialize)]
+struct TopicRecord {
+    id: u32,
+    config: TopicConfig,
+}
+
+/// The partitioned log. Cheap to clone; all clones share one database and writer.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    ctx: Arc<WriteContext>,
+    topics: DashMap<String, Arc<Topic>>,
+    /// Serialises topic creation so two creators of one name agree on the outcome.
+    admin: Mutex<()>,
+    next_topic_id: AtomicU32,
+    commands: mpsc::Sender<Command>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    stop_cleaner: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `path`, recovers every topic's offsets and starts
+    /// the writer, flusher and cleaner threads.
+    pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(options.cache_bytes)
+            // Durability comes from the flusher's explicit flushes, not a timer.
+            .flush_every_ms(None)
+            .open()?;
+        let data = db.open_tree("data")?;
+        let meta = db.open_tree("meta")?;
+        let ctx = Arc::new(WriteContext {
+            db,
+            data,
+            meta,
+            stats: Arc::new(Stats::default()),
+        });
+        let topics = DashMap::new();
+        for topic in recover_topics(&ctx)? {
+            topics.insert(topic.name.clone(), Arc::new(topic));
+        }
+        let next_topic_id = match ctx.meta.get(keys::NEXT_TOPIC_ID)? {
+            Some(v) => u32::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| StorageError::corrupt("bad next_topic_id"))?,
+            ),
+            None => 1,
+        };
+        let (tx, rx) = mpsc::channel(options.write_queue.max(1));
+        let mut threads = writer::spawn(ctx.clone(), rx).map_err(sled::Error::Io)?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                path,
+                ctx,
+                topics,
+                admin: Mutex::new(()),
+                next_topic_id: AtomicU32::new(next_topic_id),
+                commands: tx,
+                threads: Mutex::new(Vec::new()),
+                stop_cleaner: Mutex::new(None),
+            }),
+        };
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+        let cleaner_store = store.clone();
+        let interval = options.cleaner_interval;
+        threads.push(
+            std::thread::Builder::new()
+                .name("weir-cleaner".into())
+                .spawn(move || cleaner::run(&cleaner_store, interval, stop_rx))
+                .map_err(sled::Error::Io)?,
+        );
+        *store.inner.threads.lock() = threads;
+        *store.inner.stop_cleaner.lock() = Some(stop_tx);
+        Ok(store)
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Write-path counters.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.ctx.stats
+    }
+
+    pub(crate) fn ctx(&self) -> &WriteContext {
+        &self.inner.ctx
+    }
+
+    /// Creates a topic. Creating an identical topic again is not an error
+    /// ([`Created::Existing`]); a different config for an existing name is.
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Created> {
+        validate_topic_name(name)?;
+        config.validate()?;
+        let _guard = self.inner.admin.lock();
+        if let Some(existing) = self.inner.topics.get(name) {
+            return if existing.config == config {
+                Ok(Created::Existing)
+            } else {
+                Err(StorageError::TopicExists(name.to_string()))
+            };
+        }
+        let id = self.inner.next_topic_id.fetch_add(1, Ordering::AcqRel);
+        let record = TopicRecord {
+            id,
+            config: config.clone(),
+        };
+        let json = serde_json::to_vec(&record)
+            .map_err(|e| StorageError::InvalidConfig(e.to_string()))?;
+        let mut meta = sled::Batch::default();
+        meta.insert(keys::topic_meta(name), json);
+        meta.insert(keys::NEXT_TOPIC_ID, &(id + 1).to_be_bytes());
+        let ctx = self.ctx();
+        ctx.meta.apply_batch(meta)?;
+        ctx.db.flush()?;
+        self.inner
+            .topics
+            .insert(name.to_string(), Arc::new(Topic::new(id, name.to_string(), config)));
+        tracing::info!(topic = name, id, "topic created");
+        Ok(Created::New)
+    }
+
+    /// Deletes a topic and all its data, after every append queued before it.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let topic = self
+            .inner
+            .topics
+            .remove(name)
+            .map(|(_, t)| t)
+            .ok_or_else(|| StorageError::TopicNotFound(name.to_string()))?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::DeleteTopic { topic, reply }).await?;
+        rx.await.map_err(|_| StorageError::ShuttingDown)??;
+        tracing::info!(topic = name, "topic deleted");
+        Ok(())
+    }
+
+    /// The topic named `name`.
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.inner
+            .topics
+            .get(name)
+            .map(|t| t.clone())
+            .ok_or_else(|| StorageError::TopicNotFound(name.to_string()))
+    }
+
+    /// All topics, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut all: Vec<_> = self.inner.topics.iter().map(|t| t.clone()).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Appends batches atomically: every batch of the call is stored, or none is.
+    /// Returns each batch's base offset, in the order given. With [`Acks::All`] it
+    /// returns once a flush covers the batches.
+    pub async fn append(
+        &self,
+        topic: &Arc<Topic>,
+        batches: Vec<(u32, EncodedBatch)>,
+        acks: Acks,
+    ) -> Result<Vec<u64>> {
+        for (p, _) in &batches {
+            topic.partition(*p)?;
+        }
+        if batches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Append {
+            topic: topic.clone(),
+            batches,
+            acks,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| StorageError::ShuttingDown)?
+    }
+
+    /// Returns once everything appended before the call is durable.
+    pub async fn flush(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Flush { reply }).await?;
+        rx.await.map_err(|_| StorageError::ShuttingDown)?
+    }
+
+    async fn send(&self, cmd: Command) -> Result<()> {
+        self.inner
+            .commands
+            .send(cmd)
+            .await
+            .map_err(|_| StorageError::ShuttingDown)
+    }
+
+    /// Reads records of one partition from `offset` on, up to the high watermark.
+    ///
+    /// `offset` must lie in `[log_start_offset, high_watermark]`; at the high watermark
+    /// the result is empty. Offsets removed by compaction are skipped. Every batch
+    /// touched is CRC-checked; damage is an error, never a short read.
+    pub fn read(
+        &self,
+        topic: &Topic,
+        partition: u32,
+        offset: u64,
+        limits: ReadLimits,
+    ) -> Result<ReadResult> {
+        let part = topic.partition(partition)?;
+        let high_watermark = part.high_watermark();
+        let log_start_offset = part.log_start_offset();
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                high_watermark,
+            });
+        }
+        let mut result = ReadResult {
+            chunks: Vec::new(),
+            from: offset,
+            next_offset: high_watermark,
+            count: 0,
+            high_watermark,
+            log_start_offset,
+        };
+        if offset == high_watermark || limits.max_records == 0 {
+            result.next_offset = offset;
+            return Ok(result);
+        }
+        let data = &self.ctx().data;
+        let start_key = keys::data_key(topic.id, partition, offset);
+        let first = keys::data_key(topic.id, partition, 0);
+        // The chunk holding `offset` starts at or before it.
+        let containing = data
+            .range::<&[u8], _>((Bound::Included(&first[..]), Bound::Included(&start_key[..])))
+            .next_back()
+            .transpose()?;
+        let end_key = keys::data_key(topic.id, partition, high_watermark);
+        let later = data.range::<&[u8], _>((
+            Bound::Excluded(&start_key[..]),
+            Bound::Excluded(&end_key[..]),
+        ));
+        let mut bytes = 0usize;
+        for item in containing.into_iter().map(Ok).chain(later) {
+            let (_, chunk) = item?;
+            let mut full = false;
+            let mut used = false;
+            'batches: for b in batch::batches(&chunk) {
+                let b = b?;
+                if b.header.end_offset() <= offset {
+                    continue;
+                }
+                for r in b.records() {
+                    let r = r?;
+                    if r.offset < offset {
+                        continue;
+                    }
+                    if r.offset >= high_watermark {
+                        break 'batches;
+                    }
+                    let size = record_size(&r);
+                    if result.count > 0
+                        && (result.count >= limits.max_records || bytes + size > limits.max_bytes)
+                    {
+                        result.next_offset = r.offset;
+                        full = true;
+                        break 'batches;
+                    }
+                    bytes += size;
+                    result.count += 1;
+                    used = true;
+                }
+            }
+            if used {
+                result.chunks.push(chunk);
+            }
+            if full {
+                return Ok(result);
+            }
+        }
+        Ok(result)
+    }
+
+    /// Stops the threads after the work queued so far, with a final flush. Appends
+    /// after this fail with `ShuttingDown`.
+    pub async fn shutdown(&self) {
+        if let Some(stop) = self.inner.stop_cleaner.lock().take() {
+            let _ = stop.send(());
+        }
+        let _ = self.send(Command::Shutdown).await;
+        let threads = std::mem::take(&mut *self.inner.threads.lock());
+        for t in threads {
+            let _ = t.join();
+        }
+        if let Err(e) = self.ctx().db.flush() {
+            tracing::error!(error = %e, "final flush failed");
+        }
+    }
+}
+
+/// What a read returned: the chunks it touched and the offsets it covers.
+#[derive(Debug)]
+pub struct ReadResult {
+    chunks: Vec<sled::IVec>,
+    from: u64,
+    /// Where the next read should start.
+    pub next_offset: u64,
+    /// Number of records returned.
+    pub count: usize,
+    /// The partition's high watermark at the time of the read.
+    pub high_watermark: u64,
+    /// The partition's log start offset at the time of the read.
+    pub log_start_offset: u64,
+}
+
+impl ReadResult {
+    /// The records, in offset order, borrowing from the stored chunks.
+    pub fn records(&self) -> impl Iterator<Item = RecordView<'_>> {
+        let (from, to) = (self.from, self.next_offset);
+        self.chunks
+            .iter()
+            .flat_map(|c| batch::batches(c))
+            // The read verified every batch and record it returns.
+            .filter_map(|b| b.ok())
+            .flat_map(|b| b.records())
+            .filter_map(|r| r.ok())
+            .filter(move |r| r.offset >= from && r.offset < to)
+    }
+}
+
+fn record_size(r: &RecordView<'_>) -> usize {
+    r.key.map_or(0, <[u8]>::len)
+        + r.value.map_or(0, <[u8]>::len)
+        + r.headers().map(|(n, v)| n.len() + v.len()).sum::<usize>()
+}
+
+fn recover_topics(ctx: &WriteContext) -> Result<Vec<Topic>> {
+    let mut topics = Vec::new();
+    for item in ctx.meta.scan_prefix(keys::TOPIC_META_PREFIX) {
+        let (key, value) = item?;
+        let name = String::from_utf8_lossy(&key[keys::TOPIC_META_PREFIX.len()..]).into_owned();
+        let record: TopicRecord = serde_json::from_slice(&value)
+            .map_err(|e| StorageError::corrupt(format!("topic '{name}' metadata: {e}")))?;
+        let topic = Topic::new(record.id, name, record.config);
+        for (p, part) in topic.partitions.iter().enumerate() {
+            let p = p as u32;
+            let start = match ctx.meta.get(keys::log_start(topic.id, p))? {
+                Some(v) => u64::from_be_bytes(
+                    v.as_ref()
+                        .try_into()
+                        .map_err(|_| StorageError::corrupt("bad log start offset"))?,
+                ),
+                None => 0,
+            };
+            let mut end = start;
+            let mut size = 0u64;
+            let prefix = keys::partition_prefix(topic.id, p);
+            let mut last = None;
+            for chunk in ctx.data.scan_prefix(prefix) {
+                let (key, value) = chunk?;
+                size += value.len() as u64;
+                last = Some((key, value));
+            }
+            if let Some((key, value)) = last {
+                for b in batch::batches(&value) {
+                    let b = b.map_err(|e| {
+                        StorageError::corrupt(format!(
+                            "topic '{}' partition {p} chunk at offset {}: {e}",
+                            topic.name,
+                            keys::base_offset_of(&key)
+                        ))
+                    })?;
+                    end = end.max(b.header.end_offset());
+                }
+            }
+            part.log_start.store(start, Ordering::Release);
+            part.log_end.store(end, Ordering::Release);
+            part.high_watermark.store(end, Ordering::Release);
+            part.size_bytes.store(size, Ordering::Release);
+        }
+        topics.push(topic);
+    }
+    Ok(topics)
+}

@@ -1,0 +1,310 @@
+//! The write path: one writer thread and one flusher thread (group commit).
+//!
+//! Requests arrive on a channel with their batches already encoded. The writer drains
+//! everything waiting (a *round*), assigns offsets, stamps and CRCs each batch, merges
+//! the batches of each partition into one chunk, and writes the whole round with one
+//! atomic sled `apply_batch`. It then hands the round to the flusher and starts the
+//! next round at once, so writing and flushing overlap.
+//!
+//! The flusher drains all rounds waiting for it, calls `flush` once (sled writes and
+//! fsyncs its log), then advances the partitions' high watermarks and answers the
+//! `acks=all` requests. However many requests are in flight, they share one flush.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::batch::EncodedBatch;
+use crate::error::{Result, StorageError};
+use crate::keys;
+use crate::stats::Stats;
+use crate::topic::Topic;
+
+/// When an append is answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Acks {
+    /// After a flush covering the append (fsync'd).
+    #[default]
+    All,
+    /// After the in-memory append; flushed in the background right after.
+    None,
+}
+
+/// Most requests merged into one round.
+const MAX_ROUND_REQUESTS: usize = 4096;
+/// Most bytes merged into one round.
+const MAX_ROUND_BYTES: usize = 64 << 20;
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
+
+pub(crate) enum Command {
+    Append {
+        topic: Arc<Topic>,
+        batches: Vec<(u32, EncodedBatch)>,
+        acks: Acks,
+        reply: Reply<Vec<u64>>,
+    },
+    DeleteTopic {
+        topic: Arc<Topic>,
+        reply: Reply<()>,
+    },
+    /// Answered after everything before it is flushed.
+    Flush { reply: Reply<()> },
+    /// Finish the current round, then stop.
+    Shutdown,
+}
+
+impl Command {
+    fn bytes(&self) -> usize {
+        match self {
+            Command::Append { batches, .. } => batches.iter().map(|(_, b)| b.len()).sum(),
+            _ => 0,
+        }
+    }
+}
+
+/// What the flusher makes durable and visible.
+#[derive(Default)]
+struct FlushJob {
+    /// Partitions whose high watermark moves to the given end once flushed.
+    advance: Vec<(Arc<Topic>, u32, u64)>,
+    /// Requests answered once flushed.
+    waiters: Vec<(Reply<Vec<u64>>, Vec<u64>)>,
+    barriers: Vec<Reply<()>>,
+}
+
+impl FlushJob {
+    fn is_empty(&self) -> bool {
+        self.advance.is_empty() && self.waiters.is_empty() && self.barriers.is_empty()
+    }
+}
+
+/// Shared by the writer and the flusher.
+pub(crate) struct WriteContext {
+    pub db: sled::Db,
+    pub data: sled::Tree,
+    pub meta: sled::Tree,
+    pub stats: Arc<Stats>,
+}
+
+/// Runs the writer until the command channel closes; then the flusher drains and exits.
+pub(crate) fn spawn(
+    ctx: Arc<WriteContext>,
+    commands: mpsc::Receiver<Command>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let (flush_tx, flush_rx) = std::sync::mpsc::channel::<FlushJob>();
+    let flusher_ctx = ctx.clone();
+    let flusher = std::thread::Builder::new()
+        .name("weir-flusher".into())
+        .spawn(move || run_flusher(&flusher_ctx, flush_rx))?;
+    let writer = std::thread::Builder::new()
+        .name("weir-writer".into())
+        .spawn(move || run_writer(&ctx, commands, flush_tx))?;
+    Ok(vec![writer, flusher])
+}
+
+fn run_writer(
+    ctx: &WriteContext,
+    mut commands: mpsc::Receiver<Command>,
+    flush_tx: std::sync::mpsc::Sender<FlushJob>,
+) {
+    let mut round = Vec::new();
+    let mut stopping = false;
+    while let Some(first) = commands.blocking_recv() {
+        let mut bytes = first.bytes();
+        round.push(first);
+        while round.len() < MAX_ROUND_REQUESTS && bytes < MAX_ROUND_BYTES {
+            match commands.try_recv() {
+                Ok(cmd) => {
+                    bytes += cmd.bytes();
+                    round.push(cmd);
+                }
+                Err(_) => break,
+            }
+        }
+        stopping |= round.iter().any(|c| matches!(c, Command::Shutdown));
+        let job = process_round(ctx, &mut round);
+        if !job.is_empty() && flush_tx.send(job).is_err() {
+            break;
+        }
+        if stopping {
+            break;
+        }
+    }
+    tracing::debug!("writer stopped");
+}
+
+/// A chunk being assembled for one partition in this round.
+struct ChunkBuild {
+    topic: Arc<Topic>,
+    partition: u32,
+    first_base: u64,
+    next: u64,
+    buf: Vec<u8>,
+}
+
+fn process_round(ctx: &WriteContext, round: &mut Vec<Command>) -> FlushJob {
+    let mut job = FlushJob::default();
+    let mut chunks: HashMap<(u32, u32), ChunkBuild> = HashMap::new();
+    let mut pending: Vec<(Reply<Vec<u64>>, Acks, Vec<u64>)> = Vec::new();
+    for cmd in round.drain(..) {
+        match cmd {
+            Command::Append {
+                topic,
+                batches,
+                acks,
+                reply,
+            } => {
+                if let Some(err) = ctx.stats.failure() {
+                    let _ = reply.send(Err(StorageError::Failed(err)));
+                    continue;
+                }
+                if topic.is_deleted() {
+                    let _ = reply.send(Err(StorageError::TopicNotFound(topic.name.clone())));
+                    continue;
+                }
+                let mut bases = Vec::with_capacity(batches.len());
+                for (p, batch) in &batches {
+                    let chunk = chunks.entry((topic.id, *p)).or_insert_with(|| {
+                        let start = topic.partitions[*p as usize]
+                            .log_end
+                            .load(Ordering::Acquire);
+                        ChunkBuild {
+                            topic: topic.clone(),
+                            partition: *p,
+                            first_base: start,
+                            next: start,
+                            buf: Vec::new(),
+                        }
+                    });
+                    batch.seal_into(chunk.next, &mut chunk.buf);
+                    bases.push(chunk.next);
+                    chunk.next += batch.offset_span();
+                }
+                pending.push((reply, acks, bases));
+            }
+            Command::DeleteTopic { topic, reply } => {
+                // Write what came before, so order is kept, then delete.
+                write_chunks(ctx, &mut chunks, &mut pending, &mut job);
+                let _ = reply.send(delete_topic(ctx, &topic));
+            }
+            Command::Flush { reply } => job.barriers.push(reply),
+            Command::Shutdown => {}
+        }
+    }
+    write_chunks(ctx, &mut chunks, &mut pending, &mut job);
+    job
+}
+
+fn write_chunks(
+    ctx: &WriteContext,
+    chunks: &mut HashMap<(u32, u32), ChunkBuild>,
+    pending: &mut Vec<(Reply<Vec<u64>>, Acks, Vec<u64>)>,
+    job: &mut FlushJob,
+) {
+    if chunks.is_empty() {
+        return;
+    }
+    let mut batch = sled::Batch::default();
+    let mut records = 0u64;
+    for c in chunks.values() {
+        batch.insert(
+            &keys::data_key(c.topic.id, c.partition, c.first_base),
+            c.buf.as_slice(),
+        );
+        records += c.next - c.first_base;
+    }
+    let started = Instant::now();
+    let result = ctx.data.apply_batch(batch);
+    ctx.stats.record_write(started.elapsed(), records);
+    match result {
+        Ok(()) => {
+            for (_, c) in chunks.drain() {
+                let part = &c.topic.partitions[c.partition as usize];
+                part.log_end.store(c.next, Ordering::Release);
+                part.size_bytes
+                    .fetch_add(c.buf.len() as u64, Ordering::Relaxed);
+                job.advance.push((c.topic, c.partition, c.next));
+            }
+            for (reply, acks, bases) in pending.drain(..) {
+                match acks {
+                    Acks::None => {
+                        let _ = reply.send(Ok(bases));
+                    }
+                    Acks::All => job.waiters.push((reply, bases)),
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "writing a round of appends failed; nothing of it was acknowledged");
+            chunks.clear();
+            for (reply, _, _) in pending.drain(..) {
+                let _ = reply.send(Err(StorageError::Engine(e.clone())));
+            }
+        }
+    }
+}
+
+fn delete_topic(ctx: &WriteContext, topic: &Topic) -> Result<()> {
+    topic.deleted.store(true, Ordering::Release);
+    let mut batch = sled::Batch::default();
+    for key in ctx.data.scan_prefix(keys::topic_prefix(topic.id)).keys() {
+        batch.remove(key?);
+    }
+    ctx.data.apply_batch(batch)?;
+    let mut meta = sled::Batch::default();
+    meta.remove(keys::topic_meta(&topic.name));
+    for key in ctx
+        .meta
+        .scan_prefix(keys::log_start_topic_prefix(topic.id))
+        .keys()
+    {
+        meta.remove(key?);
+    }
+    ctx.meta.apply_batch(meta)?;
+    ctx.db.flush()?;
+    Ok(())
+}
+
+fn run_flusher(ctx: &WriteContext, jobs: std::sync::mpsc::Receiver<FlushJob>) {
+    while let Ok(mut job) = jobs.recv() {
+        while let Ok(more) = jobs.try_recv() {
+            job.advance.extend(more.advance);
+            job.waiters.extend(more.waiters);
+            job.barriers.extend(more.barriers);
+        }
+        let started = Instant::now();
+        let result = ctx.db.flush();
+        ctx.stats.record_flush(started.elapsed(), job.waiters.len() as u64);
+        match result {
+            Ok(_) => {
+                for (topic, p, end) in &job.advance {
+                    topic.partitions[*p as usize].advance_to(*end);
+                }
+                for (reply, bases) in job.waiters {
+                    let _ = reply.send(Ok(bases));
+                }
+                for reply in job.barriers {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                // Never retry and then acknowledge: after a failed fsync the kernel may
+                // have dropped the dirty pages ("fsyncgate"). Fail loudly instead.
+                let msg = format!("flush failed: {e}");
+                tracing::error!(error = %e, "flush failed; refusing further writes");
+                ctx.stats.set_failure(msg.clone());
+                for (reply, _) in job.waiters {
+                    let _ = reply.send(Err(StorageError::Failed(msg.clone())));
+                }
+                for reply in job.barriers {
+                    let _ = reply.send(Err(StorageError::Failed(msg.clone())));
+                }
+            }
+        }
+    }
+    tracing::debug!("flusher stopped");
+}
