@@ -1,1 +1,10 @@
-//! placeholder
+//! Integration tests: the real server over real sockets, real sled files in temp dirs,
+//! and the real `weir` binary for the CLI, restart and SIGKILL tests.
+
+mod harness;
+
+mod api_errors;
+mod cli;
+mod durability;
+mod produce_fetch;
+mod retention;

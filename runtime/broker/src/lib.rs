@@ -17,8 +17,8 @@ use std::time::Duration;
 pub use error::{BrokerError, Result};
 pub use produce::{NewRecord, RecordPosition};
 pub use weir_storage::{
-    Acks, CleanupPolicy, Created, PartitionOffsets, ReadLimits, ReadResult, RecordView, Store,
-    StorageError, StoreOptions, Topic, TopicConfig,
+    Acks, CleanupPolicy, Created, PartitionOffsets, ReadLimits, ReadResult, RecordView,
+    StorageError, Store, StoreOptions, Topic, TopicConfig,
 };
 
 use partitioner::Sticky;

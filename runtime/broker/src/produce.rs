@@ -2,7 +2,9 @@
 
 use std::borrow::Cow;
 
-use weir_storage::{Acks, BatchBuilder, CleanupPolicy, EncodedBatch, Topic, batch::ATTR_VALUE_JSON};
+use weir_storage::{
+    Acks, BatchBuilder, CleanupPolicy, EncodedBatch, Topic, batch::ATTR_VALUE_JSON,
+};
 
 use crate::error::{BrokerError, Result};
 use crate::partitioner::{Sticky, partition_for_key};

@@ -249,7 +249,9 @@ impl EncodedBatch {
 
     /// How many offsets the batch occupies (`last_offset_delta + 1`).
     pub fn offset_span(&self) -> u64 {
-        u64::from(u32::from_le_bytes(self.buf[24..28].try_into().unwrap_or_default())) + 1
+        u64::from(u32::from_le_bytes(
+            self.buf[24..28].try_into().unwrap_or_default(),
+        )) + 1
     }
 
     /// Encoded size in bytes.
@@ -359,7 +361,10 @@ pub fn peek_header(buf: &[u8]) -> Result<BatchHeader> {
     }
     let len = le_u32(buf, 0) as usize;
     if buf[8] != MAGIC {
-        return Err(StorageError::corrupt(format!("unknown batch magic {}", buf[8])));
+        return Err(StorageError::corrupt(format!(
+            "unknown batch magic {}",
+            buf[8]
+        )));
     }
     if len < BATCH_HEADER_LEN || len > buf.len() {
         return Err(StorageError::corrupt(format!(

@@ -116,7 +116,13 @@ impl Store {
         ctx.meta.apply_batch(meta)?;
         ctx.data.apply_batch(batch)?;
         part.size_bytes.store(size, Ordering::Release);
-        tracing::debug!(topic = topic.name, partition = p, log_start_offset = start, chunks = deleted, "retention applied");
+        tracing::debug!(
+            topic = topic.name,
+            partition = p,
+            log_start_offset = start,
+            chunks = deleted,
+            "retention applied"
+        );
         Ok(CleanReport {
             chunks_deleted: deleted,
             records_compacted: 0,
@@ -159,7 +165,12 @@ impl Store {
         // Pass 2: rewrite chunks that hold superseded records or expired tombstones.
         let mut removed_total = 0;
         let mut size_delta: i64 = 0;
-        let last_key = ctx.data.scan_prefix(prefix).keys().next_back().transpose()?;
+        let last_key = ctx
+            .data
+            .scan_prefix(prefix)
+            .keys()
+            .next_back()
+            .transpose()?;
         for item in ctx.data.scan_prefix(prefix) {
             let (key, chunk) = item?;
             let (end, _) = chunk_extent(&chunk)?;
@@ -177,7 +188,11 @@ impl Store {
             }
             let is_last = last_key.as_ref() == Some(&key);
             let empty = all_batches_empty(&rewritten);
-            let new = if empty && !is_last { None } else { Some(rewritten) };
+            let new = if empty && !is_last {
+                None
+            } else {
+                Some(rewritten)
+            };
             let new_len = new.as_ref().map_or(0, Vec::len) as i64;
             // Compare-and-swap: a concurrent topic deletion wins.
             match ctx.data.compare_and_swap(&key, Some(&chunk), new)? {
@@ -193,7 +208,12 @@ impl Store {
             part.size_bytes.store(size, Ordering::Release);
         }
         if removed_total > 0 {
-            tracing::debug!(topic = topic.name, partition = p, removed = removed_total, "compacted");
+            tracing::debug!(
+                topic = topic.name,
+                partition = p,
+                removed = removed_total,
+                "compacted"
+            );
         }
         Ok(CleanReport {
             chunks_deleted: 0,

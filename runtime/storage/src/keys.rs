@@ -53,7 +53,11 @@ pub const NEXT_TOPIC_ID: &[u8] = b"next_topic_id";
 
 /// Meta key of a partition's persisted log start offset.
 pub fn log_start(topic_id: u32, partition: u32) -> Vec<u8> {
-    [b"log_start/".as_slice(), &partition_prefix(topic_id, partition)].concat()
+    [
+        b"log_start/".as_slice(),
+        &partition_prefix(topic_id, partition),
+    ]
+    .concat()
 }
 
 /// Prefix of all log start offsets of one topic.

@@ -193,17 +193,18 @@ impl Store {
             id,
             config: config.clone(),
         };
-        let json = serde_json::to_vec(&record)
-            .map_err(|e| StorageError::InvalidConfig(e.to_string()))?;
+        let json =
+            serde_json::to_vec(&record).map_err(|e| StorageError::InvalidConfig(e.to_string()))?;
         let mut meta = sled::Batch::default();
         meta.insert(keys::topic_meta(name), json);
         meta.insert(keys::NEXT_TOPIC_ID, &(id + 1).to_be_bytes());
         let ctx = self.ctx();
         ctx.meta.apply_batch(meta)?;
         ctx.db.flush()?;
-        self.inner
-            .topics
-            .insert(name.to_string(), Arc::new(Topic::new(id, name.to_string(), config)));
+        self.inner.topics.insert(
+            name.to_string(),
+            Arc::new(Topic::new(id, name.to_string(), config)),
+        );
         tracing::info!(topic = name, id, "topic created");
         Ok(Created::New)
     }

@@ -23,7 +23,9 @@ pub struct Topic {
 
 impl Topic {
     pub(crate) fn new(id: u32, name: String, config: TopicConfig) -> Self {
-        let partitions = (0..config.partitions).map(|_| Partition::default()).collect();
+        let partitions = (0..config.partitions)
+            .map(|_| Partition::default())
+            .collect();
         Self {
             id,
             name,

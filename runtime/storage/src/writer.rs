@@ -52,7 +52,9 @@ pub(crate) enum Command {
         reply: Reply<()>,
     },
     /// Answered after everything before it is flushed.
-    Flush { reply: Reply<()> },
+    Flush {
+        reply: Reply<()>,
+    },
     /// Finish the current round, then stop.
     Shutdown,
 }
@@ -278,7 +280,8 @@ fn run_flusher(ctx: &WriteContext, jobs: std::sync::mpsc::Receiver<FlushJob>) {
         }
         let started = Instant::now();
         let result = ctx.db.flush();
-        ctx.stats.record_flush(started.elapsed(), job.waiters.len() as u64);
+        ctx.stats
+            .record_flush(started.elapsed(), job.waiters.len() as u64);
         match result {
             Ok(_) => {
                 for (topic, p, end) in &job.advance {

@@ -23,7 +23,9 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
-        Err(e) => Err(Problem::invalid_request(format!("reading the request body failed: {e}"))),
+        Err(e) => Err(Problem::invalid_request(format!(
+            "reading the request body failed: {e}"
+        ))),
     }
 }
 

@@ -36,7 +36,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/topics/{topic}",
             put(topics::create).get(topics::get).delete(topics::delete),
         )
-        .route("/v1/topics/{topic}/records", axum::routing::post(records::produce))
+        .route(
+            "/v1/topics/{topic}/records",
+            axum::routing::post(records::produce),
+        )
         .route(
             "/v1/topics/{topic}/partitions/{partition}/records",
             get(records::fetch),
@@ -52,15 +55,23 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
     match state.broker.store().stats().failure() {
         None => Json(json!({ "status": "ready" })).into_response(),
-        Some(reason) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason).into_response(),
+        Some(reason) => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason).into_response()
+        }
     }
 }
 
 async fn not_found(req: Request) -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {} {}", req.method(), req.uri().path()))
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
 }
 
 async fn method_not_allowed(req: Request) -> Problem {

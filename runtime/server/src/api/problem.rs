@@ -50,9 +50,7 @@ impl Problem {
     /// Maps a serde_json error to `invalid_json` (syntax) or `invalid_request` (shape).
     pub fn from_json(what: &str, e: &serde_json::Error) -> Self {
         match e.classify() {
-            serde_json::error::Category::Data => {
-                Self::invalid_request(format!("{what}: {e}"))
-            }
+            serde_json::error::Category::Data => Self::invalid_request(format!("{what}: {e}")),
             _ => Self::invalid_json(format!("{what} is not valid JSON: {e}")),
         }
     }

@@ -43,7 +43,11 @@ pub async fn produce(
             out.push(b',');
         }
         use std::io::Write as _;
-        let _ = write!(out, "{{\"partition\":{},\"offset\":{}}}", p.partition, p.offset);
+        let _ = write!(
+            out,
+            "{{\"partition\":{},\"offset\":{}}}",
+            p.partition, p.offset
+        );
     }
     out.extend_from_slice(b"]}");
     Ok(json_response(out))
@@ -71,29 +75,42 @@ pub async fn fetch(
                 }
             }
             "max_records" => {
-                limits.max_records = parse_num::<usize>(k, v)?.clamp(1, state.limits.max_fetch_records)
+                limits.max_records =
+                    parse_num::<usize>(k, v)?.clamp(1, state.limits.max_fetch_records)
             }
             "max_bytes" => limits.max_bytes = parse_num::<usize>(k, v)?.max(1),
             "timeout_ms" => {
                 wait = Duration::from_millis(parse_num::<u64>(k, v)?.min(state.limits.max_wait_ms))
             }
-            other => return Err(unknown_param(other, "offset, max_records, max_bytes, timeout_ms")),
+            other => {
+                return Err(unknown_param(
+                    other,
+                    "offset, max_records, max_bytes, timeout_ms",
+                ));
+            }
         }
     }
-    let result = state.broker.fetch(&topic, partition, offset, limits, wait).await?;
+    let result = state
+        .broker
+        .fetch(&topic, partition, offset, limits, wait)
+        .await?;
     Ok(json_response(fetch_response(&result)))
 }
 
 fn json_response(body: Vec<u8>) -> Response {
     let mut resp = body.into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
 fn parse_num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, Problem> {
     value.parse().map_err(|_| {
-        Problem::invalid_request(format!("query parameter '{name}' must be a non-negative integer, got '{value}'"))
+        Problem::invalid_request(format!(
+            "query parameter '{name}' must be a non-negative integer, got '{value}'"
+        ))
     })
 }
 

@@ -56,18 +56,30 @@ pub async fn create(
 
 /// `GET /v1/topics`.
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
-    let topics: Vec<Value> = state.broker.store().topics().iter().map(|t| describe(t)).collect();
+    let topics: Vec<Value> = state
+        .broker
+        .store()
+        .topics()
+        .iter()
+        .map(|t| describe(t))
+        .collect();
     Json(json!({ "topics": topics }))
 }
 
 /// `GET /v1/topics/{t}`.
-pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, Problem> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Problem> {
     let topic = state.broker.store().topic(&name)?;
     Ok(Json(describe(&topic)))
 }
 
 /// `DELETE /v1/topics/{t}`: 204.
-pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, Problem> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, Problem> {
     state.broker.store().delete_topic(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

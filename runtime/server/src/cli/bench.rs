@@ -57,7 +57,10 @@ impl Row {
         let (p50, p99) = if lat.is_empty() {
             ("-".to_string(), "-".to_string())
         } else {
-            (format!("{:.2}", percentile_ms(&lat, 0.5)), format!("{:.2}", percentile_ms(&lat, 0.99)))
+            (
+                format!("{:.2}", percentile_ms(&lat, 0.5)),
+                format!("{:.2}", percentile_ms(&lat, 0.99)),
+            )
         };
         println!(
             "| {:<40} | {:>12.0} | {:>8.1} | {:>9} | {:>9} |",
@@ -86,8 +89,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let client = Client::new(&url)?;
     println!("weir bench against {url}, {seconds} s per cell, acks=all\n");
-    println!("| {:<40} | {:>12} | {:>8} | {:>9} | {:>9} |", "workload", "records/s", "MB/s", "p50 ms", "p99 ms");
-    println!("|{:-<42}|{:->14}|{:->10}|{:->11}|{:->11}|", "", "", "", "", "");
+    println!(
+        "| {:<40} | {:>12} | {:>8} | {:>9} | {:>9} |",
+        "workload", "records/s", "MB/s", "p50 ms", "p99 ms"
+    );
+    println!(
+        "|{:-<42}|{:->14}|{:->10}|{:->11}|{:->11}|",
+        "", "", "", "", ""
+    );
     for v in &args.value_bytes {
         fsync_limit(&data_dir, *v, 1000, seconds)?.print();
         fsync_limit(&data_dir, *v, 1, seconds)?.print();
@@ -98,10 +107,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             for &concurrency in &args.concurrency {
                 let topic = format!("bench-v{value_bytes}-b{batch}-c{concurrency}");
                 let (status, _) = client
-                    .put(&format!("/v1/topics/{topic}"), &json!({ "partitions": args.partitions }))
+                    .put(
+                        &format!("/v1/topics/{topic}"),
+                        &json!({ "partitions": args.partitions }),
+                    )
                     .await?;
                 anyhow::ensure!(status == 201 || status == 200, "creating {topic} failed");
-                let row = produce_cell(&client, &topic, value_bytes, batch, concurrency, seconds).await?;
+                let row =
+                    produce_cell(&client, &topic, value_bytes, batch, concurrency, seconds).await?;
                 row.print();
                 if fetch_topic.is_none() && batch == *args.batch.iter().max().unwrap_or(&1) {
                     fetch_topic = Some((topic, value_bytes));
@@ -110,7 +123,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     if let Some((topic, value_bytes)) = fetch_topic {
-        fetch_all(&client, &topic, value_bytes, args.partitions).await?.print();
+        fetch_all(&client, &topic, value_bytes, args.partitions)
+            .await?
+            .print();
     }
     if let Some(server) = _server {
         server.stop().await;
@@ -119,7 +134,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// The physical limit: append `batch` records of `value_bytes` to a file and fsync.
-fn fsync_limit(dir: &std::path::Path, value_bytes: usize, batch: usize, seconds: f64) -> anyhow::Result<Row> {
+fn fsync_limit(
+    dir: &std::path::Path,
+    value_bytes: usize,
+    batch: usize,
+    seconds: f64,
+) -> anyhow::Result<Row> {
     let path = dir.join(format!("weir-bench-fsync-{}", std::process::id()));
     let mut file = std::fs::File::create(&path).context("creating the fsync probe file")?;
     let chunk = vec![b'x'; value_bytes * batch];
@@ -160,7 +180,12 @@ async fn produce_cell(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (http, url, body, records) = (client.http().clone(), url.clone(), body.clone(), records.clone());
+        let (http, url, body, records) = (
+            client.http().clone(),
+            url.clone(),
+            body.clone(),
+            records.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
@@ -213,7 +238,12 @@ fn batch_body(value_bytes: usize, batch: usize) -> Vec<u8> {
 }
 
 /// Reads every partition of `topic` from the start, 10,000 records per fetch.
-async fn fetch_all(client: &Client, topic: &str, value_bytes: usize, partitions: u32) -> anyhow::Result<Row> {
+async fn fetch_all(
+    client: &Client,
+    topic: &str,
+    value_bytes: usize,
+    partitions: u32,
+) -> anyhow::Result<Row> {
     let started = Instant::now();
     let mut records = 0u64;
     let mut latencies = Vec::new();
@@ -274,7 +304,12 @@ impl InProcess {
             })
             .await
         });
-        Ok(InProcess { url, dir, stop, task })
+        Ok(InProcess {
+            url,
+            dir,
+            stop,
+            task,
+        })
     }
 
     async fn stop(self) {

@@ -38,7 +38,12 @@ impl Client {
 
     /// GET → JSON.
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let resp = self.http.get(self.url(path)).send().await.with_context(|| self.unreachable())?;
+        let resp = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .with_context(|| self.unreachable())?;
         json_or_problem(resp).await
     }
 
@@ -71,7 +76,12 @@ impl Client {
 
     /// DELETE.
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
-        let resp = self.http.delete(self.url(path)).send().await.with_context(|| self.unreachable())?;
+        let resp = self
+            .http
+            .delete(self.url(path))
+            .send()
+            .await
+            .with_context(|| self.unreachable())?;
         if resp.status().is_success() {
             return Ok(());
         }
@@ -79,7 +89,10 @@ impl Client {
     }
 
     fn unreachable(&self) -> String {
-        format!("cannot reach the Weir server at {} (is `weir serve` running? set --url)", self.base)
+        format!(
+            "cannot reach the Weir server at {} (is `weir serve` running? set --url)",
+            self.base
+        )
     }
 }
 
@@ -89,7 +102,8 @@ async fn json_or_problem(resp: reqwest::Response) -> anyhow::Result<Value> {
     let value: Value = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).with_context(|| format!("server sent non-JSON ({status})"))?
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("server sent non-JSON ({status})"))?
     };
     if status.is_success() {
         return Ok(value);

@@ -32,7 +32,10 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let topic = client.get(&format!("/v1/topics/{}", args.topic)).await?;
     let parts = topic["partitions"].as_array().map(Vec::len).unwrap_or(0) as u32;
     let partitions: Vec<u32> = match args.partition {
-        Some(p) if p >= parts => bail!("topic '{}' has {parts} partitions; there is no partition {p}", args.topic),
+        Some(p) if p >= parts => bail!(
+            "topic '{}' has {parts} partitions; there is no partition {p}",
+            args.topic
+        ),
         Some(p) => vec![p],
         None => (0..parts).collect(),
     };
@@ -44,7 +47,11 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         for (i, &p) in partitions.iter().enumerate() {
             let remaining = args.max.map_or(10_000, |m| (m - printed).min(10_000));
             // Long-poll only when following one partition; with several, poll briefly.
-            let wait = if args.follow { if partitions.len() == 1 { 30_000 } else { 200 } } else { 0 };
+            let wait = if args.follow {
+                if partitions.len() == 1 { 30_000 } else { 200 }
+            } else {
+                0
+            };
             let resp = client
                 .get(&format!(
                     "/v1/topics/{}/partitions/{p}/records?offset={}&max_records={remaining}&timeout_ms={wait}",

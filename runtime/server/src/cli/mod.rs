@@ -26,7 +26,12 @@ pub struct Cli {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Remote {
     /// Base URL of the Weir server.
-    #[arg(long, env = "WEIR_URL", default_value = "http://127.0.0.1:9400", global = true)]
+    #[arg(
+        long,
+        env = "WEIR_URL",
+        default_value = "http://127.0.0.1:9400",
+        global = true
+    )]
     pub url: String,
 }
 
@@ -74,7 +79,9 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Serve(args) => serve::serve(args).await,
-            Command::Topic { command, remote } => topic::run(command, &Client::new(&remote.url)?).await,
+            Command::Topic { command, remote } => {
+                topic::run(command, &Client::new(&remote.url)?).await
+            }
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Bench(args) => bench::run(args).await,

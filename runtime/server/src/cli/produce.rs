@@ -79,7 +79,10 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         sent += lines.len() as u64;
         if progress && last_progress.elapsed() > Duration::from_millis(250) {
             last_progress = Instant::now();
-            eprint!("\r{sent} records, {:.0} records/s   ", sent as f64 / started.elapsed().as_secs_f64());
+            eprint!(
+                "\r{sent} records, {:.0} records/s   ",
+                sent as f64 / started.elapsed().as_secs_f64()
+            );
             let _ = std::io::stderr().flush();
         }
     }
@@ -98,7 +101,11 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn encode_batch(lines: &[String], key: Option<&str>, partition: Option<u32>) -> anyhow::Result<Bytes> {
+fn encode_batch(
+    lines: &[String],
+    key: Option<&str>,
+    partition: Option<u32>,
+) -> anyhow::Result<Bytes> {
     let mut out = Vec::with_capacity(lines.iter().map(|l| l.len() + 32).sum::<usize>() + 16);
     out.extend_from_slice(b"{\"records\":[");
     for (i, line) in lines.iter().enumerate() {

@@ -62,12 +62,27 @@ pub async fn run(command: TopicCommand, client: &Client) -> anyhow::Result<()> {
         }
         TopicCommand::List => {
             let all = client.get("/v1/topics").await?;
-            println!("{:<32} {:>10} {:>14} {:>12}", "TOPIC", "PARTITIONS", "RECORDS", "BYTES");
+            println!(
+                "{:<32} {:>10} {:>14} {:>12}",
+                "TOPIC", "PARTITIONS", "RECORDS", "BYTES"
+            );
             for t in all["topics"].as_array().into_iter().flatten() {
-                let parts = t["partitions"].as_array().map(Vec::as_slice).unwrap_or_default();
-                let records: u64 = parts.iter().map(|p| num(p, "high_watermark") - num(p, "log_start_offset")).sum();
+                let parts = t["partitions"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let records: u64 = parts
+                    .iter()
+                    .map(|p| num(p, "high_watermark") - num(p, "log_start_offset"))
+                    .sum();
                 let bytes: u64 = parts.iter().map(|p| num(p, "size_bytes")).sum();
-                println!("{:<32} {:>10} {:>14} {:>12}", t["name"].as_str().unwrap_or("?"), parts.len(), records, bytes);
+                println!(
+                    "{:<32} {:>10} {:>14} {:>12}",
+                    t["name"].as_str().unwrap_or("?"),
+                    parts.len(),
+                    records,
+                    bytes
+                );
             }
         }
         TopicCommand::Describe { name } => {

@@ -18,8 +18,8 @@ use std::fmt;
 use axum::http::HeaderMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use weir_broker::NewRecord;
 
@@ -108,8 +108,8 @@ pub fn parse<'a>(
         }
         BodyFormat::CloudEventBinary => Ok(vec![cloud_event_binary(headers, body)?]),
         BodyFormat::CloudEventStructured => {
-            let event: CloudEvent<'a> = serde_json::from_slice(body)
-                .map_err(|e| Problem::from_json("cloud event", &e))?;
+            let event: CloudEvent<'a> =
+                serde_json::from_slice(body).map_err(|e| Problem::from_json("cloud event", &e))?;
             Ok(vec![event.into_record(0)?])
         }
         BodyFormat::CloudEventBatch => {
@@ -237,7 +237,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for CloudEvent<'a> {
 }
 
 fn is_json_media_type(ct: &str) -> bool {
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     mime == "application/json" || mime.ends_with("+json") || mime == "text/json"
 }
 
@@ -252,13 +257,13 @@ impl<'a> CloudEvent<'a> {
             match name.as_ref() {
                 "data" => data = Some(raw),
                 "data_base64" => {
-                    data_base64 = Some(
-                        serde_json::from_str::<Cow<'a, str>>(raw.get()).map_err(|_| {
+                    data_base64 = Some(serde_json::from_str::<Cow<'a, str>>(raw.get()).map_err(
+                        |_| {
                             Problem::invalid_request(format!(
                                 "event {index}: data_base64 must be a string"
                             ))
-                        })?,
-                    )
+                        },
+                    )?)
                 }
                 _ => {
                     let value = attribute_text(raw).ok_or_else(|| {
@@ -275,9 +280,10 @@ impl<'a> CloudEvent<'a> {
                     match name.as_ref() {
                         "datacontenttype" => {
                             content_type = Some(value.clone());
-                            record
-                                .headers
-                                .push((Cow::Borrowed("content-type"), Cow::Owned(value.into_bytes())));
+                            record.headers.push((
+                                Cow::Borrowed("content-type"),
+                                Cow::Owned(value.into_bytes()),
+                            ));
                         }
                         "partitionkey" => {
                             record.key = Some(Cow::Owned(value.clone().into_bytes()));
@@ -302,7 +308,9 @@ impl<'a> CloudEvent<'a> {
                 )));
             }
             (Some(raw), None) => {
-                let textual = content_type.as_deref().is_some_and(|ct| !is_json_media_type(ct));
+                let textual = content_type
+                    .as_deref()
+                    .is_some_and(|ct| !is_json_media_type(ct));
                 match serde_json::from_str::<Cow<'a, str>>(raw.get()) {
                     // Non-JSON content carried as a JSON string: store the text itself.
                     Ok(text) if textual => {
@@ -351,7 +359,10 @@ fn attribute_text(raw: &RawValue) -> Option<String> {
     }
 }
 
-fn cloud_event_binary<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> Result<NewRecord<'a>, Problem> {
+fn cloud_event_binary<'a>(
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+) -> Result<NewRecord<'a>, Problem> {
     let mut record = NewRecord::default();
     let mut seen = [false; 4];
     for (name, value) in headers {
@@ -370,9 +381,10 @@ fn cloud_event_binary<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> Result<NewR
         if attr == "partitionkey" {
             record.key = Some(Cow::Borrowed(value.as_bytes()));
         }
-        record
-            .headers
-            .push((Cow::Owned(format!("ce_{attr}")), Cow::Borrowed(value.as_bytes())));
+        record.headers.push((
+            Cow::Owned(format!("ce_{attr}")),
+            Cow::Borrowed(value.as_bytes()),
+        ));
     }
     require_ce_attributes(&seen, 0)?;
     let content_type = headers
@@ -395,12 +407,18 @@ mod tests {
 
     fn json(body: &str) -> Result<Vec<NewRecord<'_>>, Problem> {
         static EMPTY: std::sync::OnceLock<HeaderMap> = std::sync::OnceLock::new();
-        parse(BodyFormat::Json, EMPTY.get_or_init(HeaderMap::new), body.as_bytes())
+        parse(
+            BodyFormat::Json,
+            EMPTY.get_or_init(HeaderMap::new),
+            body.as_bytes(),
+        )
     }
 
     #[test]
     fn json_values_keep_their_exact_text() {
-        let r = json(r#"{"records":[{"key":"k","value":{"a": [1, 2]},"headers":{"z":"1","a":"2"}}]}"#).unwrap();
+        let r =
+            json(r#"{"records":[{"key":"k","value":{"a": [1, 2]},"headers":{"z":"1","a":"2"}}]}"#)
+                .unwrap();
         assert_eq!(r[0].value.as_deref(), Some(br#"{"a": [1, 2]}"#.as_slice()));
         assert!(r[0].value_is_json);
         let names: Vec<_> = r[0].headers.iter().map(|(n, _)| n.as_ref()).collect();
@@ -416,13 +434,26 @@ mod tests {
 
     #[test]
     fn shape_errors_are_invalid_request_and_syntax_errors_invalid_json() {
-        assert_eq!(json(r#"{"records":[{"valu":1}]}"#).unwrap_err().code(), "invalid_request");
-        assert_eq!(json(r#"{"records":[{"value":1}"#).unwrap_err().code(), "invalid_json");
         assert_eq!(
-            json(r#"{"records":[{"value":1,"value_base64":"AA=="}]}"#).unwrap_err().code(),
+            json(r#"{"records":[{"valu":1}]}"#).unwrap_err().code(),
             "invalid_request"
         );
-        assert_eq!(json(r#"{"records":[{"value_base64":"!!"}]}"#).unwrap_err().code(), "invalid_request");
+        assert_eq!(
+            json(r#"{"records":[{"value":1}"#).unwrap_err().code(),
+            "invalid_json"
+        );
+        assert_eq!(
+            json(r#"{"records":[{"value":1,"value_base64":"AA=="}]}"#)
+                .unwrap_err()
+                .code(),
+            "invalid_request"
+        );
+        assert_eq!(
+            json(r#"{"records":[{"value_base64":"!!"}]}"#)
+                .unwrap_err()
+                .code(),
+            "invalid_request"
+        );
     }
 
     #[test]
@@ -433,7 +464,11 @@ mod tests {
         assert_eq!(r[0].key.as_deref(), Some(b"pk".as_slice()));
         assert_eq!(r[0].value.as_deref(), Some(b"hello".as_slice()));
         assert!(!r[0].value_is_json);
-        let missing = parse(BodyFormat::CloudEventStructured, &h, br#"{"specversion":"1.0","data":1}"#);
+        let missing = parse(
+            BodyFormat::CloudEventStructured,
+            &h,
+            br#"{"specversion":"1.0","data":1}"#,
+        );
         assert_eq!(missing.unwrap_err().code(), "invalid_request");
     }
 }

@@ -1,0 +1,194 @@
+//! The `weir` client subcommands against a live server.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::harness::{TestServer, WEIR};
+
+async fn weir(url: &str, args: &[&str], stdin: Option<String>) -> Output {
+    let mut cmd = Command::new(WEIR);
+    cmd.args(args).env("WEIR_URL", url);
+    let stdin_text = stdin.unwrap_or_default();
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin_text.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "weir failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_produce_consume_cycle() {
+    let server = TestServer::start().await;
+    let url = server.url.clone();
+
+    let out = ok(&weir(
+        &url,
+        &["topic", "create", "logs", "--partitions", "2"],
+        None,
+    )
+    .await);
+    assert!(out.contains("created topic logs"), "{out}");
+    let out = ok(&weir(
+        &url,
+        &["topic", "create", "logs", "--partitions", "2"],
+        None,
+    )
+    .await);
+    assert!(out.contains("already exists"), "{out}");
+    let conflict = weir(
+        &url,
+        &["topic", "create", "logs", "--partitions", "3"],
+        None,
+    )
+    .await;
+    assert!(!conflict.status.success());
+    assert!(String::from_utf8_lossy(&conflict.stderr).contains("topic_exists"));
+
+    let lines: String =
+        (0..25).map(|i| format!("line {i}\n")).collect::<String>() + "{\"json\":true}\n";
+    let produced = weir(
+        &url,
+        &["produce", "logs", "--key", "k", "--batch", "10"],
+        Some(lines),
+    )
+    .await;
+    ok(&produced);
+    let summary = String::from_utf8_lossy(&produced.stderr);
+    assert!(summary.contains("produced 26 records"), "{summary}");
+    assert!(summary.contains("p99"), "{summary}");
+
+    let out = ok(&weir(&url, &["consume", "logs"], None).await);
+    let records: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 26);
+    assert_eq!(records[0]["value"], "line 0");
+    assert_eq!(records[25]["value"], serde_json::json!({ "json": true }));
+    assert!(
+        records
+            .iter()
+            .all(|r| r["key"] == "k" && r["partition"] == records[0]["partition"])
+    );
+
+    let p = records[0]["partition"].as_u64().unwrap().to_string();
+    let out = ok(&weir(
+        &url,
+        &[
+            "consume",
+            "logs",
+            "--partition",
+            &p,
+            "--from",
+            "20",
+            "-n",
+            "3",
+        ],
+        None,
+    )
+    .await);
+    let offsets: Vec<u64> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["offset"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(offsets, [20, 21, 22]);
+
+    let out = ok(&weir(&url, &["topic", "list"], None).await);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("logs") && l.contains(" 26 ")),
+        "{out}"
+    );
+    let out = ok(&weir(&url, &["topic", "describe", "logs"], None).await);
+    let d: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(d["config"]["partitions"], 2);
+    ok(&weir(&url, &["topic", "delete", "logs"], None).await);
+    let gone = weir(&url, &["topic", "describe", "logs"], None).await;
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("topic_not_found"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_follow_sees_new_records() {
+    let server = TestServer::start().await;
+    let api = server.client();
+    api.create_topic("f", serde_json::json!({ "partitions": 1 }))
+        .await;
+    let url = server.url.clone();
+    let follower =
+        tokio::spawn(
+            async move { weir(&url, &["consume", "f", "--follow", "-n", "2"], None).await },
+        );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    api.publish(
+        "f",
+        serde_json::json!([{ "value": "one" }, { "value": "two" }]),
+    )
+    .await;
+    let out = ok(&follower.await.unwrap());
+    assert_eq!(out.lines().count(), 2, "{out}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_quick_runs() {
+    let server = TestServer::start().await;
+    let url = server.url.clone();
+    let out = ok(&weir(
+        &url,
+        &[
+            "bench",
+            "--url",
+            &url,
+            "--quick",
+            "--batch",
+            "1,100",
+            "--value-bytes",
+            "100",
+            "--concurrency",
+            "1,4",
+        ],
+        None,
+    )
+    .await);
+    assert!(out.contains("produce 100 B x 100/req, 4 conc"), "{out}");
+    assert!(out.contains("fetch 100 B"), "{out}");
+    assert!(out.contains("file append+fsync"), "{out}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_is_a_clear_error() {
+    let out = weir("http://127.0.0.1:9", &["topic", "list"], None).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach the Weir server"), "{err}");
+}

@@ -1,0 +1,300 @@
+//! Test harness: real servers on real loopback sockets with real sled files in temp
+//! dirs, either in-process (`weir_server::run`) or as the `weir` binary.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use weir_server::Config;
+
+/// The `weir` binary built by this test build.
+pub const WEIR: &str = env!("CARGO_BIN_EXE_weir");
+
+/// A broker running inside the test process.
+pub struct TestServer {
+    pub url: String,
+    pub dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    /// A fresh server with test-sized limits and a fast cleaner.
+    pub async fn start() -> TestServer {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().to_path_buf();
+        let mut s = Self::start_in(&dir, test_config(&dir)).await;
+        s._temp = Some(temp);
+        s
+    }
+
+    /// A server on an existing directory (for restarts).
+    pub async fn start_in(dir: &Path, config: Config) -> TestServer {
+        let broker = weir_server::open_broker(&config).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            weir_server::run(listener, broker, &config, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        TestServer {
+            url,
+            dir: dir.to_path_buf(),
+            _temp: None,
+            stop: Some(stop),
+            task: Some(task),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Stops the server cleanly (final flush) and waits for it.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        self._temp.take()
+    }
+
+    pub fn client(&self) -> Api {
+        Api {
+            url: self.url.clone(),
+            http: self.http.clone(),
+        }
+    }
+}
+
+/// Test-sized limits: 64 KiB bodies, 4 KiB records, a cleaner every 50 ms.
+pub fn test_config(dir: &Path) -> Config {
+    let mut c = Config {
+        data_dir: dir.join("data"),
+        plugin_dir: dir.join("plugins"),
+        ..Config::default()
+    };
+    c.limits.max_request_bytes = 64 << 10;
+    c.limits.max_record_bytes = 4 << 10;
+    c.storage.cleaner_interval_ms = 50;
+    c
+}
+
+/// A thin JSON client over one server.
+#[derive(Clone)]
+pub struct Api {
+    pub url: String,
+    pub http: reqwest::Client,
+}
+
+/// Status and parsed body of a response.
+pub struct Resp {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Resp {
+    /// Asserts a problem+json error with `code`.
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(
+            self.content_type, "application/problem+json",
+            "{}",
+            self.body
+        );
+        assert_eq!(self.body["code"], code, "{}", self.body);
+        assert_eq!(self.body["status"], status, "{}", self.body);
+        assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+}
+
+impl Api {
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let bytes = resp.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("non-JSON body ({e}): {bytes:?}"))
+        };
+        Resp {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(self.http.get(format!("{}{path}", self.url)))
+            .await
+    }
+
+    pub async fn put_json(&self, path: &str, body: Value) -> Resp {
+        self.send(
+            self.http
+                .put(format!("{}{path}", self.url))
+                .header("content-type", "application/json")
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Resp {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.url))
+                .header("content-type", content_type)
+                .body(body),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(self.http.delete(format!("{}{path}", self.url)))
+            .await
+    }
+
+    /// Creates a topic, asserting 201.
+    pub async fn create_topic(&self, name: &str, config: Value) {
+        let r = self.put_json(&format!("/v1/topics/{name}"), config).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+
+    /// Publishes JSON records, asserting 200; returns the offsets array.
+    pub async fn publish(&self, topic: &str, records: Value) -> Vec<Value> {
+        let r = self
+            .post(
+                &format!("/v1/topics/{topic}/records"),
+                "application/json",
+                json!({ "records": records }).to_string(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["offsets"].as_array().unwrap().clone()
+    }
+
+    /// Fetches a partition from `offset` (no waiting).
+    pub async fn fetch(&self, topic: &str, partition: u32, offset: u64) -> Resp {
+        self.get(&format!(
+            "/v1/topics/{topic}/partitions/{partition}/records?offset={offset}&max_records=10000"
+        ))
+        .await
+    }
+
+    /// All records of a partition from `offset`, following `next_offset`.
+    pub async fn fetch_all(&self, topic: &str, partition: u32, mut offset: u64) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let r = self.fetch(topic, partition, offset).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            let records = r.body["records"].as_array().unwrap();
+            out.extend(records.iter().cloned());
+            let next = r.body["next_offset"].as_u64().unwrap();
+            if records.is_empty() || next >= r.body["high_watermark"].as_u64().unwrap() {
+                return out;
+            }
+            offset = next;
+        }
+    }
+
+    /// The topic description.
+    pub async fn describe(&self, topic: &str) -> Value {
+        let r = self.get(&format!("/v1/topics/{topic}")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    }
+
+    /// `(log_start_offset, high_watermark)` of a partition.
+    pub async fn offsets(&self, topic: &str, partition: usize) -> (u64, u64) {
+        let d = self.describe(topic).await;
+        let p = &d["partitions"][partition];
+        (
+            p["log_start_offset"].as_u64().unwrap(),
+            p["high_watermark"].as_u64().unwrap(),
+        )
+    }
+}
+
+/// The `weir serve` binary as a child process.
+pub struct ServerProcess {
+    pub child: Child,
+    pub url: String,
+}
+
+impl ServerProcess {
+    /// Starts `weir serve` on a free port with `dir` as data dir; waits until it serves.
+    pub fn start(dir: &Path) -> ServerProcess {
+        let mut child = Command::new(WEIR)
+            .args(["serve", "--listen", "127.0.0.1:0", "--log", "info"])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--plugin-dir")
+            .arg(dir.join("plugins"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listen=").nth(1) {
+                    let addr = addr.split_whitespace().next().unwrap_or("").to_string();
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("weir serve did not report its address");
+        ServerProcess {
+            child,
+            url: format!("http://{addr}"),
+        }
+    }
+
+    pub fn client(&self) -> Api {
+        Api {
+            url: self.url.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// SIGKILL: no shutdown, no final flush.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap()
+    }
+}
