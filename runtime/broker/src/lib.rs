@@ -73,7 +73,7 @@ impl Broker {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let (batches, placement) = produce::encode(
+        let produce::Encoded { batches, placement } = produce::encode(
             &topic,
             records,
             &self.sticky,

@@ -46,6 +46,14 @@ pub struct RecordPosition {
     pub offset: u64,
 }
 
+/// A request's records, partitioned and encoded.
+pub(crate) struct Encoded {
+    /// One batch per partition touched, in first-touched order.
+    pub batches: Vec<(u32, EncodedBatch)>,
+    /// Per record, in request order: its partition and index within that batch.
+    pub placement: Vec<(u32, u32)>,
+}
+
 /// Partitions and encodes `records`: one batch per partition touched, plus, per record,
 /// its partition and its index within that partition's batch.
 pub(crate) fn encode(
@@ -54,7 +62,7 @@ pub(crate) fn encode(
     sticky: &Sticky,
     timestamp_ms: i64,
     max_record_bytes: usize,
-) -> Result<(Vec<(u32, EncodedBatch)>, Vec<(u32, u32)>)> {
+) -> Result<Encoded> {
     let partitions = topic.partition_count();
     let compacted = topic.config().cleanup_policy == CleanupPolicy::Compact;
     let mut keyless: Option<u32> = None;
@@ -102,7 +110,7 @@ pub(crate) fn encode(
         )?;
     }
     let batches = builders.into_iter().map(|(p, b)| (p, b.finish())).collect();
-    Ok((batches, placement))
+    Ok(Encoded { batches, placement })
 }
 
 /// A capacity guess that avoids regrowing the buffer for uniform records.

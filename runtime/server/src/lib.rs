@@ -2,7 +2,7 @@
 //!
 //! - [`api`]: routes and handlers; errors as problem details.
 //! - [`wire`]: JSON shapes of records in and out (the only crate that knows them).
-//! - [`config`]: `weir.toml`.
+//! - [`config`]: the `weir.toml` file.
 //! - [`cli`]: the `weir` subcommands, which talk to a server over HTTP.
 //!
 //! [`run`] takes a bound listener and a shutdown future, so tests bind `127.0.0.1:0`

@@ -40,6 +40,9 @@ const MAX_ROUND_BYTES: usize = 64 << 20;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
 
+/// An append written in this round, waiting to be answered.
+type PendingAppend = (Reply<Vec<u64>>, Acks, Vec<u64>);
+
 pub(crate) enum Command {
     Append {
         topic: Arc<Topic>,
@@ -151,7 +154,7 @@ struct ChunkBuild {
 fn process_round(ctx: &WriteContext, round: &mut Vec<Command>) -> FlushJob {
     let mut job = FlushJob::default();
     let mut chunks: HashMap<(u32, u32), ChunkBuild> = HashMap::new();
-    let mut pending: Vec<(Reply<Vec<u64>>, Acks, Vec<u64>)> = Vec::new();
+    let mut pending: Vec<PendingAppend> = Vec::new();
     for cmd in round.drain(..) {
         match cmd {
             Command::Append {
@@ -204,7 +207,7 @@ fn process_round(ctx: &WriteContext, round: &mut Vec<Command>) -> FlushJob {
 fn write_chunks(
     ctx: &WriteContext,
     chunks: &mut HashMap<(u32, u32), ChunkBuild>,
-    pending: &mut Vec<(Reply<Vec<u64>>, Acks, Vec<u64>)>,
+    pending: &mut Vec<PendingAppend>,
     job: &mut FlushJob,
 ) {
     if chunks.is_empty() {
