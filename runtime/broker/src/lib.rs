@@ -80,12 +80,22 @@ impl Broker {
             weir_storage::now_ms(),
             self.limits.max_record_bytes,
         )?;
-        let partitions: Vec<u32> = batches.iter().map(|(p, _)| *p).collect();
+        // A request's batches for one partition get consecutive offsets, so each
+        // record's offset is its partition's first base plus its index.
+        let mut first_base: Vec<(u32, usize)> = Vec::new();
+        for (i, (p, _)) in batches.iter().enumerate() {
+            if !first_base.iter().any(|(q, _)| q == p) {
+                first_base.push((*p, i));
+            }
+        }
         let bases = self.store.append(&topic, batches, acks).await?;
         Ok(placement
             .into_iter()
             .map(|(p, index)| {
-                let slot = partitions.iter().position(|&q| q == p).unwrap_or(0);
+                let slot = first_base
+                    .iter()
+                    .find(|(q, _)| *q == p)
+                    .map_or(0, |(_, i)| *i);
                 RecordPosition {
                     partition: p,
                     offset: bases[slot] + u64::from(index),
@@ -112,5 +122,51 @@ impl Broker {
         }
         part.wait_beyond(offset, wait).await;
         Ok(self.store.read(&topic, partition, offset, limits)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_requests_split_into_batches_keep_request_order_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store
+            .create_topic("t", TopicConfig::with_partitions(3))
+            .unwrap();
+        let broker = Broker::new(store.clone(), BrokerLimits::default());
+        let values: Vec<String> = (0..5000).map(|i| format!("{i:0>200}")).collect();
+        let records: Vec<NewRecord<'_>> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| NewRecord {
+                key: Some(Cow::Owned(format!("k{}", i % 7).into_bytes())),
+                value: Some(Cow::Borrowed(v.as_bytes())),
+                ..NewRecord::default()
+            })
+            .collect();
+        let positions = broker.produce("t", &records, Acks::All).await.unwrap();
+        let topic = store.topic("t").unwrap();
+        let limits = ReadLimits {
+            max_records: 1,
+            max_bytes: usize::MAX,
+        };
+        for (i, pos) in positions.iter().enumerate() {
+            let r = store
+                .read(&topic, pos.partition, pos.offset, limits)
+                .unwrap();
+            let first = r.records().next().unwrap();
+            assert_eq!(first.offset, pos.offset);
+            assert_eq!(first.value, Some(values[i].as_bytes()));
+        }
+        // The data was spread over many chunks, none far over the chunk size.
+        let chunks = store.chunk_sizes(&topic);
+        assert!(chunks.len() > 10, "{} chunks", chunks.len());
+        assert!(chunks.iter().all(|&n| n <= 96 << 10), "{chunks:?}");
+        store.shutdown().await;
     }
 }

@@ -46,16 +46,29 @@ pub struct RecordPosition {
     pub offset: u64,
 }
 
+/// Target size of one encoded batch. sled writes values over ~128 KiB (a quarter of
+/// its 512 KiB segment) to separate blob files, which cost a file each and which its
+/// flush does not fsync; batches of this size keep chunks inline in sled's log.
+pub const TARGET_BATCH_BYTES: usize = 32 << 10;
+
 /// A request's records, partitioned and encoded.
 pub(crate) struct Encoded {
-    /// One batch per partition touched, in first-touched order.
+    /// The batches, those of one partition next to each other and in offset order.
     pub batches: Vec<(u32, EncodedBatch)>,
-    /// Per record, in request order: its partition and index within that batch.
+    /// Per record, in request order: its partition and its index among the request's
+    /// records for that partition.
     pub placement: Vec<(u32, u32)>,
 }
 
-/// Partitions and encodes `records`: one batch per partition touched, plus, per record,
-/// its partition and its index within that partition's batch.
+/// The batches one request fills for one partition.
+struct PartitionBatches {
+    partition: u32,
+    done: Vec<EncodedBatch>,
+    current: BatchBuilder,
+    count: u32,
+}
+
+/// Partitions and encodes `records` into batches of about [`TARGET_BATCH_BYTES`].
 pub(crate) fn encode(
     topic: &Topic,
     records: &[NewRecord<'_>],
@@ -67,7 +80,7 @@ pub(crate) fn encode(
     let compacted = topic.config().cleanup_policy == CleanupPolicy::Compact;
     let mut keyless: Option<u32> = None;
     // Most requests touch one or a few partitions: a small vec beats a map.
-    let mut builders: Vec<(u32, BatchBuilder)> = Vec::new();
+    let mut parts: Vec<PartitionBatches> = Vec::new();
     let mut placement = Vec::with_capacity(records.len());
     for (index, r) in records.iter().enumerate() {
         let size = r.size();
@@ -92,16 +105,27 @@ pub(crate) fn encode(
             (None, Some(key)) => partition_for_key(key, partitions),
             (None, None) => *keyless.get_or_insert_with(|| sticky.next(partitions)),
         };
-        let slot = match builders.iter().position(|(bp, _)| *bp == p) {
+        let capacity = ((records.len() - index) * (size + 32)).min(TARGET_BATCH_BYTES + size + 64);
+        let slot = match parts.iter().position(|b| b.partition == p) {
             Some(i) => i,
             None => {
-                builders.push((p, BatchBuilder::with_capacity(estimate(records, size))));
-                builders.len() - 1
+                parts.push(PartitionBatches {
+                    partition: p,
+                    done: Vec::new(),
+                    current: BatchBuilder::with_capacity(capacity),
+                    count: 0,
+                });
+                parts.len() - 1
             }
         };
-        let builder = &mut builders[slot].1;
-        placement.push((p, builder.len()));
-        builder.push(
+        let part = &mut parts[slot];
+        if part.current.encoded_len() >= TARGET_BATCH_BYTES {
+            let full = std::mem::replace(&mut part.current, BatchBuilder::with_capacity(capacity));
+            part.done.push(full.finish());
+        }
+        placement.push((p, part.count));
+        part.count += 1;
+        part.current.push(
             timestamp_ms,
             if r.value_is_json { ATTR_VALUE_JSON } else { 0 },
             r.key.as_deref(),
@@ -109,13 +133,13 @@ pub(crate) fn encode(
             r.headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref())),
         )?;
     }
-    let batches = builders.into_iter().map(|(p, b)| (p, b.finish())).collect();
+    let mut batches = Vec::with_capacity(parts.iter().map(|p| p.done.len() + 1).sum());
+    for part in parts {
+        let p = part.partition;
+        batches.extend(part.done.into_iter().map(|b| (p, b)));
+        batches.push((p, part.current.finish()));
+    }
     Ok(Encoded { batches, placement })
-}
-
-/// A capacity guess that avoids regrowing the buffer for uniform records.
-fn estimate(records: &[NewRecord<'_>], first_size: usize) -> usize {
-    records.len().min(100_000) * (first_size + 32)
 }
 
 /// Maps the acks word of the API.

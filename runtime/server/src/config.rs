@@ -101,6 +101,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_states_the_defaults() {
+        let text = include_str!("../../../examples/weir.toml");
+        let c: Config = toml::from_str(text).unwrap();
+        let d = Config::default();
+        assert_eq!(format!("{c:?}"), format!("{d:?}"));
+    }
+
+    #[test]
     fn partial_files_keep_defaults() {
         let c: Config = toml::from_str("[limits]\nmax_record_bytes = 10").unwrap();
         assert_eq!(c.limits.max_record_bytes, 10);

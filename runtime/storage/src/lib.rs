@@ -8,6 +8,7 @@
 //! - `writer`: the single writer thread and the flusher thread that together give
 //!   atomic multi-partition appends and group commit.
 //! - `cleaner`: retention and compaction in the background.
+//! - `fsync`: the fsyncs sled's own flush leaves out.
 //! - [`topic`]: the shared in-memory offsets of each partition and long-poll wake-ups.
 //!
 //! Invariants: offsets in a partition are contiguous from 0 and never reused; a reader
@@ -17,6 +18,7 @@ pub mod batch;
 mod cleaner;
 pub mod config;
 mod error;
+mod fsync;
 mod keys;
 mod stats;
 pub mod store;

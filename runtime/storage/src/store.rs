@@ -120,6 +120,7 @@ impl Store {
             data,
             meta,
             stats: Arc::new(Stats::default()),
+            dir: path.clone(),
         });
         let topics = DashMap::new();
         for topic in recover_topics(&ctx)? {
@@ -608,5 +609,18 @@ mod tests {
         let offsets: Vec<u64> = all.records().map(|r| r.offset).collect();
         assert_eq!(offsets, (0..64 * 20).collect::<Vec<_>>());
         store.shutdown().await;
+    }
+}
+
+impl Store {
+    /// Sizes of every stored chunk of a topic (for tests of the chunking policy).
+    #[doc(hidden)]
+    pub fn chunk_sizes(&self, topic: &Topic) -> Vec<usize> {
+        self.ctx()
+            .data
+            .scan_prefix(keys::topic_prefix(topic.id))
+            .values()
+            .filter_map(|v| v.ok().map(|v| v.len()))
+            .collect()
     }
 }

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::batch::EncodedBatch;
 use crate::error::{Result, StorageError};
+use crate::fsync::SledFiles;
 use crate::keys;
 use crate::stats::Stats;
 use crate::topic::Topic;
@@ -37,6 +38,9 @@ pub enum Acks {
 const MAX_ROUND_REQUESTS: usize = 4096;
 /// Most bytes merged into one round.
 const MAX_ROUND_BYTES: usize = 64 << 20;
+/// A chunk (one sled value) is closed once it reaches this size: sled writes values
+/// over ~128 KiB to separate, un-fsynced blob files, so chunks stay well below.
+pub const MAX_CHUNK_BYTES: usize = 64 << 10;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -93,6 +97,8 @@ pub(crate) struct WriteContext {
     pub data: sled::Tree,
     pub meta: sled::Tree,
     pub stats: Arc<Stats>,
+    /// The directory sled lives in.
+    pub dir: std::path::PathBuf,
 }
 
 /// Runs the writer until the command channel closes; then the flusher drains and exits.
@@ -142,13 +148,32 @@ fn run_writer(
     tracing::debug!("writer stopped");
 }
 
-/// A chunk being assembled for one partition in this round.
+/// The chunks being assembled for one partition in this round.
 struct ChunkBuild {
     topic: Arc<Topic>,
     partition: u32,
+    /// Closed chunks: (base offset, bytes).
+    closed: Vec<(u64, Vec<u8>)>,
     first_base: u64,
     next: u64,
     buf: Vec<u8>,
+    /// Bytes of all chunks, closed and open.
+    bytes: u64,
+}
+
+impl ChunkBuild {
+    fn add(&mut self, batch: &EncodedBatch) -> u64 {
+        if !self.buf.is_empty() && self.buf.len() + batch.len() > MAX_CHUNK_BYTES {
+            let full = std::mem::take(&mut self.buf);
+            self.closed.push((self.first_base, full));
+            self.first_base = self.next;
+        }
+        let base = self.next;
+        batch.seal_into(base, &mut self.buf);
+        self.next += batch.offset_span();
+        self.bytes += batch.len() as u64;
+        base
+    }
 }
 
 fn process_round(ctx: &WriteContext, round: &mut Vec<Command>) -> FlushJob {
@@ -180,14 +205,14 @@ fn process_round(ctx: &WriteContext, round: &mut Vec<Command>) -> FlushJob {
                         ChunkBuild {
                             topic: topic.clone(),
                             partition: *p,
+                            closed: Vec::new(),
                             first_base: start,
                             next: start,
                             buf: Vec::new(),
+                            bytes: 0,
                         }
                     });
-                    batch.seal_into(chunk.next, &mut chunk.buf);
-                    bases.push(chunk.next);
-                    chunk.next += batch.offset_span();
+                    bases.push(chunk.add(batch));
                 }
                 pending.push((reply, acks, bases));
             }
@@ -215,12 +240,13 @@ fn write_chunks(
     }
     let mut batch = sled::Batch::default();
     let mut records = 0u64;
-    for c in chunks.values() {
-        batch.insert(
-            &keys::data_key(c.topic.id, c.partition, c.first_base),
-            c.buf.as_slice(),
-        );
-        records += c.next - c.first_base;
+    for c in chunks.values_mut() {
+        records += c.next - c.closed.first().map_or(c.first_base, |(b, _)| *b);
+        for (base, bytes) in c.closed.drain(..) {
+            batch.insert(&keys::data_key(c.topic.id, c.partition, base), bytes);
+        }
+        let last = std::mem::take(&mut c.buf);
+        batch.insert(&keys::data_key(c.topic.id, c.partition, c.first_base), last);
     }
     let started = Instant::now();
     let result = ctx.data.apply_batch(batch);
@@ -230,8 +256,7 @@ fn write_chunks(
             for (_, c) in chunks.drain() {
                 let part = &c.topic.partitions[c.partition as usize];
                 part.log_end.store(c.next, Ordering::Release);
-                part.size_bytes
-                    .fetch_add(c.buf.len() as u64, Ordering::Relaxed);
+                part.size_bytes.fetch_add(c.bytes, Ordering::Relaxed);
                 job.advance.push((c.topic, c.partition, c.next));
             }
             for (reply, acks, bases) in pending.drain(..) {
@@ -275,6 +300,15 @@ fn delete_topic(ctx: &WriteContext, topic: &Topic) -> Result<()> {
 }
 
 fn run_flusher(ctx: &WriteContext, jobs: std::sync::mpsc::Receiver<FlushJob>) {
+    let mut files = match SledFiles::open(&ctx.dir) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            let msg = format!("cannot open sled's log file for fsync: {e}");
+            tracing::error!(error = %e, "cannot open sled's log file for fsync; refusing writes");
+            ctx.stats.set_failure(msg);
+            None
+        }
+    };
     while let Ok(mut job) = jobs.recv() {
         while let Ok(more) = jobs.try_recv() {
             job.advance.extend(more.advance);
@@ -282,11 +316,18 @@ fn run_flusher(ctx: &WriteContext, jobs: std::sync::mpsc::Receiver<FlushJob>) {
             job.barriers.extend(more.barriers);
         }
         let started = Instant::now();
-        let result = ctx.db.flush();
+        let result = ctx
+            .db
+            .flush()
+            .map_err(|e| e.to_string())
+            .and_then(|_| match files.as_mut() {
+                Some(f) => f.sync().map_err(|e| format!("fsync: {e}")),
+                None => Err("sled's log file is not open for fsync".to_string()),
+            });
         ctx.stats
             .record_flush(started.elapsed(), job.waiters.len() as u64);
         match result {
-            Ok(_) => {
+            Ok(()) => {
                 for (topic, p, end) in &job.advance {
                     topic.partitions[*p as usize].advance_to(*end);
                 }
