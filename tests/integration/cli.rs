@@ -192,3 +192,26 @@ async fn unreachable_server_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot reach the Weir server"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_a_config_with_unknown_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:0\"\n[limits]\nmax_body_bytes = 5\n",
+    )
+    .unwrap();
+    let out = weir(
+        "http://unused",
+        &["serve", "--config", path.to_str().unwrap()],
+        None,
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown field") && err.contains("max_body_bytes"),
+        "{err}"
+    );
+}

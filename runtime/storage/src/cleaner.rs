@@ -132,11 +132,14 @@ impl Store {
     fn compact(&self, topic: &Topic, p: u32, now: i64) -> Result<CleanReport> {
         let part = topic.partition(p)?;
         let hw = part.high_watermark();
-        let tombstone_cutoff = now
-            - topic
-                .config
-                .retention_ms
-                .unwrap_or(DEFAULT_TOMBSTONE_RETENTION_MS) as i64;
+        if part.compaction.lock().is_clean(hw, now) {
+            return Ok(CleanReport::default());
+        }
+        let tombstone_ms = topic
+            .config
+            .retention_ms
+            .unwrap_or(DEFAULT_TOMBSTONE_RETENTION_MS) as i64;
+        let tombstone_cutoff = now - tombstone_ms;
         let ctx = self.ctx();
         let prefix = keys::partition_prefix(topic.id, p);
 
@@ -163,6 +166,7 @@ impl Store {
         }
 
         // Pass 2: rewrite chunks that hold superseded records or expired tombstones.
+        let next_expiry = std::cell::Cell::new(None::<i64>);
         let mut removed_total = 0;
         let mut size_delta: i64 = 0;
         let last_key = ctx
@@ -179,8 +183,18 @@ impl Store {
             }
             let keep = |r: &batch::RecordView<'_>| {
                 let Some(k) = r.key else { return true };
-                latest.get(k) == Some(&r.offset)
-                    && (r.value.is_some() || r.timestamp_ms >= tombstone_cutoff)
+                if latest.get(k) != Some(&r.offset) {
+                    return false;
+                }
+                if r.value.is_some() {
+                    return true;
+                }
+                let kept = r.timestamp_ms >= tombstone_cutoff;
+                if kept {
+                    let expiry = r.timestamp_ms + tombstone_ms;
+                    next_expiry.set(Some(next_expiry.get().map_or(expiry, |e| e.min(expiry))));
+                }
+                kept
             };
             let (rewritten, removed) = rewrite_chunk(&chunk, keep)?;
             if removed == 0 {
@@ -203,6 +217,10 @@ impl Store {
                 Err(_) => return Ok(CleanReport::default()),
             }
         }
+        *part.compaction.lock() = crate::topic::CompactionState {
+            compacted_to: hw,
+            next_expiry_ms: next_expiry.get(),
+        };
         if size_delta != 0 {
             let size = (part.size_bytes() as i64 + size_delta).max(0) as u64;
             part.size_bytes.store(size, Ordering::Release);

@@ -111,6 +111,24 @@ pub struct Partition {
     pub(crate) size_bytes: AtomicU64,
     /// Woken when the high watermark moves, for long-polling readers.
     pub(crate) advanced: Notify,
+    /// Compaction state, touched only by the cleaner thread.
+    pub(crate) compaction: parking_lot::Mutex<CompactionState>,
+}
+
+/// When compaction has nothing to do: the log has not grown since the last pass and
+/// no kept tombstone has expired yet.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct CompactionState {
+    /// High watermark the last pass covered.
+    pub compacted_to: u64,
+    /// Earliest time (ms) a tombstone kept by the last pass expires.
+    pub next_expiry_ms: Option<i64>,
+}
+
+impl CompactionState {
+    pub(crate) fn is_clean(&self, hw: u64, now: i64) -> bool {
+        hw == self.compacted_to && self.next_expiry_ms.is_none_or(|t| now < t)
+    }
 }
 
 impl Partition {

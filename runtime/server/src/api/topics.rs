@@ -44,7 +44,13 @@ pub async fn create(
         let name = name.clone();
         tokio::task::spawn_blocking(move || store.create_topic(&name, config))
             .await
-            .map_err(|e| Problem::invalid_request(format!("create failed: {e}")))??
+            .map_err(|e| {
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    format!("topic creation did not finish: {e}"),
+                )
+            })??
     };
     let topic = state.broker.store().topic(&name)?;
     let status = match created {
