@@ -46,10 +46,10 @@ pub struct RecordPosition {
     pub offset: u64,
 }
 
-/// Target size of one encoded batch. sled writes values over ~128 KiB (a quarter of
-/// its 512 KiB segment) to separate blob files, which cost a file each and which its
-/// flush does not fsync; batches of this size keep chunks inline in sled's log.
-pub const TARGET_BATCH_BYTES: usize = 32 << 10;
+/// Target size of one encoded batch: a little under the storage's chunk size
+/// (`weir_storage` keeps sled values under 7 KiB so sled never writes blob files), so
+/// a batch fits a chunk and a chunk holds whole batches.
+pub const TARGET_BATCH_BYTES: usize = 6 << 10;
 
 /// A request's records, partitioned and encoded.
 pub(crate) struct Encoded {

@@ -17,6 +17,15 @@ fn batch(records: usize, value: &[u8]) -> weir_storage::EncodedBatch {
     b.finish()
 }
 
+/// `records` split into batches of about 6 KiB, as the broker splits a request.
+fn batches(records: usize, value: &[u8]) -> Vec<(u32, weir_storage::EncodedBatch)> {
+    let per_batch = (6 << 10) / (value.len() + 32);
+    (0..records)
+        .step_by(per_batch)
+        .map(|start| (0, batch(per_batch.min(records - start), value)))
+        .collect()
+}
+
 fn open() -> (
     tempfile::TempDir,
     Store,

@@ -370,6 +370,17 @@ impl Store {
         Ok(result)
     }
 
+    /// Sizes of every stored chunk of a topic (for tests of the chunking policy).
+    #[doc(hidden)]
+    pub fn chunk_sizes(&self, topic: &Topic) -> Vec<usize> {
+        self.ctx()
+            .data
+            .scan_prefix(keys::topic_prefix(topic.id))
+            .values()
+            .filter_map(|v| v.ok().map(|v| v.len()))
+            .collect()
+    }
+
     /// Stops the threads after the work queued so far, with a final flush. Appends
     /// after this fail with `ShuttingDown`.
     pub async fn shutdown(&self) {
@@ -609,18 +620,5 @@ mod tests {
         let offsets: Vec<u64> = all.records().map(|r| r.offset).collect();
         assert_eq!(offsets, (0..64 * 20).collect::<Vec<_>>());
         store.shutdown().await;
-    }
-}
-
-impl Store {
-    /// Sizes of every stored chunk of a topic (for tests of the chunking policy).
-    #[doc(hidden)]
-    pub fn chunk_sizes(&self, topic: &Topic) -> Vec<usize> {
-        self.ctx()
-            .data
-            .scan_prefix(keys::topic_prefix(topic.id))
-            .values()
-            .filter_map(|v| v.ok().map(|v| v.len()))
-            .collect()
     }
 }

@@ -38,9 +38,15 @@ pub enum Acks {
 const MAX_ROUND_REQUESTS: usize = 4096;
 /// Most bytes merged into one round.
 const MAX_ROUND_BYTES: usize = 64 << 20;
-/// A chunk (one sled value) is closed once it reaches this size: sled writes values
-/// over ~128 KiB to separate, un-fsynced blob files, so chunks stay well below.
-pub const MAX_CHUNK_BYTES: usize = 64 << 10;
+/// A chunk (one sled value) is closed before it passes this size.
+///
+/// Why 7 KiB: sled writes any log item over ~128 KiB (a quarter of its 512 KiB
+/// segment) to a blob file of its own, and that includes a whole leaf node when it
+/// consolidates one (every ~10 updates). Leaves split only above 16 entries, so a leaf
+/// of 17 chunks of 7 KiB stays under the threshold and no blob is ever written:
+/// measured, this took 1000-record publishes from ~0.55 M to ~0.7 M records/s and cut
+/// their p99 in half, because each blob costs a file and an fsync.
+pub const MAX_CHUNK_BYTES: usize = 7 << 10;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
 

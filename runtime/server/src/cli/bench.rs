@@ -76,14 +76,14 @@ impl Row {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let seconds = if args.quick { 0.2 } else { args.seconds };
-    let mut _server = None;
+    let mut server = None::<InProcess>;
     let (url, data_dir) = match &args.url {
         Some(url) => (url.clone(), std::env::temp_dir()),
         None => {
-            let server = InProcess::start().await?;
-            let url = server.url.clone();
-            let dir = server.dir.path().to_path_buf();
-            _server = Some(server);
+            let started = InProcess::start().await?;
+            let url = started.url.clone();
+            let dir = started.dir.path().to_path_buf();
+            server = Some(started);
             (url, dir)
         }
     };
@@ -113,9 +113,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     )
                     .await?;
                 anyhow::ensure!(status == 201 || status == 200, "creating {topic} failed");
+                let before = server.as_ref().map(|s| s.broker.store().stats().snapshot());
                 let row =
                     produce_cell(&client, &topic, value_bytes, batch, concurrency, seconds).await?;
                 row.print();
+                if let (Some(s), Some(before)) = (&server, before) {
+                    print_write_path(before, s.broker.store().stats().snapshot());
+                }
                 if fetch_topic.is_none() && batch == *args.batch.iter().max().unwrap_or(&1) {
                     fetch_topic = Some((topic, value_bytes));
                 }
@@ -127,10 +131,36 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .await?
             .print();
     }
-    if let Some(server) = _server {
+    if let Some(server) = server {
         server.stop().await;
     }
     Ok(())
+}
+
+/// With an in-process server: what the write path did during the cell, as a
+/// table row of its own so the table stays valid Markdown.
+fn print_write_path(before: weir_broker::StatsSnapshot, after: weir_broker::StatsSnapshot) {
+    let flushes = (after.flushes - before.flushes).max(1);
+    let writes = (after.writes - before.writes).max(1);
+    let records = after.records_written - before.records_written;
+    println!(
+        "| {:<40} | {:>12} | {:>8} | {:>9} | {:>9} |",
+        format!(
+            "  server: {:.0} rec/flush, {:.1} req/flush",
+            records as f64 / flushes as f64,
+            (after.requests_flushed - before.requests_flushed) as f64 / flushes as f64
+        ),
+        "",
+        "",
+        format!(
+            "w {:.2}",
+            (after.write_nanos - before.write_nanos) as f64 / writes as f64 / 1e6
+        ),
+        format!(
+            "f {:.2}",
+            (after.flush_nanos - before.flush_nanos) as f64 / flushes as f64 / 1e6
+        ),
+    );
 }
 
 /// The physical limit: append `batch` records of `value_bytes` to a file and fsync.
@@ -281,6 +311,7 @@ async fn fetch_all(
 /// A broker started inside the bench process.
 struct InProcess {
     url: String,
+    broker: weir_broker::Broker,
     dir: tempfile::TempDir,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -298,14 +329,16 @@ impl InProcess {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = broker.clone();
         let task = tokio::spawn(async move {
-            crate::run(listener, broker, &config, async {
+            crate::run(listener, serving, &config, async {
                 let _ = stopped.await;
             })
             .await
         });
         Ok(InProcess {
             url,
+            broker,
             dir,
             stop,
             task,
