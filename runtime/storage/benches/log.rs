@@ -64,11 +64,11 @@ fn append(c: &mut Criterion) {
     let (_dir, store, topic, rt) = open();
     let value = vec![b'x'; 100];
     for n in [1usize, 100, 1000] {
-        let encoded = batch(n, &value);
+        let encoded = batches(n, &value);
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::new("100B", n), &n, |b, _| {
             b.iter(|| {
-                rt.block_on(store.append(&topic, vec![(0, encoded.clone())], Acks::All))
+                rt.block_on(store.append(&topic, encoded.clone(), Acks::All))
                     .unwrap()
             })
         });
@@ -82,7 +82,7 @@ fn read(c: &mut Criterion) {
     let (_dir, store, topic, rt) = open();
     let value = vec![b'x'; 100];
     for _ in 0..100 {
-        rt.block_on(store.append(&topic, vec![(0, batch(1000, &value))], Acks::All))
+        rt.block_on(store.append(&topic, batches(1000, &value), Acks::All))
             .unwrap();
     }
     for n in [100usize, 1000, 10_000] {
