@@ -73,7 +73,8 @@ impl TestServer {
     }
 }
 
-/// Test-sized limits: 64 KiB bodies, 4 KiB records, a cleaner every 50 ms.
+/// Test-sized limits: 64 KiB bodies, 4 KiB records, a cleaner every 50 ms, a 1 s group
+/// session timeout.
 pub fn test_config(dir: &Path) -> Config {
     let mut c = Config {
         data_dir: dir.join("data"),
@@ -83,6 +84,7 @@ pub fn test_config(dir: &Path) -> Config {
     c.limits.max_request_bytes = 64 << 10;
     c.limits.max_record_bytes = 4 << 10;
     c.storage.cleaner_interval_ms = 50;
+    c.groups.session_timeout_ms = 1000;
     c
 }
 
@@ -296,5 +298,95 @@ impl ServerProcess {
             .unwrap();
         assert!(status.success());
         self.child.wait().unwrap()
+    }
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, Default)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+}
+
+impl SseEvent {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap()
+    }
+}
+
+/// A minimal SSE client over a reqwest byte stream.
+pub struct SseClient {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl SseClient {
+    /// Opens `path` with an optional `Last-Event-ID`.
+    pub async fn open(api: &Api, path: &str, last_event_id: Option<&str>) -> SseClient {
+        let mut req = api
+            .http
+            .get(format!("{}{path}", api.url))
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream"),
+            "{:?}",
+            resp.headers()
+        );
+        SseClient {
+            resp,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event (comments skipped), or None after `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut e = SseEvent {
+                    event: "message".into(),
+                    ..SseEvent::default()
+                };
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        e.id = Some(v.trim_start().to_string());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        e.event = v.trim_start().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push(v.trim_start().to_string());
+                    }
+                }
+                if data.is_empty() && e.id.is_none() {
+                    continue; // a keep-alive comment
+                }
+                e.data = data.join("\n");
+                return Some(e);
+            }
+            match tokio::time::timeout_at(deadline, self.resp.chunk()).await {
+                Ok(Ok(Some(bytes))) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The next `record` event.
+    pub async fn next_record(&mut self, timeout: Duration) -> Option<SseEvent> {
+        loop {
+            let e = self.next(timeout).await?;
+            if e.event == "record" {
+                return Some(e);
+            }
+        }
     }
 }

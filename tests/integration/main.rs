@@ -6,5 +6,7 @@ mod harness;
 mod api_errors;
 mod cli;
 mod durability;
+mod events;
+mod groups;
 mod produce_fetch;
 mod retention;

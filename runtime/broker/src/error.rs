@@ -22,6 +22,31 @@ pub enum BrokerError {
         /// The limit.
         limit: usize,
     },
+    /// A member committed (or fetched) a partition it does not own.
+    #[error("partition {partition} of topic '{topic}' is not assigned to this member of group '{group}' (owner: {})", owner.as_deref().unwrap_or("none"))]
+    NotAssigned {
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// Its owner now.
+        owner: Option<String>,
+    },
+    /// No group of that name has members or committed offsets.
+    #[error("group '{0}' does not exist")]
+    GroupNotFound(String),
+    /// The operation needs a group without live members.
+    #[error(
+        "group '{group}' has {members} live member(s); stop them or wait for their session timeout"
+    )]
+    GroupNotEmpty {
+        /// Group.
+        group: String,
+        /// Live members.
+        members: usize,
+    },
     /// An error from the log.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -33,6 +58,9 @@ impl BrokerError {
         match self {
             Self::InvalidRequest(_) => "invalid_request",
             Self::RecordTooLarge { .. } => "payload_too_large",
+            Self::NotAssigned { .. } => "not_assigned",
+            Self::GroupNotFound(_) => "group_not_found",
+            Self::GroupNotEmpty { .. } => "group_not_empty",
             Self::Storage(e) => e.code(),
         }
     }

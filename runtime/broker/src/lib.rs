@@ -3,11 +3,13 @@
 //! - [`partitioner`]: which partition a record goes to.
 //! - [`produce`]: validating, partitioning and encoding records, then one atomic append.
 //! - fetching with long-poll, in [`Broker::fetch`].
+//! - [`groups`]: consumer groups, assignment, committed offsets and lag.
 //!
 //! It knows no HTTP or JSON: the server turns wire formats into [`NewRecord`]s and
 //! [`ReadResult`]s back into wire formats. Later: pipelines, groups, ACLs, connectors.
 
 mod error;
+pub mod groups;
 pub mod partitioner;
 pub mod produce;
 
@@ -21,19 +23,23 @@ pub use weir_storage::{
     StatsSnapshot, StorageError, Store, StoreOptions, Topic, TopicConfig,
 };
 
+use groups::Groups;
 use partitioner::Sticky;
 
-/// Limits the broker enforces on produce.
+/// The broker's settings.
 #[derive(Debug, Clone, Copy)]
-pub struct BrokerLimits {
+pub struct BrokerOptions {
     /// Largest record (key + value + headers), in bytes.
     pub max_record_bytes: usize,
+    /// A group member that has not fetched for this long loses its partitions.
+    pub session_timeout: Duration,
 }
 
-impl Default for BrokerLimits {
+impl Default for BrokerOptions {
     fn default() -> Self {
         Self {
             max_record_bytes: 1 << 20,
+            session_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -42,18 +48,39 @@ impl Default for BrokerLimits {
 #[derive(Debug, Clone)]
 pub struct Broker {
     store: Store,
-    limits: BrokerLimits,
+    limits: BrokerOptions,
     sticky: Arc<Sticky>,
+    groups: Groups,
 }
 
 impl Broker {
     /// A broker over an open store.
-    pub fn new(store: Store, limits: BrokerLimits) -> Self {
+    pub fn new(store: Store, options: BrokerOptions) -> Self {
         Self {
+            groups: Groups::new(store.clone(), options.session_timeout),
             store,
-            limits,
+            limits: options,
             sticky: Arc::new(Sticky::default()),
         }
+    }
+
+    /// The consumer group coordinator.
+    pub fn groups(&self) -> &Groups {
+        &self.groups
+    }
+
+    /// The first offset of a partition at or after `timestamp_ms` (the high watermark if
+    /// every record is older).
+    pub fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Result<u64> {
+        let topic = self.store.topic(topic)?;
+        Ok(self
+            .store
+            .offset_for_timestamp(&topic, partition, timestamp_ms)?)
     }
 
     /// The underlying store (topic admin goes straight to it).
@@ -138,7 +165,7 @@ mod tests {
         store
             .create_topic("t", TopicConfig::with_partitions(3))
             .unwrap();
-        let broker = Broker::new(store.clone(), BrokerLimits::default());
+        let broker = Broker::new(store.clone(), BrokerOptions::default());
         let values: Vec<String> = (0..5000).map(|i| format!("{i:0>200}")).collect();
         let records: Vec<NewRecord<'_>> = values
             .iter()

@@ -21,6 +21,24 @@ pub struct Config {
     pub limits: Limits,
     /// Storage tuning.
     pub storage: StorageConfig,
+    /// Consumer groups.
+    pub groups: GroupsConfig,
+}
+
+/// Consumer group settings.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupsConfig {
+    /// A member that has not fetched for this long loses its partitions.
+    pub session_timeout_ms: u64,
+}
+
+impl Default for GroupsConfig {
+    fn default() -> Self {
+        Self {
+            session_timeout_ms: 30_000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -31,6 +49,7 @@ impl Default for Config {
             plugin_dir: PathBuf::from("weir-plugins"),
             limits: Limits::default(),
             storage: StorageConfig::default(),
+            groups: GroupsConfig::default(),
         }
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use weir_broker::{Broker, BrokerLimits, Store, StoreOptions};
+use weir_broker::{Broker, BrokerOptions, Store, StoreOptions};
 
 pub use config::Config;
 
@@ -39,8 +39,9 @@ pub fn open_broker(config: &Config) -> anyhow::Result<Broker> {
     .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     Ok(Broker::new(
         store,
-        BrokerLimits {
+        BrokerOptions {
             max_record_bytes: config.limits.max_record_bytes,
+            session_timeout: Duration::from_millis(config.groups.session_timeout_ms),
         },
     ))
 }

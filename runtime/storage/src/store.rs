@@ -20,7 +20,7 @@ use crate::error::{Result, StorageError};
 use crate::keys;
 use crate::stats::Stats;
 use crate::topic::Topic;
-use crate::writer::{self, Acks, Command, WriteContext};
+use crate::writer::{self, Acks, Command, KvOp, WriteContext};
 
 /// Options for [`Store::open`].
 #[derive(Debug, Clone)]
@@ -115,10 +115,12 @@ impl Store {
             .open()?;
         let data = db.open_tree("data")?;
         let meta = db.open_tree("meta")?;
+        let kv = db.open_tree("kv")?;
         let ctx = Arc::new(WriteContext {
             db,
             data,
             meta,
+            kv,
             stats: Arc::new(Stats::default()),
             dir: path.clone(),
         });
@@ -265,6 +267,105 @@ impl Store {
         })
         .await?;
         rx.await.map_err(|_| StorageError::ShuttingDown)?
+    }
+
+    /// Writes to the key-value tree atomically; returns once they are durable (they
+    /// share the flush of concurrent appends).
+    pub async fn kv_write(&self, ops: Vec<KvOp>) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Kv { ops, reply }).await?;
+        rx.await.map_err(|_| StorageError::ShuttingDown)?
+    }
+
+    /// A value of the key-value tree.
+    pub fn kv_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.ctx().kv.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Every key-value pair whose key starts with `prefix`, in key order.
+    pub fn kv_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.ctx()
+            .kv
+            .scan_prefix(prefix)
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((k.to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
+
+    /// The first offset whose record has a timestamp at or after `timestamp_ms`, or the
+    /// high watermark if there is none. Timestamps are the broker's append times, so
+    /// they grow with offsets and a binary search over chunks finds the spot.
+    pub fn offset_for_timestamp(
+        &self,
+        topic: &Topic,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Result<u64> {
+        let part = topic.partition(partition)?;
+        let hw = part.high_watermark();
+        let data = &self.ctx().data;
+        let first = keys::data_key(topic.id, partition, 0);
+        let end = keys::data_key(topic.id, partition, hw);
+        // Chunks before `lo` are entirely older than the target.
+        let mut lo = part.log_start_offset();
+        let mut hi = hw;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let probe = keys::data_key(topic.id, partition, mid);
+            let chunk = data
+                .range::<&[u8], _>((Bound::Included(&first[..]), Bound::Included(&probe[..])))
+                .next_back()
+                .transpose()?;
+            let Some((key, chunk)) = chunk else {
+                break;
+            };
+            let base = keys::base_offset_of(&key);
+            let mut chunk_end = base;
+            let mut newest = i64::MIN;
+            for b in batch::batches(&chunk) {
+                let h = b?.header;
+                chunk_end = chunk_end.max(h.end_offset());
+                if h.record_count > 0 {
+                    newest = newest.max(h.max_timestamp_ms);
+                }
+            }
+            if newest < timestamp_ms {
+                lo = chunk_end.max(mid + 1);
+            } else {
+                hi = base.min(hi);
+                if base <= lo {
+                    break;
+                }
+            }
+        }
+        // Scan forward from `lo` to the first record at or after the timestamp.
+        let start = keys::data_key(topic.id, partition, lo.min(hw));
+        let containing = data
+            .range::<&[u8], _>((Bound::Included(&first[..]), Bound::Included(&start[..])))
+            .next_back()
+            .transpose()?;
+        let later =
+            data.range::<&[u8], _>((Bound::Excluded(&start[..]), Bound::Excluded(&end[..])));
+        for item in containing.into_iter().map(Ok).chain(later) {
+            let (_, chunk) = item?;
+            for b in batch::batches(&chunk) {
+                for r in b?.records() {
+                    let r = r?;
+                    if r.offset >= hw {
+                        return Ok(hw);
+                    }
+                    if r.offset >= lo && r.timestamp_ms >= timestamp_ms {
+                        return Ok(r.offset);
+                    }
+                }
+            }
+        }
+        Ok(hw)
     }
 
     /// Returns once everything appended before the call is durable.

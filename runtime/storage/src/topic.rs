@@ -35,6 +35,12 @@ impl Topic {
         }
     }
 
+    /// The topic's stable id: never reused, so state keyed by it (group offsets) does
+    /// not carry over to a new topic of the same name.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
     /// The topic's name.
     pub fn name(&self) -> &str {
         &self.name

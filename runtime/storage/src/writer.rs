@@ -50,6 +50,9 @@ pub const MAX_CHUNK_BYTES: usize = 7 << 10;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
 
+/// One write to the key-value tree: a value to set, or `None` to remove the key.
+pub type KvOp = (Vec<u8>, Option<Vec<u8>>);
+
 /// An append written in this round, waiting to be answered.
 type PendingAppend = (Reply<Vec<u64>>, Acks, Vec<u64>);
 
@@ -66,6 +69,11 @@ pub(crate) enum Command {
     },
     /// Answered after everything before it is flushed.
     Flush {
+        reply: Reply<()>,
+    },
+    /// Writes to the key-value tree, answered once durable.
+    Kv {
+        ops: Vec<KvOp>,
         reply: Reply<()>,
     },
     /// Finish the current round, then stop.
@@ -102,6 +110,8 @@ pub(crate) struct WriteContext {
     pub db: sled::Db,
     pub data: sled::Tree,
     pub meta: sled::Tree,
+    /// Small durable key-value data of higher layers (group offsets, plugin state).
+    pub kv: sled::Tree,
     pub stats: Arc<Stats>,
     /// The directory sled lives in.
     pub dir: std::path::PathBuf,
@@ -186,6 +196,8 @@ fn process_round(ctx: &WriteContext, round: &mut Vec<Command>) -> FlushJob {
     let mut job = FlushJob::default();
     let mut chunks: HashMap<(u32, u32), ChunkBuild> = HashMap::new();
     let mut pending: Vec<PendingAppend> = Vec::new();
+    let mut kv = sled::Batch::default();
+    let mut kv_replies: Vec<Reply<()>> = Vec::new();
     for cmd in round.drain(..) {
         match cmd {
             Command::Append {
@@ -228,10 +240,29 @@ fn process_round(ctx: &WriteContext, round: &mut Vec<Command>) -> FlushJob {
                 let _ = reply.send(delete_topic(ctx, &topic));
             }
             Command::Flush { reply } => job.barriers.push(reply),
+            Command::Kv { ops, reply } => {
+                for (key, value) in ops {
+                    match value {
+                        Some(v) => kv.insert(key, v),
+                        None => kv.remove(key),
+                    }
+                }
+                kv_replies.push(reply);
+            }
             Command::Shutdown => {}
         }
     }
     write_chunks(ctx, &mut chunks, &mut pending, &mut job);
+    if !kv_replies.is_empty() {
+        match ctx.kv.apply_batch(kv) {
+            Ok(()) => job.barriers.extend(kv_replies),
+            Err(e) => {
+                for reply in kv_replies {
+                    let _ = reply.send(Err(StorageError::Engine(e.clone())));
+                }
+            }
+        }
+    }
     job
 }
 

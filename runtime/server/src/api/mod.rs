@@ -2,6 +2,9 @@
 //! wire format. Errors are RFC 9457 problem details ([`problem`]).
 
 pub mod body;
+mod events;
+mod groups;
+mod params;
 pub mod problem;
 mod records;
 mod topics;
@@ -9,7 +12,7 @@ mod topics;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 use weir_broker::Broker;
@@ -38,8 +41,20 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/topics/{topic}/records",
-            axum::routing::post(records::produce),
+            post(records::produce).get(groups::fetch),
         )
+        .route("/v1/topics/{topic}/events", get(events::stream))
+        .route("/v1/groups", get(groups::list))
+        .route(
+            "/v1/groups/{group}",
+            get(groups::get).delete(groups::delete),
+        )
+        .route(
+            "/v1/groups/{group}/offsets",
+            get(groups::offsets).post(groups::commit),
+        )
+        .route("/v1/groups/{group}/offsets/reset", post(groups::reset))
+        .route("/v1/groups/{group}/members/{member}", delete(groups::leave))
         .route(
             "/v1/topics/{topic}/partitions/{partition}/records",
             get(records::fetch),
@@ -49,6 +64,16 @@ pub fn router(state: AppState) -> Router {
         // Bodies are read by `body::read_limited` with the configured limit.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// A 200 with a JSON body written by hand.
+pub(crate) fn json_response(body: Vec<u8>) -> axum::response::Response {
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 async fn healthz() -> Json<serde_json::Value> {

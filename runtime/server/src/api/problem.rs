@@ -59,14 +59,19 @@ impl Problem {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    /// The human-readable detail.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
 }
 
 impl From<BrokerError> for Problem {
     fn from(e: BrokerError) -> Self {
         let status = match e.code() {
             "invalid_request" => StatusCode::BAD_REQUEST,
-            "topic_not_found" | "partition_not_found" => StatusCode::NOT_FOUND,
-            "topic_exists" => StatusCode::CONFLICT,
+            "topic_not_found" | "partition_not_found" | "group_not_found" => StatusCode::NOT_FOUND,
+            "topic_exists" | "not_assigned" | "group_not_empty" => StatusCode::CONFLICT,
             "offset_out_of_range" => StatusCode::RANGE_NOT_SATISFIABLE,
             "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::SERVICE_UNAVAILABLE,

@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use weir_broker::{Acks, ReadLimits};
 
-use super::AppState;
 use super::body::read_limited;
+use super::params::{parse_num, unknown_param};
 use super::problem::Problem;
+use super::{AppState, json_response};
 use crate::wire::produce::{BodyFormat, parse};
 use crate::wire::records::fetch_response;
 
@@ -67,6 +68,14 @@ pub async fn fetch(
     let mut wait = Duration::ZERO;
     for (k, v) in &query {
         match k.as_str() {
+            "timestamp_ms" => {
+                let ts = v.parse::<i64>().map_err(|_| {
+                    Problem::invalid_request(format!(
+                        "timestamp_ms must be milliseconds since the epoch, got '{v}'"
+                    ))
+                })?;
+                offset = state.broker.offset_for_timestamp(&topic, partition, ts)?;
+            }
             "offset" => {
                 offset = match v.as_str() {
                     "earliest" => part.log_start_offset(),
@@ -95,25 +104,4 @@ pub async fn fetch(
         .fetch(&topic, partition, offset, limits, wait)
         .await?;
     Ok(json_response(fetch_response(&result)))
-}
-
-fn json_response(body: Vec<u8>) -> Response {
-    let mut resp = body.into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-fn parse_num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, Problem> {
-    value.parse().map_err(|_| {
-        Problem::invalid_request(format!(
-            "query parameter '{name}' must be a non-negative integer, got '{value}'"
-        ))
-    })
-}
-
-fn unknown_param(name: &str, known: &str) -> Problem {
-    Problem::invalid_request(format!("unknown query parameter '{name}' (known: {known})"))
 }

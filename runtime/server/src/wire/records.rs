@@ -3,6 +3,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use weir_broker::groups::GroupFetch;
 use weir_broker::{ReadResult, RecordView};
 
 /// Appends one record object. `position` adds `topic`/`partition` members for
@@ -73,6 +74,50 @@ pub fn fetch_response(result: &ReadResult) -> Vec<u8> {
     out.extend_from_slice(b",\"log_start_offset\":");
     write_num(&mut out, result.log_start_offset as i64);
     out.push(b'}');
+    out
+}
+
+/// The body of a group fetch: member, generation, assignment, records of all its
+/// partitions (with `topic` and `partition`), and each partition's next position.
+pub fn group_fetch_response(topic: &str, f: &GroupFetch) -> Vec<u8> {
+    let count: usize = f.results.iter().map(|(_, r)| r.count).sum();
+    let mut out = Vec::with_capacity(128 + count * 180);
+    out.extend_from_slice(b"{\"member\":");
+    write_str(&mut out, &f.member);
+    out.extend_from_slice(b",\"generation\":");
+    write_num(&mut out, f.generation as i64);
+    out.extend_from_slice(b",\"assignment\":[");
+    for (i, p) in f.partitions.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_num(&mut out, i64::from(*p));
+    }
+    out.extend_from_slice(b"],\"records\":[");
+    let mut first = true;
+    for (p, r) in &f.results {
+        for rec in r.records() {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            write_record(&mut out, &rec, Some((topic, *p)));
+        }
+    }
+    out.extend_from_slice(b"],\"positions\":[");
+    for (i, (p, r)) in f.results.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"partition\":");
+        write_num(&mut out, i64::from(*p));
+        out.extend_from_slice(b",\"next_offset\":");
+        write_num(&mut out, r.next_offset as i64);
+        out.extend_from_slice(b",\"high_watermark\":");
+        write_num(&mut out, r.high_watermark as i64);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
     out
 }
 

@@ -1,0 +1,846 @@
+//! Consumer groups: membership, partition assignment, positions and committed offsets.
+//!
+//! A group is named by its clients. Members join by fetching (`member` id given or
+//! assigned) and stay alive by fetching again within the session timeout; a member with
+//! a request in flight is always alive. Each topic a group reads is assigned on its
+//! own: its partitions are dealt round-robin over the members that read it, sorted by
+//! id, so the split is even and every partition has exactly one owner. Any change of
+//! membership recomputes the assignment and bumps the generation; members learn their
+//! new partitions in their next response.
+//!
+//! Positions (the next offset to hand a member) live in memory, per member and
+//! partition. Committed offsets live in storage's durable key-value tree, keyed by
+//! topic *id*, so a topic deleted and created again starts with no offsets. A committed
+//! offset is the next offset to read (Kafka's convention).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use weir_storage::{KvOp, ReadLimits, ReadResult, Store, Topic};
+
+use crate::error::{BrokerError, Result};
+
+/// Where a group starts on a partition it has no committed offset for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OffsetReset {
+    /// The log start offset.
+    #[default]
+    Earliest,
+    /// The high watermark: only records published from now on.
+    Latest,
+}
+
+/// Where `reset` moves a group's committed offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTarget {
+    /// The log start offset.
+    Earliest,
+    /// The high watermark.
+    Latest,
+    /// An explicit offset (must be within the log).
+    Offset(u64),
+    /// The first record at or after this time.
+    Timestamp(i64),
+}
+
+/// One fetch of a group member.
+#[derive(Debug)]
+pub struct GroupFetch {
+    /// The member's id (assigned if the request had none).
+    pub member: String,
+    /// The assignment generation.
+    pub generation: u64,
+    /// Partitions of the topic assigned to this member.
+    pub partitions: Vec<u32>,
+    /// Records read, per partition.
+    pub results: Vec<(u32, ReadResult)>,
+}
+
+/// A committed offset with its lag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// Topic name.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Next offset the group reads, if it committed one.
+    pub committed_offset: Option<u64>,
+    /// When the offset was committed (ms since the epoch).
+    pub committed_at_ms: Option<i64>,
+    /// The partition's high watermark.
+    pub high_watermark: u64,
+    /// The partition's log start offset.
+    pub log_start_offset: u64,
+    /// Records not yet consumed (from the committed offset, or from the log start).
+    pub lag_records: u64,
+    /// Age of the oldest unconsumed record, 0 when there is none.
+    pub lag_ms: u64,
+    /// Member that owns the partition now.
+    pub owner: Option<String>,
+}
+
+/// A member as described by `describe`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// Member id.
+    pub member: String,
+    /// Assigned partitions per topic.
+    pub assignments: Vec<(String, Vec<u32>)>,
+    /// Milliseconds since its last request ended (0 while one is in flight).
+    pub idle_ms: u64,
+}
+
+/// A group as described by `describe`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// Group name.
+    pub group: String,
+    /// Assignment generation.
+    pub generation: u64,
+    /// Live members.
+    pub members: Vec<MemberInfo>,
+    /// Every partition of every topic the group reads or has offsets for.
+    pub partitions: Vec<PartitionLag>,
+}
+
+/// The group coordinator. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Groups {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    groups: DashMap<String, Arc<Group>>,
+    session_timeout: Duration,
+    member_seq: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Group {
+    state: Mutex<GroupState>,
+    /// Woken when the assignment changes, so long polls return and members see it.
+    changed: Notify,
+}
+
+#[derive(Debug, Default)]
+struct GroupState {
+    members: BTreeMap<String, Member>,
+    generation: u64,
+    /// Per topic: the owner of each partition.
+    owners: HashMap<String, Vec<Option<String>>>,
+}
+
+#[derive(Debug)]
+struct Member {
+    topics: BTreeSet<String>,
+    last_seen: Instant,
+    in_flight: u32,
+    /// Next offset to hand out, per (topic, partition) this member owns.
+    positions: HashMap<(String, u32), u64>,
+    /// What `commit=auto` commits on the next fetch: positions after the last fetch.
+    uncommitted: HashMap<(String, u32), u64>,
+}
+
+impl Member {
+    fn new() -> Self {
+        Self {
+            topics: BTreeSet::new(),
+            last_seen: Instant::now(),
+            in_flight: 0,
+            positions: HashMap::new(),
+            uncommitted: HashMap::new(),
+        }
+    }
+}
+
+/// Checks a group name: 1–249 characters of `[A-Za-z0-9._-]`.
+pub fn validate_group_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 249
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(BrokerError::InvalidRequest(format!(
+            "invalid group name '{name}': use 1-249 characters of A-Z, a-z, 0-9, '.', '_', '-'"
+        )))
+    }
+}
+
+fn offset_key(group: &str, topic: &Topic, partition: u32) -> Vec<u8> {
+    let mut k = group_prefix(group);
+    k.extend_from_slice(&topic.id().to_be_bytes());
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+fn group_prefix(group: &str) -> Vec<u8> {
+    let mut k = b"group/".to_vec();
+    k.extend_from_slice(group.as_bytes());
+    k.push(0);
+    k
+}
+
+fn encode_offset(offset: u64, at_ms: i64) -> Vec<u8> {
+    let mut v = offset.to_be_bytes().to_vec();
+    v.extend_from_slice(&at_ms.to_be_bytes());
+    v
+}
+
+fn decode_offset(v: &[u8]) -> Option<(u64, i64)> {
+    if v.len() != 16 {
+        return None;
+    }
+    let offset = u64::from_be_bytes(v[0..8].try_into().ok()?);
+    let at = i64::from_be_bytes(v[8..16].try_into().ok()?);
+    Some((offset, at))
+}
+
+impl GroupState {
+    fn evict_expired(&mut self, timeout: Duration) -> bool {
+        let now = Instant::now();
+        let before = self.members.len();
+        self.members
+            .retain(|_, m| m.in_flight > 0 || now.duration_since(m.last_seen) < timeout);
+        before != self.members.len()
+    }
+
+    /// Deals every topic's partitions over its members; true if anything moved.
+    fn rebalance(&mut self, partition_counts: &HashMap<String, u32>) -> bool {
+        let mut changed = false;
+        let mut topics: BTreeSet<String> = self.owners.keys().cloned().collect();
+        for m in self.members.values() {
+            topics.extend(m.topics.iter().cloned());
+        }
+        for topic in topics {
+            let readers: Vec<&String> = self
+                .members
+                .iter()
+                .filter(|(_, m)| m.topics.contains(&topic))
+                .map(|(id, _)| id)
+                .collect();
+            let count = partition_counts.get(&topic).copied().unwrap_or(0);
+            let owners: Vec<Option<String>> = (0..count as usize)
+                .map(|p| (!readers.is_empty()).then(|| readers[p % readers.len()].clone()))
+                .collect();
+            let old = self.owners.get(&topic);
+            if old != Some(&owners) {
+                changed = true;
+                if owners.iter().all(Option::is_none) {
+                    self.owners.remove(&topic);
+                } else {
+                    self.owners.insert(topic.clone(), owners);
+                }
+            }
+        }
+        if changed {
+            self.generation += 1;
+            // Positions of partitions a member no longer owns are forgotten; the new
+            // owner starts from the committed offset.
+            let owners = &self.owners;
+            for (id, m) in self.members.iter_mut() {
+                let owns = |(t, p): &(String, u32)| {
+                    owners
+                        .get(t)
+                        .and_then(|o| o.get(*p as usize))
+                        .is_some_and(|o| o.as_deref() == Some(id.as_str()))
+                };
+                m.positions.retain(|k, _| owns(k));
+                m.uncommitted.retain(|k, _| owns(k));
+            }
+        }
+        changed
+    }
+
+    fn owner(&self, topic: &str, partition: u32) -> Option<&str> {
+        self.owners
+            .get(topic)
+            .and_then(|o| o.get(partition as usize))
+            .and_then(|o| o.as_deref())
+    }
+
+    fn assigned(&self, topic: &str, member: &str) -> Vec<u32> {
+        self.owners
+            .get(topic)
+            .map(|o| {
+                o.iter()
+                    .enumerate()
+                    .filter(|(_, owner)| owner.as_deref() == Some(member))
+                    .map(|(p, _)| p as u32)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Groups {
+    /// A coordinator over `store` with the given session timeout.
+    pub fn new(store: Store, session_timeout: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                groups: DashMap::new(),
+                session_timeout,
+                member_seq: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The session timeout.
+    pub fn session_timeout(&self) -> Duration {
+        self.inner.session_timeout
+    }
+
+    fn group(&self, name: &str) -> Arc<Group> {
+        self.inner
+            .groups
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(Group {
+                    state: Mutex::new(GroupState::default()),
+                    changed: Notify::new(),
+                })
+            })
+            .clone()
+    }
+
+    fn partition_counts(&self) -> HashMap<String, u32> {
+        self.inner
+            .store
+            .topics()
+            .iter()
+            .map(|t| (t.name().to_string(), t.partition_count()))
+            .collect()
+    }
+
+    fn new_member_id(&self) -> String {
+        let n = self.inner.member_seq.fetch_add(1, Ordering::Relaxed);
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(n);
+        format!("m-{n}-{:08x}", h.finish() as u32)
+    }
+
+    /// The committed offset of one partition and when it was committed.
+    pub fn committed(
+        &self,
+        group: &str,
+        topic: &Topic,
+        partition: u32,
+    ) -> Result<Option<(u64, i64)>> {
+        Ok(self
+            .inner
+            .store
+            .kv_get(&offset_key(group, topic, partition))?
+            .and_then(|v| decode_offset(&v)))
+    }
+
+    /// Joins (or refreshes) `member` and reads records from its partitions of `topic`,
+    /// waiting up to `wait` at the end of the log. With `auto_commit`, first commits
+    /// what this member's previous fetch returned.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn fetch(
+        &self,
+        group: &str,
+        member: Option<&str>,
+        topic_name: &str,
+        limits: ReadLimits,
+        wait: Duration,
+        auto_commit: bool,
+        reset: OffsetReset,
+    ) -> Result<GroupFetch> {
+        validate_group_name(group)?;
+        if let Some(m) = member {
+            validate_group_name(m).map_err(|_| {
+                BrokerError::InvalidRequest(format!(
+                    "invalid member id '{m}': use 1-249 characters of A-Z, a-z, 0-9, '.', '_', '-'"
+                ))
+            })?;
+        }
+        let topic = self.inner.store.topic(topic_name)?;
+        let g = self.group(group);
+        let member_id = member.map_or_else(|| self.new_member_id(), str::to_string);
+        let to_commit = {
+            let mut st = g.state.lock();
+            let mut changed = st.evict_expired(self.inner.session_timeout);
+            let m = st.members.entry(member_id.clone()).or_insert_with(|| {
+                changed = true;
+                Member::new()
+            });
+            changed |= m.topics.insert(topic_name.to_string());
+            m.in_flight += 1;
+            m.last_seen = Instant::now();
+            let to_commit: Vec<(u32, u64)> = if auto_commit {
+                m.uncommitted
+                    .drain()
+                    .filter(|((t, _), _)| t == topic_name)
+                    .map(|((_, p), o)| (p, o))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if changed && st.rebalance(&self.partition_counts()) {
+                g.changed.notify_waiters();
+            }
+            to_commit
+        };
+        // Whatever happens below, the member's request ends.
+        let _done = InFlight {
+            group: g.clone(),
+            member: member_id.clone(),
+        };
+        if !to_commit.is_empty() {
+            let owned: Vec<(u32, u64)> = {
+                let st = g.state.lock();
+                to_commit
+                    .into_iter()
+                    .filter(|(p, _)| st.owner(topic_name, *p) == Some(member_id.as_str()))
+                    .collect()
+            };
+            self.write_offsets(group, &topic, &owned).await?;
+        }
+
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = g.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (generation, partitions, starts) =
+                self.positions(&g, group, &member_id, &topic, reset)?;
+            let results = self.read_round(&topic, &starts, limits)?;
+            let got = results.iter().map(|(_, r)| r.count).sum::<usize>();
+            let now = tokio::time::Instant::now();
+            if got > 0 || now >= deadline {
+                self.advance(&g, &member_id, topic_name, generation, &results);
+                return Ok(GroupFetch {
+                    member: member_id,
+                    generation,
+                    partitions,
+                    results,
+                });
+            }
+            // Wait for data on any assigned partition, or a new assignment.
+            let mut waits: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> =
+                vec![Box::pin(tokio::time::sleep_until(deadline))];
+            for &(p, offset) in &starts {
+                let topic = topic.clone();
+                waits.push(Box::pin(async move {
+                    if let Ok(part) = topic.partition(p) {
+                        part.wait_beyond(offset, deadline - now).await;
+                    }
+                }));
+            }
+            tokio::select! {
+                _ = futures_util::future::select_all(waits) => {}
+                _ = notified => {}
+            }
+        }
+    }
+
+    /// The member's partitions and where to read each.
+    #[allow(clippy::type_complexity)]
+    fn positions(
+        &self,
+        g: &Group,
+        group: &str,
+        member: &str,
+        topic: &Topic,
+        reset: OffsetReset,
+    ) -> Result<(u64, Vec<u32>, Vec<(u32, u64)>)> {
+        let (generation, partitions, known): (u64, Vec<u32>, Vec<Option<u64>>) = {
+            let st = g.state.lock();
+            let partitions = st.assigned(topic.name(), member);
+            let m = st.members.get(member);
+            let known = partitions
+                .iter()
+                .map(|p| m.and_then(|m| m.positions.get(&(topic.name().to_string(), *p)).copied()))
+                .collect();
+            (st.generation, partitions, known)
+        };
+        let mut starts = Vec::with_capacity(partitions.len());
+        for (p, known) in partitions.iter().zip(known) {
+            let part = topic.partition(*p)?;
+            let start = match known {
+                Some(o) => o,
+                None => match self.committed(group, topic, *p)? {
+                    Some((o, _)) => o,
+                    None => match reset {
+                        OffsetReset::Earliest => part.log_start_offset(),
+                        OffsetReset::Latest => part.high_watermark(),
+                    },
+                },
+            };
+            // Retention may have passed the position; resume at what is still there.
+            let start = start.clamp(part.log_start_offset(), part.high_watermark());
+            starts.push((*p, start));
+        }
+        Ok((generation, partitions, starts))
+    }
+
+    fn read_round(
+        &self,
+        topic: &Topic,
+        starts: &[(u32, u64)],
+        limits: ReadLimits,
+    ) -> Result<Vec<(u32, ReadResult)>> {
+        let mut out = Vec::with_capacity(starts.len());
+        let mut remaining = limits.max_records;
+        // Start at a rotating partition so one busy partition cannot starve the rest.
+        let rotate = if starts.is_empty() {
+            0
+        } else {
+            (self.inner.member_seq.load(Ordering::Relaxed) as usize) % starts.len()
+        };
+        for i in 0..starts.len() {
+            let (p, offset) = starts[(i + rotate) % starts.len()];
+            let r = self.inner.store.read(
+                topic,
+                p,
+                offset,
+                ReadLimits {
+                    max_records: remaining,
+                    max_bytes: limits.max_bytes,
+                },
+            )?;
+            remaining = remaining.saturating_sub(r.count);
+            out.push((p, r));
+            if remaining == 0 {
+                break;
+            }
+        }
+        self.inner.member_seq.fetch_add(1, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// Moves the member's positions past what it was handed, if the assignment did not
+    /// change meanwhile.
+    fn advance(
+        &self,
+        g: &Group,
+        member: &str,
+        topic: &str,
+        generation: u64,
+        results: &[(u32, ReadResult)],
+    ) {
+        let mut st = g.state.lock();
+        if st.generation != generation {
+            return;
+        }
+        if let Some(m) = st.members.get_mut(member) {
+            for (p, r) in results {
+                let key = (topic.to_string(), *p);
+                m.positions.insert(key.clone(), r.next_offset);
+                if r.count > 0 {
+                    m.uncommitted.insert(key, r.next_offset);
+                }
+            }
+        }
+    }
+
+    /// Commits offsets. With `member`, it must own every partition; without, no live
+    /// member may own them. Durable before it returns.
+    pub async fn commit(
+        &self,
+        group: &str,
+        member: Option<&str>,
+        offsets: &[(String, u32, u64)],
+    ) -> Result<()> {
+        validate_group_name(group)?;
+        let g = self.group(group);
+        // Validate everything before anything is written.
+        let mut keys = Vec::with_capacity(offsets.len());
+        for (topic, p, offset) in offsets {
+            let t = self.inner.store.topic(topic)?;
+            let part = t.partition(*p)?;
+            let (start, hw) = (part.log_start_offset(), part.high_watermark());
+            if *offset > hw || *offset < start {
+                return Err(BrokerError::Storage(
+                    weir_storage::StorageError::OffsetOutOfRange {
+                        offset: *offset,
+                        log_start_offset: start,
+                        high_watermark: hw,
+                    },
+                ));
+            }
+            keys.push((offset_key(group, &t, *p), *offset));
+        }
+        {
+            let mut st = g.state.lock();
+            if st.evict_expired(self.inner.session_timeout)
+                && st.rebalance(&self.partition_counts())
+            {
+                g.changed.notify_waiters();
+            }
+            for (topic, p, _) in offsets {
+                let owner = st.owner(topic, *p);
+                if owner != member && (member.is_some() || owner.is_some()) {
+                    return Err(BrokerError::NotAssigned {
+                        group: group.to_string(),
+                        topic: topic.clone(),
+                        partition: *p,
+                        owner: owner.map(str::to_string),
+                    });
+                }
+            }
+            if let Some(m) = member.and_then(|m| st.members.get_mut(m)) {
+                m.last_seen = Instant::now();
+                for (topic, p, _) in offsets {
+                    m.uncommitted.remove(&(topic.clone(), *p));
+                }
+            }
+        }
+        let now = weir_storage::now_ms();
+        let ops: Vec<KvOp> = keys
+            .into_iter()
+            .map(|(key, offset)| (key, Some(encode_offset(offset, now))))
+            .collect();
+        self.inner.store.kv_write(ops).await?;
+        Ok(())
+    }
+
+    async fn write_offsets(
+        &self,
+        group: &str,
+        topic: &Topic,
+        offsets: &[(u32, u64)],
+    ) -> Result<()> {
+        let now = weir_storage::now_ms();
+        let ops = offsets
+            .iter()
+            .map(|(p, o)| (offset_key(group, topic, *p), Some(encode_offset(*o, now))))
+            .collect();
+        Ok(self.inner.store.kv_write(ops).await?)
+    }
+
+    /// Removes a member at once (a clean leave), handing its partitions to the others.
+    pub fn leave(&self, group: &str, member: &str) -> bool {
+        let Some(g) = self.inner.groups.get(group).map(|g| g.clone()) else {
+            return false;
+        };
+        let mut st = g.state.lock();
+        let removed = st.members.remove(member).is_some();
+        if removed && st.rebalance(&self.partition_counts()) {
+            g.changed.notify_waiters();
+        }
+        removed
+    }
+
+    /// Names of all groups with live members or committed offsets.
+    pub fn list(&self) -> Result<Vec<String>> {
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        for entry in self.inner.groups.iter() {
+            let mut st = entry.value().state.lock();
+            st.evict_expired(self.inner.session_timeout);
+            if !st.members.is_empty() {
+                names.insert(entry.key().clone());
+            }
+        }
+        for (key, _) in self.inner.store.kv_scan(b"group/")? {
+            let rest = &key[b"group/".len()..];
+            if let Some(end) = rest.iter().position(|&b| b == 0) {
+                names.insert(String::from_utf8_lossy(&rest[..end]).into_owned());
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    /// Members, assignments, committed offsets and lag of a group.
+    pub fn describe(&self, group: &str) -> Result<GroupInfo> {
+        validate_group_name(group)?;
+        let topics = self.inner.store.topics();
+        let by_id: HashMap<u32, Arc<Topic>> = topics.iter().map(|t| (t.id(), t.clone())).collect();
+        let mut committed: BTreeMap<(String, u32), (u64, i64)> = BTreeMap::new();
+        for (key, value) in self.inner.store.kv_scan(&group_prefix(group))? {
+            let rest = &key[group_prefix(group).len()..];
+            if rest.len() != 8 {
+                continue;
+            }
+            let id = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+            let p = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]);
+            if let (Some(t), Some(v)) = (by_id.get(&id), decode_offset(&value)) {
+                committed.insert((t.name().to_string(), p), v);
+            }
+        }
+        let (generation, members, owners) = match self.inner.groups.get(group).map(|g| g.clone()) {
+            Some(g) => {
+                let mut st = g.state.lock();
+                if st.evict_expired(self.inner.session_timeout)
+                    && st.rebalance(&self.partition_counts())
+                {
+                    g.changed.notify_waiters();
+                }
+                let now = Instant::now();
+                let members: Vec<MemberInfo> = st
+                    .members
+                    .iter()
+                    .map(|(id, m)| MemberInfo {
+                        member: id.clone(),
+                        assignments: m
+                            .topics
+                            .iter()
+                            .map(|t| (t.clone(), st.assigned(t, id)))
+                            .collect(),
+                        idle_ms: if m.in_flight > 0 {
+                            0
+                        } else {
+                            now.duration_since(m.last_seen).as_millis() as u64
+                        },
+                    })
+                    .collect();
+                (st.generation, members, st.owners.clone())
+            }
+            None => (0, Vec::new(), HashMap::new()),
+        };
+        if members.is_empty() && committed.is_empty() {
+            return Err(BrokerError::GroupNotFound(group.to_string()));
+        }
+        let mut topic_names: BTreeSet<String> = committed.keys().map(|(t, _)| t.clone()).collect();
+        topic_names.extend(owners.keys().cloned());
+        let mut partitions = Vec::new();
+        let now = weir_storage::now_ms();
+        for name in topic_names {
+            let Some(topic) = topics.iter().find(|t| t.name() == name) else {
+                continue;
+            };
+            for p in 0..topic.partition_count() {
+                let part = topic.partition(p)?;
+                let (start, hw) = (part.log_start_offset(), part.high_watermark());
+                let c = committed.get(&(name.clone(), p)).copied();
+                let from = c.map_or(start, |(o, _)| o.max(start)).min(hw);
+                let lag_records = hw - from;
+                let lag_ms = if lag_records == 0 {
+                    0
+                } else {
+                    let r = self.inner.store.read(
+                        topic,
+                        p,
+                        from,
+                        ReadLimits {
+                            max_records: 1,
+                            max_bytes: 1,
+                        },
+                    )?;
+                    r.records()
+                        .next()
+                        .map_or(0, |rec| (now - rec.timestamp_ms).max(0) as u64)
+                };
+                partitions.push(PartitionLag {
+                    topic: name.clone(),
+                    partition: p,
+                    committed_offset: c.map(|(o, _)| o),
+                    committed_at_ms: c.map(|(_, at)| at),
+                    high_watermark: hw,
+                    log_start_offset: start,
+                    lag_records,
+                    lag_ms,
+                    owner: owners
+                        .get(&name)
+                        .and_then(|o| o.get(p as usize))
+                        .cloned()
+                        .flatten(),
+                });
+            }
+        }
+        Ok(GroupInfo {
+            group: group.to_string(),
+            generation,
+            members,
+            partitions,
+        })
+    }
+
+    fn require_empty(&self, group: &str) -> Result<()> {
+        if let Some(g) = self.inner.groups.get(group).map(|g| g.clone()) {
+            let mut st = g.state.lock();
+            st.evict_expired(self.inner.session_timeout);
+            if !st.members.is_empty() {
+                return Err(BrokerError::GroupNotEmpty {
+                    group: group.to_string(),
+                    members: st.members.len(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a group's committed offsets. Refused while it has live members.
+    pub async fn delete(&self, group: &str) -> Result<()> {
+        validate_group_name(group)?;
+        self.require_empty(group)?;
+        let keys = self.inner.store.kv_scan(&group_prefix(group))?;
+        let known = self.inner.groups.remove(group).is_some();
+        if keys.is_empty() && !known {
+            return Err(BrokerError::GroupNotFound(group.to_string()));
+        }
+        self.inner
+            .store
+            .kv_write(keys.into_iter().map(|(k, _)| (k, None)).collect())
+            .await?;
+        Ok(())
+    }
+
+    /// Moves the committed offsets of `topic` (all partitions, or those listed).
+    /// Refused while the group has live members, as in Kafka. Returns the new offsets.
+    pub async fn reset(
+        &self,
+        group: &str,
+        topic_name: &str,
+        partitions: Option<&[u32]>,
+        target: ResetTarget,
+    ) -> Result<Vec<(u32, u64)>> {
+        validate_group_name(group)?;
+        let topic = self.inner.store.topic(topic_name)?;
+        self.require_empty(group)?;
+        let all: Vec<u32> = (0..topic.partition_count()).collect();
+        let mut out = Vec::new();
+        for &p in partitions.unwrap_or(&all) {
+            let part = topic.partition(p)?;
+            let (start, hw) = (part.log_start_offset(), part.high_watermark());
+            let offset = match target {
+                ResetTarget::Earliest => start,
+                ResetTarget::Latest => hw,
+                ResetTarget::Offset(o) if o >= start && o <= hw => o,
+                ResetTarget::Offset(o) => {
+                    return Err(BrokerError::Storage(
+                        weir_storage::StorageError::OffsetOutOfRange {
+                            offset: o,
+                            log_start_offset: start,
+                            high_watermark: hw,
+                        },
+                    ));
+                }
+                ResetTarget::Timestamp(ts) => {
+                    self.inner.store.offset_for_timestamp(&topic, p, ts)?
+                }
+            };
+            out.push((p, offset));
+        }
+        self.write_offsets(group, &topic, &out).await?;
+        Ok(out)
+    }
+}
+
+/// Marks the end of a member's request, whatever way it ends.
+struct InFlight {
+    group: Arc<Group>,
+    member: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut st = self.group.state.lock();
+        if let Some(m) = st.members.get_mut(&self.member) {
+            m.in_flight = m.in_flight.saturating_sub(1);
+            m.last_seen = Instant::now();
+        }
+    }
+}

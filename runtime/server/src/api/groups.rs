@@ -1,0 +1,297 @@
+//! Consumer groups over HTTP: group fetches, commits, listing, lag, delete and reset.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use weir_broker::ReadLimits;
+use weir_broker::groups::{GroupInfo, OffsetReset, ResetTarget};
+
+use super::AppState;
+use super::body::read_limited;
+use super::params::{parse_num, unknown_param};
+use super::problem::Problem;
+use crate::wire::records::group_fetch_response;
+
+/// Parses `auto_offset_reset`.
+pub fn parse_reset(v: &str) -> Result<OffsetReset, Problem> {
+    match v {
+        "earliest" => Ok(OffsetReset::Earliest),
+        "latest" => Ok(OffsetReset::Latest),
+        other => Err(Problem::invalid_request(format!(
+            "auto_offset_reset must be 'earliest' or 'latest', got '{other}'"
+        ))),
+    }
+}
+
+/// `GET /v1/topics/{t}/records?group=&member=&max_records=&max_bytes=&timeout_ms=&commit=auto&auto_offset_reset=`.
+pub async fn fetch(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, Problem> {
+    let mut group = None;
+    let mut member = None;
+    let mut limits = ReadLimits::default();
+    let mut wait = Duration::ZERO;
+    let mut auto_commit = false;
+    let mut reset = OffsetReset::Earliest;
+    for (k, v) in &query {
+        match k.as_str() {
+            "group" => group = Some(v.as_str()),
+            "member" => member = Some(v.as_str()),
+            "max_records" => {
+                limits.max_records =
+                    parse_num::<usize>(k, v)?.clamp(1, state.limits.max_fetch_records)
+            }
+            "max_bytes" => limits.max_bytes = parse_num::<usize>(k, v)?.max(1),
+            "timeout_ms" => {
+                wait = Duration::from_millis(parse_num::<u64>(k, v)?.min(state.limits.max_wait_ms))
+            }
+            "commit" => {
+                auto_commit = match v.as_str() {
+                    "auto" => true,
+                    "none" => false,
+                    other => {
+                        return Err(Problem::invalid_request(format!(
+                            "commit must be 'auto' or 'none', got '{other}'"
+                        )));
+                    }
+                }
+            }
+            "auto_offset_reset" => reset = parse_reset(v)?,
+            other => {
+                return Err(unknown_param(
+                    other,
+                    "group, member, max_records, max_bytes, timeout_ms, commit, auto_offset_reset",
+                ));
+            }
+        }
+    }
+    let group = group.ok_or_else(|| {
+        Problem::invalid_request(
+            "'group' is required here; to read one partition without a group use \
+             /v1/topics/{topic}/partitions/{partition}/records",
+        )
+    })?;
+    let fetched = state
+        .broker
+        .groups()
+        .fetch(group, member, &topic, limits, wait, auto_commit, reset)
+        .await?;
+    Ok(super::json_response(group_fetch_response(&topic, &fetched)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommitBody {
+    #[serde(default)]
+    member: Option<String>,
+    offsets: Vec<CommitEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommitEntry {
+    topic: String,
+    partition: u32,
+    offset: u64,
+}
+
+/// `POST /v1/groups/{g}/offsets`: durable before the 200.
+pub async fn commit(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let mut member = None;
+    for (k, v) in &query {
+        match k.as_str() {
+            "member" => member = Some(v.clone()),
+            other => return Err(unknown_param(other, "member")),
+        }
+    }
+    let bytes = read_limited(&headers, body, state.limits.max_request_bytes).await?;
+    let body: CommitBody =
+        serde_json::from_slice(&bytes).map_err(|e| Problem::from_json("commit body", &e))?;
+    let member = body.member.or(member);
+    let offsets: Vec<(String, u32, u64)> = body
+        .offsets
+        .into_iter()
+        .map(|e| (e.topic, e.partition, e.offset))
+        .collect();
+    state
+        .broker
+        .groups()
+        .commit(&group, member.as_deref(), &offsets)
+        .await?;
+    Ok(Json(json!({ "committed": offsets.len() })).into_response())
+}
+
+/// `GET /v1/groups`.
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
+    let names = state.broker.groups().list()?;
+    let mut groups = Vec::with_capacity(names.len());
+    for name in names {
+        // A group can vanish between listing and describing; skip it then.
+        if let Ok(info) = state.broker.groups().describe(&name) {
+            groups.push(summary(&info));
+        }
+    }
+    Ok(Json(json!({ "groups": groups })))
+}
+
+fn summary(info: &GroupInfo) -> Value {
+    let lag: u64 = info.partitions.iter().map(|p| p.lag_records).sum();
+    let mut topics: Vec<&str> = info.partitions.iter().map(|p| p.topic.as_str()).collect();
+    topics.dedup();
+    json!({
+        "group": info.group,
+        "members": info.members.len(),
+        "topics": topics,
+        "lag_records": lag,
+    })
+}
+
+/// The JSON description of a group.
+pub fn describe_json(info: &GroupInfo) -> Value {
+    let members: Vec<Value> = info
+        .members
+        .iter()
+        .map(|m| {
+            let assignments: Vec<Value> = m
+                .assignments
+                .iter()
+                .map(|(t, ps)| json!({ "topic": t, "partitions": ps }))
+                .collect();
+            json!({ "member": m.member, "assignments": assignments, "idle_ms": m.idle_ms })
+        })
+        .collect();
+    let partitions: Vec<Value> = info
+        .partitions
+        .iter()
+        .map(|p| {
+            json!({
+                "topic": p.topic,
+                "partition": p.partition,
+                "committed_offset": p.committed_offset,
+                "committed_at_ms": p.committed_at_ms,
+                "log_start_offset": p.log_start_offset,
+                "high_watermark": p.high_watermark,
+                "lag_records": p.lag_records,
+                "lag_ms": p.lag_ms,
+                "owner": p.owner,
+            })
+        })
+        .collect();
+    json!({
+        "group": info.group,
+        "generation": info.generation,
+        "state": if info.members.is_empty() { "empty" } else { "stable" },
+        "members": members,
+        "partitions": partitions,
+    })
+}
+
+/// `GET /v1/groups/{g}`: members, assignments, committed offsets and lag.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    Ok(Json(describe_json(
+        &state.broker.groups().describe(&group)?,
+    )))
+}
+
+/// `GET /v1/groups/{g}/offsets`: the committed offsets (the `partitions` of describe).
+pub async fn offsets(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let info = state.broker.groups().describe(&group)?;
+    let full = describe_json(&info);
+    Ok(Json(
+        json!({ "group": info.group, "offsets": full["partitions"] }),
+    ))
+}
+
+/// `DELETE /v1/groups/{g}`: 204; 409 `group_not_empty` while members are live.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+) -> Result<StatusCode, Problem> {
+    state.broker.groups().delete(&group).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /v1/groups/{g}/members/{m}`: a clean leave; partitions move at once.
+pub async fn leave(
+    State(state): State<AppState>,
+    Path((group, member)): Path<(String, String)>,
+) -> Result<StatusCode, Problem> {
+    if state.broker.groups().leave(&group, &member) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "member_not_found",
+            format!("group '{group}' has no live member '{member}'"),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetBody {
+    topic: String,
+    #[serde(default)]
+    partitions: Option<Vec<u32>>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    offset: Option<u64>,
+    #[serde(default)]
+    timestamp_ms: Option<i64>,
+}
+
+/// `POST /v1/groups/{g}/offsets/reset` with `{"topic", "partitions"?, and one of
+/// "to": "earliest"|"latest", "offset": N, "timestamp_ms": T}`.
+pub async fn reset(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, Problem> {
+    let bytes = read_limited(&headers, body, 64 << 10).await?;
+    let body: ResetBody =
+        serde_json::from_slice(&bytes).map_err(|e| Problem::from_json("reset body", &e))?;
+    let target = match (body.to.as_deref(), body.offset, body.timestamp_ms) {
+        (Some("earliest"), None, None) => ResetTarget::Earliest,
+        (Some("latest"), None, None) => ResetTarget::Latest,
+        (None, Some(o), None) => ResetTarget::Offset(o),
+        (None, None, Some(t)) => ResetTarget::Timestamp(t),
+        _ => {
+            return Err(Problem::invalid_request(
+                "give exactly one of \"to\": \"earliest\"|\"latest\", \"offset\": N, \"timestamp_ms\": T",
+            ));
+        }
+    };
+    let moved = state
+        .broker
+        .groups()
+        .reset(&group, &body.topic, body.partitions.as_deref(), target)
+        .await?;
+    let offsets: Vec<Value> = moved
+        .iter()
+        .map(|(p, o)| json!({ "topic": body.topic, "partition": p, "offset": o }))
+        .collect();
+    Ok(Json(json!({ "group": group, "offsets": offsets })))
+}
