@@ -215,3 +215,34 @@ async fn serve_refuses_a_config_with_unknown_keys() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_consume_describe_reset() {
+    let server = TestServer::start().await;
+    let api = server.client();
+    api.create_topic("gt", serde_json::json!({ "partitions": 2 })).await;
+    let records: Vec<_> = (0..30).map(|i| serde_json::json!({ "key": format!("k{i}"), "value": i })).collect();
+    api.publish("gt", serde_json::json!(records)).await;
+    let url = server.url.clone();
+
+    let out = ok(&weir(&url, &["consume", "gt", "--group", "cg", "-n", "10"], None).await);
+    assert_eq!(out.lines().count(), 10, "{out}");
+    let out = ok(&weir(&url, &["consume", "gt", "--group", "cg"], None).await);
+    assert_eq!(out.lines().count(), 20, "the rest, nothing twice: {out}");
+
+    let out = ok(&weir(&url, &["group", "describe", "cg"], None).await);
+    assert!(out.contains("group cg: empty"), "{out}");
+    let lags: Vec<&str> = out.lines().filter(|l| l.starts_with("gt ")).collect();
+    assert_eq!(lags.len(), 2, "{out}");
+    let out = ok(&weir(&url, &["group", "list"], None).await);
+    assert!(out.lines().any(|l| l.starts_with("cg ") && l.contains(" 0 ")), "{out}");
+
+    let out = ok(&weir(&url, &["group", "reset", "cg", "--topic", "gt", "--to", "earliest"], None).await);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let out = ok(&weir(&url, &["consume", "gt", "--group", "cg"], None).await);
+    assert_eq!(out.lines().count(), 30, "{out}");
+    ok(&weir(&url, &["group", "delete", "cg"], None).await);
+    let gone = weir(&url, &["group", "describe", "cg"], None).await;
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("group_not_found"));
+    server.stop().await;
+}

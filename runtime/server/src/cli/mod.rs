@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod consume;
+mod group;
 mod produce;
 mod serve;
 mod topic;
@@ -46,6 +47,13 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// List, describe, reset and delete consumer groups.
+    Group {
+        #[command(subcommand)]
+        command: group::GroupCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Publish stdin to a topic, one value per line.
     Produce(produce::ProduceArgs),
     /// Print a topic's records as NDJSON.
@@ -82,6 +90,7 @@ impl Cli {
             Command::Topic { command, remote } => {
                 topic::run(command, &Client::new(&remote.url)?).await
             }
+            Command::Group { command, remote } => group::run(command, &Client::new(&remote.url)?).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Bench(args) => bench::run(args).await,
