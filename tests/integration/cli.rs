@@ -220,8 +220,11 @@ async fn serve_refuses_a_config_with_unknown_keys() {
 async fn group_consume_describe_reset() {
     let server = TestServer::start().await;
     let api = server.client();
-    api.create_topic("gt", serde_json::json!({ "partitions": 2 })).await;
-    let records: Vec<_> = (0..30).map(|i| serde_json::json!({ "key": format!("k{i}"), "value": i })).collect();
+    api.create_topic("gt", serde_json::json!({ "partitions": 2 }))
+        .await;
+    let records: Vec<_> = (0..30)
+        .map(|i| serde_json::json!({ "key": format!("k{i}"), "value": i }))
+        .collect();
     api.publish("gt", serde_json::json!(records)).await;
     let url = server.url.clone();
 
@@ -235,9 +238,18 @@ async fn group_consume_describe_reset() {
     let lags: Vec<&str> = out.lines().filter(|l| l.starts_with("gt ")).collect();
     assert_eq!(lags.len(), 2, "{out}");
     let out = ok(&weir(&url, &["group", "list"], None).await);
-    assert!(out.lines().any(|l| l.starts_with("cg ") && l.contains(" 0 ")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("cg ") && l.contains(" 0 ")),
+        "{out}"
+    );
 
-    let out = ok(&weir(&url, &["group", "reset", "cg", "--topic", "gt", "--to", "earliest"], None).await);
+    let out = ok(&weir(
+        &url,
+        &["group", "reset", "cg", "--topic", "gt", "--to", "earliest"],
+        None,
+    )
+    .await);
     assert_eq!(out.lines().count(), 2, "{out}");
     let out = ok(&weir(&url, &["consume", "gt", "--group", "cg"], None).await);
     assert_eq!(out.lines().count(), 30, "{out}");

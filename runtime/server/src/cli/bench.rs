@@ -319,13 +319,19 @@ async fn fetch_all(
 /// time; latency is receive time minus send time, both from this process's clock.
 async fn sse_latency(client: &Client, rate: u64, seconds: f64) -> anyhow::Result<Row> {
     let topic = format!("bench-latency-{rate}");
-    client.put(&format!("/v1/topics/{topic}"), &json!({ "partitions": 1 })).await?;
+    client
+        .put(&format!("/v1/topics/{topic}"), &json!({ "partitions": 1 }))
+        .await?;
     let mut resp = client
         .http()
         .get(client.url(&format!("/v1/topics/{topic}/events?from=latest")))
         .send()
         .await?;
-    anyhow::ensure!(resp.status().is_success(), "subscribing failed: {}", resp.status());
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "subscribing failed: {}",
+        resp.status()
+    );
     // Ticks of 1 ms carry rate/1000 records each; slower rates tick less often.
     let (tick, per_tick) = if rate >= 1000 {
         (Duration::from_millis(1), (rate / 1000) as usize)
@@ -352,7 +358,11 @@ async fn sse_latency(client: &Client, rate: u64, seconds: f64) -> anyhow::Result
                     .body(json!({ "records": records }).to_string())
                     .send()
                     .await?;
-                anyhow::ensure!(resp.status().is_success(), "publish failed: {}", resp.status());
+                anyhow::ensure!(
+                    resp.status().is_success(),
+                    "publish failed: {}",
+                    resp.status()
+                );
                 Ok::<_, anyhow::Error>(per_tick as u64)
             }));
         }

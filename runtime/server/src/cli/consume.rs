@@ -134,7 +134,9 @@ async fn run_group(client: &Client, args: &ConsumeArgs, group: &str) -> anyhow::
     .await;
     if let Some(m) = &member {
         // A clean leave hands the partitions to the other members at once.
-        let _ = client.delete(&format!("/v1/groups/{group}/members/{m}")).await;
+        let _ = client
+            .delete(&format!("/v1/groups/{group}/members/{m}"))
+            .await;
     }
     result
 }

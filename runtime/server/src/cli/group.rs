@@ -44,7 +44,12 @@ pub async fn run(command: GroupCommand, client: &Client) -> anyhow::Result<()> {
             let all = client.get("/v1/groups").await?;
             println!("{:<32} {:>8} {:>12}  TOPICS", "GROUP", "MEMBERS", "LAG");
             for g in all["groups"].as_array().into_iter().flatten() {
-                let topics: Vec<&str> = g["topics"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                let topics: Vec<&str> = g["topics"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
                 println!(
                     "{:<32} {:>8} {:>12}  {}",
                     g["group"].as_str().unwrap_or("?"),
@@ -56,9 +61,18 @@ pub async fn run(command: GroupCommand, client: &Client) -> anyhow::Result<()> {
         }
         GroupCommand::Describe { group } => {
             let g = client.get(&format!("/v1/groups/{group}")).await?;
-            println!("group {group}: {} (generation {})", g["state"].as_str().unwrap_or("?"), g["generation"]);
+            println!(
+                "group {group}: {} (generation {})",
+                g["state"].as_str().unwrap_or("?"),
+                g["generation"]
+            );
             for m in g["members"].as_array().into_iter().flatten() {
-                println!("  member {} (idle {} ms): {}", m["member"].as_str().unwrap_or("?"), m["idle_ms"], m["assignments"]);
+                println!(
+                    "  member {} (idle {} ms): {}",
+                    m["member"].as_str().unwrap_or("?"),
+                    m["idle_ms"],
+                    m["assignments"]
+                );
             }
             println!(
                 "{:<24} {:>9} {:>12} {:>12} {:>10} {:>10}  OWNER",
@@ -77,12 +91,20 @@ pub async fn run(command: GroupCommand, client: &Client) -> anyhow::Result<()> {
                 );
             }
         }
-        GroupCommand::Reset { group, topic, to, timestamp_ms, partitions } => {
+        GroupCommand::Reset {
+            group,
+            topic,
+            to,
+            timestamp_ms,
+            partitions,
+        } => {
             let mut body = json!({ "topic": topic });
             match (to.as_deref(), timestamp_ms) {
                 (Some(w @ ("earliest" | "latest")), None) => body["to"] = w.into(),
                 (Some(n), None) => {
-                    let offset: u64 = n.parse().map_err(|_| anyhow::anyhow!("--to takes earliest, latest or an offset, not '{n}'"))?;
+                    let offset: u64 = n.parse().map_err(|_| {
+                        anyhow::anyhow!("--to takes earliest, latest or an offset, not '{n}'")
+                    })?;
                     body["offset"] = offset.into();
                 }
                 (None, Some(ts)) => body["timestamp_ms"] = ts.into(),
@@ -91,9 +113,20 @@ pub async fn run(command: GroupCommand, client: &Client) -> anyhow::Result<()> {
             if !partitions.is_empty() {
                 body["partitions"] = json!(partitions);
             }
-            let r = client.post(&format!("/v1/groups/{group}/offsets/reset"), "application/json", body.to_string().into()).await?;
+            let r = client
+                .post(
+                    &format!("/v1/groups/{group}/offsets/reset"),
+                    "application/json",
+                    body.to_string().into(),
+                )
+                .await?;
             for o in r["offsets"].as_array().into_iter().flatten() {
-                println!("{} partition {} -> offset {}", o["topic"].as_str().unwrap_or("?"), o["partition"], o["offset"]);
+                println!(
+                    "{} partition {} -> offset {}",
+                    o["topic"].as_str().unwrap_or("?"),
+                    o["partition"],
+                    o["offset"]
+                );
             }
         }
         GroupCommand::Delete { group } => {
@@ -105,5 +138,9 @@ pub async fn run(command: GroupCommand, client: &Client) -> anyhow::Result<()> {
 }
 
 fn show(v: &Value) -> String {
-    if v.is_null() { "-".into() } else { v.to_string() }
+    if v.is_null() {
+        "-".into()
+    } else {
+        v.to_string()
+    }
 }

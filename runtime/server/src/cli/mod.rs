@@ -90,7 +90,9 @@ impl Cli {
             Command::Topic { command, remote } => {
                 topic::run(command, &Client::new(&remote.url)?).await
             }
-            Command::Group { command, remote } => group::run(command, &Client::new(&remote.url)?).await,
+            Command::Group { command, remote } => {
+                group::run(command, &Client::new(&remote.url)?).await
+            }
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Bench(args) => bench::run(args).await,
