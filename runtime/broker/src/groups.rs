@@ -161,14 +161,9 @@ impl Member {
     }
 }
 
-/// Checks a group name: 1–249 characters of `[A-Za-z0-9._-]`.
+/// Checks a group name (Kafka's naming rule).
 pub fn validate_group_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 249
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+    if weir_storage::config::is_valid_name(name) {
         Ok(())
     } else {
         Err(BrokerError::InvalidRequest(format!(

@@ -69,16 +69,21 @@ impl TopicConfig {
     }
 }
 
-/// Checks a topic name: 1–249 characters of `[A-Za-z0-9._-]`, Kafka's rule.
-pub fn validate_topic_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
+/// Kafka's naming rule, used for topics, groups and members: 1–249 characters of
+/// `[A-Za-z0-9._-]`, and not `.` or `..`.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 249
         && name != "."
         && name != ".."
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Checks a topic name against [`is_valid_name`].
+pub fn validate_topic_name(name: &str) -> Result<()> {
+    if is_valid_name(name) {
         Ok(())
     } else {
         Err(StorageError::InvalidConfig(format!(

@@ -1,7 +1,6 @@
 //! Consumer groups over HTTP: group fetches, commits, listing, lag, delete and reset.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
@@ -10,12 +9,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use weir_broker::ReadLimits;
 use weir_broker::groups::{GroupInfo, OffsetReset, ResetTarget};
 
 use super::AppState;
 use super::body::read_limited;
-use super::params::{parse_num, unknown_param};
+use super::params::{FetchParams, unknown_param};
 use super::problem::Problem;
 use crate::wire::records::group_fetch_response;
 
@@ -38,22 +36,14 @@ pub async fn fetch(
 ) -> Result<Response, Problem> {
     let mut group = None;
     let mut member = None;
-    let mut limits = ReadLimits::default();
-    let mut wait = Duration::ZERO;
+    let mut fetch = FetchParams::new();
     let mut auto_commit = false;
     let mut reset = OffsetReset::Earliest;
     for (k, v) in &query {
         match k.as_str() {
             "group" => group = Some(v.as_str()),
             "member" => member = Some(v.as_str()),
-            "max_records" => {
-                limits.max_records =
-                    parse_num::<usize>(k, v)?.clamp(1, state.limits.max_fetch_records)
-            }
-            "max_bytes" => limits.max_bytes = parse_num::<usize>(k, v)?.max(1),
-            "timeout_ms" => {
-                wait = Duration::from_millis(parse_num::<u64>(k, v)?.min(state.limits.max_wait_ms))
-            }
+            other if fetch.take(other, v, &state.limits)? => {}
             "commit" => {
                 auto_commit = match v.as_str() {
                     "auto" => true,
@@ -83,7 +73,15 @@ pub async fn fetch(
     let fetched = state
         .broker
         .groups()
-        .fetch(group, member, &topic, limits, wait, auto_commit, reset)
+        .fetch(
+            group,
+            member,
+            &topic,
+            fetch.limits,
+            fetch.wait,
+            auto_commit,
+            reset,
+        )
         .await?;
     Ok(super::json_response(group_fetch_response(&topic, &fetched)))
 }

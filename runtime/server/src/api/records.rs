@@ -1,16 +1,15 @@
 //! Publishing and fetching records.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use weir_broker::{Acks, ReadLimits};
+use weir_broker::Acks;
 
 use super::body::read_limited;
-use super::params::{parse_num, unknown_param};
+use super::params::{FetchParams, parse_num, unknown_param};
 use super::problem::Problem;
 use super::{AppState, json_response};
 use crate::wire::produce::{BodyFormat, parse};
@@ -64,8 +63,7 @@ pub async fn fetch(
     let t = state.broker.store().topic(&topic)?;
     let part = t.partition(partition)?;
     let mut offset = part.log_start_offset();
-    let mut limits = ReadLimits::default();
-    let mut wait = Duration::ZERO;
+    let mut fetch = FetchParams::new();
     for (k, v) in &query {
         match k.as_str() {
             "timestamp_ms" => {
@@ -83,25 +81,18 @@ pub async fn fetch(
                     n => parse_num(k, n)?,
                 }
             }
-            "max_records" => {
-                limits.max_records =
-                    parse_num::<usize>(k, v)?.clamp(1, state.limits.max_fetch_records)
-            }
-            "max_bytes" => limits.max_bytes = parse_num::<usize>(k, v)?.max(1),
-            "timeout_ms" => {
-                wait = Duration::from_millis(parse_num::<u64>(k, v)?.min(state.limits.max_wait_ms))
-            }
+            other if fetch.take(other, v, &state.limits)? => {}
             other => {
                 return Err(unknown_param(
                     other,
-                    "offset, max_records, max_bytes, timeout_ms",
+                    "offset, timestamp_ms, max_records, max_bytes, timeout_ms",
                 ));
             }
         }
     }
     let result = state
         .broker
-        .fetch(&topic, partition, offset, limits, wait)
+        .fetch(&topic, partition, offset, fetch.limits, fetch.wait)
         .await?;
     Ok(json_response(fetch_response(&result)))
 }
