@@ -1,0 +1,131 @@
+//! Plugin errors with stable codes.
+
+/// Result alias for host operations.
+pub type Result<T, E = PluginError> = std::result::Result<T, E>;
+
+/// Why loading or calling a plugin failed. Every variant names the plugin.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginError {
+    /// `plugin.toml` is missing, unreadable or invalid.
+    #[error("plugin manifest {path}: {reason}")]
+    Manifest {
+        /// The manifest's path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The component could not be read, compiled or linked, or does not match the
+    /// world its manifest declares.
+    #[error("plugin '{plugin}': component {file}: {reason}")]
+    Component {
+        /// Plugin name.
+        plugin: String,
+        /// The component file.
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `init` rejected the configuration (or trapped).
+    #[error("plugin '{plugin}' rejected its config: {reason}")]
+    InitRejected {
+        /// Plugin name.
+        plugin: String,
+        /// The plugin's message.
+        reason: String,
+    },
+    /// The call ran past its deadline and was interrupted.
+    #[error("plugin '{plugin}' timed out after {timeout_ms} ms")]
+    Timeout {
+        /// Plugin name.
+        plugin: String,
+        /// The deadline.
+        timeout_ms: u64,
+    },
+    /// The plugin tried to grow its memory past its cap.
+    #[error("plugin '{plugin}' exceeded its memory limit of {limit_mb} MiB")]
+    MemoryLimit {
+        /// Plugin name.
+        plugin: String,
+        /// The cap.
+        limit_mb: u64,
+    },
+    /// The plugin overflowed its stack.
+    #[error("plugin '{plugin}' overflowed its stack")]
+    StackOverflow {
+        /// Plugin name.
+        plugin: String,
+    },
+    /// The plugin trapped (panicked, hit `unreachable`, ...).
+    #[error("plugin '{plugin}' trapped: {reason}")]
+    Trap {
+        /// Plugin name.
+        plugin: String,
+        /// The trap.
+        reason: String,
+    },
+    /// The plugin says the input is at fault.
+    #[error("plugin '{plugin}' rejected the input: {reason}")]
+    BadInput {
+        /// Plugin name.
+        plugin: String,
+        /// The plugin's message.
+        reason: String,
+    },
+    /// The plugin says it failed.
+    #[error("plugin '{plugin}' failed: {reason}")]
+    Failed {
+        /// Plugin name.
+        plugin: String,
+        /// The plugin's message.
+        reason: String,
+    },
+    /// The plugin answered something that does not fit the batch.
+    #[error("plugin '{plugin}' returned an invalid result: {reason}")]
+    InvalidOutput {
+        /// Plugin name.
+        plugin: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The call does not fit the plugin's kind.
+    #[error("plugin '{plugin}' is a {actual}, not a {expected}")]
+    WrongKind {
+        /// Plugin name.
+        plugin: String,
+        /// What the caller needed.
+        expected: &'static str,
+        /// What the plugin is.
+        actual: &'static str,
+    },
+}
+
+impl PluginError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Manifest { .. } => "plugin_manifest_invalid",
+            Self::Component { .. } => "plugin_component_invalid",
+            Self::InitRejected { .. } => "plugin_init_rejected",
+            Self::Timeout { .. } => "plugin_timeout",
+            Self::MemoryLimit { .. } => "plugin_memory_limit",
+            Self::StackOverflow { .. } => "plugin_stack_overflow",
+            Self::Trap { .. } => "plugin_trap",
+            Self::BadInput { .. } => "plugin_bad_input",
+            Self::Failed { .. } => "plugin_failed",
+            Self::InvalidOutput { .. } => "plugin_invalid_output",
+            Self::WrongKind { .. } => "plugin_wrong_kind",
+        }
+    }
+
+    /// Whether the instance that produced this error must be discarded.
+    pub fn poisons_instance(&self) -> bool {
+        matches!(
+            self,
+            Self::Timeout { .. }
+                | Self::MemoryLimit { .. }
+                | Self::StackOverflow { .. }
+                | Self::Trap { .. }
+        )
+    }
+}

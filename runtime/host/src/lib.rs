@@ -1,0 +1,25 @@
+//! weir-host: runs Weir's WASM plugins. Knows nothing of sled or HTTP.
+//!
+//! - [`engine`]: the wasmtime engine (component model, Cranelift, epoch clock).
+//! - [`manifest`]: the `plugin.toml` of a plugin folder.
+//! - [`plugin`]: loading (compile once, pre-link, type-check against the declared
+//!   world, `init`), pooled instances, calls under a deadline and a memory cap.
+//! - [`state`]: the per-plugin key-value state the broker provides.
+//! - `bindings`: generated from `wit/`, one module per world.
+//!
+//! Events cross the boundary as one packed buffer per batch ([`packed`], the SDK's
+//! codec, so host and guests share one implementation of the format).
+
+mod bindings;
+pub mod engine;
+mod error;
+pub mod manifest;
+pub mod plugin;
+pub mod state;
+
+pub use engine::Engine;
+pub use error::{PluginError, Result};
+pub use manifest::{Kind, Manifest};
+pub use plugin::{BatchInfo, Destination, Plugin, Transformed};
+pub use state::{MemoryState, PluginState};
+pub use weir_sdk::packed;

@@ -1,0 +1,445 @@
+//! A loaded plugin: its compiled component, pre-linked per world, a pool of live
+//! instances, and the calls with their limits.
+//!
+//! Loading compiles the component once, links it against the world its manifest
+//! declares (a mismatch is rejected here, naming the file), and runs `init` with the
+//! config in a first instance. Calls take an instance from the pool (or make one from
+//! the pre-linked `InstancePre`), run under an epoch deadline and a memory cap, and give
+//! it back. A trap, timeout, memory or stack error discards that instance only.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
+
+use crate::bindings::{self, filter, router, transform, types};
+use crate::engine::{EPOCH_TICK, Engine};
+use crate::error::{PluginError, Result};
+use crate::manifest::{Kind, Manifest};
+use crate::state::PluginState;
+
+/// Store data of one instance.
+pub(crate) struct Ctx {
+    plugin: Arc<str>,
+    limits: StoreLimits,
+    state: Arc<dyn PluginState>,
+}
+
+impl types::Host for Ctx {}
+
+impl filter::weir::plugin::host::Host for Ctx {
+    fn log(&mut self, level: types::Level, message: String) {
+        let plugin = &*self.plugin;
+        match level {
+            types::Level::Trace => tracing::trace!(plugin, "{message}"),
+            types::Level::Debug => tracing::debug!(plugin, "{message}"),
+            types::Level::Info => tracing::info!(plugin, "{message}"),
+            types::Level::Warn => tracing::warn!(plugin, "{message}"),
+            types::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn state_get(&mut self, key: Vec<u8>) -> Option<Vec<u8>> {
+        self.state.get(&self.plugin, &key)
+    }
+
+    fn state_set(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.state.set(&self.plugin, &key, &value);
+    }
+
+    fn state_delete(&mut self, key: Vec<u8>) {
+        self.state.delete(&self.plugin, &key);
+    }
+}
+
+/// The pre-linked component, by world.
+enum Pre {
+    Filter(filter::FilterPre<Ctx>),
+    Transform(transform::TransformPre<Ctx>),
+    Router(router::RouterPre<Ctx>),
+}
+
+/// A live instance, by world.
+enum Bindings {
+    Filter(filter::Filter),
+    Transform(transform::Transform),
+    Router(router::Router),
+}
+
+struct Live {
+    store: Store<Ctx>,
+    bindings: Bindings,
+}
+
+/// What the host tells a plugin about a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchInfo {
+    /// Topic of the batch.
+    pub topic: String,
+    /// Its partition count.
+    pub partitions: u32,
+}
+
+/// A destination chosen by a router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// Index of the event in the batch.
+    pub event: u32,
+    /// Destination topic.
+    pub topic: String,
+    /// Partition key to use there, instead of the event's own.
+    pub key: Option<Vec<u8>>,
+}
+
+/// A transform's outputs: packed events and per-input counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transformed {
+    /// Packed output events.
+    pub events: Vec<u8>,
+    /// Outputs per input event, in order.
+    pub counts: Vec<u32>,
+}
+
+/// A loaded, initialised plugin. Calls may come from any thread.
+pub struct Plugin {
+    manifest: Manifest,
+    name: Arc<str>,
+    hash: String,
+    engine: Engine,
+    pre: Pre,
+    config_json: String,
+    state: Arc<dyn PluginState>,
+    pool: Mutex<Vec<Live>>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("kind", &self.manifest.kind)
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most idle instances kept per plugin.
+const POOL_SIZE: usize = 8;
+
+impl Plugin {
+    /// Loads the plugin in `dir` (its `plugin.toml` and component).
+    pub fn load(engine: &Engine, dir: &Path, state: Arc<dyn PluginState>) -> Result<Plugin> {
+        let manifest = Manifest::load(dir)?;
+        let file = dir.join(&manifest.component);
+        let bytes = std::fs::read(&file).map_err(|e| PluginError::Component {
+            plugin: manifest.name.clone(),
+            file: file.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_parts(engine, manifest, &bytes, &file.display().to_string(), state)
+    }
+
+    /// Loads a plugin from a manifest and component bytes; `file` names them in errors.
+    pub fn from_parts(
+        engine: &Engine,
+        manifest: Manifest,
+        bytes: &[u8],
+        file: &str,
+        state: Arc<dyn PluginState>,
+    ) -> Result<Plugin> {
+        let component_error = |reason: String| PluginError::Component {
+            plugin: manifest.name.clone(),
+            file: file.to_string(),
+            reason,
+        };
+        let max = manifest.limits.max_component_mb << 20;
+        if bytes.len() as u64 > max {
+            return Err(component_error(format!(
+                "{} bytes is over the {} MiB limit",
+                bytes.len(),
+                manifest.limits.max_component_mb
+            )));
+        }
+        let hash = hex(&Sha256::digest(bytes));
+        let component = Component::new(engine.wasmtime(), bytes)
+            .map_err(|e| component_error(format!("not a valid component: {}", root_cause(&e))))?;
+        let mut linker: Linker<Ctx> = Linker::new(engine.wasmtime());
+        filter::Filter::add_to_linker::<_, HasSelf<_>>(&mut linker, |c| c)
+            .map_err(|e| component_error(e.to_string()))?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+            component_error(format!(
+                "it imports something Weir does not provide: {}",
+                root_cause(&e)
+            ))
+        })?;
+        let wrong_world = |e: wasmtime::Error| {
+            component_error(format!(
+                "it does not implement the '{}' world its manifest declares: {}",
+                manifest.kind.as_str(),
+                root_cause(&e)
+            ))
+        };
+        let pre = match manifest.kind {
+            Kind::Filter => Pre::Filter(filter::FilterPre::new(instance_pre).map_err(wrong_world)?),
+            Kind::Transform => {
+                Pre::Transform(transform::TransformPre::new(instance_pre).map_err(wrong_world)?)
+            }
+            Kind::Router => Pre::Router(router::RouterPre::new(instance_pre).map_err(wrong_world)?),
+            other => {
+                return Err(component_error(format!(
+                    "'{}' plugins are not supported by this version of the host yet",
+                    other.as_str()
+                )));
+            }
+        };
+        let plugin = Plugin {
+            name: Arc::from(manifest.name.as_str()),
+            config_json: manifest.config_json(),
+            manifest,
+            hash,
+            engine: engine.clone(),
+            pre,
+            state,
+            pool: Mutex::new(Vec::new()),
+        };
+        // A first instance runs init now, so a bad config is rejected at load.
+        let live = plugin.instantiate()?;
+        plugin.pool.lock().push(live);
+        Ok(plugin)
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> Kind {
+        self.manifest.kind
+    }
+
+    /// Its manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// SHA-256 of the component: the version's identity.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    fn new_store(&self) -> Store<Ctx> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size((self.manifest.limits.memory_mb << 20) as usize)
+            .trap_on_grow_failure(true)
+            .instances(4)
+            .tables(8)
+            .memories(4)
+            .build();
+        let mut store = Store::new(
+            self.engine.wasmtime(),
+            Ctx {
+                plugin: self.name.clone(),
+                limits,
+                state: self.state.clone(),
+            },
+        );
+        store.limiter(|c| &mut c.limits);
+        store
+    }
+
+    fn arm(&self, store: &mut Store<Ctx>) {
+        let ticks = self
+            .manifest
+            .limits
+            .timeout_ms
+            .div_ceil(EPOCH_TICK.as_millis() as u64)
+            + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+    }
+
+    /// A fresh instance with `init` done.
+    fn instantiate(&self) -> Result<Live> {
+        let mut store = self.new_store();
+        self.arm(&mut store);
+        let rejected = |reason: String| PluginError::InitRejected {
+            plugin: self.name.to_string(),
+            reason,
+        };
+        let (bindings, init) = match &self.pre {
+            Pre::Filter(pre) => {
+                let b = pre.instantiate(&mut store).map_err(|e| self.classify(e))?;
+                let r = b.call_init(&mut store, &self.config_json);
+                (Bindings::Filter(b), r)
+            }
+            Pre::Transform(pre) => {
+                let b = pre.instantiate(&mut store).map_err(|e| self.classify(e))?;
+                let r = b.call_init(&mut store, &self.config_json);
+                (Bindings::Transform(b), r)
+            }
+            Pre::Router(pre) => {
+                let b = pre.instantiate(&mut store).map_err(|e| self.classify(e))?;
+                let r = b.call_init(&mut store, &self.config_json);
+                (Bindings::Router(b), r)
+            }
+        };
+        match init {
+            Ok(Ok(())) => Ok(Live { store, bindings }),
+            Ok(Err(msg)) => Err(rejected(msg)),
+            Err(e) => Err(rejected(self.classify(e).to_string())),
+        }
+    }
+
+    /// Runs `f` on a pooled (or new) instance; traps discard it.
+    fn with_instance<R>(&self, f: impl FnOnce(&mut Live) -> Result<R>) -> Result<R> {
+        let pooled = self.pool.lock().pop();
+        let mut live = match pooled {
+            Some(l) => l,
+            None => self.instantiate()?,
+        };
+        self.arm(&mut live.store);
+        let result = f(&mut live);
+        match &result {
+            Err(e) if e.poisons_instance() => {
+                tracing::warn!(plugin = &*self.name, code = e.code(), error = %e, "discarding the plugin instance");
+            }
+            _ => {
+                let mut pool = self.pool.lock();
+                if pool.len() < POOL_SIZE {
+                    pool.push(live);
+                }
+            }
+        }
+        result
+    }
+
+    fn wrong_kind(&self, expected: &'static str) -> PluginError {
+        PluginError::WrongKind {
+            plugin: self.name.to_string(),
+            expected,
+            actual: self.manifest.kind.as_str(),
+        }
+    }
+
+    /// Runs a filter over a packed batch of `count` events: one keep flag per event.
+    pub fn filter(&self, info: &BatchInfo, events: &[u8], count: usize) -> Result<Vec<bool>> {
+        let info = types::BatchInfo {
+            topic: info.topic.clone(),
+            partitions: info.partitions,
+        };
+        let flags = self.with_instance(|live| match &live.bindings {
+            Bindings::Filter(b) => self.guest(b.call_filter(&mut live.store, &info, events)),
+            _ => Err(self.wrong_kind("filter")),
+        })?;
+        if flags.len() != count {
+            return Err(self.invalid(format!("{} flags for {count} events", flags.len())));
+        }
+        Ok(flags)
+    }
+
+    /// Runs a transform over a packed batch of `count` events.
+    pub fn transform(&self, info: &BatchInfo, events: &[u8], count: usize) -> Result<Transformed> {
+        let info = types::BatchInfo {
+            topic: info.topic.clone(),
+            partitions: info.partitions,
+        };
+        let out = self.with_instance(|live| match &live.bindings {
+            Bindings::Transform(b) => self.guest(b.call_transform(&mut live.store, &info, events)),
+            _ => Err(self.wrong_kind("transform")),
+        })?;
+        if out.counts.len() != count {
+            return Err(self.invalid(format!("{} counts for {count} events", out.counts.len())));
+        }
+        Ok(Transformed {
+            events: out.events,
+            counts: out.counts,
+        })
+    }
+
+    /// Runs a router over a packed batch of `count` events.
+    pub fn route(&self, info: &BatchInfo, events: &[u8], count: usize) -> Result<Vec<Destination>> {
+        let info = types::BatchInfo {
+            topic: info.topic.clone(),
+            partitions: info.partitions,
+        };
+        let list = self.with_instance(|live| match &live.bindings {
+            Bindings::Router(b) => self.guest(b.call_route(&mut live.store, &info, events)),
+            _ => Err(self.wrong_kind("router")),
+        })?;
+        if let Some(d) = list.iter().find(|d| d.event as usize >= count) {
+            return Err(self.invalid(format!("destination for event {} of {count}", d.event)));
+        }
+        Ok(list
+            .into_iter()
+            .map(|d| Destination {
+                event: d.event,
+                topic: d.topic,
+                key: d.key,
+            })
+            .collect())
+    }
+
+    fn invalid(&self, reason: String) -> PluginError {
+        PluginError::InvalidOutput {
+            plugin: self.name.to_string(),
+            reason,
+        }
+    }
+
+    /// Maps a call's two layers of result: traps, then the plugin's own error.
+    fn guest<T>(&self, r: wasmtime::Result<std::result::Result<T, types::Error>>) -> Result<T> {
+        match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(types::Error::BadInput(reason))) => Err(PluginError::BadInput {
+                plugin: self.name.to_string(),
+                reason,
+            }),
+            Ok(Err(types::Error::Failed(reason))) => Err(PluginError::Failed {
+                plugin: self.name.to_string(),
+                reason,
+            }),
+            Err(e) => Err(self.classify(e)),
+        }
+    }
+
+    /// Names a trap: timeout, memory cap, stack overflow, or another trap.
+    fn classify(&self, e: wasmtime::Error) -> PluginError {
+        let plugin = self.name.to_string();
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => PluginError::Timeout {
+                plugin,
+                timeout_ms: self.manifest.limits.timeout_ms,
+            },
+            Some(Trap::StackOverflow) => PluginError::StackOverflow { plugin },
+            _ if format!("{e:?}").contains("forcing trap when growing memory") => {
+                PluginError::MemoryLimit {
+                    plugin,
+                    limit_mb: self.manifest.limits.memory_mb,
+                }
+            }
+            _ => PluginError::Trap {
+                plugin,
+                reason: root_cause(&e),
+            },
+        }
+    }
+}
+
+fn root_cause(e: &wasmtime::Error) -> String {
+    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    chain.join(": ")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Plugin>();
+    let _ = bindings::types::Level::Info;
+}
