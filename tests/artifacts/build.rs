@@ -8,7 +8,6 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const HOSTILE: [&str; 5] = [
     "loop-forever",
@@ -35,23 +34,27 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
-    check_toolchain();
+    if let Err(e) = weir_toolchain::check() {
+        panic!("\n\n{e}\nThe tests build every plugin from source and never skip them.\n\n");
+    }
+    // One target folder for every guest workspace: std for wasm is built once.
     let target = root.join("target/wasm-guests");
-    let release = target.join("wasm32-unknown-unknown/release");
     let mut consts = String::new();
 
     for (workspace, crates) in [
-        ("plugins", &["json-filter", "redact", "header-router"][..]),
+        (
+            "plugins",
+            &["json-filter", "redact", "header-router", "json-schema"][..],
+        ),
         (
             "examples",
             &["hello-filter", "shout-transform", "key-router"][..],
         ),
     ] {
-        guest_cargo(&root.join(workspace), &target, &[]);
+        let release = build(&root.join(workspace), &target, &[]);
         for name in crates {
-            let core = release.join(format!("{}.wasm", name.replace('-', "_")));
             let component = out.join(format!("{name}.wasm"));
-            componentize(&core, &component);
+            componentize(&weir_toolchain::core_module(&release, name), &component);
             let _ = writeln!(
                 consts,
                 "/// The `{name}` component, built from `{workspace}/{name}`."
@@ -75,13 +78,16 @@ fn main() {
         }
     }
     for feature in HOSTILE {
-        guest_cargo(
+        let release = build(
             &root.join("tests/guests"),
             &target,
             &["--features", feature],
         );
         let component = out.join(format!("hostile-{feature}.wasm"));
-        componentize(&release.join("hostile.wasm"), &component);
+        componentize(
+            &weir_toolchain::core_module(&release, "hostile"),
+            &component,
+        );
         let _ = writeln!(consts, "/// The hostile guest built with `{feature}`.");
         let _ = writeln!(
             consts,
@@ -97,73 +103,11 @@ fn const_name(name: &str) -> String {
     name.replace('-', "_").to_uppercase()
 }
 
-fn check_toolchain() {
-    let missing: Vec<&str> = [
-        "/usr/bin/cargo",
-        "/usr/bin/rustc",
-        "/usr/lib/rustlib/src/rust/library",
-    ]
-    .into_iter()
-    .filter(|p| !Path::new(p).exists())
-    .collect();
-    if !missing.is_empty() {
-        panic!(
-            "\n\nThe WASM plugin toolchain is missing ({}).\n\
-             Install it with:  sdk/install-toolchain.sh\n\
-             (Debian's Rust with std's source; the tests build every plugin from source.)\n\n",
-            missing.join(", ")
-        );
-    }
-}
-
-/// Runs Debian's cargo in a guest workspace, with an environment of its own: the
-/// variables cargo sets for this build script must not leak into the nested build.
-fn guest_cargo(dir: &Path, target: &Path, extra: &[&str]) {
-    let mut cmd = Command::new("/usr/bin/cargo");
-    cmd.env_clear()
-        .current_dir(dir)
-        .args(["build", "--release", "--quiet"])
-        .args(extra)
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env("RUSTC", "/usr/bin/rustc")
-        .env("RUSTDOC", "/usr/bin/rustdoc")
-        .env("CARGO_TARGET_DIR", target);
-    for keep in [
-        "PATH",
-        "HOME",
-        "CARGO_HOME",
-        "TMPDIR",
-        "http_proxy",
-        "https_proxy",
-        "HTTPS_PROXY",
-        "HTTP_PROXY",
-        "NO_PROXY",
-        "no_proxy",
-    ] {
-        if let Ok(v) = std::env::var(keep) {
-            cmd.env(keep, v);
-        }
-    }
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("running /usr/bin/cargo in {}: {e}", dir.display()));
-    assert!(
-        status.success(),
-        "building the WASM guests in {} failed",
-        dir.display()
-    );
+fn build(dir: &Path, target: &Path, extra: &[&str]) -> PathBuf {
+    weir_toolchain::cargo_build(dir, target, extra).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn componentize(core: &Path, component: &Path) {
-    let module = std::fs::read(core).unwrap_or_else(|e| panic!("reading {}: {e}", core.display()));
-    // The builder methods take `&mut self`: bind the encoder first.
-    let mut encoder = wit_component::ComponentEncoder::default();
-    encoder
-        .module(&module)
-        .unwrap_or_else(|e| panic!("{}: {e:?}", core.display()));
-    encoder.validate(true);
-    let bytes = encoder
-        .encode()
-        .unwrap_or_else(|e| panic!("componentizing {}: {e:?}", core.display()));
+    let bytes = weir_toolchain::componentize(core).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(component, bytes).expect("writing the component");
 }

@@ -315,3 +315,29 @@ fn load_errors_name_the_file_and_reason() {
     let err = Plugin::load(&engine, dir.path(), Arc::new(MemoryState::default())).unwrap_err();
     assert!(err.to_string().contains("missing.wasm"), "{err}");
 }
+
+#[test]
+fn json_schema_passes_valid_events_and_names_violations() {
+    let engine = Engine::new().unwrap();
+    let p = load(&engine, &shipped(art::JSON_SCHEMA_DIR, art::JSON_SCHEMA)).unwrap();
+    let ok = json_batch(&[r#"{"id":"a","amount":3}"#]);
+    assert_eq!(p.filter(&info(), &ok, 1).unwrap(), [true]);
+    let bad = json_batch(&[r#"{"id":"a","amount":-1}"#]);
+    let err = p.filter(&info(), &bad, 1).unwrap_err();
+    assert_eq!(err.code(), "plugin_bad_input", "{err}");
+    assert!(
+        err.to_string().contains("/amount") && err.to_string().contains("minimum"),
+        "{err}"
+    );
+    // A schema with a keyword the plugin does not implement is refused at load.
+    let dir = folder(
+        &simple("s", "filter", "[config]\nschema = '{\"$ref\": \"#/a\"}'"),
+        art::JSON_SCHEMA,
+        "p.wasm",
+    );
+    let err = load(&engine, &dir).unwrap_err();
+    assert!(
+        err.to_string().contains("unsupported keyword '$ref'"),
+        "{err}"
+    );
+}

@@ -258,3 +258,58 @@ async fn group_consume_describe_reset() {
     assert!(String::from_utf8_lossy(&gone.stderr).contains("group_not_found"));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_new_build_test_outside_the_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = dir.path().to_str().unwrap().to_string();
+    let out = ok(&weir(
+        "http://unused",
+        &[
+            "plugin", "new", "shouty", "--kind", "filter", "--dir", &parent,
+        ],
+        None,
+    )
+    .await);
+    assert!(out.contains("created filter plugin"), "{out}");
+    let crate_dir = dir.path().join("shouty");
+    assert!(crate_dir.join(".weir/sdk/src/lib.rs").exists());
+    let deploy = dir.path().join("deploy");
+    let out = ok(&weir(
+        "http://unused",
+        &[
+            "plugin",
+            "build",
+            crate_dir.to_str().unwrap(),
+            "--out",
+            deploy.to_str().unwrap(),
+        ],
+        None,
+    )
+    .await);
+    assert!(out.contains("built"), "{out}");
+    assert!(deploy.join("shouty/plugin.toml").exists());
+    assert!(deploy.join("shouty/shouty.wasm").exists());
+
+    let input = dir.path().join("events.ndjson");
+    std::fs::write(&input, "{\"value\":\"hello there\"}\n{\"value\":\"bye\"}\n{\"key\":\"k\",\"value\":\"say hello\"}\n").unwrap();
+    let out = ok(&weir(
+        "http://unused",
+        &[
+            "plugin",
+            "test",
+            deploy.join("shouty").to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        None,
+    )
+    .await);
+    let kept: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(kept.len(), 2, "{out}");
+    assert_eq!(kept[0]["value"], "hello there");
+    assert_eq!(kept[1]["key"], "k");
+}

@@ -4,6 +4,7 @@ mod bench;
 mod client;
 mod consume;
 mod group;
+mod plugin;
 mod produce;
 mod serve;
 mod topic;
@@ -54,6 +55,11 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Scaffold, build and test WASM plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
+    },
     /// Publish stdin to a topic, one value per line.
     Produce(produce::ProduceArgs),
     /// Print a topic's records as NDJSON.
@@ -93,6 +99,7 @@ impl Cli {
             Command::Group { command, remote } => {
                 group::run(command, &Client::new(&remote.url)?).await
             }
+            Command::Plugin { command } => plugin::run(command).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Bench(args) => bench::run(args).await,

@@ -1,0 +1,101 @@
+//! Plugin call costs, with real components built from source: instantiation, and the
+//! per-event cost of a filter that reads every value and a transform that rewrites
+//! every value, at batch sizes 1, 100 and 1000 with 100-byte values. Throughput is in
+//! events, so criterion reports time per event directly.
+//!
+//! `cargo bench -p weir-host --bench calls`
+
+use std::sync::Arc;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use weir_host::packed::{FLAG_VALUE_JSON, Writer};
+use weir_host::{BatchInfo, Engine, Manifest, MemoryState, Plugin};
+use weir_test_artifacts as art;
+
+fn plugin(engine: &Engine, kind: &str, component: &str, config: &str) -> Plugin {
+    let text =
+        format!("name = \"bench\"\nkind = \"{kind}\"\ncomponent = \"p.wasm\"\n[config]\n{config}");
+    let manifest = Manifest::parse(&text, std::path::Path::new("bench/plugin.toml")).unwrap();
+    let bytes = std::fs::read(component).unwrap();
+    Plugin::from_parts(
+        engine,
+        manifest,
+        &bytes,
+        component,
+        Arc::new(MemoryState::default()),
+    )
+    .unwrap()
+}
+
+fn batch(n: usize) -> Vec<u8> {
+    // A 100-byte JSON string value; every tenth one contains the word the filter keeps.
+    let mut w = Writer::with_capacity(n * 128);
+    for i in 0..n {
+        let word = if i % 10 == 0 { "hello" } else { "xxxxx" };
+        let value = format!("\"{word}{}\"", "y".repeat(100 - 2 - word.len()));
+        w.push(
+            1_700_000_000_000,
+            FLAG_VALUE_JSON,
+            None,
+            Some(value.as_bytes()),
+            [],
+        );
+    }
+    w.finish()
+}
+
+fn info() -> BatchInfo {
+    BatchInfo {
+        topic: "bench".into(),
+        partitions: 1,
+    }
+}
+
+fn instantiate(c: &mut Criterion) {
+    let engine = Engine::new().unwrap();
+    let bytes = std::fs::read(art::HELLO_FILTER).unwrap();
+    let mut g = c.benchmark_group("load");
+    g.sample_size(20);
+    g.bench_function("compile+link+init hello-filter", |b| {
+        b.iter(|| {
+            let m = Manifest::parse(
+                "name = \"b\"\nkind = \"filter\"\ncomponent = \"p.wasm\"\n[config]\nword = \"hello\"",
+                std::path::Path::new("p"),
+            )
+            .unwrap();
+            Plugin::from_parts(&engine, m, &bytes, "p.wasm", Arc::new(MemoryState::default())).unwrap()
+        })
+    });
+    g.finish();
+}
+
+fn filter(c: &mut Criterion) {
+    let engine = Engine::new().unwrap();
+    let p = plugin(&engine, "filter", art::HELLO_FILTER, "word = \"hello\"");
+    let mut g = c.benchmark_group("filter_per_event");
+    for n in [1usize, 100, 1000] {
+        let events = batch(n);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("100B", n), &n, |b, &n| {
+            b.iter(|| p.filter(&info(), &events, n).unwrap())
+        });
+    }
+    g.finish();
+}
+
+fn transform(c: &mut Criterion) {
+    let engine = Engine::new().unwrap();
+    let p = plugin(&engine, "transform", art::SHOUT_TRANSFORM, "");
+    let mut g = c.benchmark_group("transform_per_event");
+    for n in [1usize, 100, 1000] {
+        let events = batch(n);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("100B", n), &n, |b, &n| {
+            b.iter(|| p.transform(&info(), &events, n).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, instantiate, filter, transform);
+criterion_main!(benches);

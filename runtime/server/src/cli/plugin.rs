@@ -1,0 +1,383 @@
+//! `weir plugin new|build|test`: scaffold, build and try plugins.
+//!
+//! `new` writes a crate that builds as-is anywhere: the SDK and the WIT package are
+//! written out from this binary into the crate's `.weir/` folder, so it needs neither
+//! this repository nor a registry. `build` turns a crate into a deployable folder
+//! (`plugin.toml` plus component). `test` runs a plugin in the real host, with its real
+//! limits, over NDJSON records, like Fluvio's `smdk test`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use axum::http::HeaderMap;
+use clap::Subcommand;
+use weir_broker::NewRecord;
+use weir_host::packed::{self, FLAG_VALUE_JSON, Writer};
+use weir_host::{BatchInfo, Engine, Kind, Manifest, MemoryState, Plugin};
+
+use crate::wire::produce::{BodyFormat, parse};
+
+/// The SDK and WIT sources, embedded so `plugin new` works outside this repository.
+const SDK_FILES: [(&str, &str); 5] = [
+    ("sdk/Cargo.toml", include_str!("../../../../sdk/Cargo.toml")),
+    ("sdk/src/lib.rs", include_str!("../../../../sdk/src/lib.rs")),
+    (
+        "sdk/src/guest.rs",
+        include_str!("../../../../sdk/src/guest.rs"),
+    ),
+    (
+        "sdk/src/packed.rs",
+        include_str!("../../../../sdk/src/packed.rs"),
+    ),
+    (
+        "wit/weir-plugin.wit",
+        include_str!("../../../../wit/weir-plugin.wit"),
+    ),
+];
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Scaffold a plugin crate that builds as-is.
+    New {
+        /// Plugin (and crate) name.
+        name: String,
+        /// filter, transform or router.
+        #[arg(long, default_value = "filter")]
+        kind: String,
+        /// Folder to create the crate in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build a plugin crate into a deployable folder (plugin.toml + component).
+    Build {
+        /// The plugin crate.
+        #[arg(default_value = ".")]
+        crate_dir: PathBuf,
+        /// Plugin directory to write `<name>/` into [default: <crate>/target/plugin].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run a plugin in the real host over NDJSON records and print the result.
+    Test {
+        /// A deployable plugin folder, or a plugin crate (built first).
+        dir: PathBuf,
+        /// NDJSON records, one per line, shaped like the produce API's records.
+        #[arg(long)]
+        input: PathBuf,
+        /// Topic name the plugin is told.
+        #[arg(long, default_value = "test")]
+        topic: String,
+    },
+}
+
+pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
+    match command {
+        PluginCommand::New { name, kind, dir } => new(&name, &kind, &dir),
+        PluginCommand::Build { crate_dir, out } => {
+            let folder =
+                tokio::task::spawn_blocking(move || build(&crate_dir, out.as_deref())).await??;
+            println!("built {}", folder.display());
+            Ok(())
+        }
+        PluginCommand::Test { dir, input, topic } => {
+            tokio::task::spawn_blocking(move || test(&dir, &input, &topic)).await?
+        }
+    }
+}
+
+fn new(name: &str, kind: &str, parent: &Path) -> anyhow::Result<()> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        bail!("plugin names use letters, digits, '-' and '_'");
+    }
+    let (source, config) = match kind {
+        "filter" => (FILTER_TEMPLATE, "word = \"hello\""),
+        "transform" => (TRANSFORM_TEMPLATE, "header = \"seen-by\""),
+        "router" => (ROUTER_TEMPLATE, "prefix = \"routed-\""),
+        other => {
+            bail!("--kind {other}: this version scaffolds filter, transform or router plugins")
+        }
+    };
+    let dir = parent.join(name);
+    if dir.exists() {
+        bail!("{} already exists", dir.display());
+    }
+    let crate_name = name.replace('-', "_");
+    let files: Vec<(String, String)> = vec![
+        (
+            "Cargo.toml".into(),
+            format!(
+                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n\
+                 [lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n\
+                 [dependencies]\nserde = {{ version = \"1\", features = [\"derive\"] }}\n\
+                 weir-sdk = {{ path = \".weir/sdk\" }}\n\n\
+                 [dev-dependencies]\nserde_json = \"1\"\n\n\
+                 # A workspace of its own: plugins build with another toolchain than the broker.\n\
+                 [workspace]\n\n\
+                 [profile.release]\nopt-level = \"s\"\nlto = true\ncodegen-units = 1\npanic = \"abort\"\nstrip = true\n"
+            ),
+        ),
+        (
+            "plugin.toml".into(),
+            format!(
+                "name = \"{name}\"\nkind = \"{kind}\"\ncomponent = \"{crate_name}.wasm\"\n\n\
+                 [limits]\ntimeout_ms = 100\nmemory_mb = 64\n\n[config]\n{config}\n"
+            ),
+        ),
+        ("src/lib.rs".into(), source.to_string()),
+        (".gitignore".into(), "/target\n".into()),
+    ];
+    for (path, text) in files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .chain(SDK_FILES.iter().map(|(p, t)| (*p, *t)))
+    {
+        let target = if path.starts_with("sdk/") || path.starts_with("wit/") {
+            dir.join(".weir").join(path)
+        } else {
+            dir.join(path)
+        };
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&target, text).with_context(|| format!("writing {}", target.display()))?;
+    }
+    println!(
+        "created {kind} plugin {} (build it with `weir plugin build {}`)",
+        dir.display(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Builds the crate and writes `<out>/<name>/` with `plugin.toml` and the component.
+fn build(crate_dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let manifest = Manifest::load(crate_dir)?;
+    let cargo_toml = std::fs::read_to_string(crate_dir.join("Cargo.toml")).with_context(|| {
+        format!(
+            "{} is not a plugin crate (no Cargo.toml)",
+            crate_dir.display()
+        )
+    })?;
+    let crate_name = package_name(&cargo_toml).with_context(|| {
+        format!(
+            "no [package] name in {}",
+            crate_dir.join("Cargo.toml").display()
+        )
+    })?;
+    let target = crate_dir.join("target");
+    let release = weir_toolchain::cargo_build(crate_dir, &target, &[])?;
+    let component =
+        weir_toolchain::componentize(&weir_toolchain::core_module(&release, &crate_name))?;
+    let out = out.map_or_else(|| target.join("plugin"), Path::to_path_buf);
+    let folder = out.join(&manifest.name);
+    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+    std::fs::copy(crate_dir.join("plugin.toml"), folder.join("plugin.toml"))?;
+    std::fs::write(folder.join(&manifest.component), component)?;
+    Ok(folder)
+}
+
+fn package_name(cargo_toml: &str) -> Option<String> {
+    let doc: toml::Table = toml::from_str(cargo_toml).ok()?;
+    doc.get("package")?
+        .get("name")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Loads the plugin in the real host and runs it over the input records.
+fn test(dir: &Path, input: &Path, topic: &str) -> anyhow::Result<()> {
+    let folder = if dir.join("Cargo.toml").exists() {
+        build(dir, None)?
+    } else {
+        dir.to_path_buf()
+    };
+    let engine = Engine::new().map_err(|e| anyhow::anyhow!("starting the WASM engine: {e}"))?;
+    let plugin = Plugin::load(&engine, &folder, Arc::new(MemoryState::default()))?;
+    let text = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let headers = HeaderMap::new();
+    let records: Vec<NewRecord<'_>> = parse(BodyFormat::Ndjson, &headers, &text)
+        .map_err(|p| anyhow::anyhow!("{}: {}", input.display(), p.detail()))?;
+    let mut w = Writer::default();
+    for r in &records {
+        w.push(
+            weir_broker::now_ms(),
+            if r.value_is_json { FLAG_VALUE_JSON } else { 0 },
+            r.key.as_deref(),
+            r.value.as_deref(),
+            r.headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref())),
+        );
+    }
+    let batch = w.finish();
+    let info = BatchInfo {
+        topic: topic.to_string(),
+        partitions: 1,
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match plugin.kind() {
+        Kind::Filter => {
+            let keep = plugin.filter(&info, &batch, records.len())?;
+            let events = packed::decode(&batch)?;
+            for (e, k) in events.iter().zip(keep) {
+                if k {
+                    writeln!(out, "{}", event_json(e))?;
+                }
+            }
+            eprintln!("{} of {} records kept", events.len(), records.len());
+        }
+        Kind::Transform => {
+            let t = plugin.transform(&info, &batch, records.len())?;
+            let events = packed::decode(&t.events)?;
+            for e in &events {
+                writeln!(out, "{}", event_json(e))?;
+            }
+            eprintln!("{} records in, {} out", records.len(), events.len());
+        }
+        Kind::Router => {
+            for d in plugin.route(&info, &batch, records.len())? {
+                let key = d.key.as_deref().map(String::from_utf8_lossy);
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({ "event": d.event, "topic": d.topic, "key": key })
+                )?;
+            }
+        }
+        other => bail!(
+            "'{}' plugins cannot be tested with this command yet",
+            other.as_str()
+        ),
+    }
+    Ok(())
+}
+
+fn event_json(e: &packed::Event<'_>) -> serde_json::Value {
+    let value = match (e.value, e.value_is_json()) {
+        (Some(v), true) => serde_json::from_slice(v).unwrap_or(serde_json::Value::Null),
+        (Some(v), false) => serde_json::Value::String(String::from_utf8_lossy(v).into_owned()),
+        (None, _) => serde_json::Value::Null,
+    };
+    let headers: serde_json::Map<String, serde_json::Value> = e
+        .headers()
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                String::from_utf8_lossy(v).into_owned().into(),
+            )
+        })
+        .collect();
+    serde_json::json!({ "key": e.key_str(), "value": value, "headers": headers })
+}
+
+const FILTER_TEMPLATE: &str = r#"//! A Weir filter plugin: keeps the events whose value contains `word`.
+
+use weir_sdk::{Event, Filter, Result};
+
+/// The `[config]` table of plugin.toml.
+#[derive(serde::Deserialize)]
+pub struct Config {
+    word: String,
+}
+
+/// The plugin, built once by `init` and used for every event.
+pub struct Plugin {
+    word: String,
+}
+
+impl Filter for Plugin {
+    type Config = Config;
+
+    fn init(config: Config) -> std::result::Result<Self, String> {
+        Ok(Plugin { word: config.word })
+    }
+
+    fn keep(&self, event: &Event<'_>) -> Result<bool> {
+        Ok(event.value_str().is_some_and(|v| v.contains(&self.word)))
+    }
+}
+
+weir_sdk::export_filter!(Plugin);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_sdk::testing::{run_filter, TestEvent};
+
+    #[test]
+    fn keeps_matching_events() {
+        let events = [TestEvent::json(serde_json::json!("hello")), TestEvent::json(serde_json::json!("bye"))];
+        assert_eq!(run_filter::<Plugin>(serde_json::json!({"word": "hello"}), &events).unwrap(), [true, false]);
+    }
+}
+"#;
+
+const TRANSFORM_TEMPLATE: &str = r#"//! A Weir transform plugin: adds a header to every event.
+
+use weir_sdk::{Event, Output, Result, Transform};
+
+/// The `[config]` table of plugin.toml.
+#[derive(serde::Deserialize)]
+pub struct Config {
+    header: String,
+}
+
+/// The plugin.
+pub struct Plugin {
+    header: String,
+}
+
+impl Transform for Plugin {
+    type Config = Config;
+
+    fn init(config: Config) -> std::result::Result<Self, String> {
+        Ok(Plugin { header: config.header })
+    }
+
+    fn transform(&self, event: &Event<'_>, out: &mut Output) -> Result<()> {
+        let mut headers: Vec<(&str, &[u8])> = event.headers().collect();
+        headers.push((self.header.as_str(), b"yes"));
+        out.emit(event.key, event.value, event.value_is_json(), headers, event.timestamp_ms);
+        Ok(())
+    }
+}
+
+weir_sdk::export_transform!(Plugin);
+"#;
+
+const ROUTER_TEMPLATE: &str = r#"//! A Weir router plugin: sends each event to `<prefix><topic>`.
+
+use weir_sdk::{BatchInfo, Event, Result, Router, Routes};
+
+/// The `[config]` table of plugin.toml.
+#[derive(serde::Deserialize)]
+pub struct Config {
+    prefix: String,
+}
+
+/// The plugin.
+pub struct Plugin {
+    prefix: String,
+}
+
+impl Router for Plugin {
+    type Config = Config;
+
+    fn init(config: Config) -> std::result::Result<Self, String> {
+        Ok(Plugin { prefix: config.prefix })
+    }
+
+    fn route(&self, _event: &Event<'_>, info: &BatchInfo, routes: &mut Routes) -> Result<()> {
+        routes.to(format!("{}{}", self.prefix, info.topic));
+        Ok(())
+    }
+}
+
+weir_sdk::export_router!(Plugin);
+"#;
