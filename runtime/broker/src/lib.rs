@@ -4,6 +4,7 @@
 //! - [`produce`]: validating, partitioning and encoding records, then one atomic append.
 //! - fetching with long-poll, in [`Broker::fetch`].
 //! - [`groups`]: consumer groups, assignment, committed offsets and lag.
+//! - [`plugin_state`]: the plugins' durable key-value state on the store.
 //!
 //! It knows no HTTP or JSON: the server turns wire formats into [`NewRecord`]s and
 //! [`ReadResult`]s back into wire formats. Later: pipelines, groups, ACLs, connectors.
@@ -11,6 +12,7 @@
 mod error;
 pub mod groups;
 pub mod partitioner;
+pub mod plugin_state;
 pub mod produce;
 
 use std::sync::Arc;

@@ -83,6 +83,41 @@ fn filter(c: &mut Criterion) {
     g.finish();
 }
 
+/// The ABI's own cost: a filter that only looks at whether each event has a value.
+fn near_noop_filter(c: &mut Criterion) {
+    let engine = Engine::new().unwrap();
+    let p = plugin(&engine, "filter", art::HOSTILE_PANIC_ON_BOOM, "");
+    let mut g = c.benchmark_group("abi_per_event");
+    for n in [1usize, 100, 1000] {
+        let events = batch(n);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("100B", n), &n, |b, &n| {
+            b.iter(|| p.filter(&info(), &events, n).unwrap())
+        });
+    }
+    g.finish();
+}
+
+/// The transform ABI's own cost: binary values pass through `shout` untouched, so this
+/// is decode, re-encode and both copies across the boundary.
+fn passthrough_transform(c: &mut Criterion) {
+    let engine = Engine::new().unwrap();
+    let p = plugin(&engine, "transform", art::SHOUT_TRANSFORM, "");
+    let mut g = c.benchmark_group("transform_abi_per_event");
+    for n in [1usize, 100, 1000] {
+        let mut w = Writer::with_capacity(n * 128);
+        for _ in 0..n {
+            w.push(1_700_000_000_000, 0, None, Some(&[0xff; 100]), []);
+        }
+        let events = w.finish();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("100B", n), &n, |b, &n| {
+            b.iter(|| p.transform(&info(), &events, n).unwrap())
+        });
+    }
+    g.finish();
+}
+
 fn transform(c: &mut Criterion) {
     let engine = Engine::new().unwrap();
     let p = plugin(&engine, "transform", art::SHOUT_TRANSFORM, "");
@@ -97,5 +132,12 @@ fn transform(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, instantiate, filter, transform);
+criterion_group!(
+    benches,
+    instantiate,
+    near_noop_filter,
+    filter,
+    passthrough_transform,
+    transform
+);
 criterion_main!(benches);

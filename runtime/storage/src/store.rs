@@ -280,6 +280,19 @@ impl Store {
         rx.await.map_err(|_| StorageError::ShuttingDown)?
     }
 
+    /// Writes one key-value pair now, without waiting for durability: it becomes
+    /// durable with the next flush (every acknowledged append is one). For callers that
+    /// cannot wait, such as a plugin's synchronous `state-set` inside a batch call: the
+    /// batch's own records are flushed before they are acknowledged, and this write
+    /// was made before them.
+    pub fn kv_put_now(&self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        match value {
+            Some(v) => self.ctx().kv.insert(key, v)?,
+            None => self.ctx().kv.remove(key)?,
+        };
+        Ok(())
+    }
+
     /// A value of the key-value tree.
     pub fn kv_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.ctx().kv.get(key)?.map(|v| v.to_vec()))
