@@ -69,75 +69,62 @@ fn instantiate(c: &mut Criterion) {
     g.finish();
 }
 
-fn filter(c: &mut Criterion) {
-    let engine = Engine::new().unwrap();
-    let p = plugin(&engine, "filter", art::HELLO_FILTER, "word = \"hello\"");
-    let mut g = c.benchmark_group("filter_per_event");
+/// Per-event cost of `call` on batches of 1, 100 and 1000 events made by `batch`.
+fn per_event(
+    c: &mut Criterion,
+    group: &str,
+    p: &Plugin,
+    batch: impl Fn(usize) -> Vec<u8>,
+    call: impl Fn(&Plugin, &[u8], usize),
+) {
+    let mut g = c.benchmark_group(group);
     for n in [1usize, 100, 1000] {
         let events = batch(n);
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::new("100B", n), &n, |b, &n| {
-            b.iter(|| p.filter(&info(), &events, n).unwrap())
+            b.iter(|| call(p, &events, n))
         });
     }
     g.finish();
 }
 
-/// The ABI's own cost: a filter that only looks at whether each event has a value.
-fn near_noop_filter(c: &mut Criterion) {
+fn filter_call(p: &Plugin, events: &[u8], n: usize) {
+    p.filter(&info(), events, n).unwrap();
+}
+
+fn transform_call(p: &Plugin, events: &[u8], n: usize) {
+    p.transform(&info(), events, n).unwrap();
+}
+
+/// Binary 100-byte values: `shout` passes them through untouched.
+fn binary_batch(n: usize) -> Vec<u8> {
+    let mut w = Writer::with_capacity(n * 128);
+    for _ in 0..n {
+        w.push(1_700_000_000_000, 0, None, Some(&[0xff; 100]), []);
+    }
+    w.finish()
+}
+
+fn calls(c: &mut Criterion) {
     let engine = Engine::new().unwrap();
-    let p = plugin(&engine, "filter", art::HOSTILE_PANIC_ON_BOOM, "");
-    let mut g = c.benchmark_group("abi_per_event");
-    for n in [1usize, 100, 1000] {
-        let events = batch(n);
-        g.throughput(Throughput::Elements(n as u64));
-        g.bench_with_input(BenchmarkId::new("100B", n), &n, |b, &n| {
-            b.iter(|| p.filter(&info(), &events, n).unwrap())
-        });
-    }
-    g.finish();
+    // The ABI's own cost: a filter that only looks at whether each event has a value.
+    let noop = plugin(&engine, "filter", art::HOSTILE_PANIC_ON_BOOM, "");
+    per_event(c, "abi_per_event", &noop, batch, filter_call);
+    // A filter that reads every value.
+    let hello = plugin(&engine, "filter", art::HELLO_FILTER, "word = \"hello\"");
+    per_event(c, "filter_per_event", &hello, batch, filter_call);
+    // The transform ABI's own cost: decode, re-encode and both copies.
+    let shout = plugin(&engine, "transform", art::SHOUT_TRANSFORM, "");
+    per_event(
+        c,
+        "transform_abi_per_event",
+        &shout,
+        binary_batch,
+        transform_call,
+    );
+    // A transform that rewrites every value.
+    per_event(c, "transform_per_event", &shout, batch, transform_call);
 }
 
-/// The transform ABI's own cost: binary values pass through `shout` untouched, so this
-/// is decode, re-encode and both copies across the boundary.
-fn passthrough_transform(c: &mut Criterion) {
-    let engine = Engine::new().unwrap();
-    let p = plugin(&engine, "transform", art::SHOUT_TRANSFORM, "");
-    let mut g = c.benchmark_group("transform_abi_per_event");
-    for n in [1usize, 100, 1000] {
-        let mut w = Writer::with_capacity(n * 128);
-        for _ in 0..n {
-            w.push(1_700_000_000_000, 0, None, Some(&[0xff; 100]), []);
-        }
-        let events = w.finish();
-        g.throughput(Throughput::Elements(n as u64));
-        g.bench_with_input(BenchmarkId::new("100B", n), &n, |b, &n| {
-            b.iter(|| p.transform(&info(), &events, n).unwrap())
-        });
-    }
-    g.finish();
-}
-
-fn transform(c: &mut Criterion) {
-    let engine = Engine::new().unwrap();
-    let p = plugin(&engine, "transform", art::SHOUT_TRANSFORM, "");
-    let mut g = c.benchmark_group("transform_per_event");
-    for n in [1usize, 100, 1000] {
-        let events = batch(n);
-        g.throughput(Throughput::Elements(n as u64));
-        g.bench_with_input(BenchmarkId::new("100B", n), &n, |b, &n| {
-            b.iter(|| p.transform(&info(), &events, n).unwrap())
-        });
-    }
-    g.finish();
-}
-
-criterion_group!(
-    benches,
-    instantiate,
-    near_noop_filter,
-    filter,
-    passthrough_transform,
-    transform
-);
+criterion_group!(benches, instantiate, calls);
 criterion_main!(benches);
