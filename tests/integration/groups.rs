@@ -401,3 +401,40 @@ fn weir_now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_commit_keeps_each_topics_positions_apart() {
+    let server = TestServer::start().await;
+    let api = server.client();
+    for t in ["t1", "t2"] {
+        api.create_topic(t, json!({ "partitions": 1 })).await;
+        api.publish(t, json!([{ "value": 1 }, { "value": 2 }, { "value": 3 }]))
+            .await;
+    }
+    assert_eq!(positions(&poll(&api, "t1", "g", "m", "").await).len(), 3);
+    // Auto-committing t2 must not lose what t1's fetch is waiting to commit.
+    assert_eq!(
+        positions(&poll(&api, "t2", "g", "m", "&commit=auto").await).len(),
+        3
+    );
+    poll(&api, "t1", "g", "m", "&commit=auto").await;
+    poll(&api, "t2", "g", "m", "&commit=auto").await;
+    let g = api.get("/v1/groups/g").await.body;
+    let committed: Vec<_> = g["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["topic"].as_str().unwrap().to_string(),
+                p["committed_offset"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        committed,
+        [("t1".to_string(), json!(3)), ("t2".to_string(), json!(3))],
+        "{g}"
+    );
+    server.stop().await;
+}

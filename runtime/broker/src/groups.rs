@@ -375,11 +375,16 @@ impl Groups {
             m.in_flight += 1;
             m.last_seen = Instant::now();
             let to_commit: Vec<(u32, u64)> = if auto_commit {
-                m.uncommitted
-                    .drain()
-                    .filter(|((t, _), _)| t == topic_name)
-                    .map(|((_, p), o)| (p, o))
-                    .collect()
+                // Only this topic's positions: a member may read several topics.
+                let mut mine = Vec::new();
+                m.uncommitted.retain(|(t, p), o| {
+                    let take = t == topic_name;
+                    if take {
+                        mine.push((*p, *o));
+                    }
+                    !take
+                });
+                mine
             } else {
                 Vec::new()
             };
