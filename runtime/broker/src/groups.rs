@@ -49,6 +49,32 @@ pub enum ResetTarget {
     Timestamp(i64),
 }
 
+/// What a group member asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchRequest<'a> {
+    /// Group name.
+    pub group: &'a str,
+    /// Member id; `None` joins as a new member with an assigned id.
+    pub member: Option<&'a str>,
+    /// Topic to read.
+    pub topic: &'a str,
+    /// Records and bytes per response.
+    pub limits: ReadLimits,
+    /// How long to wait at the end of the log.
+    pub wait: Duration,
+    /// Commit what the member's previous fetch of this topic returned.
+    pub auto_commit: bool,
+    /// Where a partition without a committed offset starts.
+    pub reset: OffsetReset,
+}
+
+/// A member's assignment in one generation and where to read each partition.
+struct Assigned {
+    generation: u64,
+    partitions: Vec<u32>,
+    starts: Vec<(u32, u64)>,
+}
+
 /// One fetch of a group member.
 #[derive(Debug)]
 pub struct GroupFetch {
@@ -339,20 +365,19 @@ impl Groups {
             .and_then(|v| decode_offset(&v)))
     }
 
-    /// Joins (or refreshes) `member` and reads records from its partitions of `topic`,
-    /// waiting up to `wait` at the end of the log. With `auto_commit`, first commits
-    /// what this member's previous fetch returned.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn fetch(
-        &self,
-        group: &str,
-        member: Option<&str>,
-        topic_name: &str,
-        limits: ReadLimits,
-        wait: Duration,
-        auto_commit: bool,
-        reset: OffsetReset,
-    ) -> Result<GroupFetch> {
+    /// Joins (or refreshes) the member and reads records from its partitions of the
+    /// topic, waiting up to `wait` at the end of the log. With `auto_commit`, first
+    /// commits what this member's previous fetch of that topic returned.
+    pub async fn fetch(&self, request: FetchRequest<'_>) -> Result<GroupFetch> {
+        let FetchRequest {
+            group,
+            member,
+            topic: topic_name,
+            limits,
+            wait,
+            auto_commit,
+            reset,
+        } = request;
         validate_group_name(group)?;
         if let Some(m) = member {
             validate_group_name(m).map_err(|_| {
@@ -414,8 +439,11 @@ impl Groups {
             let notified = g.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let (generation, partitions, starts) =
-                self.positions(&g, group, &member_id, &topic, reset)?;
+            let Assigned {
+                generation,
+                partitions,
+                starts,
+            } = self.positions(&g, group, &member_id, &topic, reset)?;
             let results = self.read_round(&topic, &starts, limits)?;
             let got = results.iter().map(|(_, r)| r.count).sum::<usize>();
             let now = tokio::time::Instant::now();
@@ -447,7 +475,6 @@ impl Groups {
     }
 
     /// The member's partitions and where to read each.
-    #[allow(clippy::type_complexity)]
     fn positions(
         &self,
         g: &Group,
@@ -455,12 +482,12 @@ impl Groups {
         member: &str,
         topic: &Topic,
         reset: OffsetReset,
-    ) -> Result<(u64, Vec<u32>, Vec<(u32, u64)>)> {
-        let (generation, partitions, known): (u64, Vec<u32>, Vec<Option<u64>>) = {
+    ) -> Result<Assigned> {
+        let (generation, partitions, known) = {
             let st = g.state.lock();
             let partitions = st.assigned(topic.name(), member);
             let m = st.members.get(member);
-            let known = partitions
+            let known: Vec<Option<u64>> = partitions
                 .iter()
                 .map(|p| m.and_then(|m| m.positions.get(&(topic.name().to_string(), *p)).copied()))
                 .collect();
@@ -483,7 +510,11 @@ impl Groups {
             let start = start.clamp(part.log_start_offset(), part.high_watermark());
             starts.push((*p, start));
         }
-        Ok((generation, partitions, starts))
+        Ok(Assigned {
+            generation,
+            partitions,
+            starts,
+        })
     }
 
     fn read_round(

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
 
-use crate::bindings::{self, filter, router, transform, types};
+use crate::bindings::{filter, router, transform, types};
 use crate::engine::{EPOCH_TICK, Engine};
 use crate::error::{PluginError, Result};
 use crate::manifest::{Kind, Manifest};
@@ -437,9 +437,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn is<T: Send + Sync>() {}
-    is::<Plugin>();
-    let _ = bindings::types::Level::Info;
-}
+/// Plugins are shared across request threads.
+const _: () = {
+    const fn is_send_sync<T: Send + Sync>() {}
+    is_send_sync::<Plugin>();
+};

@@ -20,7 +20,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use serde_json::json;
-use weir_broker::groups::{Groups, OffsetReset};
+use weir_broker::groups::{FetchRequest, Groups, OffsetReset};
 use weir_broker::{Broker, ReadLimits, Topic};
 
 use super::AppState;
@@ -75,7 +75,7 @@ pub async fn stream(
             None => format!("sse-{}", unique_suffix()),
         };
         let s = GroupStream {
-            leave: LeaveOnDrop {
+            _leave: LeaveOnDrop {
                 groups: groups.clone(),
                 group: group.clone(),
                 member: member.clone(),
@@ -311,8 +311,8 @@ impl Drop for LeaveOnDrop {
 
 /// A stream that is one member of a group.
 struct GroupStream {
-    #[allow(dead_code)] // held for its Drop
-    leave: LeaveOnDrop,
+    /// Held for its `Drop`: leaving the group when the stream ends.
+    _leave: LeaveOnDrop,
     groups: Groups,
     group: String,
     member: String,
@@ -328,22 +328,21 @@ impl GroupStream {
         // First without waiting, so a new assignment is announced at once; then, if
         // there was nothing to send, wait for records (a rebalance ends the wait too).
         for wait in [Duration::ZERO, IDLE_WAIT] {
-            let limits = ReadLimits {
-                max_records: REFILL_RECORDS,
-                ..ReadLimits::default()
-            };
-            // auto-commit: this commits what the previous refill handed to the connection.
             let f = self
                 .groups
-                .fetch(
-                    &self.group,
-                    Some(&self.member),
-                    &self.topic,
-                    limits,
+                .fetch(FetchRequest {
+                    group: &self.group,
+                    member: Some(&self.member),
+                    topic: &self.topic,
+                    limits: ReadLimits {
+                        max_records: REFILL_RECORDS,
+                        ..ReadLimits::default()
+                    },
                     wait,
-                    true,
-                    self.reset,
-                )
+                    // Commits what the previous refill handed to the connection.
+                    auto_commit: true,
+                    reset: self.reset,
+                })
                 .await?;
             let now = (f.generation, f.partitions.clone());
             if self.assignment.as_ref() != Some(&now) {

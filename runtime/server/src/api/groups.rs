@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use weir_broker::groups::{GroupInfo, OffsetReset, ResetTarget};
+use weir_broker::groups::{FetchRequest, GroupInfo, OffsetReset, ResetTarget};
 
 use super::AppState;
 use super::body::read_limited;
@@ -73,15 +73,15 @@ pub async fn fetch(
     let fetched = state
         .broker
         .groups()
-        .fetch(
+        .fetch(FetchRequest {
             group,
             member,
-            &topic,
-            fetch.limits,
-            fetch.wait,
+            topic: &topic,
+            limits: fetch.limits,
+            wait: fetch.wait,
             auto_commit,
             reset,
-        )
+        })
         .await?;
     Ok(super::json_response(group_fetch_response(&topic, &fetched)))
 }
