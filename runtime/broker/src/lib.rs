@@ -67,44 +67,35 @@ impl Broker {
         }
     }
 
-    /// The consumer group coordinator.
-    pub fn groups(&self) -> &Groups {
-        &self.groups
-    }
-
-    /// The first offset of a partition at or after `timestamp_ms` (the high watermark if
-    /// every record is older).
-    pub fn offset_for_timestamp(
-        &self,
-        topic: &str,
-        partition: u32,
-        timestamp_ms: i64,
-    ) -> Result<u64> {
-        let topic = self.store.topic(topic)?;
-        Ok(self
-            .store
-            .offset_for_timestamp(&topic, partition, timestamp_ms)?)
-    }
-
     /// The underlying store (topic admin goes straight to it).
     pub fn store(&self) -> &Store {
         &self.store
     }
 
+    /// The consumer group coordinator.
+    pub fn groups(&self) -> &Groups {
+        &self.groups
+    }
+
+    /// The topic named `name` (callers resolve it once per request).
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        Ok(self.store.topic(name)?)
+    }
+
     /// Publishes `records` to `topic` atomically: all are stored or none. Returns each
-    /// record's partition and offset in request order, once `acks` is satisfied.
+    /// record's partition and offset in request order, once `acks` is satisfied. A
+    /// topic deleted meanwhile fails with `topic_not_found`.
     pub async fn produce(
         &self,
-        topic: &str,
+        topic: &Arc<Topic>,
         records: &[NewRecord<'_>],
         acks: Acks,
     ) -> Result<Vec<RecordPosition>> {
-        let topic = self.store.topic(topic)?;
         if records.is_empty() {
             return Ok(Vec::new());
         }
         let produce::Encoded { batches, placement } = produce::encode(
-            &topic,
+            topic,
             records,
             &self.sticky,
             weir_storage::now_ms(),
@@ -118,7 +109,7 @@ impl Broker {
                 first_base.push((*p, i));
             }
         }
-        let bases = self.store.append(&topic, batches, acks).await?;
+        let bases = self.store.append(topic, batches, acks).await?;
         Ok(placement
             .into_iter()
             .map(|(p, index)| {
@@ -138,20 +129,19 @@ impl Broker {
     /// (woken by the flush that makes them visible).
     pub async fn fetch(
         &self,
-        topic: &str,
+        topic: &Topic,
         partition: u32,
         offset: u64,
         limits: ReadLimits,
         wait: Duration,
     ) -> Result<ReadResult> {
-        let topic = self.store.topic(topic)?;
         let part = topic.partition(partition)?;
-        let result = self.store.read(&topic, partition, offset, limits)?;
+        let result = self.store.read(topic, partition, offset, limits)?;
         if result.count > 0 || wait.is_zero() || result.next_offset < result.high_watermark {
             return Ok(result);
         }
         part.wait_beyond(offset, wait).await;
-        Ok(self.store.read(&topic, partition, offset, limits)?)
+        Ok(self.store.read(topic, partition, offset, limits)?)
     }
 }
 
@@ -179,8 +169,8 @@ mod tests {
                 ..NewRecord::default()
             })
             .collect();
-        let positions = broker.produce("t", &records, Acks::All).await.unwrap();
-        let topic = store.topic("t").unwrap();
+        let topic = broker.topic("t").unwrap();
+        let positions = broker.produce(&topic, &records, Acks::All).await.unwrap();
         let limits = ReadLimits {
             max_records: 1,
             max_bytes: usize::MAX,

@@ -31,7 +31,7 @@ pub async fn produce(
         }
     }
     // Fail fast on an unknown topic, before reading a large body.
-    state.broker.store().topic(&topic)?;
+    let topic = state.broker.topic(&topic)?;
     let format = BodyFormat::detect(&headers)?;
     let body = read_limited(&headers, body, state.limits.max_request_bytes).await?;
     let records = parse(format, &headers, &body)?;
@@ -72,7 +72,10 @@ pub async fn fetch(
                         "timestamp_ms must be milliseconds since the epoch, got '{v}'"
                     ))
                 })?;
-                offset = state.broker.offset_for_timestamp(&topic, partition, ts)?;
+                offset = state
+                    .broker
+                    .store()
+                    .offset_for_timestamp(&t, partition, ts)?;
             }
             "offset" => {
                 offset = match v.as_str() {
@@ -92,7 +95,7 @@ pub async fn fetch(
     }
     let result = state
         .broker
-        .fetch(&topic, partition, offset, fetch.limits, fetch.wait)
+        .fetch(&t, partition, offset, fetch.limits, fetch.wait)
         .await?;
     Ok(json_response(fetch_response(&result)))
 }
