@@ -278,6 +278,22 @@ pub mod glue {
         serde_json::from_str(json).map_err(|e| format!("invalid config: {e}"))
     }
 
+    /// Deserialises the config and builds the plugin with it.
+    pub fn init<C: serde::de::DeserializeOwned, T>(
+        json: &str,
+        build: fn(C) -> std::result::Result<T, String>,
+    ) -> std::result::Result<T, String> {
+        build(config(json)?)
+    }
+
+    /// Maps an SDK error onto a world's generated error type.
+    pub fn to_wit<E>(e: Error, bad_input: fn(String) -> E, failed: fn(String) -> E) -> E {
+        match e {
+            Error::BadInput(m) => bad_input(m),
+            Error::Failed(m) => failed(m),
+        }
+    }
+
     /// Decodes a packed batch; a malformed one is the host's fault, reported as such.
     pub fn events(buf: &[u8]) -> Result<Vec<Event<'_>>> {
         packed::decode(buf).map_err(|e| Error::Failed(e.to_string()))
@@ -359,18 +375,14 @@ macro_rules! export_filter {
             struct __WeirFilter;
             impl $crate::bindings::filter::Guest for __WeirFilter {
                 fn init(config: String) -> Result<(), String> {
-                    let c = $crate::glue::config(&config)?;
-                    let p = <$t as $crate::Filter>::init(c)?;
+                    let p = $crate::glue::init(&config, <$t as $crate::Filter>::init)?;
                     __WEIR_SLOT.with(|s| s.set(p));
                     Ok(())
                 }
                 fn filter(_info: __types::BatchInfo, events: Vec<u8>) -> Result<Vec<bool>, __types::Error> {
                     __WEIR_SLOT
                         .with(|s| s.with(|p| $crate::glue::filter(p, &events)))
-                        .map_err(|e| match e {
-                            $crate::Error::BadInput(m) => __types::Error::BadInput(m),
-                            $crate::Error::Failed(m) => __types::Error::Failed(m),
-                        })
+                        .map_err(|e| $crate::glue::to_wit(e, __types::Error::BadInput, __types::Error::Failed))
                 }
             }
             $crate::bindings::filter::__export_filter_world!(__WeirFilter with_types_in $crate::bindings::filter);
@@ -390,8 +402,7 @@ macro_rules! export_transform {
             struct __WeirTransform;
             impl $crate::bindings::transform::Guest for __WeirTransform {
                 fn init(config: String) -> Result<(), String> {
-                    let c = $crate::glue::config(&config)?;
-                    let p = <$t as $crate::Transform>::init(c)?;
+                    let p = $crate::glue::init(&config, <$t as $crate::Transform>::init)?;
                     __WEIR_SLOT.with(|s| s.set(p));
                     Ok(())
                 }
@@ -402,10 +413,7 @@ macro_rules! export_transform {
                     __WEIR_SLOT
                         .with(|s| s.with(|p| $crate::glue::transform(p, &events)))
                         .map(|(events, counts)| __types::Transformed { events, counts })
-                        .map_err(|e| match e {
-                            $crate::Error::BadInput(m) => __types::Error::BadInput(m),
-                            $crate::Error::Failed(m) => __types::Error::Failed(m),
-                        })
+                        .map_err(|e| $crate::glue::to_wit(e, __types::Error::BadInput, __types::Error::Failed))
                 }
             }
             $crate::bindings::transform::__export_transform_world!(__WeirTransform with_types_in $crate::bindings::transform);
@@ -425,8 +433,7 @@ macro_rules! export_router {
             struct __WeirRouter;
             impl $crate::bindings::router::Guest for __WeirRouter {
                 fn init(config: String) -> Result<(), String> {
-                    let c = $crate::glue::config(&config)?;
-                    let p = <$t as $crate::Router>::init(c)?;
+                    let p = $crate::glue::init(&config, <$t as $crate::Router>::init)?;
                     __WEIR_SLOT.with(|s| s.set(p));
                     Ok(())
                 }
@@ -442,10 +449,7 @@ macro_rules! export_router {
                                 .map(|r| __types::Destination { event: r.event, topic: r.topic, key: r.key })
                                 .collect()
                         })
-                        .map_err(|e| match e {
-                            $crate::Error::BadInput(m) => __types::Error::BadInput(m),
-                            $crate::Error::Failed(m) => __types::Error::Failed(m),
-                        })
+                        .map_err(|e| $crate::glue::to_wit(e, __types::Error::BadInput, __types::Error::Failed))
                 }
             }
             $crate::bindings::router::__export_router_world!(__WeirRouter with_types_in $crate::bindings::router);
@@ -510,19 +514,12 @@ pub mod testing {
         w.finish()
     }
 
-    fn init<C: serde::de::DeserializeOwned, T>(
-        config: serde_json::Value,
-        f: impl FnOnce(C) -> std::result::Result<T, String>,
-    ) -> std::result::Result<T, String> {
-        f(glue::config(&config.to_string())?)
-    }
-
     /// Initialises filter `F` with `config` and runs it over `events`.
     pub fn run_filter<F: Filter>(
         config: serde_json::Value,
         events: &[TestEvent],
     ) -> std::result::Result<Vec<bool>, String> {
-        let f = init(config, F::init)?;
+        let f = glue::init(&config.to_string(), F::init)?;
         glue::filter(&f, &pack(events)).map_err(|e| e.to_string())
     }
 
@@ -532,7 +529,7 @@ pub mod testing {
         config: serde_json::Value,
         events: &[TestEvent],
     ) -> std::result::Result<Vec<Vec<TestEvent>>, String> {
-        let t = init(config, T::init)?;
+        let t = glue::init(&config.to_string(), T::init)?;
         let (buf, counts) = glue::transform(&t, &pack(events)).map_err(|e| e.to_string())?;
         let outputs = packed::decode(&buf).map_err(|e| e.to_string())?;
         let mut it = outputs.iter();
@@ -563,7 +560,7 @@ pub mod testing {
         topic: &str,
         events: &[TestEvent],
     ) -> std::result::Result<Vec<Route>, String> {
-        let r = init(config, R::init)?;
+        let r = glue::init(&config.to_string(), R::init)?;
         let info = BatchInfo {
             topic: topic.into(),
             partitions: 1,

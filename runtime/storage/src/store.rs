@@ -611,6 +611,16 @@ mod tests {
         b.finish()
     }
 
+    /// A store in `dir` with a topic "t" of `partitions` partitions.
+    fn with_topic(dir: &Path, partitions: u32) -> (Store, Arc<Topic>) {
+        let store = Store::open(dir, StoreOptions::default()).unwrap();
+        store
+            .create_topic("t", TopicConfig::with_partitions(partitions))
+            .unwrap();
+        let t = store.topic("t").unwrap();
+        (store, t)
+    }
+
     fn values(r: &ReadResult) -> Vec<(u64, String)> {
         r.records()
             .map(|r| {
@@ -626,11 +636,7 @@ mod tests {
     async fn multi_partition_appends_get_contiguous_offsets_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-            store
-                .create_topic("t", TopicConfig::with_partitions(2))
-                .unwrap();
-            let t = store.topic("t").unwrap();
+            let (store, t) = with_topic(dir.path(), 2);
             let bases = store
                 .append(
                     &t,
@@ -662,11 +668,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn damaged_chunks_are_errors_never_short_reads() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        store
-            .create_topic("t", TopicConfig::with_partitions(1))
-            .unwrap();
-        let t = store.topic("t").unwrap();
+        let (store, t) = with_topic(dir.path(), 1);
         for v in ["first", "second", "third"] {
             store
                 .append(&t, vec![(0, batch_of(&[v]))], Acks::All)
@@ -692,11 +694,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_appends_share_flushes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        store
-            .create_topic("t", TopicConfig::with_partitions(1))
-            .unwrap();
-        let t = store.topic("t").unwrap();
+        let (store, t) = with_topic(dir.path(), 1);
         let mut tasks = Vec::new();
         for _ in 0..64 {
             let (store, t) = (store.clone(), t.clone());
