@@ -32,6 +32,19 @@ impl TestServer {
         s
     }
 
+    /// A server in a fresh temp dir, after `setup` installed plugins into its plugin
+    /// dir and adjusted its config.
+    pub async fn start_with(setup: impl FnOnce(&Path, &mut Config)) -> TestServer {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().to_path_buf();
+        let mut config = test_config(&dir);
+        std::fs::create_dir_all(&config.plugin_dir).unwrap();
+        setup(&config.plugin_dir.clone(), &mut config);
+        let mut s = Self::start_in(&dir, config).await;
+        s._temp = Some(temp);
+        s
+    }
+
     /// A server on an existing directory (for restarts).
     pub async fn start_in(dir: &Path, config: Config) -> TestServer {
         let broker = weir_server::open_broker(&config).unwrap();
@@ -86,6 +99,19 @@ pub fn test_config(dir: &Path) -> Config {
     c.storage.cleaner_interval_ms = 50;
     c.groups.session_timeout_ms = 1000;
     c
+}
+
+/// Installs plugin folder `<plugins>/<name>/`: a copy of `component` and a
+/// `plugin.toml` of `kind` with `extra` TOML (limits, config, attachments) appended.
+pub fn install_plugin(plugins: &Path, name: &str, kind: &str, component: &str, extra: &str) {
+    let dir = plugins.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(component, dir.join("plugin.wasm")).unwrap();
+    std::fs::write(
+        dir.join("plugin.toml"),
+        format!("name = \"{name}\"\nkind = \"{kind}\"\ncomponent = \"plugin.wasm\"\n{extra}\n"),
+    )
+    .unwrap();
 }
 
 /// A thin JSON client over one server.

@@ -8,5 +8,6 @@ mod cli;
 mod durability;
 mod events;
 mod groups;
+mod pipelines;
 mod produce_fetch;
 mod retention;

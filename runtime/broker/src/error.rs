@@ -1,6 +1,9 @@
 //! Broker errors with stable codes.
 
+use weir_host::PluginError;
 use weir_storage::StorageError;
+
+use crate::pipeline::StepFailure;
 
 /// Result alias for broker operations.
 pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
@@ -47,6 +50,24 @@ pub enum BrokerError {
         /// Live members.
         members: usize,
     },
+    /// A pipeline step failed on a record under the `reject` policy; nothing of the
+    /// request was stored.
+    #[error("record {index} was rejected by plugin '{}': {}", failure.plugin, failure.message)]
+    PluginRejected {
+        /// Index of the record in the request.
+        index: usize,
+        /// What failed.
+        failure: Box<StepFailure>,
+    },
+    /// The topic's pipeline cannot run as configured.
+    #[error("{0}")]
+    PipelineInvalid(String),
+    /// A plugin could not be used (consume-side filters).
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// A bug or a crashed task; the message says which.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// An error from the log.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -61,6 +82,10 @@ impl BrokerError {
             Self::NotAssigned { .. } => "not_assigned",
             Self::GroupNotFound(_) => "group_not_found",
             Self::GroupNotEmpty { .. } => "group_not_empty",
+            Self::PluginRejected { .. } => "plugin_rejected",
+            Self::PipelineInvalid(_) => "pipeline_invalid",
+            Self::Plugin(e) => e.code(),
+            Self::Internal(_) => "internal_error",
             Self::Storage(e) => e.code(),
         }
     }

@@ -5,13 +5,15 @@
 //! - fetching with long-poll, in [`Broker::fetch`].
 //! - [`groups`]: consumer groups, assignment, committed offsets and lag.
 //! - [`plugin_state`]: the plugins' durable key-value state on the store.
+//! - [`pipeline`]: plugins in-line on the produce path and per subscription.
 //!
 //! It knows no HTTP or JSON: the server turns wire formats into [`NewRecord`]s and
-//! [`ReadResult`]s back into wire formats. Later: pipelines, groups, ACLs, connectors.
+//! [`ReadResult`]s back into wire formats.
 
 mod error;
 pub mod groups;
 pub mod partitioner;
+pub mod pipeline;
 pub mod plugin_state;
 pub mod produce;
 
@@ -20,6 +22,7 @@ use std::time::Duration;
 
 pub use error::{BrokerError, Result};
 pub use produce::{NewRecord, RecordPosition};
+pub use weir_host;
 pub use weir_storage::now_ms;
 pub use weir_storage::{
     Acks, CleanupPolicy, Created, PartitionOffsets, ReadLimits, ReadResult, RecordView,
@@ -28,6 +31,10 @@ pub use weir_storage::{
 
 use groups::Groups;
 use partitioner::Sticky;
+use pipeline::chain::Pipelines;
+use pipeline::{PipelineOptions, RecordResult};
+use weir_host::packed::{FLAG_VALUE_JSON, Writer};
+use weir_host::{BatchInfo, Registry};
 
 /// The broker's settings.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +61,17 @@ pub struct Broker {
     limits: BrokerOptions,
     sticky: Arc<Sticky>,
     groups: Groups,
+    pipelines: Option<Arc<Pipelines>>,
+}
+
+/// What a publish returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// The topic has no pipeline: each record's position, in request order.
+    Plain(Vec<RecordPosition>),
+    /// The records went through the topic's pipeline: per input record, where its
+    /// outputs went, or that it was filtered, skipped or dead-lettered.
+    Pipeline(Vec<RecordResult>),
 }
 
 impl Broker {
@@ -64,7 +82,110 @@ impl Broker {
             store,
             limits: options,
             sticky: Arc::new(Sticky::default()),
+            pipelines: None,
         }
+    }
+
+    /// Runs topics' pipelines with the plugins of `registry`.
+    pub fn with_plugins(mut self, registry: Arc<Registry>, options: PipelineOptions) -> Self {
+        self.pipelines = Some(Arc::new(Pipelines::new(
+            self.store.clone(),
+            registry,
+            options,
+        )));
+        self
+    }
+
+    /// The pipelines, if plugins are enabled.
+    pub fn pipelines(&self) -> Option<&Arc<Pipelines>> {
+        self.pipelines.as_ref()
+    }
+
+    /// Deletes a topic with its data and its pipeline configuration.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let topic = self.store.topic(name)?;
+        self.store.delete_topic(name).await?;
+        if let Some(p) = &self.pipelines {
+            p.forget(&topic).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes `records` to `topic` through its pipeline, if it has one; otherwise
+    /// as [`produce`](Self::produce). With a pipeline, everything the request
+    /// produces — outputs on this and other topics, dead letters — is stored with one
+    /// atomic append and acknowledged together.
+    pub async fn publish(
+        &self,
+        topic: &Arc<Topic>,
+        records: &[NewRecord<'_>],
+        acks: Acks,
+    ) -> Result<Published> {
+        let chain = match &self.pipelines {
+            Some(p) if !records.is_empty() => p.chain(topic)?,
+            _ => pipeline::Chain::default(),
+        };
+        if chain.is_empty() {
+            return Ok(Published::Plain(self.produce(topic, records, acks).await?));
+        }
+        let pipelines = self.pipelines.clone().expect("a chain needs pipelines");
+        let now = weir_storage::now_ms();
+        let mut writer = Writer::with_capacity(records.iter().map(|r| r.size() + 32).sum());
+        let mut partitions = Vec::with_capacity(records.len());
+        for (index, r) in records.iter().enumerate() {
+            let size = r.size();
+            if size > self.limits.max_record_bytes {
+                return Err(BrokerError::RecordTooLarge {
+                    index,
+                    size,
+                    limit: self.limits.max_record_bytes,
+                });
+            }
+            if let Some(p) = r.partition {
+                topic.partition(p)?;
+            }
+            partitions.push(r.partition);
+            writer.push(
+                now,
+                if r.value_is_json { FLAG_VALUE_JSON } else { 0 },
+                r.key.as_deref(),
+                r.value.as_deref(),
+                r.headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref())),
+            );
+        }
+        let input = writer.finish();
+        let (store, sticky, max_record_bytes) = (
+            self.store.clone(),
+            self.sticky.clone(),
+            self.limits.max_record_bytes,
+        );
+        let topic_for_plan = topic.clone();
+        let mut plan = tokio::task::spawn_blocking(move || {
+            let info = BatchInfo {
+                topic: topic_for_plan.name().to_string(),
+                partitions: topic_for_plan.partition_count(),
+            };
+            let batch = pipeline::exec::Batch {
+                buf: input.clone(),
+                origins: (0..partitions.len() as u32).collect(),
+            };
+            let executed = pipeline::exec::run(&chain, &info, batch);
+            let cx = pipeline::plan::PlanContext {
+                store: &store,
+                topic: &topic_for_plan,
+                chain: &chain,
+                options: pipelines.options(),
+                sticky: &sticky,
+                max_record_bytes,
+                partitions: &partitions,
+            };
+            pipeline::plan::build(&cx, &input, executed)
+        })
+        .await
+        .map_err(|e| BrokerError::Internal(format!("pipeline did not finish: {e}")))??;
+        let batches = std::mem::take(&mut plan.batches);
+        let bases = self.store.append_many(batches, acks).await?;
+        Ok(Published::Pipeline(plan.finish(&bases)))
     }
 
     /// The underlying store (topic admin goes straight to it).
@@ -101,28 +222,9 @@ impl Broker {
             weir_storage::now_ms(),
             self.limits.max_record_bytes,
         )?;
-        // A request's batches for one partition get consecutive offsets, so each
-        // record's offset is its partition's first base plus its index.
-        let mut first_base: Vec<(u32, usize)> = Vec::new();
-        for (i, (p, _)) in batches.iter().enumerate() {
-            if !first_base.iter().any(|(q, _)| q == p) {
-                first_base.push((*p, i));
-            }
-        }
+        let partitions: Vec<u32> = batches.iter().map(|(p, _)| *p).collect();
         let bases = self.store.append(topic, batches, acks).await?;
-        Ok(placement
-            .into_iter()
-            .map(|(p, index)| {
-                let slot = first_base
-                    .iter()
-                    .find(|(q, _)| *q == p)
-                    .map_or(0, |(_, i)| *i);
-                RecordPosition {
-                    partition: p,
-                    offset: bases[slot] + u64::from(index),
-                }
-            })
-            .collect())
+        Ok(produce::positions(&partitions, &bases, &placement))
     }
 
     /// Reads from one partition; at the end of the log waits up to `wait` for records

@@ -142,6 +142,34 @@ pub(crate) fn encode(
     Ok(Encoded { batches, placement })
 }
 
+/// Each record's position, from the partitions and base offsets of the batches a
+/// request's records were encoded into (see [`Encoded`]): a request's batches for one
+/// partition get consecutive offsets, so a record's offset is its partition's first
+/// base plus its index.
+pub(crate) fn positions(
+    partitions: &[u32],
+    bases: &[u64],
+    placement: &[(u32, u32)],
+) -> Vec<RecordPosition> {
+    let mut first_base: Vec<(u32, u64)> = Vec::new();
+    for (p, base) in partitions.iter().zip(bases) {
+        if !first_base.iter().any(|(q, _)| q == p) {
+            first_base.push((*p, *base));
+        }
+    }
+    placement
+        .iter()
+        .map(|&(p, index)| RecordPosition {
+            partition: p,
+            offset: first_base
+                .iter()
+                .find(|(q, _)| *q == p)
+                .map_or(0, |(_, b)| *b)
+                + u64::from(index),
+        })
+        .collect()
+}
+
 /// Maps the acks word of the API.
 pub fn parse_acks(s: &str) -> Result<Acks> {
     match s {

@@ -88,6 +88,24 @@ pub enum PluginError {
         /// What is wrong.
         reason: String,
     },
+    /// The plugin is quarantined after repeated failures and was not called.
+    #[error(
+        "plugin '{plugin}' is quarantined after repeated failures; next retry in {retry_in_ms} ms"
+    )]
+    Quarantined {
+        /// Plugin name.
+        plugin: String,
+        /// Time until the next probe call.
+        retry_in_ms: u64,
+    },
+    /// No loaded version of the plugin exists (not installed, or failed to load).
+    #[error("plugin '{plugin}' is not available: {reason}")]
+    Unavailable {
+        /// Plugin name.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
     /// The call does not fit the plugin's kind.
     #[error("plugin '{plugin}' is a {actual}, not a {expected}")]
     WrongKind {
@@ -114,8 +132,34 @@ impl PluginError {
             Self::BadInput { .. } => "plugin_bad_input",
             Self::Failed { .. } => "plugin_failed",
             Self::InvalidOutput { .. } => "plugin_invalid_output",
+            Self::Quarantined { .. } => "plugin_quarantined",
+            Self::Unavailable { .. } => "plugin_unavailable",
             Self::WrongKind { .. } => "plugin_wrong_kind",
         }
+    }
+
+    /// Whether the plugin is at fault, so the failure counts toward quarantine.
+    /// `bad_input` says the data is bad (the plugin works); quarantine and
+    /// unavailability are not calls at all.
+    pub fn counts_against_plugin(&self) -> bool {
+        !matches!(
+            self,
+            Self::BadInput { .. } | Self::Quarantined { .. } | Self::Unavailable { .. }
+        )
+    }
+
+    /// Whether the failure may be specific to some events of a batch, so calling the
+    /// plugin again on parts of the batch can isolate them. Timeouts and memory
+    /// errors are not retried: each retry would cost the full deadline or cap.
+    pub fn isolatable(&self) -> bool {
+        matches!(
+            self,
+            Self::Trap { .. }
+                | Self::BadInput { .. }
+                | Self::Failed { .. }
+                | Self::InvalidOutput { .. }
+                | Self::StackOverflow { .. }
+        )
     }
 
     /// Whether the instance that produced this error must be discarded.

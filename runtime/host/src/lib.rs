@@ -5,6 +5,8 @@
 //! - [`plugin`]: loading (compile once, pre-link, type-check against the declared
 //!   world, `init`), pooled instances, calls under a deadline and a memory cap.
 //! - [`state`]: the per-plugin key-value state the broker provides.
+//! - [`registry`]: the loaded plugins by name, with counters and last error.
+//! - [`health`]: quarantine of plugins that keep failing.
 //! - `bindings`: generated from `wit/`, one module per world.
 //!
 //! Events cross the boundary as one packed buffer per batch ([`packed`], the SDK's
@@ -13,13 +15,18 @@
 mod bindings;
 pub mod engine;
 mod error;
+pub mod health;
 pub mod manifest;
 pub mod plugin;
+pub mod registry;
 pub mod state;
 
 pub use engine::Engine;
 pub use error::{PluginError, Result};
+pub use health::HealthPolicy;
+pub use manifest::Attachment;
 pub use manifest::{Kind, Manifest};
 pub use plugin::{BatchInfo, Destination, Plugin, Transformed};
+pub use registry::{CallKind, PluginStatus, PolicyAction, Registry, Slot};
 pub use state::{MemoryState, PluginState};
 pub use weir_sdk::packed;

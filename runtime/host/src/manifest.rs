@@ -2,12 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{PluginError, Result};
 
 /// The kind of plugin, i.e. the WIT world its component implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// Keeps or drops events.
@@ -61,7 +61,7 @@ impl Default for Limits {
 }
 
 /// Where a plugin attaches (used by the pipelines).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Attachment {
     /// Topic.
@@ -69,9 +69,12 @@ pub struct Attachment {
     /// `produce` (in-line before storage) or `consume`.
     #[serde(default = "default_stage")]
     pub stage: String,
-    /// `reject`, `skip` or `dead_letter`.
+    /// `reject`, `skip` or `dead_letter` (the default).
     #[serde(default = "default_on_error")]
     pub on_error: String,
+    /// Where `dead_letter` sends failed events (default `<topic>.dlq`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_topic: Option<String>,
 }
 
 fn default_stage() -> String {
@@ -120,6 +123,32 @@ impl Manifest {
                 path: path.display().to_string(),
                 reason: format!("invalid plugin name '{}'", m.name),
             });
+        }
+        for a in &m.attach {
+            let bad = if !matches!(a.stage.as_str(), "produce") {
+                Some(format!(
+                    "attachment to '{}': stage must be 'produce', got '{}' (consumers choose their own filters with ?filter=)",
+                    a.topic, a.stage
+                ))
+            } else if !matches!(a.on_error.as_str(), "reject" | "skip" | "dead_letter") {
+                Some(format!(
+                    "attachment to '{}': on_error must be 'reject', 'skip' or 'dead_letter', got '{}'",
+                    a.topic, a.on_error
+                ))
+            } else if !matches!(m.kind, Kind::Filter | Kind::Transform | Kind::Router) {
+                Some(format!(
+                    "a {} plugin cannot be attached to a topic's pipeline",
+                    m.kind.as_str()
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = bad {
+                return Err(PluginError::Manifest {
+                    path: path.display().to_string(),
+                    reason,
+                });
+            }
         }
         if m.limits.timeout_ms == 0 || m.limits.memory_mb == 0 {
             return Err(PluginError::Manifest {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
+use weir_broker::pipeline::{MissingTopic, PipelineOptions};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -23,6 +24,59 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Consumer groups.
     pub groups: GroupsConfig,
+    /// Plugin health.
+    pub plugins: PluginsConfig,
+    /// Pipelines.
+    pub pipelines: PipelinesConfig,
+}
+
+/// Plugin health: when a failing plugin is quarantined and how it is retried.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Failures within `quarantine_window_ms` that quarantine a plugin.
+    pub quarantine_failures: u32,
+    /// The sliding window failures are counted in.
+    pub quarantine_window_ms: u64,
+    /// Wait before the first retry of a quarantined plugin; doubles per failed retry.
+    pub quarantine_backoff_ms: u64,
+    /// Longest wait between retries.
+    pub quarantine_max_backoff_ms: u64,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            quarantine_failures: 5,
+            quarantine_window_ms: 60_000,
+            quarantine_backoff_ms: 1_000,
+            quarantine_max_backoff_ms: 60_000,
+        }
+    }
+}
+
+/// Pipeline settings.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelinesConfig {
+    /// What a router naming a topic that does not exist gets: `error` (the router's
+    /// error policy applies, with `unknown_topic`) or `create`.
+    pub missing_topic: MissingTopic,
+    /// Partitions of topics created for a router.
+    pub auto_create_partitions: u32,
+    /// Partitions of dead-letter topics the broker creates.
+    pub dead_letter_partitions: u32,
+}
+
+impl Default for PipelinesConfig {
+    fn default() -> Self {
+        let d = PipelineOptions::default();
+        Self {
+            missing_topic: d.missing_topic,
+            auto_create_partitions: d.auto_create_partitions,
+            dead_letter_partitions: d.dead_letter_partitions,
+        }
+    }
 }
 
 /// Consumer group settings.
@@ -50,6 +104,8 @@ impl Default for Config {
             limits: Limits::default(),
             storage: StorageConfig::default(),
             groups: GroupsConfig::default(),
+            plugins: PluginsConfig::default(),
+            pipelines: PipelinesConfig::default(),
         }
     }
 }

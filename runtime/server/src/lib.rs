@@ -17,8 +17,13 @@ use std::future::{Future, IntoFuture};
 use std::time::Duration;
 
 use anyhow::Context;
+use std::sync::Arc;
 use tokio::net::TcpListener;
+
+use weir_broker::pipeline::PipelineOptions;
+use weir_broker::plugin_state::StoredPluginState;
 use weir_broker::{Broker, BrokerOptions, Store, StoreOptions};
+use weir_host::{Engine, HealthPolicy, Registry};
 
 pub use config::Config;
 
@@ -37,13 +42,37 @@ pub fn open_broker(config: &Config) -> anyhow::Result<Broker> {
         },
     )
     .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let engine = Engine::new().map_err(|e| anyhow::anyhow!("starting the WASM engine: {e}"))?;
+    let p = &config.plugins;
+    let registry = Arc::new(Registry::new(
+        engine,
+        Arc::new(StoredPluginState::new(store.clone())),
+        HealthPolicy {
+            max_failures: p.quarantine_failures.max(1),
+            window: Duration::from_millis(p.quarantine_window_ms),
+            initial_backoff: Duration::from_millis(p.quarantine_backoff_ms),
+            max_backoff: Duration::from_millis(
+                p.quarantine_max_backoff_ms.max(p.quarantine_backoff_ms),
+            ),
+        },
+    ));
+    let (loaded, failed) = registry
+        .load_dir(&config.plugin_dir)
+        .with_context(|| format!("reading plugin dir {}", config.plugin_dir.display()))?;
+    tracing::info!(loaded, failed, plugin_dir = %config.plugin_dir.display(), "plugins loaded");
+    let pipelines = PipelineOptions {
+        missing_topic: config.pipelines.missing_topic,
+        auto_create_partitions: config.pipelines.auto_create_partitions.max(1),
+        dead_letter_partitions: config.pipelines.dead_letter_partitions.max(1),
+    };
     Ok(Broker::new(
         store,
         BrokerOptions {
             max_record_bytes: config.limits.max_record_bytes,
             session_timeout: Duration::from_millis(config.groups.session_timeout_ms),
         },
-    ))
+    )
+    .with_plugins(registry, pipelines))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains in-flight

@@ -56,7 +56,8 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    pub(crate) fn corrupt(msg: impl Into<String>) -> Self {
+    /// A `storage_corrupt` error with `msg`.
+    pub fn corrupt(msg: impl Into<String>) -> Self {
         Self::Corrupt(msg.into())
     }
 

@@ -32,4 +32,4 @@ pub use error::{Result, StorageError};
 pub use stats::{Stats, StatsSnapshot};
 pub use store::{Created, ReadLimits, ReadResult, Store, StoreOptions};
 pub use topic::{PartitionOffsets, Topic};
-pub use writer::{Acks, KvOp};
+pub use writer::{Acks, KvOp, TopicBatch};

@@ -20,7 +20,7 @@ use crate::error::{Result, StorageError};
 use crate::keys;
 use crate::stats::Stats;
 use crate::topic::Topic;
-use crate::writer::{self, Acks, Command, KvOp, WriteContext};
+use crate::writer::{self, Acks, Command, KvOp, TopicBatch, WriteContext};
 
 /// Options for [`Store::open`].
 #[derive(Debug, Clone)]
@@ -252,15 +252,29 @@ impl Store {
         batches: Vec<(u32, EncodedBatch)>,
         acks: Acks,
     ) -> Result<Vec<u64>> {
-        for (p, _) in &batches {
-            topic.partition(*p)?;
+        let batches = batches
+            .into_iter()
+            .map(|(partition, batch)| TopicBatch {
+                topic: topic.clone(),
+                partition,
+                batch,
+            })
+            .collect();
+        self.append_many(batches, acks).await
+    }
+
+    /// Appends batches of any number of topics atomically: they land in one sled
+    /// batch, so after a crash either all of them exist or none does, and they are
+    /// acknowledged together. Returns each batch's base offset, in the order given.
+    pub async fn append_many(&self, batches: Vec<TopicBatch>, acks: Acks) -> Result<Vec<u64>> {
+        for b in &batches {
+            b.topic.partition(b.partition)?;
         }
         if batches.is_empty() {
             return Ok(Vec::new());
         }
         let (reply, rx) = oneshot::channel();
         self.send(Command::Append {
-            topic: topic.clone(),
             batches,
             acks,
             reply,

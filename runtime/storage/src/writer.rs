@@ -50,6 +50,17 @@ pub const MAX_CHUNK_BYTES: usize = 7 << 10;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
 
+/// One encoded batch for one partition of one topic.
+#[derive(Debug)]
+pub struct TopicBatch {
+    /// The topic.
+    pub topic: Arc<Topic>,
+    /// The partition.
+    pub partition: u32,
+    /// The records.
+    pub batch: EncodedBatch,
+}
+
 /// One write to the key-value tree: a value to set, or `None` to remove the key.
 pub type KvOp = (Vec<u8>, Option<Vec<u8>>);
 
@@ -58,8 +69,8 @@ type PendingAppend = (Reply<Vec<u64>>, Acks, Vec<u64>);
 
 pub(crate) enum Command {
     Append {
-        topic: Arc<Topic>,
-        batches: Vec<(u32, EncodedBatch)>,
+        /// Batches of one or more topics, stored all together or not at all.
+        batches: Vec<TopicBatch>,
         acks: Acks,
         reply: Reply<Vec<u64>>,
     },
@@ -83,7 +94,7 @@ pub(crate) enum Command {
 impl Command {
     fn bytes(&self) -> usize {
         match self {
-            Command::Append { batches, .. } => batches.iter().map(|(_, b)| b.len()).sum(),
+            Command::Append { batches, .. } => batches.iter().map(|b| b.batch.len()).sum(),
             _ => 0,
         }
     }
@@ -201,7 +212,6 @@ fn process_round(ctx: &WriteContext, round: &mut Vec<Command>) -> FlushJob {
     for cmd in round.drain(..) {
         match cmd {
             Command::Append {
-                topic,
                 batches,
                 acks,
                 reply,
@@ -210,19 +220,18 @@ fn process_round(ctx: &WriteContext, round: &mut Vec<Command>) -> FlushJob {
                     let _ = reply.send(Err(StorageError::Failed(err)));
                     continue;
                 }
-                if topic.is_deleted() {
-                    let _ = reply.send(Err(StorageError::TopicNotFound(topic.name.clone())));
+                if let Some(gone) = batches.iter().find(|b| b.topic.is_deleted()) {
+                    let _ = reply.send(Err(StorageError::TopicNotFound(gone.topic.name.clone())));
                     continue;
                 }
                 let mut bases = Vec::with_capacity(batches.len());
-                for (p, batch) in &batches {
-                    let chunk = chunks.entry((topic.id, *p)).or_insert_with(|| {
-                        let start = topic.partitions[*p as usize]
-                            .log_end
-                            .load(Ordering::Acquire);
+                for b in &batches {
+                    let (topic, p) = (&b.topic, b.partition);
+                    let chunk = chunks.entry((topic.id, p)).or_insert_with(|| {
+                        let start = topic.partitions[p as usize].log_end.load(Ordering::Acquire);
                         ChunkBuild {
                             topic: topic.clone(),
-                            partition: *p,
+                            partition: p,
                             closed: Vec::new(),
                             first_base: start,
                             next: start,
@@ -230,7 +239,7 @@ fn process_round(ctx: &WriteContext, round: &mut Vec<Command>) -> FlushJob {
                             bytes: 0,
                         }
                     });
-                    bases.push(chunk.add(batch));
+                    bases.push(chunk.add(&b.batch));
                 }
                 pending.push((reply, acks, bases));
             }

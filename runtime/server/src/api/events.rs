@@ -21,13 +21,14 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use serde_json::json;
 use weir_broker::groups::{FetchRequest, Groups, OffsetReset};
-use weir_broker::{Broker, ReadLimits, Topic};
+use weir_broker::pipeline::SubscriptionFilter;
+use weir_broker::{Broker, ReadLimits, ReadResult, Topic};
 
 use super::AppState;
 use super::groups::parse_reset;
-use super::params::unknown_param;
+use super::params::{FILTER_PARAMS, FilterParams, unknown_param};
 use super::problem::Problem;
-use crate::wire::records::write_record;
+use crate::wire::records::write_delivered;
 
 /// Records read from storage per refill of a stream's queue.
 const REFILL_RECORDS: usize = 500;
@@ -45,21 +46,24 @@ pub async fn stream(
     let mut group = None;
     let mut member = None;
     let mut reset = OffsetReset::Latest;
+    let mut filter = FilterParams::default();
     for (k, v) in &query {
         match k.as_str() {
             "from" => from = Some(v.as_str()),
             "group" => group = Some(v.clone()),
             "member" => member = Some(v.clone()),
             "auto_offset_reset" => reset = parse_reset(v)?,
+            other if filter.take(other, v)? => {}
             other => {
                 return Err(unknown_param(
                     other,
-                    "from, group, member, auto_offset_reset",
+                    &format!("from, group, member, auto_offset_reset, {FILTER_PARAMS}"),
                 ));
             }
         }
     }
     let t = state.broker.store().topic(&topic)?;
+    let filter = filter.build(&state.broker)?;
     let keep_alive = KeepAlive::new().interval(Duration::from_secs(15));
     if let Some(group) = group {
         if from.is_some() {
@@ -83,7 +87,8 @@ pub async fn stream(
             groups,
             group,
             member,
-            topic: topic.clone(),
+            topic: t.clone(),
+            filter,
             reset,
             queue: VecDeque::new(),
             assignment: None,
@@ -97,6 +102,7 @@ pub async fn stream(
     let s = PlainStream {
         broker: state.broker.clone(),
         topic: t,
+        filter,
         next,
         queue: VecDeque::new(),
         done: false,
@@ -200,10 +206,47 @@ fn error_event(p: Problem) -> Event {
         .data(json!({ "code": p.code(), "detail": p.detail() }).to_string())
 }
 
+/// The SSE `data` of each record a read delivers, with its offset.
+async fn record_events(
+    filter: Option<&SubscriptionFilter>,
+    topic: &Arc<Topic>,
+    partition: u32,
+    read: ReadResult,
+) -> Result<Vec<(u64, String)>, Problem> {
+    let (read, delivery) = match filter {
+        Some(f) => {
+            let (r, d) = f.apply(topic, read).await?;
+            (r, Some(d))
+        }
+        None => (read, None),
+    };
+    let mut buf = Vec::with_capacity(read.count * 160);
+    let mut marks: Vec<(u64, usize)> = Vec::new();
+    write_delivered(
+        &mut buf,
+        &read,
+        delivery.as_ref(),
+        Some((topic.name(), partition)),
+        |out, offset| marks.push((offset, out.len())),
+    );
+    let ends = marks.iter().skip(1).map(|(_, at)| *at).chain([buf.len()]);
+    Ok(marks
+        .iter()
+        .zip(ends)
+        .map(|((offset, start), end)| {
+            (
+                *offset,
+                String::from_utf8_lossy(&buf[*start..end]).into_owned(),
+            )
+        })
+        .collect())
+}
+
 /// A stream over every partition of a topic, without a group.
 struct PlainStream {
     broker: Broker,
     topic: Arc<Topic>,
+    filter: Option<SubscriptionFilter>,
     /// Next offset to read, per partition.
     next: Vec<u64>,
     queue: VecDeque<Event>,
@@ -231,8 +274,7 @@ impl PlainStream {
         id
     }
 
-    fn refill(&mut self) -> Result<(), Problem> {
-        let store = self.broker.store();
+    async fn refill(&mut self) -> Result<(), Problem> {
         let mut budget = REFILL_RECORDS;
         for p in 0..self.next.len() {
             if budget == 0 {
@@ -242,21 +284,21 @@ impl PlainStream {
                 max_records: budget,
                 ..ReadLimits::default()
             };
-            let r = store.read(&self.topic, p as u32, self.next[p], limits)?;
+            let r = self
+                .broker
+                .store()
+                .read(&self.topic, p as u32, self.next[p], limits)?;
             budget -= r.count;
-            for rec in r.records() {
-                let mut data = Vec::with_capacity(160);
-                write_record(&mut data, &rec, Some((self.topic.name(), p as u32)));
-                let id = self.event_id(p as u32, rec.offset);
-                self.next[p] = rec.offset + 1;
-                self.queue.push_back(
-                    Event::default()
-                        .id(id)
-                        .event("record")
-                        .data(String::from_utf8_lossy(&data)),
-                );
+            let read_to = r.next_offset;
+            for (offset, data) in
+                record_events(self.filter.as_ref(), &self.topic, p as u32, r).await?
+            {
+                let id = self.event_id(p as u32, offset);
+                self.next[p] = offset + 1;
+                self.queue
+                    .push_back(Event::default().id(id).event("record").data(data));
             }
-            self.next[p] = self.next[p].max(r.next_offset);
+            self.next[p] = self.next[p].max(read_to);
         }
         Ok(())
     }
@@ -284,7 +326,7 @@ fn plain_events(s: PlainStream) -> impl Stream<Item = Result<Event, Infallible>>
             if s.done || s.topic.is_deleted() {
                 return None;
             }
-            if let Err(p) = s.refill() {
+            if let Err(p) = s.refill().await {
                 s.done = true;
                 return Some((Ok(error_event(p)), s));
             }
@@ -316,7 +358,8 @@ struct GroupStream {
     groups: Groups,
     group: String,
     member: String,
-    topic: String,
+    topic: Arc<Topic>,
+    filter: Option<SubscriptionFilter>,
     reset: OffsetReset,
     queue: VecDeque<Event>,
     assignment: Option<(u64, Vec<u32>)>,
@@ -333,7 +376,7 @@ impl GroupStream {
                 .fetch(FetchRequest {
                     group: &self.group,
                     member: Some(&self.member),
-                    topic: &self.topic,
+                    topic: self.topic.name(),
                     limits: ReadLimits {
                         max_records: REFILL_RECORDS,
                         ..ReadLimits::default()
@@ -352,15 +395,14 @@ impl GroupStream {
                 ));
                 self.assignment = Some(now);
             }
-            for (p, r) in &f.results {
-                for rec in r.records() {
-                    let mut data = Vec::with_capacity(160);
-                    write_record(&mut data, &rec, Some((&self.topic, *p)));
+            for (p, r) in f.results {
+                for (offset, data) in record_events(self.filter.as_ref(), &self.topic, p, r).await?
+                {
                     self.queue.push_back(
                         Event::default()
-                            .id(format!("{p}:{}", rec.offset))
+                            .id(format!("{p}:{offset}"))
                             .event("record")
-                            .data(String::from_utf8_lossy(&data)),
+                            .data(data),
                     );
                 }
             }

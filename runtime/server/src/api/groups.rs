@@ -13,7 +13,7 @@ use weir_broker::groups::{FetchRequest, GroupInfo, OffsetReset, ResetTarget};
 
 use super::AppState;
 use super::body::read_limited;
-use super::params::{FetchParams, unknown_param};
+use super::params::{FILTER_PARAMS, FetchParams, FilterParams, filter_reads, unknown_param};
 use super::problem::Problem;
 use crate::wire::records::group_fetch_response;
 
@@ -39,11 +39,13 @@ pub async fn fetch(
     let mut fetch = FetchParams::new();
     let mut auto_commit = false;
     let mut reset = OffsetReset::Earliest;
+    let mut filter = FilterParams::default();
     for (k, v) in &query {
         match k.as_str() {
             "group" => group = Some(v.as_str()),
             "member" => member = Some(v.as_str()),
             other if fetch.take(other, v, &state.limits)? => {}
+            other if filter.take(other, v)? => {}
             "commit" => {
                 auto_commit = match v.as_str() {
                     "auto" => true,
@@ -59,7 +61,9 @@ pub async fn fetch(
             other => {
                 return Err(unknown_param(
                     other,
-                    "group, member, max_records, max_bytes, timeout_ms, commit, auto_offset_reset",
+                    &format!(
+                        "group, member, max_records, max_bytes, timeout_ms, commit, auto_offset_reset, {FILTER_PARAMS}"
+                    ),
                 ));
             }
         }
@@ -70,7 +74,9 @@ pub async fn fetch(
              /v1/topics/{topic}/partitions/{partition}/records",
         )
     })?;
-    let fetched = state
+    let filter = filter.build(&state.broker)?;
+    let t = state.broker.topic(&topic)?;
+    let mut fetched = state
         .broker
         .groups()
         .fetch(FetchRequest {
@@ -83,7 +89,14 @@ pub async fn fetch(
             reset,
         })
         .await?;
-    Ok(super::json_response(group_fetch_response(&topic, &fetched)))
+    let (reads, deliveries) =
+        filter_reads(filter.as_ref(), &t, std::mem::take(&mut fetched.results)).await?;
+    fetched.results = reads;
+    Ok(super::json_response(group_fetch_response(
+        &topic,
+        &fetched,
+        &deliveries,
+    )))
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,7 @@ pub mod body;
 mod events;
 mod groups;
 mod params;
+mod plugins;
 pub mod problem;
 mod records;
 mod topics;
@@ -44,6 +45,12 @@ pub fn router(state: AppState) -> Router {
             post(records::produce).get(groups::fetch),
         )
         .route("/v1/topics/{topic}/events", get(events::stream))
+        .route(
+            "/v1/topics/{topic}/pipeline",
+            get(topics::get_pipeline).put(topics::put_pipeline),
+        )
+        .route("/v1/plugins", get(plugins::list))
+        .route("/v1/plugins/{name}", get(plugins::get))
         .route("/v1/groups", get(groups::list))
         .route(
             "/v1/groups/{group}",

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use weir_broker::ReadLimits;
+use weir_broker::pipeline::{Delivery, SubscriptionFilter};
+use weir_broker::{Broker, ReadLimits, ReadResult, Topic};
 
 use super::problem::Problem;
 use crate::config::Limits;
@@ -62,4 +63,86 @@ impl FetchParams {
         }
         Ok(true)
     }
+}
+
+/// A subscription's own plugin: `filter=<plugin>`, with `filter_config=<JSON object>`
+/// and/or `filter_config.<key>=<value>` (the value is read as JSON when it parses,
+/// else as a string) replacing the plugin's manifest config.
+#[derive(Debug, Default)]
+pub struct FilterParams {
+    plugin: Option<String>,
+    config: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The names [`FilterParams::take`] knows, for error messages.
+pub const FILTER_PARAMS: &str = "filter, filter_config, filter_config.<key>";
+
+impl FilterParams {
+    /// Takes a filter parameter; returns false for any other.
+    pub fn take(&mut self, name: &str, value: &str) -> Result<bool, Problem> {
+        if name == "filter" {
+            self.plugin = Some(value.to_string());
+        } else if name == "filter_config" {
+            let v: serde_json::Value = serde_json::from_str(value)
+                .map_err(|e| Problem::invalid_request(format!("filter_config is not JSON: {e}")))?;
+            let serde_json::Value::Object(map) = v else {
+                return Err(Problem::invalid_request(
+                    "filter_config must be a JSON object",
+                ));
+            };
+            self.config.get_or_insert_with(Default::default).extend(map);
+        } else if let Some(key) = name.strip_prefix("filter_config.") {
+            let v = serde_json::from_str(value)
+                .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+            self.config
+                .get_or_insert_with(Default::default)
+                .insert(key.to_string(), v);
+        } else {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// The subscription filter asked for, if any.
+    pub fn build(&self, broker: &Broker) -> Result<Option<SubscriptionFilter>, Problem> {
+        let Some(plugin) = &self.plugin else {
+            if self.config.is_some() {
+                return Err(Problem::invalid_request(
+                    "filter_config needs filter=<plugin>",
+                ));
+            }
+            return Ok(None);
+        };
+        let pipelines = broker
+            .pipelines()
+            .ok_or_else(|| Problem::invalid_request("plugins are not enabled on this broker"))?;
+        let config = self
+            .config
+            .as_ref()
+            .map(|c| serde_json::Value::Object(c.clone()).to_string());
+        Ok(Some(SubscriptionFilter::new(
+            pipelines.registry(),
+            plugin,
+            config.as_deref(),
+        )?))
+    }
+}
+
+/// Runs `filter` (if any) over each read; the deliveries are empty without one.
+pub async fn filter_reads(
+    filter: Option<&SubscriptionFilter>,
+    topic: &Topic,
+    reads: Vec<(u32, ReadResult)>,
+) -> Result<(Vec<(u32, ReadResult)>, Vec<Delivery>), Problem> {
+    let Some(f) = filter else {
+        return Ok((reads, Vec::new()));
+    };
+    let mut kept = Vec::with_capacity(reads.len());
+    let mut deliveries = Vec::with_capacity(reads.len());
+    for (p, r) in reads {
+        let (r, d) = f.apply(topic, r).await?;
+        kept.push((p, r));
+        deliveries.push(d);
+    }
+    Ok((kept, deliveries))
 }

@@ -71,12 +71,29 @@ impl From<BrokerError> for Problem {
         let status = match e.code() {
             "invalid_request" => StatusCode::BAD_REQUEST,
             "topic_not_found" | "partition_not_found" | "group_not_found" => StatusCode::NOT_FOUND,
-            "topic_exists" | "not_assigned" | "group_not_empty" => StatusCode::CONFLICT,
+            "topic_exists" | "not_assigned" | "group_not_empty" | "pipeline_invalid" => {
+                StatusCode::CONFLICT
+            }
+            "plugin_rejected" | "plugin_bad_input" => StatusCode::UNPROCESSABLE_ENTITY,
+            "plugin_unavailable" => StatusCode::NOT_FOUND,
+            "plugin_wrong_kind" | "plugin_init_rejected" => StatusCode::BAD_REQUEST,
+            "plugin_quarantined" => StatusCode::SERVICE_UNAVAILABLE,
+            "internal_error" => StatusCode::INTERNAL_SERVER_ERROR,
+            code if code.starts_with("plugin_") => StatusCode::BAD_GATEWAY,
             "offset_out_of_range" => StatusCode::RANGE_NOT_SATISFIABLE,
             "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
         let mut p = Problem::new(status, e.code(), e.to_string());
+        if let BrokerError::PluginRejected { index, failure } = &e {
+            p = p
+                .with("index", *index)
+                .with("plugin", failure.plugin.as_str())
+                .with("error_kind", failure.kind);
+            if let Some(v) = &failure.version {
+                p = p.with("version", v.as_str());
+            }
+        }
         if let BrokerError::Storage(s) = &e {
             for (k, v) in storage_extras(s) {
                 p = p.with(k, v);

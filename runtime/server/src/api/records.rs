@@ -9,7 +9,9 @@ use axum::response::Response;
 use weir_broker::Acks;
 
 use super::body::read_limited;
-use super::params::{FetchParams, parse_num, unknown_param};
+use super::params::{
+    FILTER_PARAMS, FetchParams, FilterParams, filter_reads, parse_num, unknown_param,
+};
 use super::problem::Problem;
 use super::{AppState, json_response};
 use crate::wire::produce::{BodyFormat, parse};
@@ -35,22 +37,8 @@ pub async fn produce(
     let format = BodyFormat::detect(&headers)?;
     let body = read_limited(&headers, body, state.limits.max_request_bytes).await?;
     let records = parse(format, &headers, &body)?;
-    let positions = state.broker.produce(&topic, &records, acks).await?;
-    let mut out = Vec::with_capacity(16 + positions.len() * 32);
-    out.extend_from_slice(b"{\"offsets\":[");
-    for (i, p) in positions.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        use std::io::Write as _;
-        let _ = write!(
-            out,
-            "{{\"partition\":{},\"offset\":{}}}",
-            p.partition, p.offset
-        );
-    }
-    out.extend_from_slice(b"]}");
-    Ok(json_response(out))
+    let published = state.broker.publish(&topic, &records, acks).await?;
+    Ok(json_response(crate::wire::published::response(&published)))
 }
 
 /// `GET /v1/topics/{t}/partitions/{p}/records?offset=&max_records=&max_bytes=&timeout_ms=`.
@@ -64,6 +52,7 @@ pub async fn fetch(
     let part = t.partition(partition)?;
     let mut offset = part.log_start_offset();
     let mut fetch = FetchParams::new();
+    let mut filter = FilterParams::default();
     for (k, v) in &query {
         match k.as_str() {
             "timestamp_ms" => {
@@ -85,17 +74,24 @@ pub async fn fetch(
                 }
             }
             other if fetch.take(other, v, &state.limits)? => {}
+            other if filter.take(other, v)? => {}
             other => {
                 return Err(unknown_param(
                     other,
-                    "offset, timestamp_ms, max_records, max_bytes, timeout_ms",
+                    &format!(
+                        "offset, timestamp_ms, max_records, max_bytes, timeout_ms, {FILTER_PARAMS}"
+                    ),
                 ));
             }
         }
     }
+    let filter = filter.build(&state.broker)?;
     let result = state
         .broker
         .fetch(&t, partition, offset, fetch.limits, fetch.wait)
         .await?;
-    Ok(json_response(fetch_response(&result)))
+    let (mut reads, deliveries) =
+        filter_reads(filter.as_ref(), &t, vec![(partition, result)]).await?;
+    let (_, result) = reads.pop().expect("one read in, one out");
+    Ok(json_response(fetch_response(&result, deliveries.first())))
 }

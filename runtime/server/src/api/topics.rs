@@ -6,14 +6,46 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use weir_broker::{Created, Topic, TopicConfig};
+use weir_broker::pipeline::StepSpec;
+use weir_broker::{Broker, Created, Topic, TopicConfig};
 
 use super::AppState;
 use super::body::read_limited;
 use super::problem::Problem;
 
-/// The JSON description of a topic.
-pub fn describe(topic: &Topic) -> Value {
+/// The JSON description of a topic, with its pipeline when plugins are enabled:
+/// `pipeline` is the configured steps, `chain` what a publish runs now (configured
+/// steps, then manifest attachments, router last).
+pub fn describe(broker: &Broker, topic: &Topic) -> Value {
+    let mut v = describe_log(topic);
+    if let Some(p) = broker.pipelines() {
+        let configured = p
+            .configured(topic)
+            .map(|c| (*c).clone())
+            .unwrap_or_default();
+        let chain: Vec<Value> = match p.chain(topic) {
+            Ok(chain) => chain
+                .steps
+                .iter()
+                .map(|s| {
+                    json!({
+                        "plugin": s.name,
+                        "kind": s.kind(),
+                        "version": s.plugin.as_ref().map(|p| p.hash().to_string()),
+                        "on_error": s.on_error,
+                        "dead_letter_topic": s.dead_letter_topic,
+                    })
+                })
+                .collect(),
+            Err(e) => vec![json!({ "error": e.to_string(), "code": e.code() })],
+        };
+        v["pipeline"] = json!(configured);
+        v["chain"] = json!(chain);
+    }
+    v
+}
+
+fn describe_log(topic: &Topic) -> Value {
     let partitions: Vec<Value> = topic
         .offsets()
         .into_iter()
@@ -37,8 +69,18 @@ pub async fn create(
     body: Body,
 ) -> Result<Response, Problem> {
     let bytes = read_limited(&headers, body, 64 << 10).await?;
-    let config: TopicConfig = serde_json::from_slice(if bytes.is_empty() { b"{}" } else { &bytes })
+    let mut body: Value = serde_json::from_slice(if bytes.is_empty() { b"{}" } else { &bytes })
         .map_err(|e| Problem::from_json("topic config", &e))?;
+    // `pipeline` is the broker's; the rest is the log's config.
+    let pipeline: Option<Vec<StepSpec>> = match body
+        .as_object_mut()
+        .and_then(|o| o.remove("pipeline"))
+    {
+        Some(p) => Some(serde_json::from_value(p).map_err(|e| Problem::from_json("pipeline", &e))?),
+        None => None,
+    };
+    let config: TopicConfig =
+        serde_json::from_value(body).map_err(|e| Problem::from_json("topic config", &e))?;
     let store = state.broker.store().clone();
     let created = {
         let name = name.clone();
@@ -53,11 +95,59 @@ pub async fn create(
             })??
     };
     let topic = state.broker.store().topic(&name)?;
+    if let Some(steps) = pipeline {
+        set_steps(&state, &topic, steps).await?;
+    }
     let status = match created {
         Created::New => StatusCode::CREATED,
         Created::Existing => StatusCode::OK,
     };
-    Ok((status, Json(describe(&topic))).into_response())
+    Ok((status, Json(describe(&state.broker, &topic))).into_response())
+}
+
+async fn set_steps(state: &AppState, topic: &Topic, steps: Vec<StepSpec>) -> Result<(), Problem> {
+    let pipelines = state
+        .broker
+        .pipelines()
+        .ok_or_else(|| Problem::invalid_request("plugins are not enabled on this broker"))?;
+    pipelines.set_configured(topic, steps).await?;
+    Ok(())
+}
+
+/// `GET /v1/topics/{t}/pipeline`: the configured steps and the effective chain.
+pub async fn get_pipeline(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let topic = state.broker.store().topic(&name)?;
+    let d = describe(&state.broker, &topic);
+    Ok(Json(
+        json!({ "pipeline": d["pipeline"], "chain": d["chain"] }),
+    ))
+}
+
+/// `PUT /v1/topics/{t}/pipeline` with `[{"plugin","on_error","dead_letter_topic"}]`
+/// (or `{"steps":[...]}`): replaces the configured steps; `[]` removes them.
+pub async fn put_pipeline(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, Problem> {
+    let topic = state.broker.store().topic(&name)?;
+    let bytes = read_limited(&headers, body, 64 << 10).await?;
+    let mut v: Value =
+        serde_json::from_slice(&bytes).map_err(|e| Problem::from_json("pipeline", &e))?;
+    if let Some(steps) = v.as_object_mut().and_then(|o| o.remove("steps")) {
+        v = steps;
+    }
+    let steps: Vec<StepSpec> =
+        serde_json::from_value(v).map_err(|e| Problem::from_json("pipeline", &e))?;
+    set_steps(&state, &topic, steps).await?;
+    let d = describe(&state.broker, &topic);
+    Ok(Json(
+        json!({ "pipeline": d["pipeline"], "chain": d["chain"] }),
+    ))
 }
 
 /// `GET /v1/topics`.
@@ -67,7 +157,7 @@ pub async fn list(State(state): State<AppState>) -> Json<Value> {
         .store()
         .topics()
         .iter()
-        .map(|t| describe(t))
+        .map(|t| describe(&state.broker, t))
         .collect();
     Json(json!({ "topics": topics }))
 }
@@ -78,7 +168,7 @@ pub async fn get(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let topic = state.broker.store().topic(&name)?;
-    Ok(Json(describe(&topic)))
+    Ok(Json(describe(&state.broker, &topic)))
 }
 
 /// `DELETE /v1/topics/{t}`: 204.
@@ -86,6 +176,6 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    state.broker.store().delete_topic(&name).await?;
+    state.broker.delete_topic(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,7 +4,7 @@ mod bench;
 mod client;
 mod consume;
 mod group;
-mod plugin;
+pub(crate) mod plugin;
 mod produce;
 mod serve;
 mod topic;

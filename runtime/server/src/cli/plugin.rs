@@ -158,6 +158,16 @@ fn new(name: &str, kind: &str, parent: &Path) -> anyhow::Result<()> {
 
 /// Builds the crate and writes `<out>/<name>/` with `plugin.toml` and the component.
 fn build(crate_dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
+    build_in(crate_dir, out, &crate_dir.join("target"))
+}
+
+/// [`build`] with cargo's target directory at `target` (several plugins can share
+/// one, so the wasm standard library is built once).
+pub(crate) fn build_in(
+    crate_dir: &Path,
+    out: Option<&Path>,
+    target: &Path,
+) -> anyhow::Result<PathBuf> {
     let manifest = Manifest::load(crate_dir)?;
     let cargo_toml = std::fs::read_to_string(crate_dir.join("Cargo.toml")).with_context(|| {
         format!(
@@ -171,11 +181,10 @@ fn build(crate_dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
             crate_dir.join("Cargo.toml").display()
         )
     })?;
-    let target = crate_dir.join("target");
-    let release = weir_toolchain::cargo_build(crate_dir, &target, &[])?;
+    let release = weir_toolchain::cargo_build(crate_dir, target, &[])?;
     let component =
         weir_toolchain::componentize(&weir_toolchain::core_module(&release, &crate_name))?;
-    let out = out.map_or_else(|| target.join("plugin"), Path::to_path_buf);
+    let out = out.map_or_else(|| crate_dir.join("target/plugin"), Path::to_path_buf);
     let folder = out.join(&manifest.name);
     std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
     std::fs::copy(crate_dir.join("plugin.toml"), folder.join("plugin.toml"))?;

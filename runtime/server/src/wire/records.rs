@@ -4,11 +4,93 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use weir_broker::groups::GroupFetch;
+use weir_broker::pipeline::Delivery;
 use weir_broker::{ReadResult, RecordView};
+use weir_host::packed::{self, Event};
 
 /// Appends one record object. `position` adds `topic`/`partition` members for
 /// responses that mix partitions.
 pub fn write_record(out: &mut Vec<u8>, r: &RecordView<'_>, position: Option<(&str, u32)>) {
+    write_fields(
+        out,
+        Fields {
+            offset: r.offset,
+            timestamp_ms: r.timestamp_ms,
+            key: r.key,
+            value: r.value,
+            value_is_json: r.value_is_json(),
+        },
+        r.headers(),
+        position,
+    );
+}
+
+/// Appends one event a subscription's transform produced from the record at `offset`.
+pub fn write_event(out: &mut Vec<u8>, offset: u64, e: &Event<'_>, position: Option<(&str, u32)>) {
+    write_fields(
+        out,
+        Fields {
+            offset,
+            timestamp_ms: e.timestamp_ms,
+            key: e.key,
+            value: e.value,
+            value_is_json: e.value_is_json(),
+        },
+        e.headers(),
+        position,
+    );
+}
+
+/// Appends what a read delivers: every record, or what the subscription's filter
+/// kept or its transform produced. Calls `each` before every record written (to add
+/// separators or framing), with the record's offset.
+pub fn write_delivered(
+    out: &mut Vec<u8>,
+    read: &ReadResult,
+    delivery: Option<&Delivery>,
+    position: Option<(&str, u32)>,
+    mut each: impl FnMut(&mut Vec<u8>, u64),
+) {
+    match delivery {
+        None => {
+            for r in read.records() {
+                each(out, r.offset);
+                write_record(out, &r, position);
+            }
+        }
+        Some(Delivery::Keep(flags)) => {
+            for (r, keep) in read.records().zip(flags) {
+                if *keep {
+                    each(out, r.offset);
+                    write_record(out, &r, position);
+                }
+            }
+        }
+        Some(Delivery::Rewritten { packed, offsets }) => {
+            // Checked when the plugin answered.
+            let events = packed::decode(packed).unwrap_or_default();
+            for (e, offset) in events.iter().zip(offsets) {
+                each(out, *offset);
+                write_event(out, *offset, e, position);
+            }
+        }
+    }
+}
+
+struct Fields<'a> {
+    offset: u64,
+    timestamp_ms: i64,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    value_is_json: bool,
+}
+
+fn write_fields<'a>(
+    out: &mut Vec<u8>,
+    r: Fields<'a>,
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    position: Option<(&str, u32)>,
+) {
     out.push(b'{');
     if let Some((topic, partition)) = position {
         out.extend_from_slice(b"\"topic\":");
@@ -36,7 +118,7 @@ pub fn write_record(out: &mut Vec<u8>, r: &RecordView<'_>, position: Option<(&st
     }
     match r.value {
         None => out.extend_from_slice(b",\"value\":null"),
-        Some(v) if r.value_is_json() => {
+        Some(v) if r.value_is_json => {
             out.extend_from_slice(b",\"value\":");
             out.extend_from_slice(v);
         }
@@ -46,7 +128,7 @@ pub fn write_record(out: &mut Vec<u8>, r: &RecordView<'_>, position: Option<(&st
         }
     }
     out.extend_from_slice(b",\"headers\":{");
-    for (i, (name, value)) in r.headers().enumerate() {
+    for (i, (name, value)) in headers.enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -58,15 +140,15 @@ pub fn write_record(out: &mut Vec<u8>, r: &RecordView<'_>, position: Option<(&st
 }
 
 /// The body of a partition fetch.
-pub fn fetch_response(result: &ReadResult) -> Vec<u8> {
+pub fn fetch_response(result: &ReadResult, delivery: Option<&Delivery>) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + result.count * 160);
     out.extend_from_slice(b"{\"records\":[");
-    for (i, r) in result.records().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    write_delivered(&mut out, result, delivery, None, |out, _| {
+        if !std::mem::take(&mut first) {
             out.push(b',');
         }
-        write_record(&mut out, &r, None);
-    }
+    });
     out.extend_from_slice(b"],\"next_offset\":");
     write_num(&mut out, result.next_offset as i64);
     out.extend_from_slice(b",\"high_watermark\":");
@@ -79,7 +161,8 @@ pub fn fetch_response(result: &ReadResult) -> Vec<u8> {
 
 /// The body of a group fetch: member, generation, assignment, records of all its
 /// partitions (with `topic` and `partition`), and each partition's next position.
-pub fn group_fetch_response(topic: &str, f: &GroupFetch) -> Vec<u8> {
+/// `deliveries`, when not empty, holds the subscription filter's verdict per result.
+pub fn group_fetch_response(topic: &str, f: &GroupFetch, deliveries: &[Delivery]) -> Vec<u8> {
     let count: usize = f.results.iter().map(|(_, r)| r.count).sum();
     let mut out = Vec::with_capacity(128 + count * 180);
     out.extend_from_slice(b"{\"member\":");
@@ -95,14 +178,18 @@ pub fn group_fetch_response(topic: &str, f: &GroupFetch) -> Vec<u8> {
     }
     out.extend_from_slice(b"],\"records\":[");
     let mut first = true;
-    for (p, r) in &f.results {
-        for rec in r.records() {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            write_record(&mut out, &rec, Some((topic, *p)));
-        }
+    for (i, (p, r)) in f.results.iter().enumerate() {
+        write_delivered(
+            &mut out,
+            r,
+            deliveries.get(i),
+            Some((topic, *p)),
+            |out, _| {
+                if !std::mem::take(&mut first) {
+                    out.push(b',');
+                }
+            },
+        );
     }
     out.extend_from_slice(b"],\"positions\":[");
     for (i, (p, r)) in f.results.iter().enumerate() {

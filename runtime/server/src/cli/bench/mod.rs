@@ -16,6 +16,8 @@ use serde_json::json;
 use super::Client;
 use super::produce::percentile_ms;
 
+mod pipeline;
+
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Server to measure; default: start one in-process with a temporary data dir.
@@ -42,6 +44,17 @@ pub struct BenchArgs {
     /// Publish rates (records/s) at which to measure publish-to-receive latency.
     #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
     latency_rate: Vec<u64>,
+    /// Where the first-party plugins' sources are, for the pipeline cases (built
+    /// with the WASM toolchain before the run). Default: this repository's
+    /// `plugins/`. The pipeline cases need the in-process broker.
+    #[arg(long)]
+    plugins_src: Option<std::path::PathBuf>,
+    /// Skip the pipeline cases.
+    #[arg(long)]
+    no_pipelines: bool,
+    /// Concurrent producers in the pipeline cases.
+    #[arg(long, default_value_t = 8)]
+    pipeline_concurrency: usize,
 }
 
 /// One line of the results table.
@@ -80,10 +93,16 @@ impl Row {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let seconds = if args.quick { 0.2 } else { args.seconds };
     let mut server = None::<InProcess>;
+    let plugin_dir = tempfile::tempdir()?;
+    let pipelines = if args.url.is_none() && !args.no_pipelines {
+        pipeline::build_plugins(args.plugins_src.as_deref(), plugin_dir.path())?
+    } else {
+        false
+    };
     let (url, data_dir) = match &args.url {
         Some(url) => (url.clone(), std::env::temp_dir()),
         None => {
-            let started = InProcess::start().await?;
+            let started = InProcess::start(plugin_dir.path()).await?;
             let url = started.url.clone();
             let dir = started.dir.path().to_path_buf();
             server = Some(started);
@@ -133,6 +152,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         fetch_all(&client, &topic, value_bytes, args.partitions)
             .await?
             .print();
+    }
+    if pipelines {
+        for &value_bytes in &args.value_bytes {
+            for &batch in &args.batch {
+                pipeline::cells(
+                    &client,
+                    value_bytes,
+                    batch,
+                    args.pipeline_concurrency,
+                    args.partitions,
+                    seconds,
+                )
+                .await?;
+            }
+        }
     }
     for &rate in &args.latency_rate {
         sse_latency(&client, rate, seconds.max(1.0)).await?.print();
@@ -210,6 +244,22 @@ async fn produce_cell(
     seconds: f64,
 ) -> anyhow::Result<Row> {
     let body = Bytes::from(batch_body(value_bytes, batch));
+    let mut row = publish_cell(client, topic, body, batch, concurrency, seconds).await?;
+    row.name = format!("produce {value_bytes} B x {batch}/req, {concurrency} conc");
+    row.bytes = row.records * value_bytes as u64;
+    Ok(row)
+}
+
+/// Publishes `body` (holding `batch` records) to `topic` from `concurrency` tasks for
+/// `seconds`, each waiting for its answer before sending again.
+async fn publish_cell(
+    client: &Client,
+    topic: &str,
+    body: Bytes,
+    batch: usize,
+    concurrency: usize,
+    seconds: f64,
+) -> anyhow::Result<Row> {
     let url = client.url(&format!("/v1/topics/{topic}/records?acks=all"));
     let records = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
@@ -248,9 +298,9 @@ async fn produce_cell(
     let secs = started.elapsed().as_secs_f64();
     let records = records.load(Ordering::Relaxed);
     Ok(Row {
-        name: format!("produce {value_bytes} B x {batch}/req, {concurrency} conc"),
+        name: String::new(),
         records,
-        bytes: records * value_bytes as u64,
+        bytes: 0,
         secs,
         latencies,
     })
@@ -430,11 +480,11 @@ struct InProcess {
 }
 
 impl InProcess {
-    async fn start() -> anyhow::Result<InProcess> {
+    async fn start(plugin_dir: &std::path::Path) -> anyhow::Result<InProcess> {
         let dir = tempfile::tempdir()?;
         let config = crate::Config {
             data_dir: dir.path().join("data"),
-            plugin_dir: dir.path().join("plugins"),
+            plugin_dir: plugin_dir.to_path_buf(),
             ..crate::Config::default()
         };
         let broker = crate::open_broker(&config)?;

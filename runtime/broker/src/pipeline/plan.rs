@@ -1,0 +1,387 @@
+//! From a chain's outputs to one atomic append: destination topics, error policies,
+//! dead letters, encoding; then, once stored, where every input record's outputs went.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde::Serialize;
+use weir_host::packed::{self, FLAG_VALUE_JSON};
+use weir_host::{PluginError, PolicyAction};
+use weir_storage::{Store, Topic, TopicBatch, TopicConfig};
+
+use super::LINEAGE_HEADER;
+use super::chain::{Chain, Step};
+use super::exec::{Executed, Failure};
+use super::spec::{MissingTopic, OnError, PipelineOptions};
+use crate::error::{BrokerError, Result};
+use crate::partitioner::Sticky;
+use crate::produce::{self, NewRecord, RecordPosition};
+
+/// Why a step failed on an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepFailure {
+    /// The plugin.
+    pub plugin: String,
+    /// Its version (SHA-256 of the component), if one was loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The stable error code (`plugin_trap`, `plugin_timeout`, `unknown_topic`, ...).
+    pub kind: &'static str,
+    /// The message.
+    pub message: String,
+}
+
+impl StepFailure {
+    pub(crate) fn new(step: &Step, e: &PluginError) -> Self {
+        Self {
+            plugin: step.name.clone(),
+            version: step.plugin.as_ref().map(|p| p.hash().to_string()),
+            kind: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Where one output was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Placed {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: u32,
+    /// Offset.
+    pub offset: u64,
+}
+
+/// What became of one input record of a request that went through a pipeline.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RecordResult {
+    /// Its stored outputs (empty: filtered out, or failed).
+    pub outputs: Vec<Placed>,
+    /// Where the original went when a step failed on it under `dead_letter`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<Placed>,
+    /// The failure, under `skip` or `dead_letter`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepFailure>,
+}
+
+impl RecordResult {
+    /// `stored`, `filtered` (no output and no failure), `skipped` or
+    /// `dead_lettered`.
+    pub fn status(&self) -> &'static str {
+        match (&self.error, &self.dead_letter, self.outputs.is_empty()) {
+            (_, Some(_), _) => "dead_lettered",
+            (Some(_), None, true) => "skipped",
+            (None, None, true) => "filtered",
+            (_, None, false) => "stored",
+        }
+    }
+}
+
+/// What the planner needs besides the chain's result.
+pub(crate) struct PlanContext<'a> {
+    pub store: &'a Store,
+    pub topic: &'a Arc<Topic>,
+    pub chain: &'a Chain,
+    pub options: PipelineOptions,
+    pub sticky: &'a Sticky,
+    pub max_record_bytes: usize,
+    /// The request's explicit partitions, per input record.
+    pub partitions: &'a [Option<u32>],
+}
+
+/// The records of one destination topic in the append.
+pub(crate) struct Group {
+    topic: Arc<Topic>,
+    /// Its batches' range in [`Plan::batches`], and their partitions.
+    batches: std::ops::Range<usize>,
+    partitions: Vec<u32>,
+    placement: Vec<(u32, u32)>,
+    /// Per record: the input record it answers, and whether it is a dead letter.
+    targets: Vec<(u32, bool)>,
+}
+
+/// Everything one request stores, and its answer once stored.
+pub(crate) struct Plan {
+    pub batches: Vec<TopicBatch>,
+    groups: Vec<Group>,
+    results: Vec<RecordResult>,
+}
+
+/// Topics of one plan by name, created on demand.
+struct Destinations<'a> {
+    store: &'a Store,
+    topics: Vec<Arc<Topic>>,
+}
+
+impl Destinations<'_> {
+    fn index(&mut self, name: &str, create_partitions: Option<u32>) -> Result<Option<usize>> {
+        if let Some(i) = self.topics.iter().position(|t| t.name() == name) {
+            return Ok(Some(i));
+        }
+        let topic = match self.store.topic(name) {
+            Ok(t) => t,
+            Err(weir_storage::StorageError::TopicNotFound(_)) => match create_partitions {
+                None => return Ok(None),
+                Some(n) => {
+                    self.store
+                        .create_topic(name, TopicConfig::with_partitions(n))
+                        .or_else(|e| match e {
+                            // Created meanwhile with another config: use it.
+                            weir_storage::StorageError::TopicExists(_) => {
+                                Ok(weir_storage::Created::Existing)
+                            }
+                            e => Err(e),
+                        })?;
+                    tracing::info!(topic = name, partitions = n, "topic created by a pipeline");
+                    self.store.topic(name)?
+                }
+            },
+            Err(e) => return Err(e.into()),
+        };
+        self.topics.push(topic);
+        Ok(Some(self.topics.len() - 1))
+    }
+}
+
+/// Turns a chain's result into the batches of one append. A failure under `reject`
+/// fails the whole request here, before anything is stored.
+pub(crate) fn build(cx: &PlanContext<'_>, input: &[u8], mut executed: Executed) -> Result<Plan> {
+    let inputs = packed::decode(input).expect("the broker packed the request");
+    let outs = packed::decode(&executed.out.buf).expect("checked by the chain");
+    let mut dest = Destinations {
+        store: cx.store,
+        topics: vec![cx.topic.clone()],
+    };
+    // (topic index, output event, key override)
+    let mut sends: Vec<(usize, usize, Option<Vec<u8>>)> = Vec::with_capacity(outs.len());
+    match executed.routes.take() {
+        None => sends.extend((0..outs.len()).map(|j| (0, j, None))),
+        Some(routes) => {
+            let router = cx.chain.steps.len() - 1;
+            let create = match cx.options.missing_topic {
+                MissingTopic::Create => Some(cx.options.auto_create_partitions),
+                MissingTopic::Error => None,
+            };
+            for r in routes {
+                match dest.index(&r.topic, create)? {
+                    Some(t) => sends.push((t, r.event as usize, r.key)),
+                    None => executed.failures.push(Failure {
+                        origin: executed.out.origins[r.event as usize],
+                        step: router,
+                        error: StepFailure {
+                            plugin: cx.chain.steps[router].name.clone(),
+                            version: cx.chain.steps[router]
+                                .plugin
+                                .as_ref()
+                                .map(|p| p.hash().to_string()),
+                            kind: "unknown_topic",
+                            message: format!(
+                                "the router chose topic '{}', which does not exist",
+                                r.topic
+                            ),
+                        },
+                    }),
+                }
+            }
+        }
+    }
+    let mut results = vec![RecordResult::default(); inputs.len()];
+    apply_policies(cx, &mut executed.failures, &mut results)?;
+
+    let mut records: Vec<Vec<NewRecord<'_>>> = Vec::new();
+    let mut targets: Vec<Vec<(u32, bool)>> = Vec::new();
+    let lineage = cx.chain.lineage.as_bytes();
+    for (t, j, key) in sends {
+        let e = &outs[j];
+        let origin = executed.out.origins[j];
+        let original = &inputs[origin as usize];
+        let key: Option<Cow<'_, [u8]>> = match key {
+            Some(k) => Some(Cow::Owned(k)),
+            None => e.key.map(Cow::Borrowed),
+        };
+        let partition = match cx.partitions[origin as usize] {
+            Some(p) if t == 0 && key.as_deref() == original.key => Some(p),
+            _ => None,
+        };
+        let mut headers: Vec<(Cow<'_, str>, Cow<'_, [u8]>)> = e
+            .headers()
+            .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
+            .collect();
+        if !lineage.is_empty() {
+            headers.push((Cow::Borrowed(LINEAGE_HEADER), Cow::Borrowed(lineage)));
+        }
+        push(
+            &mut records,
+            &mut targets,
+            t,
+            (origin, false),
+            NewRecord {
+                key,
+                value: e.value.map(Cow::Borrowed),
+                value_is_json: e.flags & FLAG_VALUE_JSON != 0,
+                headers,
+                partition,
+            },
+        );
+    }
+    for f in &executed.failures {
+        let step = &cx.chain.steps[f.step];
+        let result = &mut results[f.origin as usize];
+        if step.on_error != OnError::DeadLetter || result.dead_letter.is_some() {
+            continue;
+        }
+        let Some(t) = dest.index(
+            &step.dead_letter_topic,
+            Some(cx.options.dead_letter_partitions),
+        )?
+        else {
+            unreachable!("dead-letter topics are created on demand");
+        };
+        // Marks the input as dead-lettered; the real position is filled in later.
+        result.dead_letter = Some(Placed {
+            topic: Arc::from(""),
+            partition: 0,
+            offset: 0,
+        });
+        let original = &inputs[f.origin as usize];
+        let mut headers: Vec<(Cow<'_, str>, Cow<'_, [u8]>)> = original
+            .headers()
+            .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
+            .collect();
+        let e = &f.error;
+        headers.push(("weir-dlq-topic".into(), cx.topic.name().as_bytes().into()));
+        headers.push(("weir-dlq-plugin".into(), e.plugin.as_bytes().into()));
+        if let Some(v) = &e.version {
+            headers.push(("weir-dlq-version".into(), v.as_bytes().into()));
+        }
+        headers.push(("weir-dlq-error-kind".into(), e.kind.as_bytes().into()));
+        headers.push(("weir-dlq-error".into(), e.message.as_bytes().into()));
+        push(
+            &mut records,
+            &mut targets,
+            t,
+            (f.origin, true),
+            NewRecord {
+                key: original.key.map(Cow::Borrowed),
+                value: original.value.map(Cow::Borrowed),
+                value_is_json: original.flags & FLAG_VALUE_JSON != 0,
+                headers,
+                partition: None,
+            },
+        );
+    }
+
+    let now = weir_storage::now_ms();
+    let mut batches = Vec::new();
+    let mut groups = Vec::new();
+    for (t, (recs, targets)) in records.into_iter().zip(targets).enumerate() {
+        if recs.is_empty() {
+            continue;
+        }
+        let topic = &dest.topics[t];
+        let encoded = produce::encode(topic, &recs, cx.sticky, now, cx.max_record_bytes)?;
+        let start = batches.len();
+        batches.extend(
+            encoded
+                .batches
+                .into_iter()
+                .map(|(partition, batch)| TopicBatch {
+                    topic: topic.clone(),
+                    partition,
+                    batch,
+                }),
+        );
+        groups.push(Group {
+            topic: topic.clone(),
+            partitions: batches[start..].iter().map(|b| b.partition).collect(),
+            batches: start..batches.len(),
+            placement: encoded.placement,
+            targets,
+        });
+    }
+    Ok(Plan {
+        batches,
+        groups,
+        results,
+    })
+}
+
+fn push<'a>(
+    records: &mut Vec<Vec<NewRecord<'a>>>,
+    targets: &mut Vec<Vec<(u32, bool)>>,
+    topic: usize,
+    target: (u32, bool),
+    record: NewRecord<'a>,
+) {
+    while records.len() <= topic {
+        records.push(Vec::new());
+        targets.push(Vec::new());
+    }
+    records[topic].push(record);
+    targets[topic].push(target);
+}
+
+/// `reject` fails the request; `skip` and `dead_letter` mark the record's result.
+/// Every action is counted on the plugin.
+fn apply_policies(
+    cx: &PlanContext<'_>,
+    failures: &mut [Failure],
+    results: &mut [RecordResult],
+) -> Result<()> {
+    if let Some(f) = failures
+        .iter()
+        .find(|f| cx.chain.steps[f.step].on_error == OnError::Reject)
+    {
+        let step = &cx.chain.steps[f.step];
+        if let Some(slot) = &step.slot {
+            slot.note_policy(PolicyAction::Rejected, cx.partitions.len());
+        }
+        return Err(BrokerError::PluginRejected {
+            index: f.origin as usize,
+            failure: Box::new(f.error.clone()),
+        });
+    }
+    for f in failures.iter() {
+        let step = &cx.chain.steps[f.step];
+        let action = match step.on_error {
+            OnError::Skip => PolicyAction::Skipped,
+            _ => PolicyAction::DeadLettered,
+        };
+        if let Some(slot) = &step.slot {
+            slot.note_policy(action, 1);
+        }
+        let result = &mut results[f.origin as usize];
+        if result.error.is_none() {
+            result.error = Some(f.error.clone());
+        }
+    }
+    Ok(())
+}
+
+impl Plan {
+    /// Where everything went, given the base offsets the append of
+    /// [`Plan::batches`] returned.
+    pub(crate) fn finish(mut self, bases: &[u64]) -> Vec<RecordResult> {
+        for g in self.groups {
+            let name: Arc<str> = Arc::from(g.topic.name());
+            let positions: Vec<RecordPosition> =
+                produce::positions(&g.partitions, &bases[g.batches.clone()], &g.placement);
+            for (pos, (origin, dead)) in positions.into_iter().zip(g.targets) {
+                let placed = Placed {
+                    topic: name.clone(),
+                    partition: pos.partition,
+                    offset: pos.offset,
+                };
+                let r = &mut self.results[origin as usize];
+                if dead {
+                    r.dead_letter = Some(placed);
+                } else {
+                    r.outputs.push(placed);
+                }
+            }
+        }
+        self.results
+    }
+}

@@ -1,0 +1,497 @@
+//! The loaded plugins by name, with what operators need to see about each: its
+//! current version, health (quarantine), counters and last error.
+//!
+//! A [`Slot`] is one plugin name. It holds the current version behind an atomic
+//! pointer, so a caller takes the version once per batch and finishes the batch on
+//! it even if another version is swapped in meanwhile (hot reload builds on this).
+//! Every call made through [`Slot::call`] is counted, timed and fed to the breaker.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+
+use crate::engine::Engine;
+use crate::error::{PluginError, Result};
+use crate::health::{Admission, Health, HealthPolicy, Transition};
+use crate::manifest::{Attachment, Kind, Manifest};
+use crate::plugin::Plugin;
+use crate::state::PluginState;
+
+/// (plugin name, version hash, config JSON).
+type VariantKey = (String, String, String);
+
+/// Most per-subscription config variants kept compiled-and-initialised.
+const MAX_VARIANTS: usize = 64;
+
+/// All loaded plugins. Cheap to share behind an `Arc`.
+pub struct Registry {
+    engine: Engine,
+    state: Arc<dyn PluginState>,
+    policy: HealthPolicy,
+    slots: RwLock<BTreeMap<String, Arc<Slot>>>,
+    /// Per-subscription variants by (name, version hash, config JSON).
+    variants: Mutex<HashMap<VariantKey, Arc<Plugin>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("plugins", &self.slots.read().keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// An empty registry; plugins call `state` for their durable key-value state.
+    pub fn new(engine: Engine, state: Arc<dyn PluginState>, policy: HealthPolicy) -> Self {
+        Self {
+            engine,
+            state,
+            policy,
+            slots: RwLock::new(BTreeMap::new()),
+            variants: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The engine plugins run on.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads every plugin folder (a directory with a `plugin.toml`) in `dir`. A
+    /// folder that fails to load is kept as a failed slot with its error, so the
+    /// failure is visible and topics that name it apply their error policy.
+    /// Returns how many loaded and how many failed.
+    pub fn load_dir(&self, dir: &Path) -> std::io::Result<(usize, usize)> {
+        let mut folders: Vec<_> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.join("plugin.toml").is_file())
+            .collect();
+        folders.sort();
+        let (mut loaded, mut failed) = (0, 0);
+        for folder in folders {
+            let started = Instant::now();
+            match Plugin::load(&self.engine, &folder, self.state.clone()) {
+                Ok(plugin) => {
+                    tracing::info!(
+                        plugin = plugin.name(),
+                        kind = plugin.kind().as_str(),
+                        version = &plugin.hash()[..12],
+                        ms = started.elapsed().as_millis() as u64,
+                        "plugin loaded"
+                    );
+                    self.install(plugin);
+                    loaded += 1;
+                }
+                Err(e) => {
+                    let name = Manifest::load(&folder).map_or_else(
+                        |_| {
+                            folder
+                                .file_name()
+                                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+                        },
+                        |m| m.name,
+                    );
+                    tracing::error!(plugin = name, folder = %folder.display(), code = e.code(), error = %e, "plugin failed to load");
+                    self.slot_or_new(&name).set_failed(&e);
+                    failed += 1;
+                }
+            }
+        }
+        Ok((loaded, failed))
+    }
+
+    /// Makes `plugin` the current version of its name.
+    pub fn install(&self, plugin: Plugin) -> Arc<Slot> {
+        let slot = self.slot_or_new(plugin.name());
+        slot.current.store(Some(Arc::new(plugin)));
+        *slot.load_error.lock() = None;
+        slot
+    }
+
+    fn slot_or_new(&self, name: &str) -> Arc<Slot> {
+        if let Some(s) = self.slots.read().get(name) {
+            return s.clone();
+        }
+        self.slots
+            .write()
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(Slot::new(name, self.policy)))
+            .clone()
+    }
+
+    /// The slot of `name`, if such a plugin was ever loaded or tried.
+    pub fn get(&self, name: &str) -> Option<Arc<Slot>> {
+        self.slots.read().get(name).cloned()
+    }
+
+    /// All slots, by name.
+    pub fn slots(&self) -> Vec<Arc<Slot>> {
+        self.slots.read().values().cloned().collect()
+    }
+
+    /// Plugins attached to `topic` at `stage` by their manifests, by plugin name.
+    pub fn attached(&self, topic: &str, stage: &str) -> Vec<(Arc<Slot>, Attachment)> {
+        let mut out = Vec::new();
+        for slot in self.slots.read().values() {
+            if let Some(p) = slot.current() {
+                for a in &p.manifest().attach {
+                    if a.topic == topic && a.stage == stage {
+                        out.push((slot.clone(), a.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The current version of `name` initialised with `config_json` instead of its
+    /// manifest's config (`None`: the current version as it is). Variants are kept,
+    /// so a subscription's filter is initialised once per distinct config.
+    pub fn variant(
+        &self,
+        name: &str,
+        config_json: Option<&str>,
+    ) -> Result<(Arc<Slot>, Arc<Plugin>)> {
+        let slot = self.get(name).ok_or_else(|| PluginError::Unavailable {
+            plugin: name.to_string(),
+            reason: "no plugin of that name is installed".into(),
+        })?;
+        let current = slot.current_or_unavailable()?;
+        let Some(config) = config_json else {
+            return Ok((slot, current));
+        };
+        let key = (
+            name.to_string(),
+            current.hash().to_string(),
+            config.to_string(),
+        );
+        if let Some(p) = self.variants.lock().get(&key) {
+            return Ok((slot, p.clone()));
+        }
+        let variant = Arc::new(current.with_config(config)?);
+        let mut variants = self.variants.lock();
+        if variants.len() >= MAX_VARIANTS {
+            variants.clear();
+        }
+        variants.insert(key, variant.clone());
+        Ok((slot, variant))
+    }
+}
+
+/// One plugin name: its current version, health and counters.
+#[derive(Debug)]
+pub struct Slot {
+    name: String,
+    current: ArcSwapOption<Plugin>,
+    health: Health,
+    counters: Counters,
+    last_error: Mutex<Option<LastError>>,
+    /// Why the plugin has no current version, if it failed to load.
+    load_error: Mutex<Option<LastError>>,
+}
+
+/// How a call is made: a batch call is admitted by the breaker and its outcome
+/// counts; a retry (on part of a batch whose call failed, to isolate bad events) is
+/// only counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// A whole batch.
+    Batch,
+    /// Part of a batch being retried.
+    Retry,
+}
+
+impl Slot {
+    fn new(name: &str, policy: HealthPolicy) -> Self {
+        Self {
+            name: name.to_string(),
+            current: ArcSwapOption::empty(),
+            health: Health::new(policy),
+            counters: Counters::default(),
+            last_error: Mutex::new(None),
+            load_error: Mutex::new(None),
+        }
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current version, if one is loaded.
+    pub fn current(&self) -> Option<Arc<Plugin>> {
+        self.current.load_full()
+    }
+
+    /// The current version, or `plugin_unavailable` saying why there is none.
+    pub fn current_or_unavailable(&self) -> Result<Arc<Plugin>> {
+        self.current().ok_or_else(|| PluginError::Unavailable {
+            plugin: self.name.clone(),
+            reason: self
+                .load_error
+                .lock()
+                .as_ref()
+                .map_or_else(|| "not loaded".to_string(), |e| e.message.clone()),
+        })
+    }
+
+    fn set_failed(&self, e: &PluginError) {
+        let err = LastError::new(e);
+        *self.load_error.lock() = Some(err.clone());
+        *self.last_error.lock() = Some(err);
+    }
+
+    /// Calls `plugin` (a version or variant of this slot) on `events` events: `f`
+    /// makes the call and returns its result with the number of events out. The
+    /// breaker admits batch calls; a quarantined plugin is not called and the result
+    /// is `plugin_quarantined`.
+    pub fn call<T>(
+        &self,
+        plugin: &Plugin,
+        kind: CallKind,
+        events: usize,
+        f: impl FnOnce(&Plugin) -> Result<(T, usize)>,
+    ) -> Result<T> {
+        let admission = match kind {
+            CallKind::Batch => self.health.admit(Instant::now()),
+            CallKind::Retry => Admission::Call,
+        };
+        if let Admission::Refuse(retry_in) = admission {
+            return Err(PluginError::Quarantined {
+                plugin: self.name.clone(),
+                retry_in_ms: retry_in.as_millis() as u64,
+            });
+        }
+        let started = Instant::now();
+        let result = f(plugin);
+        let elapsed = started.elapsed();
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .events_in
+            .fetch_add(events as u64, Ordering::Relaxed);
+        self.counters
+            .time_ns
+            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+        let failed = match &result {
+            Ok((_, out)) => {
+                self.counters
+                    .events_out
+                    .fetch_add(*out as u64, Ordering::Relaxed);
+                false
+            }
+            Err(e) => {
+                *self.counters.errors.lock().entry(e.code()).or_default() += 1;
+                *self.last_error.lock() = Some(LastError::new(e));
+                e.counts_against_plugin()
+            }
+        };
+        if kind == CallKind::Batch {
+            if admission == Admission::Probe && result.is_err() && !failed {
+                self.health.cancel_probe();
+            }
+            if let Some(t) = self.health.record(failed, Instant::now()) {
+                self.log_transition(t, result.as_ref().err());
+            }
+        }
+        result.map(|(v, _)| v)
+    }
+
+    fn log_transition(&self, t: Transition, error: Option<&PluginError>) {
+        let plugin = self.name.as_str();
+        let error = error.map(|e| e.to_string()).unwrap_or_default();
+        match t {
+            Transition::Quarantined(wait) => tracing::warn!(
+                plugin,
+                retry_in_ms = wait.as_millis() as u64,
+                error,
+                "plugin quarantined after repeated failures; its topics apply their error policy without calling it"
+            ),
+            Transition::StillFailing(wait) => tracing::warn!(
+                plugin,
+                retry_in_ms = wait.as_millis() as u64,
+                error,
+                "quarantined plugin failed its retry"
+            ),
+            Transition::Recovered => tracing::info!(plugin, "quarantined plugin recovered"),
+        }
+    }
+
+    /// Counts events an error policy handled without them reaching their output.
+    pub fn note_policy(&self, action: PolicyAction, events: usize) {
+        let c = match action {
+            PolicyAction::Rejected => &self.counters.rejected,
+            PolicyAction::Skipped => &self.counters.skipped,
+            PolicyAction::DeadLettered => &self.counters.dead_lettered,
+        };
+        c.fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    /// What `GET /v1/plugins/{name}` shows.
+    pub fn status(&self) -> PluginStatus {
+        let current = self.current();
+        let health = self.health.view(Instant::now());
+        let state = match (&current, health.quarantined_for) {
+            (None, _) => "failed",
+            (Some(_), Some(_)) => "quarantined",
+            (Some(_), None) => "active",
+        };
+        let c = &self.counters;
+        PluginStatus {
+            name: self.name.clone(),
+            kind: current.as_ref().map(|p| p.kind()),
+            version: current.as_ref().map(|p| p.hash().to_string()),
+            state,
+            attachments: current
+                .as_ref()
+                .map(|p| p.manifest().attach.clone())
+                .unwrap_or_default(),
+            limits: current.as_ref().map(|p| LimitsView {
+                timeout_ms: p.manifest().limits.timeout_ms,
+                memory_mb: p.manifest().limits.memory_mb,
+            }),
+            counters: CountersView {
+                calls: c.calls.load(Ordering::Relaxed),
+                events_in: c.events_in.load(Ordering::Relaxed),
+                events_out: c.events_out.load(Ordering::Relaxed),
+                time_ms: c.time_ns.load(Ordering::Relaxed) as f64 / 1e6,
+                errors: c
+                    .errors
+                    .lock()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect(),
+                rejected: c.rejected.load(Ordering::Relaxed),
+                skipped: c.skipped.load(Ordering::Relaxed),
+                dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
+            },
+            quarantine: health.quarantined_for.map(|since| QuarantineView {
+                for_ms: since.as_millis() as u64,
+                next_retry_in_ms: health.next_probe_in.unwrap_or_default().as_millis() as u64,
+            }),
+            recent_failures: health.recent_failures,
+            times_quarantined: health.times_quarantined,
+            last_error: self.last_error.lock().clone(),
+        }
+    }
+}
+
+/// What an error policy did with events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyAction {
+    /// The request was refused.
+    Rejected,
+    /// The events were dropped.
+    Skipped,
+    /// The events went to a dead-letter topic.
+    DeadLettered,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    calls: AtomicU64,
+    events_in: AtomicU64,
+    events_out: AtomicU64,
+    time_ns: AtomicU64,
+    errors: Mutex<BTreeMap<&'static str, u64>>,
+    rejected: AtomicU64,
+    skipped: AtomicU64,
+    dead_lettered: AtomicU64,
+}
+
+/// A plugin's most recent error.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LastError {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The stable error code.
+    pub kind: &'static str,
+    /// The message.
+    pub message: String,
+}
+
+impl LastError {
+    fn new(e: &PluginError) -> Self {
+        Self {
+            at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO)
+                .as_millis() as u64,
+            kind: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// A snapshot of one plugin for the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    /// Name.
+    pub name: String,
+    /// Kind, when a version is loaded.
+    pub kind: Option<Kind>,
+    /// SHA-256 of the current component.
+    pub version: Option<String>,
+    /// `active`, `quarantined` or `failed` (no version loaded).
+    pub state: &'static str,
+    /// Where its manifest attaches it.
+    pub attachments: Vec<Attachment>,
+    /// Its limits.
+    pub limits: Option<LimitsView>,
+    /// Counters since it was loaded.
+    pub counters: CountersView,
+    /// Present while quarantined.
+    pub quarantine: Option<QuarantineView>,
+    /// Failures in the current window.
+    pub recent_failures: u32,
+    /// Quarantines since load.
+    pub times_quarantined: u64,
+    /// The most recent error.
+    pub last_error: Option<LastError>,
+}
+
+/// Limits shown in a status.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LimitsView {
+    /// Deadline per call.
+    pub timeout_ms: u64,
+    /// Memory cap.
+    pub memory_mb: u64,
+}
+
+/// Counters shown in a status.
+#[derive(Debug, Clone, Serialize)]
+pub struct CountersView {
+    /// Calls made.
+    pub calls: u64,
+    /// Events handed in.
+    pub events_in: u64,
+    /// Events handed out (kept, produced or routed).
+    pub events_out: u64,
+    /// Time spent in calls.
+    pub time_ms: f64,
+    /// Failed calls by error code.
+    pub errors: BTreeMap<String, u64>,
+    /// Events whose request was refused by a `reject` policy.
+    pub rejected: u64,
+    /// Events dropped by a `skip` policy.
+    pub skipped: u64,
+    /// Events sent to a dead-letter topic.
+    pub dead_lettered: u64,
+}
+
+/// Quarantine details shown in a status.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct QuarantineView {
+    /// How long it has been quarantined.
+    pub for_ms: u64,
+    /// When the next retry call is allowed.
+    pub next_retry_in_ms: u64,
+}

@@ -1,0 +1,146 @@
+//! The pipeline cases of `weir bench`: the same requests published to a topic
+//! without plugins, through a chain of json-filter and redact, and through a router
+//! to 4 topics, back to back in one run, so the ratios hold on any machine.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use bytes::Bytes;
+use serde_json::json;
+
+use super::{Client, publish_cell};
+
+/// Builds json-filter, redact and header-router from `src` (default: this
+/// repository's `plugins/`) into `plugin_dir`, with manifests for the bench. Returns
+/// false (and says why) when the sources or the WASM toolchain are missing.
+pub(super) fn build_plugins(src: Option<&Path>, plugin_dir: &Path) -> anyhow::Result<bool> {
+    let src = src.map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins"),
+        Path::to_path_buf,
+    );
+    if !src.join("json-filter/Cargo.toml").is_file() {
+        println!(
+            "pipeline cases skipped: no plugin sources in {} (use --plugins-src)\n",
+            src.display()
+        );
+        return Ok(false);
+    }
+    if let Err(e) = weir_toolchain::check() {
+        println!("pipeline cases skipped: {e}\n");
+        return Ok(false);
+    }
+    // One target dir for all three, beside the workspace's, so std is built once.
+    let target = src.join("../target/wasm-guests");
+    for (name, manifest) in [
+        (
+            "json-filter",
+            "name = \"json-filter\"\nkind = \"filter\"\ncomponent = \"json_filter.wasm\"\n\
+             [config]\npath = \"/status\"\nequals = \"paid\"\n",
+        ),
+        (
+            "redact",
+            "name = \"redact\"\nkind = \"transform\"\ncomponent = \"redact.wasm\"\n\
+             [config]\nfields = [\"/card/number\"]\n",
+        ),
+        (
+            "header-router",
+            "name = \"header-router\"\nkind = \"router\"\ncomponent = \"header_router.wasm\"\n\
+             [config]\nheader = \"region\"\n\
+             [config.routes]\nr0 = \"bench-route-0\"\nr1 = \"bench-route-1\"\n\
+             r2 = \"bench-route-2\"\nr3 = \"bench-route-3\"\n",
+        ),
+    ] {
+        eprintln!("building plugin {name} for the pipeline cases...");
+        let folder: PathBuf =
+            crate::cli::plugin::build_in(&src.join(name), Some(plugin_dir), &target)
+                .with_context(|| format!("building {name}"))?;
+        std::fs::write(folder.join("plugin.toml"), manifest)?;
+    }
+    Ok(true)
+}
+
+/// A JSON produce body of `batch` records whose values are JSON objects of
+/// `value_bytes` bytes that pass the filter and have a field to redact, each with a
+/// `region` header naming one of 4 routes.
+fn pipeline_body(value_bytes: usize, batch: usize) -> Vec<u8> {
+    let fixed = r#"{"status":"paid","card":{"number":"4111111111111111"},"pad":""}"#.len();
+    let pad = "x".repeat(value_bytes.saturating_sub(fixed));
+    let mut out = Vec::with_capacity(batch * (value_bytes + 48) + 16);
+    out.extend_from_slice(b"{\"records\":[");
+    for i in 0..batch {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(
+            format!(
+                r#"{{"value":{{"status":"paid","card":{{"number":"4111111111111111"}},"pad":"{pad}"}},"headers":{{"region":"r{}"}}}}"#,
+                i % 4
+            )
+            .as_bytes(),
+        );
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// Three cells with the same body: no plugins, filter + transform, router.
+pub(super) async fn cells(
+    client: &Client,
+    value_bytes: usize,
+    batch: usize,
+    concurrency: usize,
+    partitions: u32,
+    seconds: f64,
+) -> anyhow::Result<()> {
+    let body = Bytes::from(pipeline_body(value_bytes, batch));
+    for i in 0..4 {
+        create(client, &format!("bench-route-{i}"), partitions, None).await?;
+    }
+    let mut plain_rate = None;
+    for (case, steps) in [
+        ("no plugins", json!([])),
+        (
+            "json-filter + redact",
+            json!([{ "plugin": "json-filter" }, { "plugin": "redact" }]),
+        ),
+        ("router to 4 topics", json!([{ "plugin": "header-router" }])),
+    ] {
+        let topic = format!(
+            "bench-pipe-{}-v{value_bytes}-b{batch}",
+            case.split_whitespace().next().unwrap_or("x")
+        );
+        create(client, &topic, partitions, Some(steps)).await?;
+        let mut row =
+            publish_cell(client, &topic, body.clone(), batch, concurrency, seconds).await?;
+        let rate = row.records as f64 / row.secs;
+        let ratio = match plain_rate {
+            None => {
+                plain_rate = Some(rate);
+                String::new()
+            }
+            Some(plain) => format!(" ({:.0}%)", rate / plain * 100.0),
+        };
+        row.name = format!("pipe {case}{ratio}, {value_bytes} B x {batch}, {concurrency} conc");
+        row.bytes = row.records * value_bytes as u64;
+        row.print();
+    }
+    Ok(())
+}
+
+async fn create(
+    client: &Client,
+    topic: &str,
+    partitions: u32,
+    pipeline: Option<serde_json::Value>,
+) -> anyhow::Result<()> {
+    let mut config = json!({ "partitions": partitions });
+    if let Some(p) = pipeline {
+        config["pipeline"] = p;
+    }
+    let (status, body) = client.put(&format!("/v1/topics/{topic}"), &config).await?;
+    anyhow::ensure!(
+        status == 201 || status == 200,
+        "creating {topic} failed: {status} {body}"
+    );
+    Ok(())
+}
