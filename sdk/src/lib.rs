@@ -45,6 +45,8 @@
 //!   attachment's error policy to it) and [`Error::Failed`] when the plugin is.
 //! - [`log`] writes to the broker's log; [`state`] is a small durable key-value store
 //!   the broker keeps per plugin.
+//! - [`json::Pointer`] finds a field of a JSON value without parsing it into a tree
+//!   (a scan instead of an allocation per key and string).
 //! - [`testing`] runs a plugin natively, so its logic is unit-tested with `cargo test`.
 //!
 //! Plugins are built for `wasm32-unknown-unknown` and import nothing but Weir's `host`
@@ -56,5 +58,7 @@ pub mod packed;
 
 #[cfg(feature = "guest")]
 mod guest;
+#[cfg(feature = "guest")]
+pub mod json;
 #[cfg(feature = "guest")]
 pub use guest::*;

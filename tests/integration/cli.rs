@@ -186,6 +186,40 @@ async fn bench_quick_runs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_quick_runs_the_pipeline_cases_in_process() {
+    // No --url: the bench starts its own broker, builds the first-party plugins from
+    // plugins/ and runs the same requests without plugins, through a chain and
+    // through a router.
+    let out = ok(&weir(
+        "http://127.0.0.1:9",
+        &[
+            "bench",
+            "--quick",
+            "--batch",
+            "100",
+            "--value-bytes",
+            "100",
+            "--concurrency",
+            "1",
+            "--pipeline-concurrency",
+            "1",
+            "--latency-rate",
+            "1000",
+        ],
+        None,
+    )
+    .await);
+    for row in [
+        "pipe no plugins, 100 B x 100, 1 conc",
+        "pipe json-filter + redact (",
+        "pipe router to 4 topics (",
+        "plugin time/event: header-router",
+    ] {
+        assert!(out.contains(row), "missing '{row}' in:\n{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_server_is_a_clear_error() {
     let out = weir("http://127.0.0.1:9", &["topic", "list"], None).await;
     assert!(!out.status.success());

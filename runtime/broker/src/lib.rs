@@ -160,7 +160,9 @@ impl Broker {
             self.limits.max_record_bytes,
         );
         let topic_for_plan = topic.clone();
+        let permit = pipelines.run_slot().await;
         let mut plan = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let info = BatchInfo {
                 topic: topic_for_plan.name().to_string(),
                 partitions: topic_for_plan.partition_count(),
@@ -218,6 +220,7 @@ impl Broker {
         let produce::Encoded { batches, placement } = produce::encode(
             topic,
             records,
+            &[],
             &self.sticky,
             weir_storage::now_ms(),
             self.limits.max_record_bytes,

@@ -69,13 +69,17 @@ struct PartitionBatches {
 }
 
 /// Partitions and encodes `records` into batches of about [`TARGET_BATCH_BYTES`].
+/// `shared` headers are stored once per batch and read back on every record.
 pub(crate) fn encode(
     topic: &Topic,
     records: &[NewRecord<'_>],
+    shared: &[(&str, &[u8])],
     sticky: &Sticky,
     timestamp_ms: i64,
     max_record_bytes: usize,
 ) -> Result<Encoded> {
+    let builder =
+        |capacity: usize| BatchBuilder::with_shared_headers(capacity, shared.iter().copied());
     let partitions = topic.partition_count();
     let compacted = topic.config().cleanup_policy == CleanupPolicy::Compact;
     let mut keyless: Option<u32> = None;
@@ -112,7 +116,7 @@ pub(crate) fn encode(
                 parts.push(PartitionBatches {
                     partition: p,
                     done: Vec::new(),
-                    current: BatchBuilder::with_capacity(capacity),
+                    current: builder(capacity)?,
                     count: 0,
                 });
                 parts.len() - 1
@@ -120,7 +124,7 @@ pub(crate) fn encode(
         };
         let part = &mut parts[slot];
         if part.current.encoded_len() >= TARGET_BATCH_BYTES {
-            let full = std::mem::replace(&mut part.current, BatchBuilder::with_capacity(capacity));
+            let full = std::mem::replace(&mut part.current, builder(capacity)?);
             part.done.push(full.finish());
         }
         placement.push((p, part.count));

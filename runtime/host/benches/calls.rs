@@ -124,6 +124,48 @@ fn calls(c: &mut Criterion) {
     );
     // A transform that rewrites every value.
     per_event(c, "transform_per_event", &shout, batch, transform_call);
+    // The first-party JSON plugins on 100-byte JSON objects (the pipeline bench's
+    // records): a scan for one field, and a scan plus an in-place mask.
+    let json_filter = plugin(
+        &engine,
+        "filter",
+        art::JSON_FILTER,
+        "path = \"/status\"\nequals = \"paid\"",
+    );
+    per_event(
+        c,
+        "json_filter_per_event",
+        &json_filter,
+        object_batch,
+        filter_call,
+    );
+    let redact = plugin(
+        &engine,
+        "transform",
+        art::REDACT,
+        "fields = [\"/card/number\"]",
+    );
+    per_event(c, "redact_per_event", &redact, object_batch, transform_call);
+}
+
+/// 100-byte JSON objects with a field to filter on and one to redact.
+fn object_batch(n: usize) -> Vec<u8> {
+    let mut w = Writer::with_capacity(n * 128);
+    let fixed = r#"{"status":"paid","card":{"number":"4111111111111111"},"pad":""}"#.len();
+    let value = format!(
+        r#"{{"status":"paid","card":{{"number":"4111111111111111"}},"pad":"{}"}}"#,
+        "x".repeat(100 - fixed)
+    );
+    for _ in 0..n {
+        w.push(
+            1_700_000_000_000,
+            FLAG_VALUE_JSON,
+            None,
+            Some(value.as_bytes()),
+            [],
+        );
+    }
+    w.finish()
 }
 
 criterion_group!(benches, instantiate, calls);

@@ -13,13 +13,16 @@
 //!   0  u32 batch_len          whole batch, header included
 //!   4  u32 crc32c             over bytes [8, batch_len): everything after this field
 //!   8  u8  magic = 1
-//!   9  u8  flags (0)
+//!   9  u8  flags              bit 0: shared headers follow the header
 //!   10 u16 reserved (0)
 //!   12 u32 record_count
 //!   16 u64 base_offset
 //!   24 u32 last_offset_delta  offset of the last record that *was* in the batch
 //!   28 i64 max_timestamp_ms
 //!   36 u32 reserved (0)
+//! shared headers (only with flag bit 0): headers every record of the batch carries,
+//! stored once — for example the lineage a pipeline stamps on all its outputs
+//!   u16 header_count, then headers as in a record
 //! record
 //!   u32 record_len            bytes after this field
 //!   u32 offset_delta          offset = base_offset + offset_delta (gaps after compaction)
@@ -42,6 +45,8 @@ pub const BATCH_HEADER_LEN: usize = 40;
 const MAGIC: u8 = 1;
 /// Record attribute bit: the value bytes are JSON text.
 pub const ATTR_VALUE_JSON: u8 = 1;
+/// Batch flag bit: shared headers follow the batch header.
+const FLAG_SHARED_HEADERS: u8 = 1;
 
 /// One record as read back from the log, borrowing from the stored chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +63,14 @@ pub struct RecordView<'a> {
     pub value: Option<&'a [u8]>,
     headers: &'a [u8],
     header_count: u16,
+    shared: SharedHeaders<'a>,
+}
+
+/// A batch's shared headers (validated when the batch was read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct SharedHeaders<'a> {
+    buf: &'a [u8],
+    count: u16,
 }
 
 impl<'a> RecordView<'a> {
@@ -66,17 +79,19 @@ impl<'a> RecordView<'a> {
         self.attributes & ATTR_VALUE_JSON != 0
     }
 
-    /// The record's headers in publish order, as `(name, value)` pairs.
+    /// The record's headers in publish order, as `(name, value)` pairs, then the
+    /// headers its batch shares.
     pub fn headers(&self) -> HeaderIter<'a> {
         HeaderIter {
             buf: self.headers,
             remaining: self.header_count,
+            then: self.shared,
         }
     }
 
     /// Number of headers.
     pub fn header_count(&self) -> usize {
-        self.header_count as usize
+        self.header_count as usize + self.shared.count as usize
     }
 }
 
@@ -85,6 +100,8 @@ impl<'a> RecordView<'a> {
 pub struct HeaderIter<'a> {
     buf: &'a [u8],
     remaining: u16,
+    /// The batch's shared headers, read after the record's own.
+    then: SharedHeaders<'a>,
 }
 
 impl<'a> Iterator for HeaderIter<'a> {
@@ -92,7 +109,12 @@ impl<'a> Iterator for HeaderIter<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.remaining == 0 {
-            return None;
+            let shared = std::mem::take(&mut self.then);
+            if shared.count == 0 {
+                return None;
+            }
+            self.buf = shared.buf;
+            self.remaining = shared.count;
         }
         self.remaining -= 1;
         let mut cur = Cursor::new(self.buf);
@@ -111,6 +133,7 @@ impl<'a> Iterator for HeaderIter<'a> {
 #[derive(Debug, Clone)]
 pub struct BatchBuilder {
     buf: Vec<u8>,
+    flags: u8,
     count: u32,
     last_delta: u32,
     max_timestamp: i64,
@@ -129,10 +152,26 @@ impl BatchBuilder {
         buf.resize(BATCH_HEADER_LEN, 0);
         Self {
             buf,
+            flags: 0,
             count: 0,
             last_delta: 0,
             max_timestamp: i64::MIN,
         }
+    }
+
+    /// A builder whose records all carry `headers` after their own, stored once.
+    pub fn with_shared_headers<'h>(
+        bytes: usize,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+    ) -> Result<Self> {
+        let mut b = Self::with_capacity(bytes + 64);
+        let count = put_headers(&mut b.buf, headers)?;
+        if count == 0 {
+            b.buf.truncate(BATCH_HEADER_LEN);
+        } else {
+            b.flags |= FLAG_SHARED_HEADERS;
+        }
+        Ok(b)
     }
 
     /// Number of records pushed so far.
@@ -184,23 +223,7 @@ impl BatchBuilder {
         self.buf.push(attributes);
         put_opt_bytes(&mut self.buf, key)?;
         put_opt_bytes(&mut self.buf, value)?;
-        let count_at = self.buf.len();
-        self.buf.extend_from_slice(&[0; 2]);
-        let mut count: u16 = 0;
-        for (name, value) in headers {
-            count = count
-                .checked_add(1)
-                .ok_or_else(|| StorageError::InvalidRecord("more than 65535 headers".into()))?;
-            let name_len = u16::try_from(name.len())
-                .map_err(|_| StorageError::InvalidRecord("header name over 64 KiB".into()))?;
-            self.buf.extend_from_slice(&name_len.to_le_bytes());
-            self.buf.extend_from_slice(name.as_bytes());
-            let value_len = u32::try_from(value.len())
-                .map_err(|_| StorageError::InvalidRecord("header value over 4 GiB".into()))?;
-            self.buf.extend_from_slice(&value_len.to_le_bytes());
-            self.buf.extend_from_slice(value);
-        }
-        self.buf[count_at..count_at + 2].copy_from_slice(&count.to_le_bytes());
+        put_headers(&mut self.buf, headers)?;
         let record_len = u32::try_from(self.buf.len() - start - 4)
             .map_err(|_| StorageError::InvalidRecord("record over 4 GiB".into()))?;
         self.buf[start..start + 4].copy_from_slice(&record_len.to_le_bytes());
@@ -223,6 +246,7 @@ impl BatchBuilder {
         let h = &mut self.buf[..BATCH_HEADER_LEN];
         h[0..4].copy_from_slice(&len.to_le_bytes());
         h[8] = MAGIC;
+        h[9] = self.flags;
         h[12..16].copy_from_slice(&self.count.to_le_bytes());
         h[24..28].copy_from_slice(&last_offset_delta.to_le_bytes());
         let max_ts = if self.count == 0 {
@@ -308,6 +332,7 @@ impl BatchHeader {
 /// One verified batch inside a chunk.
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a> {
+    shared: SharedHeaders<'a>,
     /// Its header.
     pub header: BatchHeader,
     records: &'a [u8],
@@ -321,6 +346,7 @@ impl<'a> Batch<'a> {
             buf: self.records,
             base: self.header.base_offset,
             remaining: self.header.record_count,
+            shared: self.shared,
         }
     }
 }
@@ -331,6 +357,7 @@ pub struct RecordIter<'a> {
     buf: &'a [u8],
     base: u64,
     remaining: u32,
+    shared: SharedHeaders<'a>,
 }
 
 impl<'a> Iterator for RecordIter<'a> {
@@ -341,7 +368,7 @@ impl<'a> Iterator for RecordIter<'a> {
             return None;
         }
         self.remaining -= 1;
-        match decode_record(self.buf, self.base) {
+        match decode_record(self.buf, self.base, self.shared) {
             Ok((record, rest)) => {
                 self.buf = rest;
                 Some(Ok(record))
@@ -364,6 +391,12 @@ pub fn peek_header(buf: &[u8]) -> Result<BatchHeader> {
         return Err(StorageError::corrupt(format!(
             "unknown batch magic {}",
             buf[8]
+        )));
+    }
+    if buf[9] & !FLAG_SHARED_HEADERS != 0 {
+        return Err(StorageError::corrupt(format!(
+            "unknown batch flags {:#04x}",
+            buf[9]
         )));
     }
     if len < BATCH_HEADER_LEN || len > buf.len() {
@@ -423,14 +456,32 @@ fn verify_batch(buf: &[u8]) -> Result<(Batch<'_>, &[u8])> {
             header.base_offset
         )));
     }
+    let mut body = &buf[BATCH_HEADER_LEN..header.len];
+    let mut shared = SharedHeaders::default();
+    if buf[9] & FLAG_SHARED_HEADERS != 0 {
+        let mut cur = Cursor::new(body);
+        let count = cur.u16()?;
+        let rest = cur.rest();
+        let used = validate_headers(rest, count)?;
+        shared = SharedHeaders {
+            buf: &rest[..used],
+            count,
+        };
+        body = &rest[used..];
+    }
     let batch = Batch {
+        shared,
         header,
-        records: &buf[BATCH_HEADER_LEN..header.len],
+        records: body,
     };
     Ok((batch, &buf[header.len..]))
 }
 
-fn decode_record(buf: &[u8], base: u64) -> Result<(RecordView<'_>, &[u8])> {
+fn decode_record<'a>(
+    buf: &'a [u8],
+    base: u64,
+    shared: SharedHeaders<'a>,
+) -> Result<(RecordView<'a>, &'a [u8])> {
     let mut outer = Cursor::new(buf);
     let len = outer.u32()? as usize;
     let body = outer.take(len)?;
@@ -443,15 +494,7 @@ fn decode_record(buf: &[u8], base: u64) -> Result<(RecordView<'_>, &[u8])> {
     let value = cur.opt_bytes()?;
     let header_count = cur.u16()?;
     let headers = cur.rest();
-    // Validate header framing once so HeaderIter can be infallible.
-    let mut hc = Cursor::new(headers);
-    for _ in 0..header_count {
-        let n = hc.u16()? as usize;
-        std::str::from_utf8(hc.take(n)?)
-            .map_err(|_| StorageError::corrupt("header name is not UTF-8"))?;
-        let v = hc.u32()? as usize;
-        hc.take(v)?;
-    }
+    validate_headers(headers, header_count)?;
     let record = RecordView {
         offset: base + u64::from(delta),
         timestamp_ms,
@@ -460,8 +503,48 @@ fn decode_record(buf: &[u8], base: u64) -> Result<(RecordView<'_>, &[u8])> {
         value,
         headers,
         header_count,
+        shared,
     };
     Ok((record, rest))
+}
+
+/// Checks the framing of `count` headers at the start of `buf` once, so HeaderIter can
+/// be infallible; returns the bytes they take.
+fn validate_headers(buf: &[u8], count: u16) -> Result<usize> {
+    let mut hc = Cursor::new(buf);
+    for _ in 0..count {
+        let n = hc.u16()? as usize;
+        std::str::from_utf8(hc.take(n)?)
+            .map_err(|_| StorageError::corrupt("header name is not UTF-8"))?;
+        let v = hc.u32()? as usize;
+        hc.take(v)?;
+    }
+    Ok(buf.len() - hc.rest().len())
+}
+
+/// Writes `u16 count` and the headers; returns the count.
+fn put_headers<'h>(
+    buf: &mut Vec<u8>,
+    headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+) -> Result<u16> {
+    let count_at = buf.len();
+    buf.extend_from_slice(&[0; 2]);
+    let mut count: u16 = 0;
+    for (name, value) in headers {
+        count = count
+            .checked_add(1)
+            .ok_or_else(|| StorageError::InvalidRecord("more than 65535 headers".into()))?;
+        let name_len = u16::try_from(name.len())
+            .map_err(|_| StorageError::InvalidRecord("header name over 64 KiB".into()))?;
+        buf.extend_from_slice(&name_len.to_le_bytes());
+        buf.extend_from_slice(name.as_bytes());
+        let value_len = u32::try_from(value.len())
+            .map_err(|_| StorageError::InvalidRecord("header value over 4 GiB".into()))?;
+        buf.extend_from_slice(&value_len.to_le_bytes());
+        buf.extend_from_slice(value);
+    }
+    buf[count_at..count_at + 2].copy_from_slice(&count.to_le_bytes());
+    Ok(count)
 }
 
 fn put_opt_bytes(buf: &mut Vec<u8>, bytes: Option<&[u8]>) -> Result<()> {
@@ -553,6 +636,32 @@ mod tests {
             .unwrap();
         }
         b.finish()
+    }
+
+    #[test]
+    fn shared_headers_follow_each_records_own() {
+        let mut b = BatchBuilder::with_shared_headers(0, [("weir-lineage", b"f@1,t@2".as_slice())])
+            .unwrap();
+        b.push(1, 0, None, Some(b"a"), [("own", b"1".as_slice())])
+            .unwrap();
+        b.push(2, 0, None, Some(b"b"), []).unwrap();
+        let sealed = b.finish().seal(0);
+        let batch = batches(&sealed).next().unwrap().unwrap();
+        let recs: Vec<_> = batch.records().collect::<Result<_>>().unwrap();
+        let h0: Vec<_> = recs[0].headers().collect();
+        assert_eq!(h0, [("own", &b"1"[..]), ("weir-lineage", &b"f@1,t@2"[..])]);
+        assert_eq!(recs[0].header_count(), 2);
+        let h1: Vec<_> = recs[1].headers().collect();
+        assert_eq!(h1, [("weir-lineage", &b"f@1,t@2"[..])]);
+        // No shared headers given: the plain format.
+        let plain = BatchBuilder::with_shared_headers(0, []).unwrap().finish();
+        assert_eq!(plain.len(), BATCH_HEADER_LEN);
+        // Unknown flag bits are corruption, not silently ignored.
+        let mut bad = sealed.clone();
+        bad[9] = 0x80;
+        let crc = crc32c::crc32c(&bad[8..]);
+        bad[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert!(batches(&bad).next().unwrap().is_err());
     }
 
     #[test]

@@ -192,7 +192,8 @@ pub(crate) fn build(cx: &PlanContext<'_>, input: &[u8], mut executed: Executed) 
 
     let mut records: Vec<Vec<NewRecord<'_>>> = Vec::new();
     let mut targets: Vec<Vec<(u32, bool)>> = Vec::new();
-    let lineage = cx.chain.lineage.as_bytes();
+    // The lineage is the same for every output: stored once per batch.
+    let lineage = [(LINEAGE_HEADER, cx.chain.lineage.as_bytes())];
     for (t, j, key) in sends {
         let e = &outs[j];
         let origin = executed.out.origins[j];
@@ -205,17 +206,14 @@ pub(crate) fn build(cx: &PlanContext<'_>, input: &[u8], mut executed: Executed) 
             Some(p) if t == 0 && key.as_deref() == original.key => Some(p),
             _ => None,
         };
-        let mut headers: Vec<(Cow<'_, str>, Cow<'_, [u8]>)> = e
+        let headers: Vec<(Cow<'_, str>, Cow<'_, [u8]>)> = e
             .headers()
             .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
             .collect();
-        if !lineage.is_empty() {
-            headers.push((Cow::Borrowed(LINEAGE_HEADER), Cow::Borrowed(lineage)));
-        }
         push(
             &mut records,
             &mut targets,
-            t,
+            Bucket::output(t),
             (origin, false),
             NewRecord {
                 key,
@@ -261,7 +259,7 @@ pub(crate) fn build(cx: &PlanContext<'_>, input: &[u8], mut executed: Executed) 
         push(
             &mut records,
             &mut targets,
-            t,
+            Bucket::dead_letter(t),
             (f.origin, true),
             NewRecord {
                 key: original.key.map(Cow::Borrowed),
@@ -276,12 +274,18 @@ pub(crate) fn build(cx: &PlanContext<'_>, input: &[u8], mut executed: Executed) 
     let now = weir_storage::now_ms();
     let mut batches = Vec::new();
     let mut groups = Vec::new();
-    for (t, (recs, targets)) in records.into_iter().zip(targets).enumerate() {
+    for (bucket, (recs, targets)) in records.into_iter().zip(targets).enumerate() {
         if recs.is_empty() {
             continue;
         }
+        let (t, dead) = Bucket::split(bucket);
         let topic = &dest.topics[t];
-        let encoded = produce::encode(topic, &recs, cx.sticky, now, cx.max_record_bytes)?;
+        let shared: &[(&str, &[u8])] = if dead || cx.chain.lineage.is_empty() {
+            &[]
+        } else {
+            &lineage
+        };
+        let encoded = produce::encode(topic, &recs, shared, cx.sticky, now, cx.max_record_bytes)?;
         let start = batches.len();
         batches.extend(
             encoded
@@ -308,19 +312,35 @@ pub(crate) fn build(cx: &PlanContext<'_>, input: &[u8], mut executed: Executed) 
     })
 }
 
+/// Outputs and dead letters of one topic are encoded apart: only outputs carry the
+/// lineage. Bucket `2t` holds topic `t`'s outputs, `2t + 1` its dead letters.
+struct Bucket;
+
+impl Bucket {
+    fn output(topic: usize) -> usize {
+        topic * 2
+    }
+    fn dead_letter(topic: usize) -> usize {
+        topic * 2 + 1
+    }
+    fn split(bucket: usize) -> (usize, bool) {
+        (bucket / 2, bucket % 2 == 1)
+    }
+}
+
 fn push<'a>(
     records: &mut Vec<Vec<NewRecord<'a>>>,
     targets: &mut Vec<Vec<(u32, bool)>>,
-    topic: usize,
+    bucket: usize,
     target: (u32, bool),
     record: NewRecord<'a>,
 ) {
-    while records.len() <= topic {
+    while records.len() <= bucket {
         records.push(Vec::new());
         targets.push(Vec::new());
     }
-    records[topic].push(record);
-    targets[topic].push(target);
+    records[bucket].push(record);
+    targets[bucket].push(target);
 }
 
 /// `reject` fails the request; `skip` and `dead_letter` mark the record's result.

@@ -9,16 +9,8 @@
 
 use std::io::Write as _;
 
-use serde::Serialize;
 use weir_broker::Published;
-use weir_broker::pipeline::RecordResult;
-
-#[derive(Serialize)]
-struct Entry<'a> {
-    status: &'static str,
-    #[serde(flatten)]
-    result: &'a RecordResult,
-}
+use weir_broker::pipeline::Placed;
 
 /// The response body for `published`.
 pub fn response(published: &Published) -> Vec<u8> {
@@ -40,19 +32,47 @@ pub fn response(published: &Published) -> Vec<u8> {
             out
         }
         Published::Pipeline(results) => {
-            let entries: Vec<Entry<'_>> = results
-                .iter()
-                .map(|r| Entry {
-                    status: r.status(),
-                    result: r,
-                })
-                .collect();
-            let mut out = Vec::with_capacity(16 + results.len() * 64);
-            out.extend_from_slice(b"{\"results\":");
-            // Serialising plain structs into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut out, &entries);
-            out.push(b'}');
+            // Written by hand like the plain answer: this runs once per record.
+            let mut out = Vec::with_capacity(16 + results.len() * 96);
+            out.extend_from_slice(b"{\"results\":[");
+            for (i, r) in results.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"status\":\"");
+                out.extend_from_slice(r.status().as_bytes());
+                out.extend_from_slice(b"\",\"outputs\":[");
+                for (j, o) in r.outputs.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    write_placed(&mut out, o);
+                }
+                out.push(b']');
+                if let Some(d) = &r.dead_letter {
+                    out.extend_from_slice(b",\"dead_letter\":");
+                    write_placed(&mut out, d);
+                }
+                if let Some(e) = &r.error {
+                    out.extend_from_slice(b",\"error\":");
+                    // A small struct of strings: cannot fail.
+                    let _ = serde_json::to_writer(&mut out, e);
+                }
+                out.push(b'}');
+            }
+            out.extend_from_slice(b"]}");
             out
         }
     }
+}
+
+fn write_placed(out: &mut Vec<u8>, p: &Placed) {
+    out.extend_from_slice(b"{\"topic\":");
+    // Topic names are plain ASCII (validated), but escape anyway.
+    let _ = serde_json::to_writer(&mut *out, &*p.topic);
+    let _ = write!(
+        out,
+        ",\"partition\":{},\"offset\":{}}}",
+        p.partition, p.offset
+    );
 }

@@ -53,8 +53,8 @@ pub struct BenchArgs {
     #[arg(long)]
     no_pipelines: bool,
     /// Concurrent producers in the pipeline cases.
-    #[arg(long, default_value_t = 8)]
-    pipeline_concurrency: usize,
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    pipeline_concurrency: Vec<usize>,
 }
 
 /// One line of the results table.
@@ -153,18 +153,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .await?
             .print();
     }
-    if pipelines {
+    if let (true, Some(s)) = (pipelines, &server) {
         for &value_bytes in &args.value_bytes {
             for &batch in &args.batch {
-                pipeline::cells(
-                    &client,
-                    value_bytes,
-                    batch,
-                    args.pipeline_concurrency,
-                    args.partitions,
-                    seconds,
-                )
-                .await?;
+                for &concurrency in &args.pipeline_concurrency {
+                    pipeline::cells(
+                        &client,
+                        value_bytes,
+                        batch,
+                        concurrency,
+                        args.partitions,
+                        seconds,
+                        &s.broker,
+                    )
+                    .await?;
+                }
             }
         }
     }

@@ -91,8 +91,10 @@ pub(super) async fn cells(
     concurrency: usize,
     partitions: u32,
     seconds: f64,
+    broker: &weir_broker::Broker,
 ) -> anyhow::Result<()> {
     let body = Bytes::from(pipeline_body(value_bytes, batch));
+    let before = plugin_time(broker);
     for i in 0..4 {
         create(client, &format!("bench-route-{i}"), partitions, None).await?;
     }
@@ -106,7 +108,7 @@ pub(super) async fn cells(
         ("router to 4 topics", json!([{ "plugin": "header-router" }])),
     ] {
         let topic = format!(
-            "bench-pipe-{}-v{value_bytes}-b{batch}",
+            "bench-pipe-{}-v{value_bytes}-b{batch}-c{concurrency}",
             case.split_whitespace().next().unwrap_or("x")
         );
         create(client, &topic, partitions, Some(steps)).await?;
@@ -124,7 +126,45 @@ pub(super) async fn cells(
         row.bytes = row.records * value_bytes as u64;
         row.print();
     }
+    print_plugin_time(&before, &plugin_time(broker));
     Ok(())
+}
+
+/// Per plugin: (name, events in, nanoseconds in calls).
+fn plugin_time(broker: &weir_broker::Broker) -> Vec<(String, u64, f64)> {
+    broker
+        .pipelines()
+        .map(|p| p.registry().slots())
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            let st = s.status();
+            (st.name, st.counters.events_in, st.counters.time_ms * 1e6)
+        })
+        .collect()
+}
+
+/// The wall time each plugin spent per event between two snapshots, as a table row.
+fn print_plugin_time(before: &[(String, u64, f64)], after: &[(String, u64, f64)]) {
+    let parts: Vec<String> = after
+        .iter()
+        .filter_map(|(name, n, ns)| {
+            let (n0, ns0) = before
+                .iter()
+                .find(|(b, _, _)| b == name)
+                .map_or((0, 0.0), |(_, n, ns)| (*n, *ns));
+            let events = n - n0;
+            (events > 0).then(|| format!("{name} {:.0} ns", (ns - ns0) / events as f64))
+        })
+        .collect();
+    println!(
+        "| {:<40} | {:>12} | {:>8} | {:>9} | {:>9} |",
+        format!("  plugin time/event: {}", parts.join(", ")),
+        "",
+        "",
+        "",
+        ""
+    );
 }
 
 async fn create(
