@@ -20,7 +20,7 @@ use weir_host::{BatchInfo, Engine, Kind, Manifest, MemoryState, Plugin};
 use crate::wire::produce::{BodyFormat, parse};
 
 /// The SDK and WIT sources, embedded so `plugin new` works outside this repository.
-const SDK_FILES: [(&str, &str); 5] = [
+const SDK_FILES: [(&str, &str); 6] = [
     ("sdk/Cargo.toml", include_str!("../../../../sdk/Cargo.toml")),
     ("sdk/src/lib.rs", include_str!("../../../../sdk/src/lib.rs")),
     (
@@ -30,6 +30,10 @@ const SDK_FILES: [(&str, &str); 5] = [
     (
         "sdk/src/packed.rs",
         include_str!("../../../../sdk/src/packed.rs"),
+    ),
+    (
+        "sdk/src/json.rs",
+        include_str!("../../../../sdk/src/json.rs"),
     ),
     (
         "wit/weir-plugin.wit",
@@ -390,3 +394,20 @@ impl Router for Plugin {
 
 weir_sdk::export_router!(Plugin);
 "#;
+
+#[cfg(test)]
+mod tests {
+    /// `plugin new` vendors the SDK: every source file of it must be embedded.
+    #[test]
+    fn every_sdk_source_file_is_embedded() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/src");
+        for entry in std::fs::read_dir(src).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let path = format!("sdk/src/{name}");
+            assert!(
+                super::SDK_FILES.iter().any(|(p, _)| *p == path),
+                "{path} is not in SDK_FILES"
+            );
+        }
+    }
+}
