@@ -699,3 +699,35 @@ async fn routed_outputs_are_all_stored_or_none_across_sigkill() {
     }
     server.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_fails_to_load_fails_closed_on_its_topics() {
+    let server = TestServer::start_with(|plugins, _| {
+        // A redactor whose component is garbage: its topic must not get unredacted data.
+        install_plugin(
+            plugins,
+            "broken-redact",
+            "transform",
+            artifacts::REDACT,
+            "[config]\nfields = [\"/card\"]\n[[attach]]\ntopic = \"cards\"",
+        );
+        std::fs::write(plugins.join("broken-redact/plugin.wasm"), b"\0asm garbage").unwrap();
+    })
+    .await;
+    let api = server.client();
+    api.create_topic("cards", json!({ "partitions": 1 })).await;
+    let p = plugin(&api, "broken-redact").await;
+    assert_eq!(p["state"], "failed", "{p}");
+    assert_eq!(p["last_error"]["kind"], "plugin_component_invalid");
+    assert_eq!(p["attachments"][0]["topic"], "cards");
+    let r = publish_raw(&api, "cards", json!([{ "value": { "card": "4111" } }])).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["results"][0]["status"], "dead_lettered");
+    assert_eq!(r.body["results"][0]["error"]["kind"], "plugin_unavailable");
+    assert_eq!(
+        api.offsets("cards", 0).await.1,
+        0,
+        "nothing unredacted was stored"
+    );
+    server.stop().await;
+}

@@ -91,16 +91,17 @@ impl Registry {
                     loaded += 1;
                 }
                 Err(e) => {
-                    let name = Manifest::load(&folder).map_or_else(
-                        |_| {
+                    let manifest = Manifest::load(&folder).ok();
+                    let name = manifest.as_ref().map_or_else(
+                        || {
                             folder
                                 .file_name()
                                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
                         },
-                        |m| m.name,
+                        |m| m.name.clone(),
                     );
                     tracing::error!(plugin = name, folder = %folder.display(), code = e.code(), error = %e, "plugin failed to load");
-                    self.slot_or_new(&name).set_failed(&e);
+                    self.slot_or_new(&name).set_failed(&e, manifest);
                     failed += 1;
                 }
             }
@@ -113,6 +114,7 @@ impl Registry {
         let slot = self.slot_or_new(plugin.name());
         slot.current.store(Some(Arc::new(plugin)));
         *slot.load_error.lock() = None;
+        *slot.failed_manifest.lock() = None;
         slot
     }
 
@@ -138,14 +140,24 @@ impl Registry {
     }
 
     /// Plugins attached to `topic` at `stage` by their manifests, by plugin name.
+    /// A plugin whose component failed to load keeps its attachments: its steps then
+    /// apply their error policy (`plugin_unavailable`) rather than let data through
+    /// unprocessed — a broken redactor must not mean unredacted records.
     pub fn attached(&self, topic: &str, stage: &str) -> Vec<(Arc<Slot>, Attachment)> {
         let mut out = Vec::new();
         for slot in self.slots.read().values() {
-            if let Some(p) = slot.current() {
-                for a in &p.manifest().attach {
-                    if a.topic == topic && a.stage == stage {
-                        out.push((slot.clone(), a.clone()));
-                    }
+            let attach = match slot.current() {
+                Some(p) => p.manifest().attach.clone(),
+                None => slot
+                    .failed_manifest
+                    .lock()
+                    .as_ref()
+                    .map(|m| m.attach.clone())
+                    .unwrap_or_default(),
+            };
+            for a in attach {
+                if a.topic == topic && a.stage == stage {
+                    out.push((slot.clone(), a));
                 }
             }
         }
@@ -196,6 +208,9 @@ pub struct Slot {
     last_error: Mutex<Option<LastError>>,
     /// Why the plugin has no current version, if it failed to load.
     load_error: Mutex<Option<LastError>>,
+    /// The manifest of a version that failed to load, when it parsed: its
+    /// attachments still hold.
+    failed_manifest: Mutex<Option<Manifest>>,
 }
 
 /// How a call is made: a batch call is admitted by the breaker and its outcome
@@ -218,6 +233,7 @@ impl Slot {
             counters: Counters::default(),
             last_error: Mutex::new(None),
             load_error: Mutex::new(None),
+            failed_manifest: Mutex::new(None),
         }
     }
 
@@ -243,7 +259,10 @@ impl Slot {
         })
     }
 
-    fn set_failed(&self, e: &PluginError) {
+    fn set_failed(&self, e: &PluginError, manifest: Option<Manifest>) {
+        if self.current().is_none() {
+            *self.failed_manifest.lock() = manifest;
+        }
         let err = LastError::new(e);
         *self.load_error.lock() = Some(err.clone());
         *self.last_error.lock() = Some(err);
@@ -349,10 +368,16 @@ impl Slot {
             kind: current.as_ref().map(|p| p.kind()),
             version: current.as_ref().map(|p| p.hash().to_string()),
             state,
-            attachments: current
-                .as_ref()
-                .map(|p| p.manifest().attach.clone())
-                .unwrap_or_default(),
+            attachments: current.as_ref().map_or_else(
+                || {
+                    self.failed_manifest
+                        .lock()
+                        .as_ref()
+                        .map(|m| m.attach.clone())
+                        .unwrap_or_default()
+                },
+                |p| p.manifest().attach.clone(),
+            ),
             limits: current.as_ref().map(|p| LimitsView {
                 timeout_ms: p.manifest().limits.timeout_ms,
                 memory_mb: p.manifest().limits.memory_mb,

@@ -124,6 +124,7 @@ impl Destinations<'_> {
             Ok(t) => t,
             Err(weir_storage::StorageError::TopicNotFound(_)) => match create_partitions {
                 None => return Ok(None),
+                Some(_) if !weir_storage::config::is_valid_name(name) => return Ok(None),
                 Some(n) => {
                     self.store
                         .create_topic(name, TopicConfig::with_partitions(n))
@@ -178,8 +179,13 @@ pub(crate) fn build(cx: &PlanContext<'_>, input: &[u8], mut executed: Executed) 
                                 .map(|p| p.hash().to_string()),
                             kind: "unknown_topic",
                             message: format!(
-                                "the router chose topic '{}', which does not exist",
-                                r.topic
+                                "the router chose topic '{}', which does not exist{}",
+                                r.topic,
+                                if weir_storage::config::is_valid_name(&r.topic) {
+                                    ""
+                                } else {
+                                    " (and is not a valid topic name)"
+                                }
                             ),
                         },
                     }),
