@@ -375,7 +375,8 @@ impl Plugin {
         Ok(flags)
     }
 
-    /// Runs a transform over a packed batch of `count` events.
+    /// Runs a transform over a packed batch of `count` events. The result is checked:
+    /// one count per input, and outputs that decode and add up to the counts.
     pub fn transform(&self, info: &BatchInfo, events: &[u8], count: usize) -> Result<Transformed> {
         let info = types::BatchInfo {
             topic: info.topic.clone(),
@@ -387,6 +388,16 @@ impl Plugin {
         })?;
         if out.counts.len() != count {
             return Err(self.invalid(format!("{} counts for {count} events", out.counts.len())));
+        }
+        // The outputs must decode and match the counts, so callers can trust both.
+        let produced = crate::packed::decode(&out.events)
+            .map_err(|e| self.invalid(e.to_string()))?
+            .len();
+        let promised: u64 = out.counts.iter().map(|c| u64::from(*c)).sum();
+        if promised != produced as u64 {
+            return Err(self.invalid(format!(
+                "counts add up to {promised} but {produced} events were returned"
+            )));
         }
         Ok(Transformed {
             events: out.events,
