@@ -57,24 +57,33 @@ impl Pointer {
     /// Every place the pointer matches, duplicate keys included: what a redaction
     /// must rewrite so that no copy of the field stays in the text.
     pub fn spans(&self, json: &[u8]) -> Result<Vec<Range<usize>>, serde_json::Error> {
-        let all = RefCell::new(Vec::new());
-        self.walk(json, Some(&all))?;
-        Ok(all
-            .into_inner()
-            .into_iter()
-            .map(|raw: &RawValue| span_of(json, raw.get()))
-            .collect())
+        let mut all = Vec::new();
+        self.spans_into(json, &mut all)?;
+        Ok(all)
+    }
+
+    /// [`spans`](Self::spans) appended to `out`, so a plugin can reuse one buffer
+    /// for every event.
+    pub fn spans_into(
+        &self,
+        json: &[u8],
+        out: &mut Vec<Range<usize>>,
+    ) -> Result<(), serde_json::Error> {
+        let all = RefCell::new(std::mem::take(out));
+        let result = self.walk(json, Some(&all));
+        *out = all.into_inner();
+        result.map(|_| ())
     }
 
     fn walk<'a>(
         &self,
         json: &'a [u8],
-        all: Option<&RefCell<Vec<&'a RawValue>>>,
+        all: Option<&RefCell<Vec<Range<usize>>>>,
     ) -> Result<Option<&'a RawValue>, serde_json::Error> {
         let mut de = serde_json::Deserializer::from_slice(json);
         let found = Walk {
             tokens: &self.tokens,
-            all,
+            all: all.map(|spans| Collector { spans, json }),
         }
         .deserialize(&mut de)?;
         de.end()?;
@@ -88,10 +97,18 @@ fn span_of(json: &[u8], raw: &str) -> Range<usize> {
     start..start + raw.len()
 }
 
-/// Follows the remaining tokens into a value; collects every target into `all`.
+/// Follows the remaining tokens into a value; collects the span of every target
+/// (relative to the document) into `all`.
 struct Walk<'p, 'c, 'de> {
     tokens: &'p [String],
-    all: Option<&'c RefCell<Vec<&'de RawValue>>>,
+    all: Option<Collector<'c, 'de>>,
+}
+
+/// Where every target's span goes, and the document they are relative to.
+#[derive(Clone, Copy)]
+struct Collector<'c, 'de> {
+    spans: &'c RefCell<Vec<Range<usize>>>,
+    json: &'de [u8],
 }
 
 impl<'de> Walk<'_, '_, 'de> {
@@ -109,8 +126,8 @@ impl<'de> DeserializeSeed<'de> for Walk<'_, '_, 'de> {
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         if self.tokens.is_empty() {
             let raw = <&RawValue as serde::Deserialize>::deserialize(d)?;
-            if let Some(all) = self.all {
-                all.borrow_mut().push(raw);
+            if let Some(c) = self.all {
+                c.spans.borrow_mut().push(span_of(c.json, raw.get()));
             }
             return Ok(Some(raw));
         }
