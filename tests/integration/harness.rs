@@ -47,7 +47,19 @@ impl TestServer {
 
     /// A server on an existing directory (for restarts).
     pub async fn start_in(dir: &Path, config: Config) -> TestServer {
-        let broker = weir_server::open_broker(&config).unwrap();
+        // A previous server in this process may still be letting go of the store's
+        // file lock (a connection task finishing after the graceful shutdown).
+        let mut tries = 0;
+        let broker = loop {
+            match weir_server::open_broker(&config) {
+                Ok(b) => break b,
+                Err(e) if tries < 100 && format!("{e:#}").contains("could not acquire lock") => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("opening the broker: {e:#}"),
+            }
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
