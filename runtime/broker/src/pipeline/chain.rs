@@ -49,11 +49,6 @@ impl Chain {
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }
-
-    /// Whether the last step is a router.
-    pub fn has_router(&self) -> bool {
-        self.steps.last().and_then(Step::kind) == Some(Kind::Router)
-    }
 }
 
 /// The pipelines of all topics: configured steps (kept in the store's key-value

@@ -53,7 +53,7 @@ pub(crate) struct Failure {
 }
 
 /// What a chain made of a batch.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Executed {
     /// The events that passed every step (before routing).
     pub out: Batch,
