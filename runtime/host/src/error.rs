@@ -107,6 +107,20 @@ pub enum PluginError {
         reason: String,
     },
     /// The call does not fit the plugin's kind.
+    #[error("plugin '{plugin}': writing {path}: {reason}")]
+    Io {
+        /// Plugin name.
+        plugin: String,
+        /// The file.
+        path: String,
+        /// The OS error.
+        reason: String,
+    },
+    #[error("plugin '{plugin}' has no earlier version that served to roll back to")]
+    NoPreviousVersion {
+        /// Plugin name.
+        plugin: String,
+    },
     #[error("plugin '{plugin}' is a {actual}, not a {expected}")]
     WrongKind {
         /// Plugin name.
@@ -135,6 +149,8 @@ impl PluginError {
             Self::Quarantined { .. } => "plugin_quarantined",
             Self::Unavailable { .. } => "plugin_unavailable",
             Self::WrongKind { .. } => "plugin_wrong_kind",
+            Self::NoPreviousVersion { .. } => "plugin_no_previous_version",
+            Self::Io { .. } => "plugin_dir_io",
         }
     }
 

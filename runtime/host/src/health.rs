@@ -90,6 +90,13 @@ impl Health {
         }
     }
 
+    /// Forgets failures and any quarantine: a new version starts healthy.
+    pub(crate) fn reset(&self) {
+        let mut s = self.state.lock();
+        s.failures.clear();
+        s.quarantine = None;
+    }
+
     pub(crate) fn admit(&self, now: Instant) -> Admission {
         let mut s = self.state.lock();
         match &mut s.quarantine {

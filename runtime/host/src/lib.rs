@@ -7,6 +7,8 @@
 //! - [`state`]: the per-plugin key-value state the broker provides.
 //! - [`registry`]: the loaded plugins by name, with counters and last error.
 //! - [`health`]: quarantine of plugins that keep failing.
+//! - [`history`]: each plugin's versions, and the probation of a new one.
+//! - [`reload`]: follows the plugin directory (hot reload), deploys and rollbacks.
 //! - `bindings`: generated from `wit/`, one module per world.
 //!
 //! Events cross the boundary as one packed buffer per batch ([`packed`], the SDK's
@@ -16,17 +18,21 @@ mod bindings;
 pub mod engine;
 mod error;
 pub mod health;
+pub mod history;
 pub mod manifest;
 pub mod plugin;
 pub mod registry;
+pub mod reload;
 pub mod state;
 
 pub use engine::Engine;
 pub use error::{PluginError, Result};
 pub use health::HealthPolicy;
+pub use history::{Origin, Outcome, ProbationPolicy};
 pub use manifest::Attachment;
 pub use manifest::{Kind, Manifest};
-pub use plugin::{BatchInfo, Destination, Plugin, Transformed};
-pub use registry::{CallKind, PluginStatus, PolicyAction, Registry, Slot};
+pub use plugin::{BatchInfo, Destination, Plugin, PluginFiles, Transformed};
+pub use registry::{CallKind, PluginStatus, PolicyAction, Registry, Rejected, Slot};
+pub use reload::Reloader;
 pub use state::{MemoryState, PluginState};
 pub use weir_sdk::packed;

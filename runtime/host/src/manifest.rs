@@ -118,6 +118,7 @@ impl Manifest {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
             || m.name.is_empty()
+            || m.name.starts_with('.')
         {
             return Err(PluginError::Manifest {
                 path: path.display().to_string(),

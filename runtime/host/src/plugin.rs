@@ -114,6 +114,82 @@ pub struct Plugin {
     config_json: String,
     state: Arc<dyn PluginState>,
     pool: Mutex<Vec<Live>>,
+    /// The files this version was loaded from, when it came from a folder or a deploy.
+    files: Option<Arc<PluginFiles>>,
+}
+
+/// A version's files as read from a plugin folder or received by a deploy: the
+/// manifest (text and parsed) and the component bytes.
+#[derive(Clone)]
+pub struct PluginFiles {
+    /// `plugin.toml` as written.
+    pub manifest_text: String,
+    /// The parsed manifest.
+    pub manifest: Manifest,
+    /// The component's bytes.
+    pub component: Arc<[u8]>,
+    /// Where the component was read from (for errors).
+    pub component_path: String,
+}
+
+impl std::fmt::Debug for PluginFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginFiles")
+            .field("name", &self.manifest.name)
+            .field("component_path", &self.component_path)
+            .field("component_bytes", &self.component.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginFiles {
+    /// Reads `<dir>/plugin.toml` and the component it names.
+    pub fn read(dir: &Path) -> Result<PluginFiles> {
+        let path = dir.join("plugin.toml");
+        let manifest_text = std::fs::read_to_string(&path).map_err(|e| PluginError::Manifest {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let manifest = Manifest::parse(&manifest_text, &path)?;
+        let file = dir.join(&manifest.component);
+        let component = std::fs::read(&file).map_err(|e| PluginError::Component {
+            plugin: manifest.name.clone(),
+            file: file.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(PluginFiles {
+            manifest_text,
+            manifest,
+            component: component.into(),
+            component_path: file.display().to_string(),
+        })
+    }
+
+    /// Files received whole (a deploy); `origin` names them in errors.
+    pub fn from_bytes(manifest_text: String, component: Vec<u8>, origin: &str) -> Result<Self> {
+        let manifest = Manifest::parse(
+            &manifest_text,
+            Path::new(origin).join("plugin.toml").as_path(),
+        )?;
+        Ok(PluginFiles {
+            component_path: Path::new(origin)
+                .join(&manifest.component)
+                .display()
+                .to_string(),
+            manifest_text,
+            manifest,
+            component: component.into(),
+        })
+    }
+
+    /// The version's identity: SHA-256 over the manifest text and the component.
+    pub fn version(&self) -> String {
+        let mut h = Sha256::new();
+        h.update((self.manifest_text.len() as u64).to_be_bytes());
+        h.update(self.manifest_text.as_bytes());
+        h.update(&self.component);
+        hex(&h.finalize())
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -132,14 +208,27 @@ const POOL_SIZE: usize = 8;
 impl Plugin {
     /// Loads the plugin in `dir` (its `plugin.toml` and component).
     pub fn load(engine: &Engine, dir: &Path, state: Arc<dyn PluginState>) -> Result<Plugin> {
-        let manifest = Manifest::load(dir)?;
-        let file = dir.join(&manifest.component);
-        let bytes = std::fs::read(&file).map_err(|e| PluginError::Component {
-            plugin: manifest.name.clone(),
-            file: file.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        Self::from_parts(engine, manifest, &bytes, &file.display().to_string(), state)
+        Self::from_files(engine, PluginFiles::read(dir)?, state)
+    }
+
+    /// Loads a version from its files. Its hash covers the manifest text and the
+    /// component, so a config or attachment change is a new version too; the files
+    /// are kept, so a rollback can put them back.
+    pub fn from_files(
+        engine: &Engine,
+        files: PluginFiles,
+        state: Arc<dyn PluginState>,
+    ) -> Result<Plugin> {
+        let mut plugin = Self::from_parts(
+            engine,
+            files.manifest.clone(),
+            &files.component,
+            &files.component_path,
+            state,
+        )?;
+        plugin.hash = files.version();
+        plugin.files = Some(Arc::new(files));
+        Ok(plugin)
     }
 
     /// Loads a plugin from a manifest and component bytes; `file` names them in errors.
@@ -204,6 +293,7 @@ impl Plugin {
             pre: Arc::new(pre),
             state,
             pool: Mutex::new(Vec::new()),
+            files: None,
         };
         plugin.init_first()
     }
@@ -235,6 +325,7 @@ impl Plugin {
             pre: self.pre.clone(),
             state: self.state.clone(),
             pool: Mutex::new(Vec::new()),
+            files: self.files.clone(),
         }
         .init_first()
     }
@@ -254,9 +345,15 @@ impl Plugin {
         &self.manifest
     }
 
-    /// SHA-256 of the component: the version's identity.
+    /// The version's identity: SHA-256 over its manifest text and component (over
+    /// the component alone when built from parts).
     pub fn hash(&self) -> &str {
         &self.hash
+    }
+
+    /// The files this version was loaded from, if it came from files.
+    pub fn files(&self) -> Option<&Arc<PluginFiles>> {
+        self.files.as_ref()
     }
 
     /// `name@<first 12 hex digits of the hash>`: how lineage headers and dead

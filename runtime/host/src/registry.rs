@@ -7,9 +7,8 @@
 //! Every call made through [`Slot::call`] is counted, timed and fed to the breaker.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
@@ -19,12 +18,18 @@ use serde::Serialize;
 use crate::engine::Engine;
 use crate::error::{PluginError, Result};
 use crate::health::{Admission, Health, HealthPolicy, Transition};
+use crate::history::{
+    Entry, History, NewVersion, Origin, Outcome, Probation, ProbationPolicy, Verdict,
+};
 use crate::manifest::{Attachment, Kind, Manifest};
 use crate::plugin::Plugin;
 use crate::state::PluginState;
 
 /// (plugin name, version hash, config JSON).
 type VariantKey = (String, String, String);
+
+/// Refused versions listed in a status.
+const MAX_REJECTED_SHOWN: usize = 5;
 
 /// Most per-subscription config variants kept compiled-and-initialised.
 const MAX_VARIANTS: usize = 64;
@@ -34,9 +39,35 @@ pub struct Registry {
     engine: Engine,
     state: Arc<dyn PluginState>,
     policy: HealthPolicy,
+    probation: ProbationPolicy,
     slots: RwLock<BTreeMap<String, Arc<Slot>>>,
     /// Per-subscription variants by (name, version hash, config JSON).
     variants: Mutex<HashMap<VariantKey, Arc<Plugin>>>,
+    rollback_listener: Arc<OnceLock<RollbackListener>>,
+}
+
+/// Told the plugin's name after each rollback.
+struct RollbackListener(Box<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for RollbackListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RollbackListener")
+    }
+}
+
+/// A version that was refused, for [`Registry::reject`].
+#[derive(Debug, Clone, Copy)]
+pub struct Rejected<'a> {
+    /// Its content hash, when its files could be read.
+    pub version: Option<&'a str>,
+    /// Where it came from.
+    pub origin: Origin,
+    /// The file it was read from.
+    pub file: Option<&'a str>,
+    /// Why.
+    pub error: &'a PluginError,
+    /// Time spent before it failed.
+    pub load_time: Option<Duration>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -54,8 +85,10 @@ impl Registry {
             engine,
             state,
             policy,
+            probation: ProbationPolicy::default(),
             slots: RwLock::new(BTreeMap::new()),
             variants: Mutex::new(HashMap::new()),
+            rollback_listener: Arc::new(OnceLock::new()),
         }
     }
 
@@ -64,58 +97,64 @@ impl Registry {
         &self.engine
     }
 
-    /// Loads every plugin folder (a directory with a `plugin.toml`) in `dir`. A
-    /// folder that fails to load is kept as a failed slot with its error, so the
-    /// failure is visible and topics that name it apply their error policy.
-    /// Returns how many loaded and how many failed.
-    pub fn load_dir(&self, dir: &Path) -> std::io::Result<(usize, usize)> {
-        let mut folders: Vec<_> = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.join("plugin.toml").is_file())
-            .collect();
-        folders.sort();
-        let (mut loaded, mut failed) = (0, 0);
-        for folder in folders {
-            let started = Instant::now();
-            match Plugin::load(&self.engine, &folder, self.state.clone()) {
-                Ok(plugin) => {
-                    tracing::info!(
-                        plugin = plugin.name(),
-                        kind = plugin.kind().as_str(),
-                        version = &plugin.hash()[..12],
-                        ms = started.elapsed().as_millis() as u64,
-                        "plugin loaded"
-                    );
-                    self.install(plugin);
-                    loaded += 1;
-                }
-                Err(e) => {
-                    let manifest = Manifest::load(&folder).ok();
-                    let name = manifest.as_ref().map_or_else(
-                        || {
-                            folder
-                                .file_name()
-                                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-                        },
-                        |m| m.name.clone(),
-                    );
-                    tracing::error!(plugin = name, folder = %folder.display(), code = e.code(), error = %e, "plugin failed to load");
-                    self.slot_or_new(&name).set_failed(&e, manifest);
-                    failed += 1;
-                }
-            }
-        }
-        Ok((loaded, failed))
+    /// The durable state plugins are given.
+    pub fn state(&self) -> Arc<dyn PluginState> {
+        self.state.clone()
     }
 
-    /// Makes `plugin` the current version of its name.
+    /// Makes `plugin` the current version of its name, as loaded at start-up.
     pub fn install(&self, plugin: Plugin) -> Arc<Slot> {
+        self.activate(plugin, Origin::Startup, None)
+    }
+
+    /// Makes `plugin` the current version of its name, atomically: calls that took
+    /// the previous version finish on it, later ones get this one. A version that
+    /// replaces another starts on probation ([`ProbationPolicy`]).
+    pub fn activate(
+        &self,
+        plugin: Plugin,
+        origin: Origin,
+        load_time: Option<Duration>,
+    ) -> Arc<Slot> {
         let slot = self.slot_or_new(plugin.name());
-        slot.current.store(Some(Arc::new(plugin)));
-        *slot.load_error.lock() = None;
-        *slot.failed_manifest.lock() = None;
+        slot.activate(Arc::new(plugin), origin, load_time);
         slot
+    }
+
+    /// Records that a version of `name` was refused; the current version (if any)
+    /// keeps serving. A plugin with no version yet fails closed: topics that attach it
+    /// through `manifest` apply their error policy.
+    pub fn reject(&self, name: &str, rejected: Rejected<'_>, manifest: Option<Manifest>) {
+        self.slot_or_new(name).reject(rejected, manifest);
+    }
+
+    /// Detaches `name` (its folder was deleted): it serves nothing and attaches to
+    /// nothing, and its history stays visible. Returns whether it was serving.
+    pub fn remove(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|s| s.remove())
+    }
+
+    /// Returns `name` to the version that served before the current one.
+    pub fn rollback(&self, name: &str, reason: &str) -> Result<Arc<Plugin>> {
+        let slot = self.get(name).ok_or_else(|| PluginError::Unavailable {
+            plugin: name.to_string(),
+            reason: "no plugin of that name is installed".into(),
+        })?;
+        slot.rollback(None, reason.to_string())
+    }
+
+    /// Sets what happens after every rollback (the reloader puts the version's files
+    /// back in the plugin directory). Set once, before plugins are called.
+    pub fn on_rollback(&self, listener: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self
+            .rollback_listener
+            .set(RollbackListener(Box::new(listener)));
+    }
+
+    /// How new versions are put on probation.
+    pub fn with_probation(mut self, policy: ProbationPolicy) -> Self {
+        self.probation = policy;
+        self
     }
 
     fn slot_or_new(&self, name: &str) -> Arc<Slot> {
@@ -125,7 +164,14 @@ impl Registry {
         self.slots
             .write()
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(Slot::new(name, self.policy)))
+            .or_insert_with(|| {
+                Arc::new(Slot::new(
+                    name,
+                    self.policy,
+                    self.probation,
+                    self.rollback_listener.clone(),
+                ))
+            })
             .clone()
     }
 
@@ -211,6 +257,23 @@ pub struct Slot {
     /// The manifest of a version that failed to load, when it parsed: its
     /// attachments still hold.
     failed_manifest: Mutex<Option<Manifest>>,
+    /// Its folder was deleted: it serves and attaches nothing.
+    removed: AtomicBool,
+    /// Every activation, rejection, rollback and removal. Held while the current
+    /// version changes, so changes are serialised.
+    history: Mutex<History>,
+    probation_policy: ProbationPolicy,
+    /// The probation of the current version, if it replaced another.
+    probation: Mutex<Option<Probation>>,
+    rollback_listener: Arc<OnceLock<RollbackListener>>,
+    reloads: ReloadCounters,
+}
+
+#[derive(Debug, Default)]
+struct ReloadCounters {
+    activated: AtomicU64,
+    rejected: AtomicU64,
+    rolled_back: AtomicU64,
 }
 
 /// How a call is made: a batch call is admitted by the breaker and its outcome
@@ -225,7 +288,12 @@ pub enum CallKind {
 }
 
 impl Slot {
-    fn new(name: &str, policy: HealthPolicy) -> Self {
+    fn new(
+        name: &str,
+        policy: HealthPolicy,
+        probation_policy: ProbationPolicy,
+        rollback_listener: Arc<OnceLock<RollbackListener>>,
+    ) -> Self {
         Self {
             name: name.to_string(),
             current: ArcSwapOption::empty(),
@@ -234,7 +302,155 @@ impl Slot {
             last_error: Mutex::new(None),
             load_error: Mutex::new(None),
             failed_manifest: Mutex::new(None),
+            removed: AtomicBool::new(false),
+            history: Mutex::new(History::default()),
+            probation_policy,
+            probation: Mutex::new(None),
+            rollback_listener,
+            reloads: ReloadCounters::default(),
         }
+    }
+
+    fn activate(&self, plugin: Arc<Plugin>, origin: Origin, load_time: Option<Duration>) {
+        let mut history = self.history.lock();
+        let on_probation = self.current().is_some() && origin != Origin::Rollback;
+        history.activate(
+            plugin.clone(),
+            NewVersion {
+                version: plugin.hash(),
+                origin,
+                file: plugin.files().map(|f| f.component_path.clone()),
+                load_time,
+            },
+            on_probation,
+            Outcome::Replaced,
+            None,
+        );
+        self.current.store(Some(plugin.clone()));
+        *self.probation.lock() = on_probation.then(|| Probation::new(plugin.hash()));
+        *self.load_error.lock() = None;
+        *self.failed_manifest.lock() = None;
+        self.removed.store(false, Ordering::Relaxed);
+        self.health.reset();
+        self.reloads.activated.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn reject(&self, r: Rejected<'_>, manifest: Option<Manifest>) {
+        self.history.lock().reject(
+            NewVersion {
+                version: r.version.unwrap_or(""),
+                origin: r.origin,
+                file: r.file.map(str::to_string),
+                load_time: r.load_time,
+            },
+            r.error.to_string(),
+        );
+        self.reloads.rejected.fetch_add(1, Ordering::Relaxed);
+        if self.current().is_none() {
+            self.set_failed(r.error, manifest);
+        } else {
+            *self.last_error.lock() = Some(LastError::new(r.error));
+        }
+    }
+
+    fn remove(&self) -> bool {
+        let mut history = self.history.lock();
+        let was_serving = self.current().is_some();
+        history.end_active(Outcome::Removed, None);
+        self.current.store(None);
+        *self.probation.lock() = None;
+        *self.load_error.lock() = None;
+        *self.failed_manifest.lock() = None;
+        self.removed.store(true, Ordering::Relaxed);
+        was_serving
+    }
+
+    /// Swaps back to the version that served before the current one. With
+    /// `only_if`, does so only while that version is the current one (a probation
+    /// must not roll back a newer version).
+    fn rollback(&self, only_if: Option<&str>, reason: String) -> Result<Arc<Plugin>> {
+        let mut history = self.history.lock();
+        let current = self.current();
+        let current_hash = current.as_deref().map(Plugin::hash);
+        if only_if.is_some() && only_if != current_hash {
+            return current.ok_or_else(|| self.no_previous());
+        }
+        let target = history
+            .previous_good(current_hash)
+            .ok_or_else(|| self.no_previous())?;
+        history.activate(
+            target.clone(),
+            NewVersion {
+                version: target.hash(),
+                origin: Origin::Rollback,
+                file: target.files().map(|f| f.component_path.clone()),
+                load_time: None,
+            },
+            false,
+            Outcome::RolledBack,
+            Some(reason.clone()),
+        );
+        self.current.store(Some(target.clone()));
+        *self.probation.lock() = None;
+        self.removed.store(false, Ordering::Relaxed);
+        self.health.reset();
+        self.reloads.rolled_back.fetch_add(1, Ordering::Relaxed);
+        drop(history);
+        tracing::warn!(
+            plugin = self.name,
+            from = current_hash.map(|h| &h[..12]),
+            to = &target.hash()[..12],
+            reason,
+            "plugin rolled back"
+        );
+        if let Some(listener) = self.rollback_listener.get() {
+            (listener.0)(&self.name);
+        }
+        Ok(target)
+    }
+
+    fn no_previous(&self) -> PluginError {
+        PluginError::NoPreviousVersion {
+            plugin: self.name.clone(),
+        }
+    }
+
+    /// Feeds a batch call's outcome to the probation of `plugin`'s version; rolls
+    /// back if it failed.
+    fn observe_probation(&self, plugin: &Plugin, events: usize, failed: bool) {
+        let verdict = {
+            let mut probation = self.probation.lock();
+            let Some(p) = probation.as_mut().filter(|p| p.version == plugin.hash()) else {
+                return;
+            };
+            let verdict = p.observe(events, failed, self.probation_policy);
+            if verdict != Verdict::Running {
+                *probation = None;
+            }
+            verdict
+        };
+        match verdict {
+            Verdict::Running => {}
+            Verdict::Passed => {
+                self.history.lock().pass_probation(plugin.hash());
+                tracing::info!(
+                    plugin = self.name,
+                    version = &plugin.hash()[..12],
+                    "new plugin version passed its probation"
+                );
+            }
+            Verdict::Failed(reason) => {
+                let reason = format!("automatic rollback of {}: {reason}", &plugin.hash()[..12]);
+                if let Err(e) = self.rollback(Some(plugin.hash()), reason) {
+                    tracing::error!(plugin = self.name, error = %e, "automatic rollback failed");
+                }
+            }
+        }
+    }
+
+    /// The version history, newest first.
+    pub fn versions(&self) -> Vec<Entry> {
+        self.history.lock().entries()
     }
 
     /// The plugin's name.
@@ -251,11 +467,16 @@ impl Slot {
     pub fn current_or_unavailable(&self) -> Result<Arc<Plugin>> {
         self.current().ok_or_else(|| PluginError::Unavailable {
             plugin: self.name.clone(),
-            reason: self
-                .load_error
-                .lock()
-                .as_ref()
-                .map_or_else(|| "not loaded".to_string(), |e| e.message.clone()),
+            reason: self.load_error.lock().as_ref().map_or_else(
+                || {
+                    if self.removed.load(Ordering::Relaxed) {
+                        "its folder was removed from the plugin directory".to_string()
+                    } else {
+                        "not loaded".to_string()
+                    }
+                },
+                |e| e.message.clone(),
+            ),
         })
     }
 
@@ -319,6 +540,7 @@ impl Slot {
             if let Some(t) = self.health.record(failed, Instant::now()) {
                 self.log_transition(t, result.as_ref().err());
             }
+            self.observe_probation(plugin, events, failed);
         }
         result.map(|(v, _)| v)
     }
@@ -358,6 +580,7 @@ impl Slot {
         let current = self.current();
         let health = self.health.view(Instant::now());
         let state = match (&current, health.quarantined_for) {
+            (None, _) if self.removed.load(Ordering::Relaxed) => "removed",
             (None, _) => "failed",
             (Some(_), Some(_)) => "quarantined",
             (Some(_), None) => "active",
@@ -404,6 +627,13 @@ impl Slot {
             recent_failures: health.recent_failures,
             times_quarantined: health.times_quarantined,
             last_error: self.last_error.lock().clone(),
+            probation: self.probation.lock().as_ref().map(|_| "running"),
+            rejected_versions: self.history.lock().rejected(MAX_REJECTED_SHOWN),
+            reloads: ReloadsView {
+                activated: self.reloads.activated.load(Ordering::Relaxed),
+                rejected: self.reloads.rejected.load(Ordering::Relaxed),
+                rolled_back: self.reloads.rolled_back.load(Ordering::Relaxed),
+            },
         }
     }
 }
@@ -464,7 +694,7 @@ pub struct PluginStatus {
     pub kind: Option<Kind>,
     /// SHA-256 of the current component.
     pub version: Option<String>,
-    /// `active`, `quarantined` or `failed` (no version loaded).
+    /// `active`, `quarantined`, `failed` (no version loaded) or `removed`.
     pub state: &'static str,
     /// Where its manifest attaches it.
     pub attachments: Vec<Attachment>,
@@ -480,6 +710,23 @@ pub struct PluginStatus {
     pub times_quarantined: u64,
     /// The most recent error.
     pub last_error: Option<LastError>,
+    /// `running` while the current version is on probation.
+    pub probation: Option<&'static str>,
+    /// The most recent refused versions, newest first.
+    pub rejected_versions: Vec<Entry>,
+    /// Version changes since start-up.
+    pub reloads: ReloadsView,
+}
+
+/// Version changes shown in a status.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ReloadsView {
+    /// Versions activated (at start-up, from files or deploys, by rollbacks).
+    pub activated: u64,
+    /// Versions refused.
+    pub rejected: u64,
+    /// Rollbacks, automatic or requested.
+    pub rolled_back: u64,
 }
 
 /// Limits shown in a status.
