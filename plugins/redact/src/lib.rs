@@ -16,13 +16,16 @@ pub struct Config {
     fields: Vec<String>,
     #[serde(default)]
     mode: Mode,
+    /// What a masked field's value becomes (a JSON string), `"***"` by default.
+    #[serde(default)]
+    mask: Option<String>,
 }
 
 /// What happens to a redacted field.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// Replace with `"***"`.
+    /// Replace with the mask (`"***"` unless `mask` says otherwise).
     #[default]
     Mask,
     /// Remove.
@@ -36,10 +39,9 @@ pub struct Redact {
     /// Each pointer parsed (for `mask`).
     pointers: Vec<Pointer>,
     mode: Mode,
+    /// The mask as JSON text.
+    mask: Vec<u8>,
 }
-
-/// What a masked field becomes.
-const MASK: &[u8] = b"\"***\"";
 
 impl Transform for Redact {
     type Config = Config;
@@ -58,7 +60,8 @@ impl Transform for Redact {
             let last = f[cut + 1..].replace("~1", "/").replace("~0", "~");
             fields.push((f[..cut].to_string(), last));
         }
-        Ok(Redact { fields, pointers, mode: c.mode })
+        let mask = serde_json::to_vec(c.mask.as_deref().unwrap_or("***")).map_err(|e| e.to_string())?;
+        Ok(Redact { fields, pointers, mode: c.mode, mask })
     }
 
     fn transform(&self, event: &Event<'_>, out: &mut Output) -> Result<()> {
@@ -70,7 +73,7 @@ impl Transform for Redact {
 }
 
 impl Redact {
-    /// Replaces the text of every field found with `"***"`; a field inside another
+    /// Replaces the text of every field found with the mask; a field inside another
     /// masked one goes with it.
     fn mask(&self, event: &Event<'_>, out: &mut Output) -> Result<()> {
         let value = event.value.ok_or_else(|| Error::BadInput("the event has no value".into()))?;
@@ -92,7 +95,7 @@ impl Redact {
                 continue;
             }
             text.extend_from_slice(&value[at..s.start]);
-            text.extend_from_slice(MASK);
+            text.extend_from_slice(&self.mask);
             at = s.end;
         }
         text.extend_from_slice(&value[at..]);
@@ -160,6 +163,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(out[0][0].value.as_deref().unwrap()).unwrap();
         assert_eq!(v["card"], json!({"exp": "12/30"}));
         assert!(run_transform::<Redact>(json!({"fields": []}), &events).is_err());
+        // The mask is configurable (and JSON-escaped).
+        let out = run_transform::<Redact>(json!({"fields": ["/email"], "mask": "x\"y"}), &events).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(out[0][0].value.as_deref().unwrap()).unwrap();
+        assert_eq!(v["email"], json!("x\"y"));
         // Nested fields go with their parent; bad JSON is bad input.
         let out = run_transform::<Redact>(json!({"fields": ["/card/number", "/card"]}), &events).unwrap();
         let v: serde_json::Value = serde_json::from_slice(out[0][0].value.as_deref().unwrap()).unwrap();
