@@ -50,7 +50,7 @@ impl TestServer {
         // A previous server in this process may still be letting go of the store's
         // file lock (a connection task finishing after the graceful shutdown).
         let mut tries = 0;
-        let broker = loop {
+        let opened = loop {
             match weir_server::open_broker(&config) {
                 Ok(b) => break b,
                 Err(e) if tries < 100 && format!("{e:#}").contains("could not acquire lock") => {
@@ -64,7 +64,7 @@ impl TestServer {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            weir_server::run(listener, broker, &config, async {
+            weir_server::run(listener, opened, &config, async {
                 let _ = stopped.await;
             })
             .await

@@ -10,4 +10,5 @@ mod events;
 mod groups;
 mod pipelines;
 mod produce_fetch;
+mod reload;
 mod retention;

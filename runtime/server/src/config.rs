@@ -30,7 +30,7 @@ pub struct Config {
     pub pipelines: PipelinesConfig,
 }
 
-/// Plugin health: when a failing plugin is quarantined and how it is retried.
+/// Plugins: quarantine of failing ones, hot reload and automatic rollback.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginsConfig {
@@ -42,6 +42,16 @@ pub struct PluginsConfig {
     pub quarantine_backoff_ms: u64,
     /// Longest wait between retries.
     pub quarantine_max_backoff_ms: u64,
+    /// Follow the plugin directory: load, replace and detach plugins as their
+    /// folders change.
+    pub watch: bool,
+    /// Quiet time after the last change in a plugin folder before it is loaded.
+    pub reload_debounce_ms: u64,
+    /// Events a new version must handle before it counts as good.
+    pub probation_events: u64,
+    /// Share of a new version's first events in failed calls above which it is
+    /// rolled back to the previous version.
+    pub rollback_error_rate: f64,
 }
 
 impl Default for PluginsConfig {
@@ -51,6 +61,10 @@ impl Default for PluginsConfig {
             quarantine_window_ms: 60_000,
             quarantine_backoff_ms: 1_000,
             quarantine_max_backoff_ms: 60_000,
+            watch: true,
+            reload_debounce_ms: 200,
+            probation_events: 1000,
+            rollback_error_rate: 0.5,
         }
     }
 }

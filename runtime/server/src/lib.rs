@@ -23,12 +23,23 @@ use tokio::net::TcpListener;
 use weir_broker::pipeline::PipelineOptions;
 use weir_broker::plugin_state::StoredPluginState;
 use weir_broker::{Broker, BrokerOptions, Store, StoreOptions};
-use weir_host::{Engine, HealthPolicy, Registry};
+use weir_host::reload::WatchOptions;
+use weir_host::{Engine, HealthPolicy, ProbationPolicy, Registry, Reloader};
 
 pub use config::Config;
 
-/// Opens the store in `config.data_dir` and builds the broker.
-pub fn open_broker(config: &Config) -> anyhow::Result<Broker> {
+/// An opened broker and the plugin directory it follows.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The broker.
+    pub broker: Broker,
+    /// The plugin directory's reloader (deploys and rollbacks go through it).
+    pub plugins: Arc<Reloader>,
+}
+
+/// Opens the store in `config.data_dir`, loads the plugin directory and builds the
+/// broker.
+pub fn open_broker(config: &Config) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     std::fs::create_dir_all(&config.plugin_dir)
@@ -44,20 +55,27 @@ pub fn open_broker(config: &Config) -> anyhow::Result<Broker> {
     .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let engine = Engine::new().map_err(|e| anyhow::anyhow!("starting the WASM engine: {e}"))?;
     let p = &config.plugins;
-    let registry = Arc::new(Registry::new(
-        engine,
-        Arc::new(StoredPluginState::new(store.clone())),
-        HealthPolicy {
-            max_failures: p.quarantine_failures.max(1),
-            window: Duration::from_millis(p.quarantine_window_ms),
-            initial_backoff: Duration::from_millis(p.quarantine_backoff_ms),
-            max_backoff: Duration::from_millis(
-                p.quarantine_max_backoff_ms.max(p.quarantine_backoff_ms),
-            ),
-        },
-    ));
-    let (loaded, failed) = registry
-        .load_dir(&config.plugin_dir)
+    let registry = Arc::new(
+        Registry::new(
+            engine,
+            Arc::new(StoredPluginState::new(store.clone())),
+            HealthPolicy {
+                max_failures: p.quarantine_failures.max(1),
+                window: Duration::from_millis(p.quarantine_window_ms),
+                initial_backoff: Duration::from_millis(p.quarantine_backoff_ms),
+                max_backoff: Duration::from_millis(
+                    p.quarantine_max_backoff_ms.max(p.quarantine_backoff_ms),
+                ),
+            },
+        )
+        .with_probation(ProbationPolicy {
+            events: p.probation_events,
+            max_error_rate: p.rollback_error_rate,
+        }),
+    );
+    let plugins = Reloader::new(registry.clone(), &config.plugin_dir);
+    let (loaded, failed) = plugins
+        .scan()
         .with_context(|| format!("reading plugin dir {}", config.plugin_dir.display()))?;
     tracing::info!(loaded, failed, plugin_dir = %config.plugin_dir.display(), "plugins loaded");
     let pipelines = PipelineOptions {
@@ -65,26 +83,43 @@ pub fn open_broker(config: &Config) -> anyhow::Result<Broker> {
         auto_create_partitions: config.pipelines.auto_create_partitions.max(1),
         dead_letter_partitions: config.pipelines.dead_letter_partitions.max(1),
     };
-    Ok(Broker::new(
+    let broker = Broker::new(
         store,
         BrokerOptions {
             max_record_bytes: config.limits.max_record_bytes,
             session_timeout: Duration::from_millis(config.groups.session_timeout_ms),
         },
     )
-    .with_plugins(registry, pipelines))
+    .with_plugins(registry, pipelines);
+    Ok(Opened { broker, plugins })
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains in-flight
-/// requests (for at most 5 s) and stops the store with a final flush.
+/// requests (for at most 5 s) and stops the store with a final flush. Follows the
+/// plugin directory meanwhile (unless `[plugins] watch = false`).
 pub async fn run(
     listener: TcpListener,
-    broker: Broker,
+    opened: Opened,
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let Opened { broker, plugins } = opened;
+    let _watch = if config.plugins.watch {
+        let options = WatchOptions {
+            debounce: Duration::from_millis(config.plugins.reload_debounce_ms),
+        };
+        Some(
+            plugins
+                .watch(options)
+                .with_context(|| format!("watching plugin dir {}", config.plugin_dir.display()))?,
+        )
+    } else {
+        tracing::info!("plugin directory not watched ([plugins] watch = false)");
+        None
+    };
     let state = api::AppState {
         broker: broker.clone(),
+        plugins,
         limits: config.limits,
     };
     let app = api::router(state);

@@ -26,6 +26,8 @@ use problem::Problem;
 pub struct AppState {
     /// The broker.
     pub broker: Broker,
+    /// The plugin directory (deploys, rollbacks, status).
+    pub plugins: std::sync::Arc<weir_host::Reloader>,
     /// HTTP limits.
     pub limits: Limits,
 }
@@ -50,7 +52,9 @@ pub fn router(state: AppState) -> Router {
             get(topics::get_pipeline).put(topics::put_pipeline),
         )
         .route("/v1/plugins", get(plugins::list))
-        .route("/v1/plugins/{name}", get(plugins::get))
+        .route("/v1/plugins/{name}", get(plugins::get).put(plugins::deploy))
+        .route("/v1/plugins/{name}/versions", get(plugins::versions))
+        .route("/v1/plugins/{name}/rollback", post(plugins::rollback))
         .route("/v1/groups", get(groups::list))
         .route(
             "/v1/groups/{group}",

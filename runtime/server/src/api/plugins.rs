@@ -1,21 +1,35 @@
-//! `GET /v1/plugins` and `GET /v1/plugins/{name}`: what is loaded, its state
-//! (`active`, `quarantined`, `failed`), counters and last error.
+//! Plugins: what is loaded and how it is doing, its version history, deploys and
+//! rollbacks.
+//!
+//! - `GET /v1/plugins`, `GET /v1/plugins/{name}`: state (`active`, `quarantined`,
+//!   `failed`, `removed`), version, counters, last error, rejected versions.
+//! - `GET /v1/plugins/{name}/versions`: the history, newest first.
+//! - `PUT /v1/plugins/{name}`: deploy (multipart parts `manifest` and `component`),
+//!   checked and loaded like a plugin-directory change, then written there.
+//! - `POST /v1/plugins/{name}/rollback`: back to the previous version that served.
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
+use bytes::Bytes;
 use serde_json::{Value, json};
+use weir_host::reload::Outcome;
+use weir_host::{PluginError, Slot};
 
 use super::AppState;
+use super::body::read_limited;
 use super::problem::Problem;
+
+/// Largest deploy body (manifest and component together).
+const MAX_DEPLOY_BYTES: usize = 64 << 20;
 
 /// `GET /v1/plugins`.
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
     let plugins: Vec<Value> = state
-        .broker
-        .pipelines()
-        .map(|p| p.registry().slots())
-        .unwrap_or_default()
+        .plugins
+        .registry()
+        .slots()
         .iter()
         .map(|s| json!(s.status()))
         .collect();
@@ -27,16 +41,164 @@ pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    state
-        .broker
-        .pipelines()
-        .and_then(|p| p.registry().get(&name))
-        .map(|s| Json(json!(s.status())))
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                "plugin_not_found",
-                format!("no plugin named '{name}' is installed"),
-            )
+    Ok(Json(json!(slot(&state, &name)?.status())))
+}
+
+/// `GET /v1/plugins/{name}/versions`.
+pub async fn versions(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let slot = slot(&state, &name)?;
+    Ok(Json(json!({
+        "plugin": name,
+        "current": slot.current().map(|p| p.hash().to_string()),
+        "versions": slot.versions(),
+    })))
+}
+
+/// `POST /v1/plugins/{name}/rollback`.
+pub async fn rollback(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let slot = slot(&state, &name)?;
+    let from = slot.current().map(|p| p.hash().to_string());
+    let registry = state.plugins.registry().clone();
+    let to = {
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || {
+            registry.rollback(&name, "rollback requested through the API")
         })
+        .await
+        .map_err(|e| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                e.to_string(),
+            )
+        })?
+        .map_err(plugin_problem)?
+    };
+    Ok(Json(json!({
+        "plugin": name,
+        "rolled_back": from,
+        "version": to.hash(),
+    })))
+}
+
+/// `PUT /v1/plugins/{name}`: a multipart body with a `manifest` part (`plugin.toml`)
+/// and a `component` part (the `.wasm` component).
+pub async fn deploy(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let boundary = multer::parse_boundary(content_type).map_err(|_| {
+        Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "a deploy is multipart/form-data with parts 'manifest' (plugin.toml) and 'component' (the .wasm file)",
+        )
+    })?;
+    let bytes = read_limited(&headers, body, MAX_DEPLOY_BYTES).await?;
+    let (manifest, component) = parts(bytes, boundary).await?;
+    let manifest = String::from_utf8(manifest.to_vec())
+        .map_err(|_| Problem::invalid_request("the manifest part is not UTF-8 text"))?;
+    let reloader = state.plugins.clone();
+    let outcome = {
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || reloader.deploy(&name, manifest, component.to_vec()))
+            .await
+            .map_err(|e| {
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    e.to_string(),
+                )
+            })?
+    };
+    match outcome {
+        Outcome::Activated {
+            version, load_time, ..
+        } => Ok((
+            StatusCode::CREATED,
+            Json(json!({
+                "plugin": name,
+                "version": version,
+                "outcome": "activated",
+                "load_ms": load_time.as_secs_f64() * 1e3,
+            })),
+        )),
+        Outcome::Unchanged { version, .. } => Ok((
+            StatusCode::OK,
+            Json(json!({ "plugin": name, "version": version, "outcome": "unchanged" })),
+        )),
+        Outcome::Rejected { error, .. } => Err(rejected_version(&name, &error)),
+        Outcome::Removed { .. } | Outcome::Ignored => Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the deploy did not produce a version",
+        )),
+    }
+}
+
+/// The `manifest` and `component` parts of a multipart body.
+async fn parts(body: Bytes, boundary: String) -> Result<(Bytes, Bytes), Problem> {
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let (mut manifest, mut component) = (None, None);
+    let bad = |e: multer::Error| Problem::invalid_request(format!("malformed multipart body: {e}"));
+    while let Some(field) = multipart.next_field().await.map_err(bad)? {
+        let slot = match field.name() {
+            Some("manifest") => &mut manifest,
+            Some("component") => &mut component,
+            other => {
+                return Err(Problem::invalid_request(format!(
+                    "unexpected part {other:?}; a deploy has parts 'manifest' and 'component'"
+                )));
+            }
+        };
+        *slot = Some(field.bytes().await.map_err(bad)?);
+    }
+    match (manifest, component) {
+        (Some(m), Some(c)) => Ok((m, c)),
+        (None, _) => Err(Problem::invalid_request("the 'manifest' part is missing")),
+        (_, None) => Err(Problem::invalid_request("the 'component' part is missing")),
+    }
+}
+
+fn slot(state: &AppState, name: &str) -> Result<std::sync::Arc<Slot>, Problem> {
+    state.plugins.registry().get(name).ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "plugin_not_found",
+            format!("no plugin named '{name}' is installed"),
+        )
+    })
+}
+
+/// 422 `plugin_version_rejected`: the version was refused and nothing changed.
+fn rejected_version(name: &str, error: &PluginError) -> Problem {
+    let status = match error {
+        PluginError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    Problem::new(status, "plugin_version_rejected", error.to_string())
+        .with("plugin", name)
+        .with("reason_code", error.code())
+}
+
+fn plugin_problem(e: PluginError) -> Problem {
+    let status = match &e {
+        PluginError::NoPreviousVersion { .. } => StatusCode::CONFLICT,
+        PluginError::Unavailable { .. } => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    Problem::new(status, e.code(), e.to_string())
 }

@@ -28,7 +28,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.plugin_dir = dir;
     }
     // Storage before the listener: we only accept connections once we can serve them.
-    let broker = crate::open_broker(&config)?;
+    let opened = crate::open_broker(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -38,7 +38,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         plugin_dir = %config.plugin_dir.display(),
         "weir is serving"
     );
-    crate::run(listener, broker, &config, shutdown_signal()).await
+    crate::run(listener, opened, &config, shutdown_signal()).await
 }
 
 /// Resolves on SIGINT or SIGTERM.

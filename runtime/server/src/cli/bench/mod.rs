@@ -490,11 +490,12 @@ impl InProcess {
             plugin_dir: plugin_dir.to_path_buf(),
             ..crate::Config::default()
         };
-        let broker = crate::open_broker(&config)?;
+        let opened = crate::open_broker(&config)?;
+        let broker = opened.broker.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = broker.clone();
+        let serving = opened;
         let task = tokio::spawn(async move {
             crate::run(listener, serving, &config, async {
                 let _ = stopped.await;
