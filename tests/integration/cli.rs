@@ -346,4 +346,115 @@ async fn plugin_new_build_test_outside_the_repository() {
     assert_eq!(kept.len(), 2, "{out}");
     assert_eq!(kept[0]["value"], "hello there");
     assert_eq!(kept[1]["key"], "k");
+
+    // Deployed over HTTP, then rebuilt and redeployed by `plugin watch` on a change.
+    let server = TestServer::start().await;
+    api_create_topic(&server, "greet").await;
+    let url = server.url.clone();
+    for m in [
+        crate_dir.join("plugin.toml"),
+        deploy.join("shouty/plugin.toml"),
+    ] {
+        let text = std::fs::read_to_string(&m).unwrap();
+        std::fs::write(&m, format!("{text}\n[[attach]]\ntopic = \"greet\"\n")).unwrap();
+    }
+    let out = ok(&weir(
+        &url,
+        &["plugin", "deploy", deploy.join("shouty").to_str().unwrap()],
+        None,
+    )
+    .await);
+    assert!(out.starts_with("shouty activated "), "{out}");
+    let first = out.split_whitespace().nth(2).unwrap().to_string();
+    let plugins = server.dir.join("plugins");
+    let log = dir.path().join("watch.log");
+    let mut watch = std::process::Command::new(WEIR)
+        .args([
+            "plugin",
+            "watch",
+            crate_dir.to_str().unwrap(),
+            "--plugin-dir",
+        ])
+        .arg(&plugins)
+        .args(["--check", "--url", &url])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let manifest = crate_dir.join("plugin.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    // Let the first build (same version as deployed) finish before the change.
+    wait_until(&log, "serving shouty").await;
+    std::fs::write(
+        &manifest,
+        text.replace("word = \"hello\"", "word = \"bye\""),
+    )
+    .unwrap();
+    let api = server.client();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let s = api.get("/v1/plugins/shouty").await.body;
+        if s["version"] != first.as_str() && s["state"] == "active" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "watch did not redeploy: {s}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let r = publish_values(&server, "greet", &["hello", "bye"]).await;
+    assert_eq!(r, ["filtered", "stored"]);
+    let out = ok(&weir(&url, &["plugin", "versions", "shouty"], None).await);
+    assert!(out.contains("active") && out.contains("replaced"), "{out}");
+    let out = ok(&weir(&url, &["plugin", "rollback", "shouty"], None).await);
+    assert!(out.contains(&format!("to {first}")), "{out}");
+    server.stop().await;
+}
+
+/// Waits until `log` contains `text`.
+async fn wait_until(log: &std::path::Path, text: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let got = std::fs::read_to_string(log).unwrap_or_default();
+        if got.contains(text) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never saw {text:?} in: {got}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn api_create_topic(server: &TestServer, topic: &str) {
+    server
+        .client()
+        .create_topic(topic, serde_json::json!({ "partitions": 1 }))
+        .await;
+}
+
+/// Publishes string values and returns each record's pipeline status.
+async fn publish_values(server: &TestServer, topic: &str, values: &[&str]) -> Vec<String> {
+    let records: Vec<Value> = values
+        .iter()
+        .map(|v| serde_json::json!({ "value": v }))
+        .collect();
+    let r = server
+        .client()
+        .post(
+            &format!("/v1/topics/{topic}/records"),
+            "application/json",
+            serde_json::json!({ "records": records }).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_string())
+        .collect()
 }

@@ -647,3 +647,51 @@ async fn plugins_deploy_over_http_into_the_plugin_directory() {
     assert_eq!(s["reloads"]["activated"], 1, "{s}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachment_changes_in_the_manifest_take_effect_live() {
+    let server = TestServer::start_with(|plugins, _| {
+        install_plugin(
+            plugins,
+            "shout",
+            "transform",
+            artifacts::SHOUT_TRANSFORM,
+            "[[attach]]\ntopic = \"a\"",
+        );
+    })
+    .await;
+    let api = server.client();
+    for t in ["a", "b"] {
+        api.create_topic(t, json!({ "partitions": 1 })).await;
+    }
+    let chain = |api: Api, topic: &'static str| async move {
+        let d = api.describe(topic).await;
+        d["chain"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .map(|s| s["plugin"].to_string())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(chain(api.clone(), "a").await, ["\"shout\""]);
+    assert!(chain(api.clone(), "b").await.is_empty());
+    let dir = server.dir.join("plugins/shout");
+    let text = std::fs::read_to_string(dir.join("plugin.toml"))
+        .unwrap()
+        .replace("topic = \"a\"", "topic = \"b\"");
+    std::fs::write(dir.join("plugin.toml"), text).unwrap();
+    let version = folder_version(&dir);
+    wait_for(&api, "shout", "the new attachment", |s| {
+        s["version"] == version.as_str()
+    })
+    .await;
+    assert!(chain(api.clone(), "a").await.is_empty());
+    assert_eq!(chain(api.clone(), "b").await, ["\"shout\""]);
+    let r = publish(&api, "b", json!([{ "value": "hi" }])).await;
+    assert_eq!(r.body["results"][0]["status"], "stored", "{}", r.body);
+    let r = publish(&api, "a", json!([{ "value": "hi" }])).await;
+    assert_eq!(r.body["offsets"][0]["offset"], 0, "{}", r.body);
+    server.stop().await;
+}

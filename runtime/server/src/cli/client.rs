@@ -74,6 +74,22 @@ impl Client {
         json_or_problem(resp).await
     }
 
+    /// PUT a multipart form → JSON.
+    pub async fn put_multipart(
+        &self,
+        path: &str,
+        form: reqwest::multipart::Form,
+    ) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .put(self.url(path))
+            .multipart(form)
+            .send()
+            .await
+            .with_context(|| self.unreachable())?;
+        json_or_problem(resp).await
+    }
+
     /// DELETE.
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
         let resp = self

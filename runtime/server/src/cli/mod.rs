@@ -55,10 +55,12 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Scaffold, build and test WASM plugins.
+    /// Scaffold, build, test, deploy and roll back WASM plugins.
     Plugin {
         #[command(subcommand)]
         command: plugin::PluginCommand,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Publish stdin to a topic, one value per line.
     Produce(produce::ProduceArgs),
@@ -99,7 +101,7 @@ impl Cli {
             Command::Group { command, remote } => {
                 group::run(command, &Client::new(&remote.url)?).await
             }
-            Command::Plugin { command } => plugin::run(command).await,
+            Command::Plugin { command, remote } => plugin::run(command, &remote).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Bench(args) => bench::run(args).await,

@@ -1,10 +1,15 @@
-//! `weir plugin new|build|test`: scaffold, build and try plugins.
+//! `weir plugin ...`: scaffold, build, try, deploy and roll back plugins.
 //!
 //! `new` writes a crate that builds as-is anywhere: the SDK and the WIT package are
 //! written out from this binary into the crate's `.weir/` folder, so it needs neither
 //! this repository nor a registry. `build` turns a crate into a deployable folder
 //! (`plugin.toml` plus component). `test` runs a plugin in the real host, with its real
-//! limits, over NDJSON records, like Fluvio's `smdk test`.
+//! limits, over NDJSON records, like Fluvio's `smdk test`. `watch` rebuilds on every
+//! source change and deploys into a plugin directory ([`watch`]); `deploy`, `versions`
+//! and `rollback` talk to a server ([`remote`]).
+
+mod remote;
+mod watch;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,27 +22,34 @@ use weir_broker::NewRecord;
 use weir_host::packed::{self, FLAG_VALUE_JSON, Writer};
 use weir_host::{BatchInfo, Engine, Kind, Manifest, MemoryState, Plugin};
 
+use super::{Client, Remote};
 use crate::wire::produce::{BodyFormat, parse};
 
 /// The SDK and WIT sources, embedded so `plugin new` works outside this repository.
 const SDK_FILES: [(&str, &str); 6] = [
-    ("sdk/Cargo.toml", include_str!("../../../../sdk/Cargo.toml")),
-    ("sdk/src/lib.rs", include_str!("../../../../sdk/src/lib.rs")),
+    (
+        "sdk/Cargo.toml",
+        include_str!("../../../../../sdk/Cargo.toml"),
+    ),
+    (
+        "sdk/src/lib.rs",
+        include_str!("../../../../../sdk/src/lib.rs"),
+    ),
     (
         "sdk/src/guest.rs",
-        include_str!("../../../../sdk/src/guest.rs"),
+        include_str!("../../../../../sdk/src/guest.rs"),
     ),
     (
         "sdk/src/packed.rs",
-        include_str!("../../../../sdk/src/packed.rs"),
+        include_str!("../../../../../sdk/src/packed.rs"),
     ),
     (
         "sdk/src/json.rs",
-        include_str!("../../../../sdk/src/json.rs"),
+        include_str!("../../../../../sdk/src/json.rs"),
     ),
     (
         "wit/weir-plugin.wit",
-        include_str!("../../../../wit/weir-plugin.wit"),
+        include_str!("../../../../../wit/weir-plugin.wit"),
     ),
 ];
 
@@ -63,6 +75,35 @@ pub enum PluginCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Rebuild a plugin crate on every source change and deploy it into a plugin
+    /// directory, which a running broker hot-reloads.
+    Watch {
+        /// The plugin crate.
+        #[arg(default_value = ".")]
+        crate_dir: PathBuf,
+        /// The broker's plugin directory.
+        #[arg(long, default_value = "weir-plugins")]
+        plugin_dir: PathBuf,
+        /// Also ask the server at --url whether each build is serving or was refused.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Deploy a plugin folder (or crate, built first) to a server over HTTP.
+    Deploy {
+        /// A deployable plugin folder, or a plugin crate.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// A plugin's version history on a server.
+    Versions {
+        /// Plugin name.
+        name: String,
+    },
+    /// Return a plugin to the version that served before the current one.
+    Rollback {
+        /// Plugin name.
+        name: String,
+    },
     /// Run a plugin in the real host over NDJSON records and print the result.
     Test {
         /// A deployable plugin folder, or a plugin crate (built first).
@@ -76,8 +117,23 @@ pub enum PluginCommand {
     },
 }
 
-pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
+pub async fn run(command: PluginCommand, remote: &Remote) -> anyhow::Result<()> {
     match command {
+        PluginCommand::Watch {
+            crate_dir,
+            plugin_dir,
+            check,
+        } => {
+            let client = check.then(|| Client::new(&remote.url)).transpose()?;
+            watch::run(&crate_dir, &plugin_dir, client).await
+        }
+        PluginCommand::Deploy { dir } => remote::deploy(&Client::new(&remote.url)?, dir).await,
+        PluginCommand::Versions { name } => {
+            remote::versions(&Client::new(&remote.url)?, &name).await
+        }
+        PluginCommand::Rollback { name } => {
+            remote::rollback(&Client::new(&remote.url)?, &name).await
+        }
         PluginCommand::New { name, kind, dir } => new(&name, &kind, &dir),
         PluginCommand::Build { crate_dir, out } => {
             let folder =
@@ -191,9 +247,22 @@ pub(crate) fn build_in(
     let out = out.map_or_else(|| crate_dir.join("target/plugin"), Path::to_path_buf);
     let folder = out.join(&manifest.name);
     std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
-    std::fs::copy(crate_dir.join("plugin.toml"), folder.join("plugin.toml"))?;
-    std::fs::write(folder.join(&manifest.component), component)?;
+    // Component first, manifest last, each renamed into place: a broker watching
+    // `out` never reads half a file.
+    write_replacing(&folder.join(&manifest.component), &component)?;
+    write_replacing(
+        &folder.join("plugin.toml"),
+        &std::fs::read(crate_dir.join("plugin.toml"))?,
+    )?;
     Ok(folder)
+}
+
+/// Writes `path` through a hidden temporary file renamed over it.
+fn write_replacing(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let name = path.file_name().context("a file name")?.to_string_lossy();
+    let temp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&temp, bytes).with_context(|| format!("writing {}", temp.display()))?;
+    std::fs::rename(&temp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 fn package_name(cargo_toml: &str) -> Option<String> {
