@@ -1,8 +1,17 @@
 //! The shared wasmtime engine and its epoch clock.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use parking_lot::Mutex;
+use wasmtime::component::Component;
+
+/// Compiled components kept by content hash. A new plugin version that changes only
+/// its manifest (config, attachments, limits), and a version loaded again, reuse the
+/// machine code instead of compiling it again.
+const COMPILED_KEPT: usize = 16;
 
 /// One epoch tick. Deadlines are counted in ticks, so a call is interrupted between
 /// its timeout and its timeout plus one tick.
@@ -18,6 +27,8 @@ pub struct Engine {
 struct Inner {
     engine: wasmtime::Engine,
     stop: Arc<AtomicBool>,
+    /// (SHA-256 of the component bytes, compiled component), most recent last.
+    compiled: Mutex<VecDeque<(String, Component)>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -52,12 +63,40 @@ impl Engine {
                 }
             })?;
         Ok(Engine {
-            inner: Arc::new(Inner { engine, stop }),
+            inner: Arc::new(Inner {
+                engine,
+                stop,
+                compiled: Mutex::new(VecDeque::new()),
+            }),
         })
     }
 
     /// The wasmtime engine.
     pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner.engine
+    }
+
+    /// Compiles `bytes` (whose SHA-256 is `sha256`), or reuses the compilation of the
+    /// same bytes.
+    pub(crate) fn compile(&self, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+        if let Some(c) = self.cached(sha256) {
+            return Ok(c);
+        }
+        // Compiled outside the lock: compiles of different components overlap.
+        let component = Component::new(&self.inner.engine, bytes)?;
+        let mut compiled = self.inner.compiled.lock();
+        if compiled.len() == COMPILED_KEPT {
+            compiled.pop_front();
+        }
+        compiled.push_back((sha256.to_string(), component.clone()));
+        Ok(component)
+    }
+
+    fn cached(&self, sha256: &str) -> Option<Component> {
+        let mut compiled = self.inner.compiled.lock();
+        let i = compiled.iter().position(|(h, _)| h == sha256)?;
+        let hit = compiled.remove(i)?;
+        compiled.push_back(hit.clone());
+        Some(hit.1)
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
 
 use crate::bindings::{filter, router, transform, types};
@@ -253,7 +253,8 @@ impl Plugin {
             )));
         }
         let hash = hex(&Sha256::digest(bytes));
-        let component = Component::new(engine.wasmtime(), bytes)
+        let component = engine
+            .compile(&hash, bytes)
             .map_err(|e| component_error(format!("not a valid component: {}", root_cause(&e))))?;
         let mut linker: Linker<Ctx> = Linker::new(engine.wasmtime());
         filter::Filter::add_to_linker::<_, HasSelf<_>>(&mut linker, |c| c)

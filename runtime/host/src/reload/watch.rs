@@ -1,7 +1,7 @@
 //! Watching the plugin directory: file events (inotify through `notify`) mark a
 //! plugin folder dirty; once the folder has been quiet for the debounce time *and*
-//! its files' sizes and modification times are unchanged across two looks, it is
-//! synced. Editors and copy tools write in pieces, rename temporary files into place
+//! its files' sizes and modification times are unchanged across two looks (a quarter
+//! of the debounce apart), it is synced. Editors and copy tools write in pieces, rename temporary files into place
 //! or copy a folder file by file; waiting for quiet and stable content means a
 //! version is loaded once, complete.
 
@@ -64,7 +64,8 @@ impl Drop for Watch {
 type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
 struct Dirty {
-    last_event: Instant,
+    /// When the folder is next looked at.
+    due: Instant,
     seen: Option<Fingerprint>,
 }
 
@@ -92,28 +93,29 @@ impl Reloader {
 
     fn watch_loop(&self, rx: &mpsc::Receiver<Msg>, options: WatchOptions) {
         let mut dirty: HashMap<OsString, Dirty> = HashMap::new();
+        // Whatever changed between the start-up scan and the watch starting.
+        self.mark_all(&mut dirty, options.debounce);
         loop {
             let wait = dirty
                 .values()
-                .map(|d| {
-                    (d.last_event + options.debounce).saturating_duration_since(Instant::now())
-                })
+                .map(|d| d.due.saturating_duration_since(Instant::now()))
                 .min()
                 .unwrap_or(Duration::from_secs(3600));
             match rx.recv_timeout(wait) {
+                Ok(Msg::Event(Ok(event))) if is_read(&event.kind) => {}
                 Ok(Msg::Event(Ok(event))) => {
                     if event.need_rescan() {
-                        self.mark_all(&mut dirty);
+                        self.mark_all(&mut dirty, options.debounce);
                     }
                     for path in &event.paths {
                         if let Some(folder) = top_folder(self.dir(), path) {
-                            mark(&mut dirty, folder);
+                            mark(&mut dirty, folder, options.debounce);
                         }
                     }
                 }
                 Ok(Msg::Event(Err(e))) => {
                     tracing::warn!(error = %e, "plugin directory watch error; rescanning");
-                    self.mark_all(&mut dirty);
+                    self.mark_all(&mut dirty, options.debounce);
                 }
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {}
@@ -121,16 +123,16 @@ impl Reloader {
             let now = Instant::now();
             let due: Vec<OsString> = dirty
                 .iter()
-                .filter(|(_, d)| now.duration_since(d.last_event) >= options.debounce)
+                .filter(|(_, d)| d.due <= now)
                 .map(|(f, _)| f.clone())
                 .collect();
             for folder in due {
                 let print = fingerprint(&self.dir().join(&folder));
                 let d = dirty.get_mut(&folder).expect("due folders are dirty");
                 if d.seen.as_ref() != Some(&print) {
-                    // Changed since the last look (or first look): look again later.
+                    // First look, or changed since the last one: look again shortly.
                     d.seen = Some(print);
-                    d.last_event = now;
+                    d.due = now + (options.debounce / 4).max(Duration::from_millis(10));
                     continue;
                 }
                 dirty.remove(&folder);
@@ -154,23 +156,29 @@ impl Reloader {
     }
 
     /// Marks every folder, present or known, after lost events.
-    fn mark_all(&self, dirty: &mut HashMap<OsString, Dirty>) {
+    fn mark_all(&self, dirty: &mut HashMap<OsString, Dirty>, debounce: Duration) {
         let mut folders = self.folder_names().unwrap_or_default();
         folders.extend(self.folders.lock().keys().cloned());
         for f in folders {
-            mark(dirty, f);
+            mark(dirty, f, debounce);
         }
     }
 }
 
-fn mark(dirty: &mut HashMap<OsString, Dirty>, folder: OsString) {
+/// A change in `folder`: look at it once it has been quiet for `debounce`.
+fn mark(dirty: &mut HashMap<OsString, Dirty>, folder: OsString, debounce: Duration) {
+    let due = Instant::now() + debounce;
     dirty
         .entry(folder)
-        .and_modify(|d| d.last_event = Instant::now())
-        .or_insert_with(|| Dirty {
-            last_event: Instant::now(),
-            seen: None,
-        });
+        .and_modify(|d| d.due = due)
+        .or_insert(Dirty { due, seen: None });
+}
+
+/// Whether the event only says a file was opened or read (by us, for one: looking
+/// at a folder must not count as a change to it).
+fn is_read(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    matches!(kind, notify::EventKind::Access(a) if *a != AccessKind::Close(AccessMode::Write))
 }
 
 /// The plugin folder `path` is in: its first component under `dir`, unless hidden.

@@ -4,6 +4,7 @@
 pub mod body;
 mod events;
 mod groups;
+mod metrics;
 mod params;
 mod plugins;
 pub mod problem;
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::scrape))
         .route("/v1/topics", get(topics::list))
         .route(
             "/v1/topics/{topic}",

@@ -17,9 +17,14 @@ use super::Client;
 use super::produce::percentile_ms;
 
 mod pipeline;
+mod reload;
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// A focused benchmark instead of the produce/fetch table.
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
     /// Server to measure; default: start one in-process with a temporary data dir.
     #[arg(long)]
     url: Option<String>,
@@ -57,6 +62,13 @@ pub struct BenchArgs {
     pipeline_concurrency: Vec<usize>,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum BenchCommand {
+    /// Hot reload: time from a plugin file write to the new version serving, and
+    /// back-to-back reloads under publish load with an exactly-once check.
+    Reload(reload::ReloadArgs),
+}
+
 /// One line of the results table.
 struct Row {
     name: String,
@@ -91,6 +103,9 @@ impl Row {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchCommand::Reload(a)) = args.command {
+        return reload::run(a).await;
+    }
     let seconds = if args.quick { 0.2 } else { args.seconds };
     let mut server = None::<InProcess>;
     let plugin_dir = tempfile::tempdir()?;

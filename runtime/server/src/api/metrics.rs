@@ -1,0 +1,163 @@
+//! `GET /metrics`: Prometheus (OpenMetrics text) exposition. Values are read from
+//! the components that own them at scrape time (a collector), so there is no second
+//! set of counters to keep in step.
+//!
+//! Plugins: `weir_plugin_state{plugin,state}` (1 for the current state),
+//! `weir_plugin_reloads_total{plugin,result}` (`activated`, `rejected`,
+//! `rolled_back`), and calls, events, call time and errors by kind per plugin.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use weir_host::Registry;
+
+use super::AppState;
+
+/// `GET /metrics`.
+pub async fn scrape(State(state): State<AppState>) -> Response {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(PluginMetrics(state.plugins.registry().clone())));
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    let mut resp = text.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}
+
+/// The plugin registry's figures.
+#[derive(Debug)]
+struct PluginMetrics(Arc<Registry>);
+
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+/// A sample: counts print as integers, durations as decimals.
+#[derive(Debug, Clone, Copy)]
+enum Num {
+    Count(u64),
+    Real(f64),
+}
+
+impl Collector for PluginMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let statuses: Vec<_> = self.0.slots().iter().map(|s| s.status()).collect();
+        let mut family = |name: &str,
+                          help: &str,
+                          unit: Option<&prometheus_client::registry::Unit>,
+                          kind: MetricType,
+                          points: Vec<(Labels<'_>, Num)>|
+         -> Result<(), std::fmt::Error> {
+            let mut metric = encoder.encode_descriptor(name, help, unit, kind)?;
+            for (labels, value) in points {
+                let point = metric.encode_family(&labels)?;
+                match (kind, value) {
+                    (MetricType::Counter, Num::Count(n)) => ConstCounter::new(n).encode(point)?,
+                    (MetricType::Counter, Num::Real(x)) => ConstCounter::new(x).encode(point)?,
+                    (_, Num::Count(n)) => ConstGauge::new(n as i64).encode(point)?,
+                    (_, Num::Real(x)) => ConstGauge::new(x).encode(point)?,
+                }
+            }
+            Ok(())
+        };
+        let per_plugin = |f: &dyn Fn(&weir_host::PluginStatus) -> Num| {
+            statuses
+                .iter()
+                .map(|s| (vec![("plugin", s.name.as_str())], f(s)))
+                .collect::<Vec<_>>()
+        };
+        family(
+            "weir_plugin_state",
+            "1 for the plugin's current state (active, quarantined, failed, removed)",
+            None,
+            MetricType::Gauge,
+            statuses
+                .iter()
+                .map(|s| {
+                    (
+                        vec![("plugin", s.name.as_str()), ("state", s.state)],
+                        Num::Count(1),
+                    )
+                })
+                .collect(),
+        )?;
+        family(
+            "weir_plugin_reloads",
+            "Plugin version changes by result: activated, rejected, rolled_back",
+            None,
+            MetricType::Counter,
+            statuses
+                .iter()
+                .flat_map(|s| {
+                    [
+                        ("activated", s.reloads.activated),
+                        ("rejected", s.reloads.rejected),
+                        ("rolled_back", s.reloads.rolled_back),
+                    ]
+                    .map(|(result, n)| {
+                        (
+                            vec![("plugin", s.name.as_str()), ("result", result)],
+                            Num::Count(n),
+                        )
+                    })
+                })
+                .collect(),
+        )?;
+        family(
+            "weir_plugin_calls",
+            "Calls into the plugin",
+            None,
+            MetricType::Counter,
+            per_plugin(&|s| Num::Count(s.counters.calls)),
+        )?;
+        family(
+            "weir_plugin_events_in",
+            "Events handed to the plugin",
+            None,
+            MetricType::Counter,
+            per_plugin(&|s| Num::Count(s.counters.events_in)),
+        )?;
+        family(
+            "weir_plugin_events_out",
+            "Events the plugin kept, produced or routed",
+            None,
+            MetricType::Counter,
+            per_plugin(&|s| Num::Count(s.counters.events_out)),
+        )?;
+        family(
+            "weir_plugin_call",
+            "Time spent in plugin calls",
+            Some(&prometheus_client::registry::Unit::Seconds),
+            MetricType::Counter,
+            per_plugin(&|s| Num::Real(s.counters.time_ms / 1e3)),
+        )?;
+        family(
+            "weir_plugin_errors",
+            "Failed plugin calls by error code",
+            None,
+            MetricType::Counter,
+            statuses
+                .iter()
+                .flat_map(|s| {
+                    s.counters.errors.iter().map(|(kind, n)| {
+                        (
+                            vec![("plugin", s.name.as_str()), ("kind", kind.as_str())],
+                            Num::Count(*n),
+                        )
+                    })
+                })
+                .collect(),
+        )?;
+        Ok(())
+    }
+}
