@@ -341,3 +341,56 @@ fn json_schema_passes_valid_events_and_names_violations() {
         "{err}"
     );
 }
+
+/// Activations, probation verdicts and status reads from several threads at once:
+/// the slot's locks are always taken in one order, so this finishes.
+#[test]
+fn versions_swap_while_status_and_calls_run_concurrently() {
+    use weir_host::{CallKind, HealthPolicy, Origin, ProbationPolicy, Registry};
+    let engine = Engine::new().unwrap();
+    let registry = Arc::new(
+        Registry::new(
+            engine.clone(),
+            Arc::new(MemoryState::default()),
+            HealthPolicy::default(),
+        )
+        .with_probation(ProbationPolicy {
+            events: 5,
+            max_error_rate: 0.5,
+        }),
+    );
+    let dir = folder(
+        &simple("hello", "filter", "[config]\nword = \"hi\""),
+        art::HELLO_FILTER,
+        "p.wasm",
+    );
+    registry.install(load(&engine, &dir).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut n = 0;
+            while Instant::now() < deadline {
+                n += 1;
+                let text = simple("hello", "filter", &format!("[config]\nword = \"hi{n}\""));
+                std::fs::write(dir.path().join("plugin.toml"), text).unwrap();
+                registry.activate(load(&engine, &dir).unwrap(), Origin::File, None);
+            }
+        });
+        s.spawn(|| {
+            let batch = json_batch(&["\"hi\""]);
+            while Instant::now() < deadline {
+                let slot = registry.get("hello").unwrap();
+                let p = slot.current().unwrap();
+                let _ = slot.call(&p, CallKind::Batch, 1, |p| {
+                    p.filter(&info(), &batch, 1).map(|k| (k, 1))
+                });
+            }
+        });
+        while Instant::now() < deadline {
+            let s = registry.get("hello").unwrap().status();
+            assert_eq!(s.state, "active");
+        }
+    });
+    let versions = registry.get("hello").unwrap().versions();
+    assert!(versions.len() > 2, "{versions:?}");
+}

@@ -220,6 +220,21 @@ async fn bench_quick_runs_the_pipeline_cases_in_process() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_reload_quick_swaps_versions_under_load_without_losing_records() {
+    // The bench fails (non-zero exit) on any failed publish or lost, duplicated or
+    // unmasked record.
+    let out = ok(&weir("http://127.0.0.1:9", &["bench", "reload", "--quick"], None).await);
+    for row in [
+        "new component: total (write → serving)",
+        "manifest-only change:   load",
+        "| failed publishes",
+        "| acknowledged records lost",
+    ] {
+        assert!(out.contains(row), "missing '{row}' in:\n{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_server_is_a_clear_error() {
     let out = weir("http://127.0.0.1:9", &["topic", "list"], None).await;
     assert!(!out.status.success());

@@ -415,7 +415,9 @@ async fn bad_versions_are_refused_or_rolled_back_and_the_old_one_keeps_serving()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slowly_written_folder_is_loaded_once_complete() {
-    let server = TestServer::start().await;
+    // Pauses of 100 ms between writes, a debounce of 500 ms: margin for a busy CI
+    // machine.
+    let server = TestServer::start_with(|_, c| c.plugins.reload_debounce_ms = 500).await;
     let api = server.client();
     api.create_topic("greet", json!({ "partitions": 1 })).await;
     let dir = server.dir.join("plugins/greeter");

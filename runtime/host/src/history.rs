@@ -53,7 +53,9 @@ pub enum Outcome {
 /// One version event in a plugin's history.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
-    /// The version's content hash.
+    /// The version's content hash (empty, shown as `null`, when its files could not
+    /// be read).
+    #[serde(serialize_with = "empty_as_null")]
     pub version: String,
     /// Where it came from.
     pub origin: Origin,
@@ -286,6 +288,14 @@ impl Probation {
         } else {
             Verdict::Running
         }
+    }
+}
+
+fn empty_as_null<S: serde::Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_empty() {
+        s.serialize_none()
+    } else {
+        s.serialize_str(v)
     }
 }
 

@@ -585,6 +585,11 @@ impl Slot {
             (Some(_), Some(_)) => "quarantined",
             (Some(_), None) => "active",
         };
+        // One lock at a time: a struct literal would hold every guard until its end,
+        // and `activate` takes history then probation.
+        let last_error = self.last_error.lock().clone();
+        let probation = self.probation.lock().as_ref().map(|_| "running");
+        let rejected_versions = self.history.lock().rejected(MAX_REJECTED_SHOWN);
         let c = &self.counters;
         PluginStatus {
             name: self.name.clone(),
@@ -626,9 +631,9 @@ impl Slot {
             }),
             recent_failures: health.recent_failures,
             times_quarantined: health.times_quarantined,
-            last_error: self.last_error.lock().clone(),
-            probation: self.probation.lock().as_ref().map(|_| "running"),
-            rejected_versions: self.history.lock().rejected(MAX_REJECTED_SHOWN),
+            last_error,
+            probation,
+            rejected_versions,
             reloads: ReloadsView {
                 activated: self.reloads.activated.load(Ordering::Relaxed),
                 rejected: self.reloads.rejected.load(Ordering::Relaxed),
