@@ -43,6 +43,17 @@ pub mod bindings {
             default_bindings_module: "weir_sdk::bindings::router",
         });
     }
+
+    /// The `acl` world.
+    pub mod acl {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "acl",
+            pub_export_macro: true,
+            export_macro_name: "__export_acl_world",
+            default_bindings_module: "weir_sdk::bindings::acl",
+        });
+    }
 }
 
 /// Why a plugin could not handle an event.
@@ -105,6 +116,51 @@ pub trait Router: Sized + 'static {
     fn init(config: Self::Config) -> std::result::Result<Self, String>;
     /// Adds the destinations of `event` to `routes` (none drops it).
     fn route(&self, event: &Event<'_>, info: &BatchInfo, routes: &mut Routes) -> Result<()>;
+}
+
+/// What an ACL policy is asked: may `principal` do `operation` on a resource?
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AclRequest {
+    /// Who is calling (a token's principal, a JWT's subject, a client certificate's
+    /// subject, or `anonymous`).
+    pub principal: String,
+    /// The caller's groups or roles.
+    pub groups: Vec<String>,
+    /// `produce`, `consume`, `commit`, `topic-admin`, `group-admin`,
+    /// `plugin-admin`, `plugin-read`, `metrics`.
+    pub operation: String,
+    /// `topic`, `group`, `plugin` or `cluster`.
+    pub resource_kind: String,
+    /// The resource's name (exactly as the broker will use it).
+    pub resource_name: String,
+    /// Headers of the produced records, for produce requests.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl AclRequest {
+    /// `kind:name`, e.g. `topic:orders`.
+    pub fn resource(&self) -> String {
+        format!("{}:{}", self.resource_kind, self.resource_name)
+    }
+}
+
+/// A verdict. `Deny` carries the reason shown to the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Go ahead.
+    Allow,
+    /// Refused, with why.
+    Deny(String),
+}
+
+/// A policy that authorises operations (the `acl` world).
+pub trait Acl: Sized + 'static {
+    /// The plugin's `[config]`, deserialised from JSON.
+    type Config: serde::de::DeserializeOwned;
+    /// Builds the policy; an error rejects it at load.
+    fn init(config: Self::Config) -> std::result::Result<Self, String>;
+    /// Decides one request.
+    fn authorize(&self, request: &AclRequest) -> Decision;
 }
 
 /// The outputs a transform writes for one input event.
@@ -457,6 +513,46 @@ macro_rules! export_router {
     };
 }
 
+/// Exports an [`Acl`] as the plugin's `acl` world.
+#[macro_export]
+macro_rules! export_acl {
+    ($t:ty) => {
+        const _: () = {
+            use $crate::bindings::acl::weir::plugin::types as __types;
+            thread_local! {
+                static __WEIR_SLOT: $crate::glue::Slot<$t> = const { $crate::glue::Slot::new() };
+            }
+            struct __WeirAcl;
+            impl $crate::bindings::acl::Guest for __WeirAcl {
+                fn init(config: String) -> Result<(), String> {
+                    let p = $crate::glue::init(&config, <$t as $crate::Acl>::init)?;
+                    __WEIR_SLOT.with(|s| s.set(p));
+                    Ok(())
+                }
+                fn authorize(r: __types::AclRequest) -> __types::Decision {
+                    let request = $crate::AclRequest {
+                        principal: r.principal,
+                        groups: r.groups,
+                        operation: r.operation,
+                        resource_kind: r.resource_kind,
+                        resource_name: r.resource_name,
+                        headers: r.headers,
+                    };
+                    let verdict = __WEIR_SLOT.with(|s| {
+                        s.with(|p| Ok(<$t as $crate::Acl>::authorize(p, &request)))
+                    });
+                    match verdict {
+                        Ok($crate::Decision::Allow) => __types::Decision::Allow,
+                        Ok($crate::Decision::Deny(why)) => __types::Decision::Deny(why),
+                        Err(e) => __types::Decision::Deny(e.to_string()),
+                    }
+                }
+            }
+            $crate::bindings::acl::__export_acl_world!(__WeirAcl with_types_in $crate::bindings::acl);
+        };
+    };
+}
+
 /// Runs plugins natively, without WASM, for unit tests of their logic.
 pub mod testing {
     use super::*;
@@ -551,6 +647,15 @@ pub mod testing {
                     .collect()
             })
             .collect())
+    }
+
+    /// Initialises policy `A` with `config` and asks it `request`.
+    pub fn run_acl<A: Acl>(
+        config: serde_json::Value,
+        request: &AclRequest,
+    ) -> std::result::Result<Decision, String> {
+        let a = glue::init(&config.to_string(), A::init)?;
+        Ok(a.authorize(request))
     }
 
     /// Initialises router `R` with `config` and runs it over `events` published to

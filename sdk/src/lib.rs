@@ -38,7 +38,7 @@
 //!
 //! - Filters ([`Filter`]) keep or drop events; transforms ([`Transform`]) emit 0..N
 //!   events per input and may rewrite key, value and headers; routers ([`Router`])
-//!   choose destination topics.
+//!   choose destination topics; ACL policies ([`Acl`]) allow or deny operations.
 //! - `init` receives the plugin's `[config]` table from `plugin.toml`, deserialised
 //!   into your own `Config` type; an `Err` rejects the plugin at load.
 //! - Return [`Error::BadInput`] when an event is at fault (the pipeline applies the

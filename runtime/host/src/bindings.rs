@@ -30,4 +30,15 @@ pub mod router {
     });
 }
 
+pub mod acl {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "acl",
+        with: {
+            "weir:plugin/types": super::filter::weir::plugin::types,
+            "weir:plugin/host": super::filter::weir::plugin::host,
+        },
+    });
+}
+
 pub use filter::weir::plugin::types;

@@ -31,7 +31,7 @@ pub use health::HealthPolicy;
 pub use history::{Origin, Outcome, ProbationPolicy};
 pub use manifest::Attachment;
 pub use manifest::{Kind, Manifest};
-pub use plugin::{BatchInfo, Destination, Plugin, PluginFiles, Transformed};
+pub use plugin::{AclRequest, BatchInfo, Decision, Destination, Plugin, PluginFiles, Transformed};
 pub use registry::{CallKind, PluginStatus, PolicyAction, Registry, Rejected, Slot};
 pub use reload::Reloader;
 pub use state::{MemoryState, PluginState};

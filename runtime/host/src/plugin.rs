@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
 
-use crate::bindings::{filter, router, transform, types};
+use crate::bindings::{acl, filter, router, transform, types};
 use crate::engine::{EPOCH_TICK, Engine};
 use crate::error::{PluginError, Result};
 use crate::manifest::{Kind, Manifest};
@@ -60,6 +60,7 @@ enum Pre {
     Filter(filter::FilterPre<Ctx>),
     Transform(transform::TransformPre<Ctx>),
     Router(router::RouterPre<Ctx>),
+    Acl(acl::AclPre<Ctx>),
 }
 
 /// A live instance, by world.
@@ -67,6 +68,7 @@ enum Bindings {
     Filter(filter::Filter),
     Transform(transform::Transform),
     Router(router::Router),
+    Acl(acl::Acl),
 }
 
 struct Live {
@@ -92,6 +94,32 @@ pub struct Destination {
     pub topic: String,
     /// Partition key to use there, instead of the event's own.
     pub key: Option<Vec<u8>>,
+}
+
+/// What an ACL policy is asked (see the `acl` world).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct AclRequest {
+    /// Who is calling.
+    pub principal: String,
+    /// The caller's groups or roles.
+    pub groups: Vec<String>,
+    /// The operation (`produce`, `consume`, ...).
+    pub operation: String,
+    /// `topic`, `group`, `plugin` or `cluster`.
+    pub resource_kind: String,
+    /// The resource's name.
+    pub resource_name: String,
+    /// Headers of produced records, when given.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// An ACL policy's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed.
+    Allow,
+    /// Denied, with the reason.
+    Deny(String),
 }
 
 /// A transform's outputs: packed events and per-input counts.
@@ -278,6 +306,7 @@ impl Plugin {
                 Pre::Transform(transform::TransformPre::new(instance_pre).map_err(wrong_world)?)
             }
             Kind::Router => Pre::Router(router::RouterPre::new(instance_pre).map_err(wrong_world)?),
+            Kind::Acl => Pre::Acl(acl::AclPre::new(instance_pre).map_err(wrong_world)?),
             other => {
                 return Err(component_error(format!(
                     "'{}' plugins are not supported by this version of the host yet",
@@ -418,6 +447,11 @@ impl Plugin {
                 let r = b.call_init(&mut store, &self.config_json);
                 (Bindings::Router(b), r)
             }
+            Pre::Acl(pre) => {
+                let b = pre.instantiate(&mut store).map_err(|e| self.classify(e))?;
+                let r = b.call_init(&mut store, &self.config_json);
+                (Bindings::Acl(b), r)
+            }
         };
         match init {
             Ok(Ok(())) => Ok(Live { store, bindings }),
@@ -524,6 +558,28 @@ impl Plugin {
                 key: d.key,
             })
             .collect())
+    }
+
+    /// Asks an ACL policy about one request.
+    pub fn authorize(&self, request: &AclRequest) -> Result<Decision> {
+        let r = types::AclRequest {
+            principal: request.principal.clone(),
+            groups: request.groups.clone(),
+            operation: request.operation.clone(),
+            resource_kind: request.resource_kind.clone(),
+            resource_name: request.resource_name.clone(),
+            headers: request.headers.clone(),
+        };
+        let verdict = self.with_instance(|live| match &live.bindings {
+            Bindings::Acl(b) => b
+                .call_authorize(&mut live.store, &r)
+                .map_err(|e| self.classify(e)),
+            _ => Err(self.wrong_kind("acl")),
+        })?;
+        Ok(match verdict {
+            types::Decision::Allow => Decision::Allow,
+            types::Decision::Deny(reason) => Decision::Deny(reason),
+        })
     }
 
     fn invalid(&self, reason: String) -> PluginError {
