@@ -44,11 +44,17 @@ fn main() {
     for (workspace, crates) in [
         (
             "plugins",
-            &["json-filter", "redact", "header-router", "json-schema"][..],
+            &[
+                "json-filter",
+                "redact",
+                "header-router",
+                "json-schema",
+                "acl-rules",
+            ][..],
         ),
         (
             "examples",
-            &["hello-filter", "shout-transform", "key-router"][..],
+            &["hello-filter", "shout-transform", "key-router", "team-acl"][..],
         ),
     ] {
         let release = build(&root.join(workspace), &target, &[]);
@@ -81,7 +87,7 @@ fn main() {
         let release = build(
             &root.join("tests/guests"),
             &target,
-            &["--features", feature],
+            &["-p", "hostile", "--features", feature],
         );
         let component = out.join(format!("hostile-{feature}.wasm"));
         componentize(
@@ -96,6 +102,23 @@ fn main() {
             component.display().to_string()
         );
     }
+    // The misbehaving ACL policy (built by the hostile builds above, in the same
+    // workspace).
+    let release = build(&root.join("tests/guests"), &target, &["-p", "hostile-acl"]);
+    let component = out.join("hostile-acl.wasm");
+    componentize(
+        &weir_toolchain::core_module(&release, "hostile-acl"),
+        &component,
+    );
+    let _ = writeln!(
+        consts,
+        "/// An ACL policy that traps on `trap` and loops on `loop`."
+    );
+    let _ = writeln!(
+        consts,
+        "pub const HOSTILE_ACL: &str = {:?};",
+        component.display().to_string()
+    );
     std::fs::write(out.join("artifacts.rs"), consts).expect("writing artifacts.rs");
 }
 
