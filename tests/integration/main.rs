@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod acl;
 mod api_errors;
 mod cli;
 mod durability;
@@ -12,3 +13,4 @@ mod pipelines;
 mod produce_fetch;
 mod reload;
 mod retention;
+mod tls;

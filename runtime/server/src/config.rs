@@ -28,6 +28,125 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// Pipelines.
     pub pipelines: PipelinesConfig,
+    /// Who is calling: API tokens, JWT.
+    pub auth: AuthConfig,
+    /// What callers may do: the ACL policy plugin.
+    pub acl: AclConfig,
+    /// TLS for the listener.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Authentication. Off by default (a local first run); the start-up log says so.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Require credentials on every request but `/healthz` and `/readyz`.
+    pub enabled: bool,
+    /// API tokens, stored as the SHA-256 of the token (never the token itself).
+    pub tokens: Vec<TokenConfig>,
+    /// JSON Web Tokens, when set.
+    pub jwt: Option<JwtConfig>,
+}
+
+/// One API token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who the token's bearer is.
+    pub principal: String,
+    /// Hex SHA-256 of the token (`printf %s "$TOKEN" | sha256sum`).
+    pub sha256: String,
+    /// Groups or roles of the principal.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// JWT validation. Only the listed algorithms are accepted (never `none`), each with
+/// its own key, so an HMAC token can never be checked against a public key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Accepted algorithms: `HS256`, `RS256`, `ES256`.
+    pub algorithms: Vec<String>,
+    /// The HS256 shared secret.
+    #[serde(default)]
+    pub hs256_secret: Option<String>,
+    /// PEM file of the RS256 public key.
+    #[serde(default)]
+    pub rs256_public_key: Option<PathBuf>,
+    /// PEM file of the ES256 public key.
+    #[serde(default)]
+    pub es256_public_key: Option<PathBuf>,
+    /// Required `iss`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Required `aud`.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// The claim naming the principal.
+    #[serde(default = "default_principal_claim")]
+    pub principal_claim: String,
+    /// The claim listing groups or roles (a string array).
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_s: u64,
+}
+
+fn default_principal_claim() -> String {
+    "sub".into()
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+/// Authorization by an ACL policy plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AclConfig {
+    /// The ACL plugin's name in the plugin directory. Unset with auth enabled: every
+    /// authenticated caller may do everything (logged at start-up).
+    pub plugin: Option<String>,
+    /// How long a decision is reused for the same principal, operation and resource.
+    pub cache_ttl_ms: u64,
+    /// Whether `GET /metrics` needs credentials and the `metrics` permission.
+    pub protect_metrics: bool,
+    /// A topic that records every admin action and every denial, when set.
+    pub audit_topic: Option<String>,
+}
+
+impl Default for AclConfig {
+    fn default() -> Self {
+        Self {
+            plugin: None,
+            cache_ttl_ms: 5_000,
+            protect_metrics: true,
+            audit_topic: None,
+        }
+    }
+}
+
+/// TLS for the listener (rustls).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA bundle for client certificates (mTLS); their subject's common name
+    /// becomes the principal.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: refuse connections without a client certificate.
+    #[serde(default)]
+    pub require_client_cert: bool,
 }
 
 /// Plugins: quarantine of failing ones, hot reload and automatic rollback.
@@ -120,6 +239,9 @@ impl Default for Config {
             groups: GroupsConfig::default(),
             plugins: PluginsConfig::default(),
             pipelines: PipelinesConfig::default(),
+            auth: AuthConfig::default(),
+            acl: AclConfig::default(),
+            tls: None,
         }
     }
 }

@@ -3,14 +3,18 @@
 //! - [`api`]: routes and handlers; errors as problem details.
 //! - [`wire`]: JSON shapes of records in and out (the only crate that knows them).
 //! - [`config`]: the `weir.toml` file.
+//! - [`auth`]: authentication (tokens, JWT, client certificates) and authorization
+//!   (the ACL policy plugin).
 //! - [`cli`]: the `weir` subcommands, which talk to a server over HTTP.
 //!
 //! [`run`] takes a bound listener and a shutdown future, so tests bind `127.0.0.1:0`
 //! and stop the server themselves.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod tls;
 pub mod wire;
 
 use std::future::{Future, IntoFuture};
@@ -117,12 +121,40 @@ pub async fn run(
         tracing::info!("plugin directory not watched ([plugins] watch = false)");
         None
     };
+    let guard = Arc::new(auth::Guard::new(
+        config,
+        plugins.registry().clone(),
+        &broker,
+    )?);
     let state = api::AppState {
         broker: broker.clone(),
         plugins,
+        guard,
         limits: config.limits,
     };
     let app = api::router(state);
+    match &config.tls {
+        Some(tls_config) => {
+            let acceptor = tls::acceptor(tls_config)?;
+            tracing::info!(
+                mtls = tls_config.client_ca.is_some(),
+                "serving HTTPS (TLS via rustls)"
+            );
+            tls::serve(listener, acceptor, app, shutdown).await;
+        }
+        None => serve_plain(listener, app, shutdown).await?,
+    }
+    broker.store().shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Plain HTTP until `shutdown`, then at most 5 s for open requests.
+async fn serve_plain(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     // No Nagle: small writes (single acks, SSE events) must leave at once.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -143,7 +175,5 @@ pub async fn run(
         result = server.into_future() => result.context("HTTP server failed")?,
         () = drained => tracing::warn!("requests still open after 5 s; stopping anyway"),
     }
-    broker.store().shutdown().await;
-    tracing::info!("stopped");
     Ok(())
 }

@@ -12,12 +12,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
 use futures_util::stream::{self, Stream};
 use serde_json::json;
 use weir_broker::groups::{FetchRequest, Groups, OffsetReset};
@@ -28,6 +30,7 @@ use super::AppState;
 use super::groups::parse_reset;
 use super::params::{FILTER_PARAMS, FilterParams, unknown_param};
 use super::problem::Problem;
+use crate::auth::Principal;
 use crate::wire::records::write_delivered;
 
 /// Records read from storage per refill of a stream's queue.
@@ -40,8 +43,10 @@ pub async fn stream(
     State(state): State<AppState>,
     Path(topic): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    principal: Option<Extension<Principal>>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    let expires_at = principal.and_then(|p| p.expires_at);
     let mut from = None;
     let mut group = None;
     let mut member = None;
@@ -94,7 +99,7 @@ pub async fn stream(
             assignment: None,
             done: false,
         };
-        return Ok(Sse::new(group_events(s))
+        return Ok(Sse::new(until(expires_at, group_events(s)))
             .keep_alive(keep_alive)
             .into_response());
     }
@@ -107,9 +112,26 @@ pub async fn stream(
         queue: VecDeque::new(),
         done: false,
     };
-    Ok(Sse::new(plain_events(s))
+    Ok(Sse::new(until(expires_at, plain_events(s)))
         .keep_alive(keep_alive)
         .into_response())
+}
+
+/// Ends `events` when the caller's credential expires (a JWT's `exp`): a stream must
+/// not outlive the right to read it.
+fn until<S: Stream + Send + 'static>(
+    expires_at: Option<SystemTime>,
+    events: S,
+) -> impl Stream<Item = S::Item> + Send {
+    match expires_at {
+        None => events.left_stream(),
+        Some(at) => {
+            let left = at
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            events.take_until(tokio::time::sleep(left)).right_stream()
+        }
+    }
 }
 
 fn last_event_id(headers: &HeaderMap) -> Option<String> {

@@ -24,6 +24,11 @@ use super::AppState;
 pub async fn scrape(State(state): State<AppState>) -> Response {
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(PluginMetrics(state.plugins.registry().clone())));
+    registry.register(
+        "weir_acl_denials",
+        "Requests refused by the ACL policy (403) or for want of one (503)",
+        prometheus_client::metrics::counter::ConstCounter::new(state.guard.denials()),
+    );
     let mut text = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
         return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();

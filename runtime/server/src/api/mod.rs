@@ -29,12 +29,15 @@ pub struct AppState {
     pub broker: Broker,
     /// The plugin directory (deploys, rollbacks, status).
     pub plugins: std::sync::Arc<weir_host::Reloader>,
+    /// Authentication and authorization.
+    pub guard: std::sync::Arc<crate::auth::Guard>,
     /// HTTP limits.
     pub limits: Limits,
 }
 
 /// All routes.
 pub fn router(state: AppState) -> Router {
+    let guard = state.guard.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -72,6 +75,11 @@ pub fn router(state: AppState) -> Router {
             "/v1/topics/{topic}/partitions/{partition}/records",
             get(records::fetch),
         )
+        // Every matched route is authenticated and authorized first.
+        .route_layer(axum::middleware::from_fn_with_state(
+            guard,
+            crate::auth::Guard::middleware,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies are read by `body::read_limited` with the configured limit.

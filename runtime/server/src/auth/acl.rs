@@ -1,0 +1,174 @@
+//! Authorization: asks the ACL policy plugin, caches its answers, fails closed.
+//!
+//! Decisions are cached per (principal, groups, operation, resource) for
+//! `cache_ttl_ms`, and each entry remembers the policy version that made it, so a
+//! reloaded policy is asked afresh at once. A policy that is missing, failed to load,
+//! is quarantined, traps or times out denies with 503 `policy_unavailable`: never
+//! allows.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use weir_host::{AclRequest, CallKind, Decision, Registry};
+
+use super::Principal;
+
+/// Most cached decisions; the cache is emptied when it would grow past this.
+const MAX_CACHED: usize = 100_000;
+
+/// The answer to one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go ahead.
+    Allow,
+    /// 403, with the policy's reason.
+    Deny(String),
+    /// 503: the policy could not be asked.
+    Unavailable(String),
+}
+
+/// (principal, groups, operation, resource kind, resource name).
+type Key = (String, Vec<String>, &'static str, &'static str, String);
+
+struct Cached {
+    allow: Option<String>,
+    version: String,
+    at: Instant,
+}
+
+/// Asks the ACL plugin.
+pub struct Authorizer {
+    registry: Arc<Registry>,
+    plugin: Option<String>,
+    ttl: Duration,
+    cache: DashMap<Key, Cached>,
+    denials: AtomicU64,
+}
+
+impl std::fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorizer")
+            .field("plugin", &self.plugin)
+            .field("cached", &self.cache.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authorizer {
+    /// Checks against `plugin` (none: every authenticated caller is allowed).
+    pub fn new(registry: Arc<Registry>, plugin: Option<String>, ttl: Duration) -> Self {
+        Self {
+            registry,
+            plugin,
+            ttl,
+            cache: DashMap::new(),
+            denials: AtomicU64::new(0),
+        }
+    }
+
+    /// Requests denied (403) or refused for want of a policy (503) since start.
+    pub fn denials(&self) -> u64 {
+        self.denials.load(Ordering::Relaxed)
+    }
+
+    /// May `principal` do `operation` on `kind:name`? Blocking: it may call the
+    /// plugin.
+    pub fn check(
+        &self,
+        principal: &Principal,
+        operation: &'static str,
+        kind: &'static str,
+        name: &str,
+    ) -> Verdict {
+        let verdict = self.decide(principal, operation, kind, name);
+        if verdict != Verdict::Allow {
+            self.denials.fetch_add(1, Ordering::Relaxed);
+            let reason = match &verdict {
+                Verdict::Deny(r) | Verdict::Unavailable(r) => r.as_str(),
+                Verdict::Allow => "",
+            };
+            tracing::warn!(
+                principal = principal.name,
+                operation,
+                resource = format!("{kind}:{name}"),
+                reason,
+                "request denied"
+            );
+        }
+        verdict
+    }
+
+    fn decide(
+        &self,
+        principal: &Principal,
+        operation: &'static str,
+        kind: &'static str,
+        name: &str,
+    ) -> Verdict {
+        let Some(plugin_name) = &self.plugin else {
+            return Verdict::Allow;
+        };
+        let unavailable = |why: String| {
+            Verdict::Unavailable(format!(
+                "the ACL policy '{plugin_name}' is unavailable: {why}"
+            ))
+        };
+        let Some(slot) = self.registry.get(plugin_name) else {
+            return unavailable("no plugin of that name is installed".into());
+        };
+        let plugin = match slot.current_or_unavailable() {
+            Ok(p) => p,
+            Err(e) => return unavailable(e.to_string()),
+        };
+        let key: Key = (
+            principal.name.clone(),
+            principal.groups.clone(),
+            operation,
+            kind,
+            name.to_string(),
+        );
+        if let Some(c) = self.cache.get(&key)
+            && c.version == plugin.hash()
+            && c.at.elapsed() < self.ttl
+        {
+            return match &c.allow {
+                None => Verdict::Allow,
+                Some(reason) => Verdict::Deny(reason.clone()),
+            };
+        }
+        let request = AclRequest {
+            principal: principal.name.clone(),
+            groups: principal.groups.clone(),
+            operation: operation.to_string(),
+            resource_kind: kind.to_string(),
+            resource_name: name.to_string(),
+            headers: Vec::new(),
+        };
+        let decision = slot.call(&plugin, CallKind::Batch, 1, |p| {
+            p.authorize(&request).map(|d| (d, 1))
+        });
+        let allow = match decision {
+            Ok(Decision::Allow) => None,
+            Ok(Decision::Deny(reason)) => Some(reason),
+            Err(e) => return unavailable(e.to_string()),
+        };
+        if self.cache.len() >= MAX_CACHED {
+            self.cache.clear();
+        }
+        let verdict = match &allow {
+            None => Verdict::Allow,
+            Some(reason) => Verdict::Deny(reason.clone()),
+        };
+        self.cache.insert(
+            key,
+            Cached {
+                allow,
+                version: plugin.hash().to_string(),
+                at: Instant::now(),
+            },
+        );
+        verdict
+    }
+}

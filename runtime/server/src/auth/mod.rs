@@ -1,0 +1,261 @@
+//! Who is calling and what they may do.
+//!
+//! - [`credentials`]: API tokens, JWT and client certificates → a [`Principal`].
+//! - [`operations`]: each route as (operation, resource) checks.
+//! - [`acl`]: the ACL policy plugin, cached, failing closed.
+//!
+//! [`Guard::middleware`] runs on every routed request: 401 with `WWW-Authenticate`
+//! for missing or bad credentials, 403 `forbidden` for a principal without
+//! permission, 503 `policy_unavailable` when the policy cannot be asked. Admin actions
+//! and denials are recorded in the audit topic when one is configured.
+
+pub mod acl;
+pub mod credentials;
+pub mod operations;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use weir_broker::{Acks, Broker, NewRecord, TopicConfig};
+use weir_host::Registry;
+
+pub use acl::{Authorizer, Verdict};
+pub use credentials::{Authenticator, ClientIdentity, Principal, Refusal};
+
+use crate::api::problem::Problem;
+use crate::config::Config;
+
+/// Authentication and authorization for the API.
+#[derive(Debug)]
+pub struct Guard {
+    enabled: bool,
+    protect_metrics: bool,
+    authn: Authenticator,
+    authz: Authorizer,
+    audit: Option<Audit>,
+}
+
+impl Guard {
+    /// From `[auth]` and `[acl]`; the plugin is looked up in `registry` on each check,
+    /// so policy reloads apply at once.
+    pub fn new(config: &Config, registry: Arc<Registry>, broker: &Broker) -> anyhow::Result<Self> {
+        let authn = Authenticator::new(&config.auth)?;
+        let authz = Authorizer::new(
+            registry,
+            config.acl.plugin.clone(),
+            Duration::from_millis(config.acl.cache_ttl_ms),
+        );
+        let audit = match &config.acl.audit_topic {
+            Some(topic) if config.auth.enabled => Some(Audit::open(broker, topic)?),
+            _ => None,
+        };
+        if !config.auth.enabled {
+            tracing::warn!(
+                "AUTHENTICATION IS OFF: anyone who can reach this port may publish, read, delete topics and deploy plugins. Set [auth] enabled = true for anything but a local trial."
+            );
+        } else if config.acl.plugin.is_none() {
+            tracing::warn!(
+                "authentication is on but no ACL policy is set ([acl] plugin): every authenticated caller may do everything"
+            );
+        } else {
+            tracing::info!(
+                policy = config.acl.plugin.as_deref(),
+                "authentication on; every operation is checked by the ACL policy"
+            );
+        }
+        Ok(Self {
+            enabled: config.auth.enabled,
+            protect_metrics: config.acl.protect_metrics,
+            authn,
+            authz,
+            audit,
+        })
+    }
+
+    /// Requests denied since start.
+    pub fn denials(&self) -> u64 {
+        self.authz.denials()
+    }
+
+    /// The middleware: authenticate, check every permission the route needs, then
+    /// hand the request on with its [`Principal`] as an extension.
+    pub async fn middleware(
+        State(guard): State<Arc<Guard>>,
+        matched: Option<MatchedPath>,
+        params: RawPathParams,
+        mut req: Request,
+        next: Next,
+    ) -> Response {
+        let path = matched
+            .as_ref()
+            .map_or_else(|| req.uri().path().to_string(), |m| m.as_str().to_string());
+        let public = path == "/healthz"
+            || path == "/readyz"
+            || (path == "/metrics" && !guard.protect_metrics);
+        if !guard.enabled || public {
+            req.extensions_mut().insert(Principal::anonymous());
+            return next.run(req).await;
+        }
+        let authorization = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or("\u{0}invalid"));
+        let principal = match guard
+            .authn
+            .authenticate(authorization, req.extensions().get::<ClientIdentity>())
+        {
+            Ok(p) => p,
+            Err(refusal) => return unauthorized(&refusal),
+        };
+        let group = req.uri().query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "group")
+                .map(|(_, v)| v.into_owned())
+        });
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default()
+        };
+        let checks =
+            operations::checks(req.method(), &path, param, group.as_deref()).unwrap_or_default();
+        for c in checks {
+            let verdict = {
+                let (guard, principal) = (guard.clone(), principal.clone());
+                let c = c.clone();
+                tokio::task::spawn_blocking(move || {
+                    guard.authz.check(&principal, c.operation, c.kind, &c.name)
+                })
+                .await
+                .unwrap_or_else(|e| Verdict::Unavailable(e.to_string()))
+            };
+            let resource = format!("{}:{}", c.kind, c.name);
+            match verdict {
+                Verdict::Allow => {
+                    if operations::is_admin(c.operation)
+                        && let Some(a) = &guard.audit
+                    {
+                        a.record(&principal, c.operation, &resource, "allowed", None);
+                    }
+                }
+                Verdict::Deny(reason) => {
+                    if let Some(a) = &guard.audit {
+                        a.record(&principal, c.operation, &resource, "denied", Some(&reason));
+                    }
+                    return Problem::new(StatusCode::FORBIDDEN, "forbidden", reason)
+                        .with("principal", principal.name.as_str())
+                        .with("operation", c.operation)
+                        .with("resource", resource)
+                        .into_response();
+                }
+                Verdict::Unavailable(reason) => {
+                    if let Some(a) = &guard.audit {
+                        a.record(
+                            &principal,
+                            c.operation,
+                            &resource,
+                            "unavailable",
+                            Some(&reason),
+                        );
+                    }
+                    return Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "policy_unavailable",
+                        reason,
+                    )
+                    .into_response();
+                }
+            }
+        }
+        req.extensions_mut().insert(principal);
+        next.run(req).await
+    }
+}
+
+/// 401 with a `WWW-Authenticate` challenge (RFC 6750).
+fn unauthorized(refusal: &Refusal) -> Response {
+    let (detail, challenge) = match refusal {
+        Refusal::Missing => (
+            "credentials required: 'Authorization: Bearer <token>'".to_string(),
+            "Bearer realm=\"weir\"".to_string(),
+        ),
+        Refusal::Invalid(why) => (
+            why.clone(),
+            format!(
+                "Bearer realm=\"weir\", error=\"invalid_token\", error_description=\"{}\"",
+                why.replace(['"', '\\'], "'")
+            ),
+        ),
+    };
+    let mut resp = Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail).into_response();
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+/// The audit topic: one JSON record per admin action and per denial.
+#[derive(Debug)]
+struct Audit {
+    broker: Broker,
+    topic: String,
+}
+
+impl Audit {
+    fn open(broker: &Broker, topic: &str) -> anyhow::Result<Self> {
+        broker
+            .store()
+            .create_topic(topic, TopicConfig::with_partitions(1))
+            .map_err(|e| anyhow::anyhow!("creating the audit topic '{topic}': {e}"))?;
+        Ok(Self {
+            broker: broker.clone(),
+            topic: topic.to_string(),
+        })
+    }
+
+    /// Appends a record in the background; a failure is logged, never shown to the
+    /// caller (the request's outcome does not depend on the audit write).
+    fn record(
+        &self,
+        p: &Principal,
+        operation: &str,
+        resource: &str,
+        outcome: &str,
+        reason: Option<&str>,
+    ) {
+        let value = json!({
+            "at_ms": weir_broker::now_ms(),
+            "principal": p.name,
+            "groups": p.groups,
+            "operation": operation,
+            "resource": resource,
+            "outcome": outcome,
+            "reason": reason,
+        })
+        .to_string();
+        let (broker, topic, key) = (self.broker.clone(), self.topic.clone(), p.name.clone());
+        tokio::spawn(async move {
+            let record = NewRecord {
+                key: Some(key.as_bytes().into()),
+                value: Some(value.as_bytes().into()),
+                value_is_json: true,
+                headers: Vec::new(),
+                partition: None,
+            };
+            let written = match broker.topic(&topic) {
+                Ok(t) => broker.produce(&t, &[record], Acks::All).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                tracing::error!(topic, error = %e, "writing the audit record failed");
+            }
+        });
+    }
+}

@@ -1,0 +1,126 @@
+//! What each route does, in the ACL's terms: (operation, resource kind, resource
+//! name) checks, all of which must pass. Resource names are the decoded path
+//! parameters the handlers will use, so what is checked is what is touched.
+
+use axum::http::Method;
+
+/// One permission a request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// `produce`, `consume`, `commit`, `describe`, `topic-admin`, `group-admin`,
+    /// `plugin-read`, `plugin-admin`, `metrics`.
+    pub operation: &'static str,
+    /// `topic`, `group`, `plugin` or `cluster`.
+    pub kind: &'static str,
+    /// The resource's name (`weir` for the cluster).
+    pub name: String,
+}
+
+fn check(operation: &'static str, kind: &'static str, name: &str) -> Check {
+    Check {
+        operation,
+        kind,
+        name: name.to_string(),
+    }
+}
+
+/// The checks for `method` on the route `matched` (axum's path pattern) with its
+/// `param`s and the query's `group`. `None`: a route that needs no check.
+pub fn checks(
+    method: &Method,
+    matched: &str,
+    param: impl Fn(&str) -> String,
+    group: Option<&str>,
+) -> Option<Vec<Check>> {
+    let cluster = |op| vec![check(op, "cluster", "weir")];
+    let topic = |op| check(op, "topic", &param("topic"));
+    let group_of = |op| check(op, "group", &param("group"));
+    let plugin = |op| vec![check(op, "plugin", &param("name"))];
+    let reading = |op| {
+        let mut c = vec![topic(op)];
+        if let Some(g) = group {
+            c.push(check(op, "group", g));
+        }
+        c
+    };
+    let is = |m: &Method| method == m;
+    Some(match matched {
+        "/healthz" | "/readyz" => return None,
+        "/metrics" => cluster("metrics"),
+        "/v1/topics" | "/v1/groups" => cluster("describe"),
+        "/v1/plugins" => cluster("plugin-read"),
+        "/v1/topics/{topic}" | "/v1/topics/{topic}/pipeline" if is(&Method::GET) => {
+            vec![topic("describe")]
+        }
+        "/v1/topics/{topic}" | "/v1/topics/{topic}/pipeline" => vec![topic("topic-admin")],
+        "/v1/topics/{topic}/records" if is(&Method::POST) => vec![topic("produce")],
+        "/v1/topics/{topic}/records"
+        | "/v1/topics/{topic}/events"
+        | "/v1/topics/{topic}/partitions/{partition}/records" => reading("consume"),
+        "/v1/plugins/{name}" | "/v1/plugins/{name}/versions" if is(&Method::GET) => {
+            plugin("plugin-read")
+        }
+        "/v1/plugins/{name}" | "/v1/plugins/{name}/rollback" => plugin("plugin-admin"),
+        "/v1/groups/{group}" | "/v1/groups/{group}/offsets" if is(&Method::GET) => {
+            vec![group_of("describe")]
+        }
+        "/v1/groups/{group}/offsets" => vec![group_of("commit")],
+        "/v1/groups/{group}/members/{member}" => vec![group_of("consume")],
+        "/v1/groups/{group}" | "/v1/groups/{group}/offsets/reset" => vec![group_of("group-admin")],
+        // A route added without a mapping is refused rather than left open.
+        _ => vec![check("unknown", "cluster", matched)],
+    })
+}
+
+/// Whether `operation` changes configuration (recorded in the audit topic).
+pub fn is_admin(operation: &str) -> bool {
+    matches!(operation, "topic-admin" | "group-admin" | "plugin-admin")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ops(method: Method, path: &str, group: Option<&str>) -> Vec<(String, String)> {
+        checks(&method, path, |p| format!("<{p}>"), group)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| (c.operation.to_string(), format!("{}:{}", c.kind, c.name)))
+            .collect()
+    }
+
+    #[test]
+    fn routes_map_to_operations() {
+        let o = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            ops(Method::POST, "/v1/topics/{topic}/records", None),
+            [o("produce", "topic:<topic>")]
+        );
+        assert_eq!(
+            ops(Method::GET, "/v1/topics/{topic}/records", Some("g1")),
+            [o("consume", "topic:<topic>"), o("consume", "group:g1")]
+        );
+        assert_eq!(
+            ops(Method::PUT, "/v1/topics/{topic}", None),
+            [o("topic-admin", "topic:<topic>")]
+        );
+        assert_eq!(
+            ops(Method::GET, "/v1/topics/{topic}", None),
+            [o("describe", "topic:<topic>")]
+        );
+        assert_eq!(
+            ops(Method::POST, "/v1/groups/{group}/offsets", None),
+            [o("commit", "group:<group>")]
+        );
+        assert_eq!(
+            ops(Method::PUT, "/v1/plugins/{name}", None),
+            [o("plugin-admin", "plugin:<name>")]
+        );
+        assert_eq!(
+            ops(Method::GET, "/metrics", None),
+            [o("metrics", "cluster:weir")]
+        );
+        assert!(ops(Method::GET, "/healthz", None).is_empty());
+        assert_eq!(ops(Method::GET, "/v1/new-thing", None)[0].0, "unknown");
+    }
+}
