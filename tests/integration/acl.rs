@@ -545,3 +545,45 @@ async fn a_failing_or_missing_policy_fails_closed() {
         .assert_problem(503, "policy_unavailable");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_sends_its_token() {
+    let server = TestServer::start_with(|_, c| {
+        c.auth.enabled = true;
+        c.auth.tokens = vec![TokenConfig {
+            principal: "ops".into(),
+            sha256: sha("ops-token"),
+            groups: vec![],
+        }];
+    })
+    .await;
+    let run = |args: Vec<String>| {
+        let url = server.url.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(crate::harness::WEIR)
+                .args(&args)
+                .env("WEIR_URL", url)
+                .env_remove("WEIR_TOKEN")
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(vec!["topic".into(), "list".into()]).await.unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unauthorized (401)"), "{err}");
+    let out = run(vec![
+        "topic".into(),
+        "list".into(),
+        "--token".into(),
+        "ops-token".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stop().await;
+}

@@ -73,6 +73,20 @@ impl Authorizer {
         self.denials.load(Ordering::Relaxed)
     }
 
+    /// May `principal` do `operation` on `kind:name`, answered without calling the
+    /// plugin: `None` when the policy must be asked ([`Authorizer::check`]).
+    pub fn check_cached(
+        &self,
+        principal: &Principal,
+        operation: &'static str,
+        kind: &'static str,
+        name: &str,
+    ) -> Option<Verdict> {
+        let verdict = self.lookup(principal, operation, kind, name)?;
+        self.note(&verdict, principal, operation, kind, name);
+        Some(verdict)
+    }
+
     /// May `principal` do `operation` on `kind:name`? Blocking: it may call the
     /// plugin.
     pub fn check(
@@ -82,22 +96,61 @@ impl Authorizer {
         kind: &'static str,
         name: &str,
     ) -> Verdict {
-        let verdict = self.decide(principal, operation, kind, name);
-        if verdict != Verdict::Allow {
-            self.denials.fetch_add(1, Ordering::Relaxed);
-            let reason = match &verdict {
-                Verdict::Deny(r) | Verdict::Unavailable(r) => r.as_str(),
-                Verdict::Allow => "",
-            };
-            tracing::warn!(
-                principal = principal.name,
-                operation,
-                resource = format!("{kind}:{name}"),
-                reason,
-                "request denied"
-            );
-        }
+        let verdict = self
+            .lookup(principal, operation, kind, name)
+            .unwrap_or_else(|| self.decide(principal, operation, kind, name));
+        self.note(&verdict, principal, operation, kind, name);
         verdict
+    }
+
+    /// Counts and logs a refusal.
+    fn note(
+        &self,
+        verdict: &Verdict,
+        principal: &Principal,
+        operation: &'static str,
+        kind: &'static str,
+        name: &str,
+    ) {
+        let reason = match verdict {
+            Verdict::Allow => return,
+            Verdict::Deny(r) | Verdict::Unavailable(r) => r.as_str(),
+        };
+        self.denials.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            principal = principal.name,
+            operation,
+            resource = format!("{kind}:{name}"),
+            reason,
+            "request denied"
+        );
+    }
+
+    /// The answer without calling the plugin: allowed when there is no policy, or a
+    /// fresh cached decision of the current policy version.
+    fn lookup(
+        &self,
+        principal: &Principal,
+        operation: &'static str,
+        kind: &'static str,
+        name: &str,
+    ) -> Option<Verdict> {
+        let Some(plugin_name) = &self.plugin else {
+            return Some(Verdict::Allow);
+        };
+        let version = self.registry.get(plugin_name)?.current()?;
+        let key: Key = (
+            principal.name.clone(),
+            principal.groups.clone(),
+            operation,
+            kind,
+            name.to_string(),
+        );
+        let c = self.cache.get(&key)?;
+        (c.version == version.hash() && c.at.elapsed() < self.ttl).then(|| match &c.allow {
+            None => Verdict::Allow,
+            Some(reason) => Verdict::Deny(reason.clone()),
+        })
     }
 
     fn decide(
@@ -129,15 +182,6 @@ impl Authorizer {
             kind,
             name.to_string(),
         );
-        if let Some(c) = self.cache.get(&key)
-            && c.version == plugin.hash()
-            && c.at.elapsed() < self.ttl
-        {
-            return match &c.allow {
-                None => Verdict::Allow,
-                Some(reason) => Verdict::Deny(reason.clone()),
-            };
-        }
         let request = AclRequest {
             principal: principal.name.clone(),
             groups: principal.groups.clone(),

@@ -127,14 +127,21 @@ impl Guard {
         let checks =
             operations::checks(req.method(), &path, param, group.as_deref()).unwrap_or_default();
         for c in checks {
-            let verdict = {
-                let (guard, principal) = (guard.clone(), principal.clone());
-                let c = c.clone();
-                tokio::task::spawn_blocking(move || {
-                    guard.authz.check(&principal, c.operation, c.kind, &c.name)
-                })
-                .await
-                .unwrap_or_else(|e| Verdict::Unavailable(e.to_string()))
+            // Cached decisions are answered inline; asking the plugin may block (up
+            // to its deadline), so that runs on the blocking pool.
+            let verdict = match guard
+                .authz
+                .check_cached(&principal, c.operation, c.kind, &c.name)
+            {
+                Some(v) => v,
+                None => {
+                    let (guard, principal, c) = (guard.clone(), principal.clone(), c.clone());
+                    tokio::task::spawn_blocking(move || {
+                        guard.authz.check(&principal, c.operation, c.kind, &c.name)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Verdict::Unavailable(e.to_string()))
+                }
             };
             let resource = format!("{}:{}", c.kind, c.name);
             match verdict {

@@ -15,9 +15,22 @@ pub struct Client {
 impl Client {
     /// A client for the server at `base` (e.g. `http://127.0.0.1:9400`).
     pub fn new(base: &str) -> anyhow::Result<Client> {
+        Self::with_token(base, None)
+    }
+
+    /// A client that sends `token` as `Authorization: Bearer` on every request.
+    pub fn with_token(base: &str, token: Option<&str>) -> anyhow::Result<Client> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+                .context("the token is not a valid header value")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
+            .default_headers(headers)
             .build()
             .context("building the HTTP client")?;
         Ok(Client {

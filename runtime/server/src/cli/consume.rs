@@ -32,7 +32,7 @@ pub struct ConsumeArgs {
 }
 
 pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.remote.url)?;
+    let client = args.remote.client()?;
     if let Some(group) = &args.group {
         return run_group(&client, &args, group).await;
     }

@@ -35,6 +35,16 @@ pub struct Remote {
         global = true
     )]
     pub url: String,
+    /// API token sent as `Authorization: Bearer` (when the server has auth on).
+    #[arg(long, env = "WEIR_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl Remote {
+    /// A client for this server, with the token if one is set.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        Client::with_token(&self.url, self.token.as_deref())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,12 +105,8 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Serve(args) => serve::serve(args).await,
-            Command::Topic { command, remote } => {
-                topic::run(command, &Client::new(&remote.url)?).await
-            }
-            Command::Group { command, remote } => {
-                group::run(command, &Client::new(&remote.url)?).await
-            }
+            Command::Topic { command, remote } => topic::run(command, &remote.client()?).await,
+            Command::Group { command, remote } => group::run(command, &remote.client()?).await,
             Command::Plugin { command, remote } => plugin::run(command, &remote).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,

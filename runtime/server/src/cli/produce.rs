@@ -10,7 +10,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
-use super::{Client, Remote};
+use super::Remote;
 
 #[derive(Debug, clap::Args)]
 pub struct ProduceArgs {
@@ -36,7 +36,7 @@ pub struct ProduceArgs {
 }
 
 pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.remote.url)?;
+    let client = args.remote.client()?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(args.batch.max(1) * 4);
     // stdin is blocking: read it on its own thread.
     std::thread::spawn(move || {

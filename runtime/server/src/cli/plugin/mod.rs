@@ -124,16 +124,12 @@ pub async fn run(command: PluginCommand, remote: &Remote) -> anyhow::Result<()> 
             plugin_dir,
             check,
         } => {
-            let client = check.then(|| Client::new(&remote.url)).transpose()?;
+            let client = check.then(|| remote.client()).transpose()?;
             watch::run(&crate_dir, &plugin_dir, client).await
         }
-        PluginCommand::Deploy { dir } => remote::deploy(&Client::new(&remote.url)?, dir).await,
-        PluginCommand::Versions { name } => {
-            remote::versions(&Client::new(&remote.url)?, &name).await
-        }
-        PluginCommand::Rollback { name } => {
-            remote::rollback(&Client::new(&remote.url)?, &name).await
-        }
+        PluginCommand::Deploy { dir } => remote::deploy(&remote.client()?, dir).await,
+        PluginCommand::Versions { name } => remote::versions(&remote.client()?, &name).await,
+        PluginCommand::Rollback { name } => remote::rollback(&remote.client()?, &name).await,
         PluginCommand::New { name, kind, dir } => new(&name, &kind, &dir),
         PluginCommand::Build { crate_dir, out } => {
             let folder =
