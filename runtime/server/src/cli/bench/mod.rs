@@ -28,6 +28,9 @@ pub struct BenchArgs {
     /// Server to measure; default: start one in-process with a temporary data dir.
     #[arg(long)]
     url: Option<String>,
+    /// API token for a server with auth on.
+    #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Seconds per produce cell.
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
@@ -124,7 +127,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             (url, dir)
         }
     };
-    let client = Client::new(&url)?;
+    let client = Client::with_token(&url, args.token.as_deref())?;
     println!("weir bench against {url}, {seconds} s per cell, acks=all\n");
     println!(
         "| {:<40} | {:>12} | {:>8} | {:>9} | {:>9} |",
