@@ -127,7 +127,7 @@ pub struct AclRequest {
     /// The caller's groups or roles.
     pub groups: Vec<String>,
     /// `produce`, `consume`, `commit`, `topic-admin`, `group-admin`,
-    /// `plugin-admin`, `plugin-read`, `metrics`.
+    /// `plugin-admin`, `plugin-read`, `plugin-use`, `metrics`.
     pub operation: String,
     /// `topic`, `group`, `plugin` or `cluster`.
     pub resource_kind: String,

@@ -55,6 +55,24 @@ operations = ["consume", "describe"]
 resources = ["topic:orders*"]
 
 [[config.rules]]
+effect = "allow"
+principals = ["alice"]
+operations = ["commit"]
+resources = ["group:alice-*"]
+
+[[config.rules]]
+effect = "allow"
+principals = ["alice"]
+operations = ["topic-admin"]
+resources = ["topic:orders-eu"]
+
+[[config.rules]]
+effect = "allow"
+principals = ["alice"]
+operations = ["plugin-use"]
+resources = ["plugin:acl-rules"]
+
+[[config.rules]]
 effect = "deny"
 groups = ["interns"]
 operations = ["*"]
@@ -90,7 +108,10 @@ fn expected(principal: &str, operation: &str, topic: &str) -> bool {
     let orders = topic.starts_with("orders");
     match principal {
         "admin" => true,
-        "alice" => orders && matches!(operation, "produce" | "consume"),
+        "alice" => {
+            orders && matches!(operation, "produce" | "consume")
+                || topic == "orders-eu" && operation == "topic-admin"
+        }
         "bob" => orders && topic != "orders-secret" && matches!(operation, "consume" | "describe"),
         _ => false,
     }
@@ -218,6 +239,49 @@ async fn a_matrix_of_principals_operations_and_look_alike_names_has_no_unexpecte
         .get("/v1/topics/orders/records?group=g1")
         .await
         .assert_problem(403, "forbidden");
+    // What only the query or the body names is checked too.
+    alice
+        .get("/v1/topics/orders/records?group=alice-g&group=victim")
+        .await
+        .assert_problem(400, "invalid_request");
+    let r = alice
+        .get("/v1/topics/orders/partitions/0/records?filter=redact")
+        .await;
+    r.assert_problem(403, "forbidden");
+    assert_eq!(r.body["operation"], "plugin-use");
+    let commit =
+        |topic: &str| json!({ "offsets": [{ "topic": topic, "partition": 0, "offset": 0 }] });
+    let r = alice
+        .post(
+            "/v1/groups/alice-g/offsets",
+            "application/json",
+            commit("other").to_string(),
+        )
+        .await;
+    r.assert_problem(403, "forbidden");
+    assert_eq!(r.body["resource"], "topic:other");
+    let r = alice
+        .post(
+            "/v1/groups/alice-g/offsets",
+            "application/json",
+            commit("orders").to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let step = |dlq: &str| json!([{ "plugin": "acl-rules", "on_error": "dead_letter", "dead_letter_topic": dlq }]);
+    let r = alice
+        .put_json("/v1/topics/orders-eu/pipeline", step("other"))
+        .await;
+    r.assert_problem(403, "forbidden");
+    assert_eq!(r.body["resource"], "topic:other");
+    let r = alice
+        .put_json(
+            "/v1/topics/orders-eu/pipeline",
+            json!([{ "plugin": "redact", "on_error": "skip" }]),
+        )
+        .await;
+    r.assert_problem(403, "forbidden");
+    assert_eq!(r.body["resource"], "plugin:redact");
     // Health stays open.
     let anon = server.client();
     assert_eq!(anon.get("/healthz").await.status, 200);

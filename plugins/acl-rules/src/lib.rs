@@ -108,12 +108,13 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
-        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
+        // A `*` in the pattern is a wildcard even where the text has a `*` too.
+        if p < pattern.len() && pattern[p] == b'*' {
             star = Some((p, t));
             p += 1;
+        } else if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
         } else if let Some((sp, st)) = star {
             p = sp + 1;
             t = st + 1;
@@ -174,6 +175,7 @@ mod tests {
         assert!(glob(b"topic:o?ders", b"topic:orders"));
         assert!(!glob(b"topic:orders", b"topic:orders2"));
         assert!(glob(b"*", b"anything"));
+        assert!(glob(b"topic:a*b", b"topic:a*xb"));
     }
 
     #[test]

@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use weir_broker::groups::{FetchRequest, GroupInfo, OffsetReset, ResetTarget};
@@ -15,6 +15,7 @@ use super::AppState;
 use super::body::read_limited;
 use super::params::{FILTER_PARAMS, FetchParams, FilterParams, filter_reads, unknown_param};
 use super::problem::Problem;
+use crate::auth::{Principal, check};
 use crate::wire::records::group_fetch_response;
 
 /// Parses `auto_offset_reset`.
@@ -120,6 +121,7 @@ pub async fn commit(
     State(state): State<AppState>,
     Path(group): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
@@ -139,6 +141,14 @@ pub async fn commit(
         .into_iter()
         .map(|e| (e.topic, e.partition, e.offset))
         .collect();
+    // As in Kafka, moving a group's position on a topic needs read on the topic too.
+    let topics: std::collections::BTreeSet<String> =
+        offsets.iter().map(|(t, _, _)| t.clone()).collect();
+    let checks: Vec<_> = topics
+        .iter()
+        .map(|t| check("consume", "topic", t))
+        .collect();
+    state.guard.require(principal.as_deref(), checks).await?;
     state
         .broker
         .groups()
@@ -278,12 +288,20 @@ struct ResetBody {
 pub async fn reset(
     State(state): State<AppState>,
     Path(group): Path<String>,
+    principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, Problem> {
     let bytes = read_limited(&headers, body, 64 << 10).await?;
     let body: ResetBody =
         serde_json::from_slice(&bytes).map_err(|e| Problem::from_json("reset body", &e))?;
+    state
+        .guard
+        .require(
+            principal.as_deref(),
+            [check("consume", "topic", &body.topic)],
+        )
+        .await?;
     let target = match (body.to.as_deref(), body.offset, body.timestamp_ms) {
         (Some("earliest"), None, None) => ResetTarget::Earliest,
         (Some("latest"), None, None) => ResetTarget::Latest,

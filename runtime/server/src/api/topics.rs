@@ -1,17 +1,18 @@
 //! Topic administration: create, list, describe, delete.
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde_json::{Value, json};
-use weir_broker::pipeline::StepSpec;
+use weir_broker::pipeline::{OnError, StepSpec};
 use weir_broker::{Broker, Created, Topic, TopicConfig};
 
 use super::AppState;
 use super::body::read_limited;
 use super::problem::Problem;
+use crate::auth::{Principal, check};
 
 /// The JSON description of a topic, with its pipeline when plugins are enabled:
 /// `pipeline` is the configured steps, `chain` what a publish runs now (configured
@@ -65,6 +66,7 @@ fn describe_log(topic: &Topic) -> Value {
 pub async fn create(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
@@ -81,6 +83,9 @@ pub async fn create(
     };
     let config: TopicConfig =
         serde_json::from_value(body).map_err(|e| Problem::from_json("topic config", &e))?;
+    if let Some(steps) = &pipeline {
+        authorize_steps(&state, principal.as_deref(), &name, steps).await?;
+    }
     let store = state.broker.store().clone();
     let created = {
         let name = name.clone();
@@ -103,6 +108,29 @@ pub async fn create(
         Created::Existing => StatusCode::OK,
     };
     Ok((status, Json(describe(&state.broker, &topic))).into_response())
+}
+
+/// A pipeline makes the topic's records flow through plugins and into dead-letter
+/// topics: configuring one needs `plugin-use` on each step's plugin and `produce` on
+/// each dead-letter topic, besides `topic-admin` on the topic (the middleware's).
+async fn authorize_steps(
+    state: &AppState,
+    principal: Option<&Principal>,
+    topic: &str,
+    steps: &[StepSpec],
+) -> Result<(), Problem> {
+    let mut checks = Vec::new();
+    for s in steps {
+        checks.push(check("plugin-use", "plugin", &s.plugin));
+        if s.on_error == OnError::DeadLetter {
+            let dlq = s
+                .dead_letter_topic
+                .clone()
+                .unwrap_or_else(|| format!("{topic}.dlq"));
+            checks.push(check("produce", "topic", &dlq));
+        }
+    }
+    state.guard.require(principal, checks).await
 }
 
 async fn set_steps(state: &AppState, topic: &Topic, steps: Vec<StepSpec>) -> Result<(), Problem> {
@@ -131,6 +159,7 @@ pub async fn get_pipeline(
 pub async fn put_pipeline(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, Problem> {
@@ -143,6 +172,7 @@ pub async fn put_pipeline(
     }
     let steps: Vec<StepSpec> =
         serde_json::from_value(v).map_err(|e| Problem::from_json("pipeline", &e))?;
+    authorize_steps(&state, principal.as_deref(), &name, &steps).await?;
     set_steps(&state, &topic, steps).await?;
     let d = describe(&state.broker, &topic);
     Ok(Json(

@@ -26,6 +26,7 @@ use weir_host::Registry;
 
 pub use acl::{Authorizer, Verdict};
 pub use credentials::{Authenticator, ClientIdentity, Principal, Refusal};
+pub use operations::{Check, check};
 
 use crate::api::problem::Problem;
 use crate::config::Config;
@@ -112,11 +113,33 @@ impl Guard {
             Ok(p) => p,
             Err(refusal) => return unauthorized(&refusal),
         };
-        let group = req.uri().query().and_then(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "group")
-                .map(|(_, v)| v.into_owned())
-        });
+        // The handlers read these from the query too: a repeated one could be checked
+        // in one spelling and used in another, so repeats are refused.
+        let query: Vec<(String, String)> = req
+            .uri()
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let single = |key: &'static str| -> Result<Option<String>, &'static str> {
+            let mut values = query
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.clone());
+            let first = values.next();
+            match values.next() {
+                Some(_) => Err(key),
+                None => Ok(first),
+            }
+        };
+        let (group, filter) = match (single("group"), single("filter")) {
+            (Ok(g), Ok(f)) => (g, f),
+            (Err(key), _) | (_, Err(key)) => {
+                return Problem::invalid_request(format!(
+                    "query parameter '{key}' is given more than once"
+                ))
+                .into_response();
+            }
+        };
         let param = |name: &str| {
             params
                 .iter()
@@ -124,18 +147,49 @@ impl Guard {
                 .map(|(_, v)| v.to_string())
                 .unwrap_or_default()
         };
-        let checks =
-            operations::checks(req.method(), &path, param, group.as_deref()).unwrap_or_default();
+        let checks = operations::checks(
+            req.method(),
+            &path,
+            param,
+            group.as_deref(),
+            filter.as_deref(),
+        )
+        .unwrap_or_default();
+        if let Err(p) = guard.require(Some(&principal), checks).await {
+            return p.into_response();
+        }
+        req.extensions_mut().insert(principal);
+        next.run(req).await
+    }
+
+    /// Checks permissions, all of which must pass: from the middleware, and from
+    /// handlers for what only the body names (topics in a commit, a pipeline's
+    /// plugins and dead-letter topics). Nothing to check with auth off.
+    pub async fn require(
+        self: &Arc<Self>,
+        principal: Option<&Principal>,
+        checks: impl IntoIterator<Item = Check>,
+    ) -> Result<(), Problem> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let principal = principal.ok_or_else(|| {
+            Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "credentials required",
+            )
+        })?;
         for c in checks {
             // Cached decisions are answered inline; asking the plugin may block (up
             // to its deadline), so that runs on the blocking pool.
-            let verdict = match guard
+            let verdict = match self
                 .authz
-                .check_cached(&principal, c.operation, c.kind, &c.name)
+                .check_cached(principal, c.operation, c.kind, &c.name)
             {
                 Some(v) => v,
                 None => {
-                    let (guard, principal, c) = (guard.clone(), principal.clone(), c.clone());
+                    let (guard, principal, c) = (self.clone(), principal.clone(), c.clone());
                     tokio::task::spawn_blocking(move || {
                         guard.authz.check(&principal, c.operation, c.kind, &c.name)
                     })
@@ -143,46 +197,42 @@ impl Guard {
                     .unwrap_or_else(|e| Verdict::Unavailable(e.to_string()))
                 }
             };
-            let resource = format!("{}:{}", c.kind, c.name);
-            match verdict {
-                Verdict::Allow => {
-                    if operations::is_admin(c.operation)
-                        && let Some(a) = &guard.audit
-                    {
-                        a.record(&principal, c.operation, &resource, "allowed", None);
-                    }
+            self.judge(principal, &c, verdict)?;
+        }
+        Ok(())
+    }
+
+    /// Turns a verdict into the answer, and records it in the audit topic.
+    fn judge(&self, principal: &Principal, c: &Check, verdict: Verdict) -> Result<(), Problem> {
+        let resource = format!("{}:{}", c.kind, c.name);
+        let audit = |outcome: &str, reason: Option<&str>| {
+            if let Some(a) = &self.audit {
+                a.record(principal, c.operation, &resource, outcome, reason);
+            }
+        };
+        match verdict {
+            Verdict::Allow => {
+                if operations::is_admin(c.operation) {
+                    audit("allowed", None);
                 }
-                Verdict::Deny(reason) => {
-                    if let Some(a) = &guard.audit {
-                        a.record(&principal, c.operation, &resource, "denied", Some(&reason));
-                    }
-                    return Problem::new(StatusCode::FORBIDDEN, "forbidden", reason)
-                        .with("principal", principal.name.as_str())
-                        .with("operation", c.operation)
-                        .with("resource", resource)
-                        .into_response();
-                }
-                Verdict::Unavailable(reason) => {
-                    if let Some(a) = &guard.audit {
-                        a.record(
-                            &principal,
-                            c.operation,
-                            &resource,
-                            "unavailable",
-                            Some(&reason),
-                        );
-                    }
-                    return Problem::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "policy_unavailable",
-                        reason,
-                    )
-                    .into_response();
-                }
+                Ok(())
+            }
+            Verdict::Deny(reason) => {
+                audit("denied", Some(&reason));
+                Err(Problem::new(StatusCode::FORBIDDEN, "forbidden", reason)
+                    .with("principal", principal.name.as_str())
+                    .with("operation", c.operation)
+                    .with("resource", resource.as_str()))
+            }
+            Verdict::Unavailable(reason) => {
+                audit("unavailable", Some(&reason));
+                Err(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "policy_unavailable",
+                    reason,
+                ))
             }
         }
-        req.extensions_mut().insert(principal);
-        next.run(req).await
     }
 }
 

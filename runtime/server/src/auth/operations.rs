@@ -16,7 +16,8 @@ pub struct Check {
     pub name: String,
 }
 
-fn check(operation: &'static str, kind: &'static str, name: &str) -> Check {
+/// A check of `operation` on `kind:name`.
+pub fn check(operation: &'static str, kind: &'static str, name: &str) -> Check {
     Check {
         operation,
         kind,
@@ -25,12 +26,14 @@ fn check(operation: &'static str, kind: &'static str, name: &str) -> Check {
 }
 
 /// The checks for `method` on the route `matched` (axum's path pattern) with its
-/// `param`s and the query's `group`. `None`: a route that needs no check.
+/// `param`s, and the query's `group` and `filter` (a plugin run for the reader, which
+/// needs `plugin-use`). `None`: a route that needs no check.
 pub fn checks(
     method: &Method,
     matched: &str,
     param: impl Fn(&str) -> String,
     group: Option<&str>,
+    filter: Option<&str>,
 ) -> Option<Vec<Check>> {
     let cluster = |op| vec![check(op, "cluster", "weir")];
     let topic = |op| check(op, "topic", &param("topic"));
@@ -41,15 +44,19 @@ pub fn checks(
         if let Some(g) = group {
             c.push(check(op, "group", g));
         }
+        if let Some(f) = filter {
+            c.push(check("plugin-use", "plugin", f));
+        }
         c
     };
     let is = |m: &Method| method == m;
+    let reads = method == Method::GET || method == Method::HEAD;
     Some(match matched {
         "/healthz" | "/readyz" => return None,
         "/metrics" => cluster("metrics"),
         "/v1/topics" | "/v1/groups" => cluster("describe"),
         "/v1/plugins" => cluster("plugin-read"),
-        "/v1/topics/{topic}" | "/v1/topics/{topic}/pipeline" if is(&Method::GET) => {
+        "/v1/topics/{topic}" | "/v1/topics/{topic}/pipeline" if reads => {
             vec![topic("describe")]
         }
         "/v1/topics/{topic}" | "/v1/topics/{topic}/pipeline" => vec![topic("topic-admin")],
@@ -57,11 +64,9 @@ pub fn checks(
         "/v1/topics/{topic}/records"
         | "/v1/topics/{topic}/events"
         | "/v1/topics/{topic}/partitions/{partition}/records" => reading("consume"),
-        "/v1/plugins/{name}" | "/v1/plugins/{name}/versions" if is(&Method::GET) => {
-            plugin("plugin-read")
-        }
+        "/v1/plugins/{name}" | "/v1/plugins/{name}/versions" if reads => plugin("plugin-read"),
         "/v1/plugins/{name}" | "/v1/plugins/{name}/rollback" => plugin("plugin-admin"),
-        "/v1/groups/{group}" | "/v1/groups/{group}/offsets" if is(&Method::GET) => {
+        "/v1/groups/{group}" | "/v1/groups/{group}/offsets" if reads => {
             vec![group_of("describe")]
         }
         "/v1/groups/{group}/offsets" => vec![group_of("commit")],
@@ -82,7 +87,7 @@ mod tests {
     use super::*;
 
     fn ops(method: Method, path: &str, group: Option<&str>) -> Vec<(String, String)> {
-        checks(&method, path, |p| format!("<{p}>"), group)
+        checks(&method, path, |p| format!("<{p}>"), group, None)
             .unwrap_or_default()
             .into_iter()
             .map(|c| (c.operation.to_string(), format!("{}:{}", c.kind, c.name)))
@@ -122,5 +127,18 @@ mod tests {
         );
         assert!(ops(Method::GET, "/healthz", None).is_empty());
         assert_eq!(ops(Method::GET, "/v1/new-thing", None)[0].0, "unknown");
+        assert_eq!(
+            ops(Method::HEAD, "/v1/groups/{group}/offsets", None),
+            [o("describe", "group:<group>")]
+        );
+        let with_filter: Vec<_> = checks(
+            &Method::GET,
+            "/v1/topics/{topic}/events",
+            |_| "t".into(),
+            None,
+            Some("redact"),
+        )
+        .unwrap();
+        assert_eq!(with_filter[1], check("plugin-use", "plugin", "redact"));
     }
 }
