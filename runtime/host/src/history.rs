@@ -93,6 +93,18 @@ pub(crate) struct NewVersion<'a> {
     pub load_time: Option<Duration>,
 }
 
+impl<'a> NewVersion<'a> {
+    /// A loaded version about to serve.
+    pub(crate) fn of(plugin: &'a Plugin, origin: Origin, load_time: Option<Duration>) -> Self {
+        Self {
+            version: plugin.hash(),
+            origin,
+            file: plugin.files().map(|f| f.component_path.clone()),
+            load_time,
+        }
+    }
+}
+
 impl History {
     /// Records `plugin` as the active version; the previously active one ends with
     /// `previous_outcome` (and `reason`).

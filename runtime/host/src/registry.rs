@@ -316,23 +316,24 @@ impl Slot {
         let on_probation = self.current().is_some() && origin != Origin::Rollback;
         history.activate(
             plugin.clone(),
-            NewVersion {
-                version: plugin.hash(),
-                origin,
-                file: plugin.files().map(|f| f.component_path.clone()),
-                load_time,
-            },
+            NewVersion::of(&plugin, origin, load_time),
             on_probation,
             Outcome::Replaced,
             None,
         );
+        self.make_current(&plugin, on_probation);
+        self.reloads.activated.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The swap itself, shared by activation and rollback; the caller holds the
+    /// history lock, so swaps are serialised.
+    fn make_current(&self, plugin: &Arc<Plugin>, on_probation: bool) {
         self.current.store(Some(plugin.clone()));
         *self.probation.lock() = on_probation.then(|| Probation::new(plugin.hash()));
         *self.load_error.lock() = None;
         *self.failed_manifest.lock() = None;
         self.removed.store(false, Ordering::Relaxed);
         self.health.reset();
-        self.reloads.activated.fetch_add(1, Ordering::Relaxed);
     }
 
     fn reject(&self, r: Rejected<'_>, manifest: Option<Manifest>) {
@@ -380,20 +381,12 @@ impl Slot {
             .ok_or_else(|| self.no_previous())?;
         history.activate(
             target.clone(),
-            NewVersion {
-                version: target.hash(),
-                origin: Origin::Rollback,
-                file: target.files().map(|f| f.component_path.clone()),
-                load_time: None,
-            },
+            NewVersion::of(&target, Origin::Rollback, None),
             false,
             Outcome::RolledBack,
             Some(reason.clone()),
         );
-        self.current.store(Some(target.clone()));
-        *self.probation.lock() = None;
-        self.removed.store(false, Ordering::Relaxed);
-        self.health.reset();
+        self.make_current(&target, false);
         self.reloads.rolled_back.fetch_add(1, Ordering::Relaxed);
         drop(history);
         tracing::warn!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use sha2::{Digest, Sha256};
 use weir_host::{Engine, HealthPolicy, Manifest, MemoryState, Plugin, Registry};
-use weir_server::auth::{Authenticator, Authorizer, Principal, Verdict};
+use weir_server::auth::{Authenticator, Authorizer, Principal, Verdict, check};
 use weir_server::config::{AuthConfig, TokenConfig};
 use weir_test_artifacts as art;
 
@@ -77,22 +77,16 @@ fn auth(c: &mut Criterion) {
         groups: vec!["team-a".into()],
         expires_at: None,
     };
-    assert_eq!(
-        authz.check(&alice, "produce", "topic", "orders"),
-        Verdict::Allow
-    );
+    let orders = check("produce", "topic", "orders");
+    assert_eq!(authz.check(&alice, &orders), Verdict::Allow);
     c.bench_function("ACL decision from the cache", |b| {
-        b.iter(|| {
-            authz
-                .check_cached(&alice, "produce", "topic", "orders")
-                .unwrap()
-        })
+        b.iter(|| authz.check_cached(&alice, &orders).unwrap())
     });
     let mut n = 0u64;
     c.bench_function("ACL decision by the acl-rules plugin (cache miss)", |b| {
         b.iter(|| {
             n += 1;
-            authz.check(&alice, "produce", "topic", &format!("orders-{n}"))
+            authz.check(&alice, &check("produce", "topic", &format!("orders-{n}")))
         })
     });
 }

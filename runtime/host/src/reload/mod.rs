@@ -187,11 +187,18 @@ impl Reloader {
                 "plugin renamed in its manifest; old name detached"
             );
         }
-        self.load(files, origin, started)
+        self.load(files, origin, started, |_| Ok(()))
     }
 
-    /// Compiles and activates `files`, or records why not.
-    fn load(&self, files: PluginFiles, origin: Origin, started: Instant) -> Outcome {
+    /// Compiles and activates `files`, or records why not. `place` runs between a
+    /// successful load and the activation (a deploy writes the files then).
+    fn load(
+        &self,
+        files: PluginFiles,
+        origin: Origin,
+        started: Instant,
+        place: impl FnOnce(&PluginFiles) -> Result<()>,
+    ) -> Outcome {
         let name = files.manifest.name.clone();
         let version = files.version();
         if self.serving(&name, &version) {
@@ -201,6 +208,11 @@ impl Reloader {
         let manifest = files.manifest.clone();
         match Plugin::from_files(self.registry.engine(), files, self.registry.state()) {
             Ok(plugin) => {
+                if let Some(f) = plugin.files()
+                    && let Err(error) = place(f)
+                {
+                    return Outcome::Rejected { name, error };
+                }
                 let load_time = started.elapsed();
                 tracing::info!(
                     plugin = name,
@@ -283,16 +295,7 @@ impl Reloader {
         let files = match PluginFiles::from_bytes(manifest_text, component, &origin) {
             Ok(f) => f,
             Err(error) => {
-                let manifest = None;
-                return self.rejected(
-                    name.into(),
-                    None,
-                    None,
-                    Origin::Http,
-                    error,
-                    started,
-                    manifest,
-                );
+                return self.rejected(name.into(), None, None, Origin::Http, error, started, None);
             }
         };
         let manifest_error = |reason: String| Outcome::Rejected {
@@ -320,55 +323,17 @@ impl Reloader {
             .find(|(_, n)| n.as_str() == name)
             .map(|(f, _)| f.clone())
             .unwrap_or_else(|| OsString::from(name));
-        let version = files.version();
-        if self.serving(name, &version) {
-            return Outcome::Unchanged {
-                name: name.into(),
-                version,
-            };
-        }
-        let file = files.component_path.clone();
-        let plugin = match Plugin::from_files(
-            self.registry.engine(),
-            files.clone(),
-            self.registry.state(),
+        let path = self.dir.join(&folder);
+        let outcome = self.load(files, Origin::Http, started, |f| {
+            write_folder(&path, &f.manifest.component, f)
+        });
+        if matches!(
+            outcome,
+            Outcome::Activated { .. } | Outcome::Unchanged { .. }
         ) {
-            Ok(p) => p,
-            Err(error) => {
-                let manifest = Some(files.manifest);
-                return self.rejected(
-                    name.into(),
-                    Some(&version),
-                    Some(&file),
-                    Origin::Http,
-                    error,
-                    started,
-                    manifest,
-                );
-            }
-        };
-        if let Err(error) = write_folder(&self.dir.join(&folder), &files.manifest.component, &files)
-        {
-            return Outcome::Rejected {
-                name: name.into(),
-                error,
-            };
+            folders.insert(folder, name.to_string());
         }
-        folders.insert(folder, name.to_string());
-        let load_time = started.elapsed();
-        tracing::info!(
-            plugin = name,
-            version = &version[..12],
-            ms = load_time.as_secs_f64() * 1e3,
-            "plugin version deployed and activated"
-        );
-        self.registry
-            .activate(plugin, Origin::Http, Some(load_time));
-        Outcome::Activated {
-            name: name.into(),
-            version,
-            load_time,
-        }
+        outcome
     }
 
     /// Writes the serving version of `name` back into its folder (after a rollback),

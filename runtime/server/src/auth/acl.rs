@@ -14,6 +14,7 @@ use dashmap::DashMap;
 use weir_host::{AclRequest, CallKind, Decision, Registry};
 
 use super::Principal;
+use super::operations::Check;
 
 /// Most cached decisions; the cache is emptied when it would grow past this.
 const MAX_CACHED: usize = 100_000;
@@ -33,9 +34,20 @@ pub enum Verdict {
 type Key = (String, Vec<String>, &'static str, &'static str, String);
 
 struct Cached {
-    allow: Option<String>,
+    /// `Allow` or `Deny`: refusals for want of a policy are never cached.
+    verdict: Verdict,
     version: String,
     at: Instant,
+}
+
+fn key(principal: &Principal, c: &Check) -> Key {
+    (
+        principal.name.clone(),
+        principal.groups.clone(),
+        c.operation,
+        c.kind,
+        c.name.clone(),
+    )
 }
 
 /// Asks the ACL plugin.
@@ -73,45 +85,25 @@ impl Authorizer {
         self.denials.load(Ordering::Relaxed)
     }
 
-    /// May `principal` do `operation` on `kind:name`, answered without calling the
-    /// plugin: `None` when the policy must be asked ([`Authorizer::check`]).
-    pub fn check_cached(
-        &self,
-        principal: &Principal,
-        operation: &'static str,
-        kind: &'static str,
-        name: &str,
-    ) -> Option<Verdict> {
-        let verdict = self.lookup(principal, operation, kind, name)?;
-        self.note(&verdict, principal, operation, kind, name);
+    /// May `principal` pass check `c`, answered without calling the plugin: `None`
+    /// when the policy must be asked ([`Authorizer::check`]).
+    pub fn check_cached(&self, principal: &Principal, c: &Check) -> Option<Verdict> {
+        let verdict = self.lookup(principal, c)?;
+        self.note(&verdict, principal, c);
         Some(verdict)
     }
 
-    /// May `principal` do `operation` on `kind:name`? Blocking: it may call the
-    /// plugin.
-    pub fn check(
-        &self,
-        principal: &Principal,
-        operation: &'static str,
-        kind: &'static str,
-        name: &str,
-    ) -> Verdict {
+    /// May `principal` pass check `c`? Blocking: it may call the plugin.
+    pub fn check(&self, principal: &Principal, c: &Check) -> Verdict {
         let verdict = self
-            .lookup(principal, operation, kind, name)
-            .unwrap_or_else(|| self.decide(principal, operation, kind, name));
-        self.note(&verdict, principal, operation, kind, name);
+            .lookup(principal, c)
+            .unwrap_or_else(|| self.decide(principal, c));
+        self.note(&verdict, principal, c);
         verdict
     }
 
     /// Counts and logs a refusal.
-    fn note(
-        &self,
-        verdict: &Verdict,
-        principal: &Principal,
-        operation: &'static str,
-        kind: &'static str,
-        name: &str,
-    ) {
+    fn note(&self, verdict: &Verdict, principal: &Principal, c: &Check) {
         let reason = match verdict {
             Verdict::Allow => return,
             Verdict::Deny(r) | Verdict::Unavailable(r) => r.as_str(),
@@ -119,8 +111,8 @@ impl Authorizer {
         self.denials.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             principal = principal.name,
-            operation,
-            resource = format!("{kind}:{name}"),
+            operation = c.operation,
+            resource = format!("{}:{}", c.kind, c.name),
             reason,
             "request denied"
         );
@@ -128,38 +120,18 @@ impl Authorizer {
 
     /// The answer without calling the plugin: allowed when there is no policy, or a
     /// fresh cached decision of the current policy version.
-    fn lookup(
-        &self,
-        principal: &Principal,
-        operation: &'static str,
-        kind: &'static str,
-        name: &str,
-    ) -> Option<Verdict> {
+    fn lookup(&self, principal: &Principal, c: &Check) -> Option<Verdict> {
         let Some(plugin_name) = &self.plugin else {
             return Some(Verdict::Allow);
         };
         let version = self.registry.get(plugin_name)?.current()?;
-        let key: Key = (
-            principal.name.clone(),
-            principal.groups.clone(),
-            operation,
-            kind,
-            name.to_string(),
-        );
-        let c = self.cache.get(&key)?;
-        (c.version == version.hash() && c.at.elapsed() < self.ttl).then(|| match &c.allow {
-            None => Verdict::Allow,
-            Some(reason) => Verdict::Deny(reason.clone()),
-        })
+        let cached = self.cache.get(&key(principal, c))?;
+        (cached.version == version.hash() && cached.at.elapsed() < self.ttl)
+            .then(|| cached.verdict.clone())
     }
 
-    fn decide(
-        &self,
-        principal: &Principal,
-        operation: &'static str,
-        kind: &'static str,
-        name: &str,
-    ) -> Verdict {
+    /// Asks the plugin and caches its answer (failures are not cached).
+    fn decide(&self, principal: &Principal, c: &Check) -> Verdict {
         let Some(plugin_name) = &self.plugin else {
             return Verdict::Allow;
         };
@@ -175,40 +147,29 @@ impl Authorizer {
             Ok(p) => p,
             Err(e) => return unavailable(e.to_string()),
         };
-        let key: Key = (
-            principal.name.clone(),
-            principal.groups.clone(),
-            operation,
-            kind,
-            name.to_string(),
-        );
         let request = AclRequest {
             principal: principal.name.clone(),
             groups: principal.groups.clone(),
-            operation: operation.to_string(),
-            resource_kind: kind.to_string(),
-            resource_name: name.to_string(),
+            operation: c.operation.to_string(),
+            resource_kind: c.kind.to_string(),
+            resource_name: c.name.clone(),
             headers: Vec::new(),
         };
         let decision = slot.call(&plugin, CallKind::Batch, 1, |p| {
             p.authorize(&request).map(|d| (d, 1))
         });
-        let allow = match decision {
-            Ok(Decision::Allow) => None,
-            Ok(Decision::Deny(reason)) => Some(reason),
+        let verdict = match decision {
+            Ok(Decision::Allow) => Verdict::Allow,
+            Ok(Decision::Deny(reason)) => Verdict::Deny(reason),
             Err(e) => return unavailable(e.to_string()),
         };
         if self.cache.len() >= MAX_CACHED {
             self.cache.clear();
         }
-        let verdict = match &allow {
-            None => Verdict::Allow,
-            Some(reason) => Verdict::Deny(reason.clone()),
-        };
         self.cache.insert(
-            key,
+            key(principal, c),
             Cached {
-                allow,
+                verdict: verdict.clone(),
                 version: plugin.hash().to_string(),
                 at: Instant::now(),
             },

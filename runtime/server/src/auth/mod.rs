@@ -183,18 +183,13 @@ impl Guard {
         for c in checks {
             // Cached decisions are answered inline; asking the plugin may block (up
             // to its deadline), so that runs on the blocking pool.
-            let verdict = match self
-                .authz
-                .check_cached(principal, c.operation, c.kind, &c.name)
-            {
+            let verdict = match self.authz.check_cached(principal, &c) {
                 Some(v) => v,
                 None => {
                     let (guard, principal, c) = (self.clone(), principal.clone(), c.clone());
-                    tokio::task::spawn_blocking(move || {
-                        guard.authz.check(&principal, c.operation, c.kind, &c.name)
-                    })
-                    .await
-                    .unwrap_or_else(|e| Verdict::Unavailable(e.to_string()))
+                    tokio::task::spawn_blocking(move || guard.authz.check(&principal, &c))
+                        .await
+                        .unwrap_or_else(|e| Verdict::Unavailable(e.to_string()))
                 }
             };
             self.judge(principal, &c, verdict)?;
