@@ -35,6 +35,7 @@ use pipeline::chain::Pipelines;
 use pipeline::{PipelineOptions, RecordResult};
 use weir_host::packed::{FLAG_VALUE_JSON, Writer};
 use weir_host::{BatchInfo, Registry};
+use weir_storage::{KvOp, TopicBatch};
 
 /// The broker's settings.
 #[derive(Debug, Clone, Copy)]
@@ -121,12 +122,29 @@ impl Broker {
         records: &[NewRecord<'_>],
         acks: Acks,
     ) -> Result<Published> {
+        self.publish_committing(topic, records, Vec::new(), acks)
+            .await
+    }
+
+    /// [`publish`](Self::publish), with key-value writes (a source's cursor) stored
+    /// in the same atomic append as everything the request produces: after a crash
+    /// either the records and the writes exist, or neither.
+    pub async fn publish_committing(
+        &self,
+        topic: &Arc<Topic>,
+        records: &[NewRecord<'_>],
+        commit: Vec<KvOp>,
+        acks: Acks,
+    ) -> Result<Published> {
         let chain = match &self.pipelines {
             Some(p) if !records.is_empty() => p.chain(topic)?,
             _ => pipeline::Chain::default(),
         };
         if chain.is_empty() {
-            return Ok(Published::Plain(self.produce(topic, records, acks).await?));
+            return Ok(Published::Plain(
+                self.produce_committing(topic, records, commit, acks)
+                    .await?,
+            ));
         }
         let pipelines = self.pipelines.clone().expect("a chain needs pipelines");
         let now = weir_storage::now_ms();
@@ -186,7 +204,7 @@ impl Broker {
         .await
         .map_err(|e| BrokerError::Internal(format!("pipeline did not finish: {e}")))??;
         let batches = std::mem::take(&mut plan.batches);
-        let bases = self.store.append_many(batches, acks).await?;
+        let bases = self.store.append_committing(batches, commit, acks).await?;
         Ok(Published::Pipeline(plan.finish(&bases)))
     }
 
@@ -214,7 +232,19 @@ impl Broker {
         records: &[NewRecord<'_>],
         acks: Acks,
     ) -> Result<Vec<RecordPosition>> {
+        self.produce_committing(topic, records, Vec::new(), acks)
+            .await
+    }
+
+    async fn produce_committing(
+        &self,
+        topic: &Arc<Topic>,
+        records: &[NewRecord<'_>],
+        commit: Vec<KvOp>,
+        acks: Acks,
+    ) -> Result<Vec<RecordPosition>> {
         if records.is_empty() {
+            self.store.kv_write(commit).await?;
             return Ok(Vec::new());
         }
         let produce::Encoded { batches, placement } = produce::encode(
@@ -226,7 +256,15 @@ impl Broker {
             self.limits.max_record_bytes,
         )?;
         let partitions: Vec<u32> = batches.iter().map(|(p, _)| *p).collect();
-        let bases = self.store.append(topic, batches, acks).await?;
+        let batches = batches
+            .into_iter()
+            .map(|(partition, batch)| TopicBatch {
+                topic: topic.clone(),
+                partition,
+                batch,
+            })
+            .collect();
+        let bases = self.store.append_committing(batches, commit, acks).await?;
         Ok(produce::positions(&partitions, &bases, &placement))
     }
 

@@ -16,7 +16,9 @@ impl StoredPluginState {
         Self { store }
     }
 
-    fn key(plugin: &str, key: &[u8]) -> Vec<u8> {
+    /// Where `plugin`'s `key` lives in the store's key-value tree (for writes that
+    /// commit with records, such as a source's cursor).
+    pub fn key(plugin: &str, key: &[u8]) -> Vec<u8> {
         let mut k = Vec::with_capacity(8 + plugin.len() + key.len());
         k.extend_from_slice(b"plugin/");
         k.extend_from_slice(plugin.as_bytes());

@@ -267,15 +267,29 @@ impl Store {
     /// batch, so after a crash either all of them exist or none does, and they are
     /// acknowledged together. Returns each batch's base offset, in the order given.
     pub async fn append_many(&self, batches: Vec<TopicBatch>, acks: Acks) -> Result<Vec<u64>> {
+        self.append_committing(batches, Vec::new(), acks).await
+    }
+
+    /// [`append_many`](Self::append_many) plus key-value writes committed atomically
+    /// with the batches: after a crash either the records and the writes exist, or
+    /// neither does. With no batches, the writes alone are made durable.
+    pub async fn append_committing(
+        &self,
+        batches: Vec<TopicBatch>,
+        kv: Vec<KvOp>,
+        acks: Acks,
+    ) -> Result<Vec<u64>> {
         for b in &batches {
             b.topic.partition(b.partition)?;
         }
         if batches.is_empty() {
+            self.kv_write(kv).await?;
             return Ok(Vec::new());
         }
         let (reply, rx) = oneshot::channel();
         self.send(Command::Append {
             batches,
+            kv,
             acks,
             reply,
         })

@@ -64,13 +64,16 @@ pub struct TopicBatch {
 /// One write to the key-value tree: a value to set, or `None` to remove the key.
 pub type KvOp = (Vec<u8>, Option<Vec<u8>>);
 
-/// An append written in this round, waiting to be answered.
-type PendingAppend = (Reply<Vec<u64>>, Acks, Vec<u64>);
+/// An append written in this round, waiting to be answered, with the key-value
+/// writes that commit with it.
+type PendingAppend = (Reply<Vec<u64>>, Acks, Vec<u64>, Vec<KvOp>);
 
 pub(crate) enum Command {
     Append {
         /// Batches of one or more topics, stored all together or not at all.
         batches: Vec<TopicBatch>,
+        /// Key-value writes stored atomically with the batches (a source's cursor).
+        kv: Vec<KvOp>,
         acks: Acks,
         reply: Reply<Vec<u64>>,
     },
@@ -213,6 +216,7 @@ fn process_round(ctx: &WriteContext, round: &mut Vec<Command>) -> FlushJob {
         match cmd {
             Command::Append {
                 batches,
+                kv: side,
                 acks,
                 reply,
             } => {
@@ -241,7 +245,7 @@ fn process_round(ctx: &WriteContext, round: &mut Vec<Command>) -> FlushJob {
                     });
                     bases.push(chunk.add(&b.batch));
                 }
-                pending.push((reply, acks, bases));
+                pending.push((reply, acks, bases, side));
             }
             Command::DeleteTopic { topic, reply } => {
                 // Write what came before, so order is kept, then delete.
@@ -294,8 +298,35 @@ fn write_chunks(
         let last = std::mem::take(&mut c.buf);
         batch.insert(&keys::data_key(c.topic.id, c.partition, c.first_base), last);
     }
+    let mut side = sled::Batch::default();
+    let mut has_side = false;
+    for (_, _, _, ops) in pending.iter_mut() {
+        for (key, value) in ops.drain(..) {
+            has_side = true;
+            match value {
+                Some(v) => side.insert(key, v),
+                None => side.remove(key),
+            }
+        }
+    }
     let started = Instant::now();
-    let result = ctx.data.apply_batch(batch);
+    let result = if has_side {
+        // Records and the key-value writes that go with them (a source's cursor) in
+        // one multi-tree transaction: after a crash both exist or neither does.
+        sled::Transactional::transaction(&(&ctx.data, &ctx.kv), |(data, kv)| {
+            data.apply_batch(&batch)?;
+            kv.apply_batch(&side)?;
+            Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+        })
+        .map_err(|e| match e {
+            sled::transaction::TransactionError::Storage(e) => e,
+            sled::transaction::TransactionError::Abort(()) => {
+                sled::Error::Unsupported("transaction aborted".into())
+            }
+        })
+    } else {
+        ctx.data.apply_batch(batch)
+    };
     ctx.stats.record_write(started.elapsed(), records);
     match result {
         Ok(()) => {
@@ -305,7 +336,7 @@ fn write_chunks(
                 part.size_bytes.fetch_add(c.bytes, Ordering::Relaxed);
                 job.advance.push((c.topic, c.partition, c.next));
             }
-            for (reply, acks, bases) in pending.drain(..) {
+            for (reply, acks, bases, _) in pending.drain(..) {
                 match acks {
                     Acks::None => {
                         let _ = reply.send(Ok(bases));
@@ -317,7 +348,7 @@ fn write_chunks(
         Err(e) => {
             tracing::error!(error = %e, "writing a round of appends failed; nothing of it was acknowledged");
             chunks.clear();
-            for (reply, _, _) in pending.drain(..) {
+            for (reply, _, _, _) in pending.drain(..) {
                 let _ = reply.send(Err(StorageError::Engine(e.clone())));
             }
         }
