@@ -44,6 +44,28 @@ pub mod bindings {
         });
     }
 
+    /// The `source` world.
+    pub mod source {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "source",
+            pub_export_macro: true,
+            export_macro_name: "__export_source_world",
+            default_bindings_module: "weir_sdk::bindings::source",
+        });
+    }
+
+    /// The `sink` world.
+    pub mod sink {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "sink",
+            pub_export_macro: true,
+            export_macro_name: "__export_sink_world",
+            default_bindings_module: "weir_sdk::bindings::sink",
+        });
+    }
+
     /// The `acl` world.
     pub mod acl {
         wit_bindgen::generate!({

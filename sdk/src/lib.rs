@@ -47,15 +47,21 @@
 //!   the broker keeps per plugin.
 //! - [`json::Pointer`] finds a field of a JSON value without parsing it into a tree
 //!   (a scan instead of an allocation per key and string).
+//! - Connectors: [`connector::Source`] and [`connector::Sink`] with
+//!   [`export_source!`] and [`export_sink!`]; they reach only what their manifest
+//!   grants, through [`connector::http`] and [`connector::files`].
 //! - [`testing`] runs a plugin natively, so its logic is unit-tested with `cargo test`.
 //!
 //! Plugins are built for `wasm32-unknown-unknown` and import nothing but Weir's `host`
-//! interface: no file system, no network, no clock.
+//! interface: no file system, no network, no clock. Connectors add the `http` and
+//! `files` interfaces, limited to their manifest's `[grants]`.
 
 #![deny(missing_docs)]
 
 pub mod packed;
 
+#[cfg(feature = "guest")]
+pub mod connector;
 #[cfg(feature = "guest")]
 mod guest;
 #[cfg(feature = "guest")]

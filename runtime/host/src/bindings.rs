@@ -42,3 +42,27 @@ pub mod acl {
 }
 
 pub use filter::weir::plugin::types;
+
+pub mod source {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "source",
+        with: {
+            "weir:plugin/types": super::filter::weir::plugin::types,
+            "weir:plugin/host": super::filter::weir::plugin::host,
+        },
+    });
+}
+
+pub mod sink {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "sink",
+        with: {
+            "weir:plugin/types": super::filter::weir::plugin::types,
+            "weir:plugin/host": super::filter::weir::plugin::host,
+            "weir:plugin/http": super::source::weir::plugin::http,
+            "weir:plugin/files": super::source::weir::plugin::files,
+        },
+    });
+}

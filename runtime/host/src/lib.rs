@@ -17,6 +17,7 @@
 mod bindings;
 pub mod engine;
 mod error;
+mod grants;
 pub mod health;
 pub mod history;
 pub mod manifest;
@@ -30,8 +31,11 @@ pub use error::{PluginError, Result};
 pub use health::HealthPolicy;
 pub use history::{Origin, Outcome, ProbationPolicy};
 pub use manifest::Attachment;
-pub use manifest::{Kind, Manifest};
-pub use plugin::{AclRequest, BatchInfo, Decision, Destination, Plugin, PluginFiles, Transformed};
+pub use manifest::{ConnectorSettings, Grants, Kind, Manifest, OnFailure};
+pub use plugin::{
+    AclRequest, BatchInfo, Decision, Delivery, Destination, Plugin, PluginFiles, PollInfo, Polled,
+    Transformed,
+};
 pub use registry::{CallKind, PluginStatus, PolicyAction, Registry, Rejected, Slot};
 pub use reload::Reloader;
 pub use state::{MemoryState, PluginState};

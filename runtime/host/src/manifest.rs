@@ -25,6 +25,11 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Sources and sinks: run by the broker on their own, with grants.
+    pub fn is_connector(self) -> bool {
+        matches!(self, Kind::Source | Kind::Sink)
+    }
+
     /// The world's name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -85,6 +90,80 @@ fn default_on_error() -> String {
     "dead_letter".into()
 }
 
+/// What a connector may reach beyond the broker. Plugins get nothing else: no
+/// WASI, no ambient file system or network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Hosts reachable over HTTP: `host` (any port) or `host:port`.
+    #[serde(default)]
+    pub http: Vec<String>,
+    /// Absolute directories the connector may read and write, with everything below.
+    #[serde(default)]
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Grants {
+    /// Whether nothing is granted.
+    pub fn is_empty(&self) -> bool {
+        self.http.is_empty() && self.dirs.is_empty()
+    }
+}
+
+/// What a sink does with a batch it could not write after its retries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Store the events in the dead-letter topic, commit, go on.
+    #[default]
+    DeadLetter,
+    /// Stop the connector (state `failed`) until it is resumed.
+    Pause,
+}
+
+/// How the broker runs a connector (`[connector]`); every field has a default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectorSettings {
+    /// Most events per `write` (sinks) or per `poll` (sources).
+    pub batch_max: u32,
+    /// Wait after an empty poll (sources) or when caught up (sinks), in ms. A source
+    /// that returns a full batch is polled again at once.
+    pub poll_interval_ms: u64,
+    /// Attempts of a failing batch after the first, with exponential backoff.
+    pub max_retries: u32,
+    /// First backoff, in ms; doubles per retry.
+    pub backoff_initial_ms: u64,
+    /// Longest backoff, in ms.
+    pub backoff_max_ms: u64,
+    /// What a sink does once retries are exhausted.
+    pub on_failure: OnFailure,
+    /// Where a sink's failed events go (default `<topic>.dlq`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter_topic: Option<String>,
+    /// The sink's consumer group (default `connector.<name>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Where a new sink group starts: `earliest` (default) or `latest`.
+    pub start: String,
+}
+
+impl Default for ConnectorSettings {
+    fn default() -> Self {
+        Self {
+            batch_max: 500,
+            poll_interval_ms: 500,
+            max_retries: 5,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 30_000,
+            on_failure: OnFailure::DeadLetter,
+            dead_letter_topic: None,
+            group: None,
+            start: "earliest".into(),
+        }
+    }
+}
+
 /// A parsed `plugin.toml`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,18 +180,30 @@ pub struct Manifest {
     /// Handed to `init` as JSON.
     #[serde(default)]
     pub config: toml::Table,
-    /// Attachments.
+    /// Attachments: a pipeline step's topics; a sink's input topics; a source's
+    /// output topic.
     #[serde(default)]
     pub attach: Vec<Attachment>,
+    /// Capabilities (connectors only).
+    #[serde(default)]
+    pub grants: Grants,
+    /// How the broker runs the connector (connectors only).
+    #[serde(default)]
+    pub connector: Option<ConnectorSettings>,
 }
 
 impl Manifest {
     /// Parses manifest text; `path` is only used in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Manifest> {
-        let m: Manifest = toml::from_str(text).map_err(|e| PluginError::Manifest {
+        let mut m: Manifest = toml::from_str(text).map_err(|e| PluginError::Manifest {
             path: path.display().to_string(),
             reason: e.to_string().trim().to_string(),
         })?;
+        if m.kind.is_connector() && !text_sets_timeout(text) {
+            // Connectors wait on networks and disks; a pipeline step's 100 ms is too
+            // short for them.
+            m.limits.timeout_ms = CONNECTOR_TIMEOUT_MS;
+        }
         if !m
             .name
             .bytes()
@@ -125,8 +216,19 @@ impl Manifest {
                 reason: format!("invalid plugin name '{}'", m.name),
             });
         }
+        let fail = |reason: String| {
+            Err(PluginError::Manifest {
+                path: path.display().to_string(),
+                reason,
+            })
+        };
+        if let Some(reason) = m.connector_problem() {
+            return fail(reason);
+        }
         for a in &m.attach {
-            let bad = if !matches!(a.stage.as_str(), "produce") {
+            let bad = if m.kind.is_connector() {
+                None
+            } else if !matches!(a.stage.as_str(), "produce") {
                 Some(format!(
                     "attachment to '{}': stage must be 'produce', got '{}' (consumers choose their own filters with ?filter=)",
                     a.topic, a.stage
@@ -152,12 +254,63 @@ impl Manifest {
             }
         }
         if m.limits.timeout_ms == 0 || m.limits.memory_mb == 0 {
-            return Err(PluginError::Manifest {
-                path: path.display().to_string(),
-                reason: "limits.timeout_ms and limits.memory_mb must be positive".into(),
-            });
+            return fail("limits.timeout_ms and limits.memory_mb must be positive".into());
         }
         Ok(m)
+    }
+
+    /// What is wrong with the connector parts of the manifest, if anything.
+    fn connector_problem(&self) -> Option<String> {
+        if !self.kind.is_connector() {
+            return (!self.grants.is_empty() || self.connector.is_some()).then(|| {
+                format!(
+                    "[grants] and [connector] are for source and sink plugins, not a {} plugin",
+                    self.kind.as_str()
+                )
+            });
+        }
+        if let Some(d) = self.grants.dirs.iter().find(|d| !d.is_absolute()) {
+            return Some(format!(
+                "[grants] dirs: '{}' is not an absolute path",
+                d.display()
+            ));
+        }
+        if let Some(h) = self.grants.http.iter().find(|h| !valid_host_grant(h)) {
+            return Some(format!(
+                "[grants] http: '{h}' is not a host or host:port (no scheme, path or wildcard)"
+            ));
+        }
+        let topics = self.attach.len();
+        match self.kind {
+            Kind::Source if topics != 1 => {
+                return Some(format!(
+                    "a source publishes to exactly one topic: one [[attach]] topic, not {topics}"
+                ));
+            }
+            Kind::Sink if topics == 0 => {
+                return Some("a sink needs at least one [[attach]] topic".into());
+            }
+            _ => {}
+        }
+        let s = self.connector_settings();
+        if s.batch_max == 0 || s.backoff_initial_ms == 0 || s.backoff_max_ms < s.backoff_initial_ms
+        {
+            return Some(
+                "[connector]: batch_max and backoff_initial_ms must be positive and backoff_max_ms at least backoff_initial_ms".into(),
+            );
+        }
+        if !matches!(s.start.as_str(), "earliest" | "latest") {
+            return Some(format!(
+                "[connector] start must be 'earliest' or 'latest', got '{}'",
+                s.start
+            ));
+        }
+        None
+    }
+
+    /// The connector settings, defaults filled in.
+    pub fn connector_settings(&self) -> ConnectorSettings {
+        self.connector.clone().unwrap_or_default()
     }
 
     /// Reads `<dir>/plugin.toml`.
@@ -174,6 +327,31 @@ impl Manifest {
     pub fn config_json(&self) -> String {
         serde_json::to_string(&self.config).unwrap_or_else(|_| "{}".into())
     }
+}
+
+/// A connector call's default deadline, in ms.
+pub const CONNECTOR_TIMEOUT_MS: u64 = 30_000;
+
+/// Whether the manifest sets `[limits] timeout_ms` itself.
+fn text_sets_timeout(text: &str) -> bool {
+    toml::from_str::<toml::Table>(text)
+        .ok()
+        .and_then(|t| t.get("limits")?.get("timeout_ms").cloned())
+        .is_some()
+}
+
+/// `host` or `host:port`: letters, digits, `-`, `.`, or a bracketed IPv6 address.
+fn valid_host_grant(grant: &str) -> bool {
+    let (host, port) = match grant.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h, Some(p)),
+        _ => (grant, None),
+    };
+    let host_ok = !host.is_empty()
+        && (host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
+            || (host.starts_with('[') && host.ends_with(']')));
+    host_ok && port.is_none_or(|p| p.parse::<u16>().is_ok())
 }
 
 #[cfg(test)]
@@ -200,5 +378,44 @@ mod tests {
         let e = Manifest::parse("name = \"a\"\nkind = \"mangle\"\ncomponent = \"a.wasm\"", p)
             .unwrap_err();
         assert!(e.to_string().contains("unknown variant"), "{e}");
+    }
+
+    #[test]
+    fn connector_sections_are_checked() {
+        let p = Path::new("c/plugin.toml");
+        let sink =
+            "name = \"s\"\nkind = \"sink\"\ncomponent = \"s.wasm\"\n[[attach]]\ntopic = \"t\"\n";
+        let ok = Manifest::parse(
+            &format!("{sink}[grants]\nhttp = [\"127.0.0.1:8080\", \"example.com\"]\ndirs = [\"/tmp/out\"]\n[connector]\nmax_retries = 2\n"),
+            p,
+        )
+        .unwrap();
+        assert_eq!(ok.connector_settings().max_retries, 2);
+        assert_eq!(ok.connector_settings().batch_max, 500);
+        for (extra, why) in [
+            ("[grants]\ndirs = [\"relative\"]\n", "absolute"),
+            ("[grants]\nhttp = [\"http://x\"]\n", "host or host:port"),
+            (
+                "[grants]\nhttp = [\"*.example.com\"]\n",
+                "host or host:port",
+            ),
+            ("[connector]\nbatch_max = 0\n", "batch_max"),
+            ("[connector]\nstart = \"middle\"\n", "start"),
+        ] {
+            let e = Manifest::parse(&format!("{sink}{extra}"), p).unwrap_err();
+            assert!(e.to_string().contains(why), "{extra}: {e}");
+        }
+        let e = Manifest::parse(
+            "name = \"f\"\nkind = \"filter\"\ncomponent = \"f.wasm\"\n[grants]\nhttp = [\"x\"]\n",
+            p,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not a filter plugin"), "{e}");
+        let e = Manifest::parse(
+            "name = \"s\"\nkind = \"source\"\ncomponent = \"s.wasm\"\n",
+            p,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("exactly one topic"), "{e}");
     }
 }

@@ -7,17 +7,20 @@
 //! the pre-linked `InstancePre`), run under an epoch deadline and a memory cap, and give
 //! it back. A trap, timeout, memory or stack error discards that instance only.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
 
-use crate::bindings::{acl, filter, router, transform, types};
+use crate::bindings::{acl, filter, router, sink, source, transform, types};
 use crate::engine::{EPOCH_TICK, Engine};
 use crate::error::{PluginError, Result};
+use crate::grants::{self, Capabilities};
 use crate::manifest::{Kind, Manifest};
 use crate::state::PluginState;
 
@@ -26,6 +29,24 @@ pub(crate) struct Ctx {
     plugin: Arc<str>,
     limits: StoreLimits,
     state: Arc<dyn PluginState>,
+    /// A connector's grants (`None`: a pipeline plugin, which has none).
+    caps: Option<Arc<Capabilities>>,
+    /// State writes of a source's poll, held back to be committed with its events.
+    staged: Option<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+    /// When the current call's deadline passes (caps outbound request timeouts).
+    deadline: Instant,
+}
+
+impl Ctx {
+    fn caps(&self) -> Result<&Capabilities, String> {
+        self.caps
+            .as_deref()
+            .ok_or_else(|| "capability_denied: only connectors have grants".to_string())
+    }
+
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
 }
 
 impl types::Host for Ctx {}
@@ -43,15 +64,95 @@ impl filter::weir::plugin::host::Host for Ctx {
     }
 
     fn state_get(&mut self, key: Vec<u8>) -> Option<Vec<u8>> {
+        if let Some(staged) = self.staged.as_ref().and_then(|s| s.get(&key)) {
+            return staged.clone();
+        }
         self.state.get(&self.plugin, &key)
     }
 
     fn state_set(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.state.set(&self.plugin, &key, &value);
+        match &mut self.staged {
+            Some(staged) => {
+                staged.insert(key, Some(value));
+            }
+            None => self.state.set(&self.plugin, &key, &value),
+        }
     }
 
     fn state_delete(&mut self, key: Vec<u8>) {
-        self.state.delete(&self.plugin, &key);
+        match &mut self.staged {
+            Some(staged) => {
+                staged.insert(key, None);
+            }
+            None => self.state.delete(&self.plugin, &key),
+        }
+    }
+}
+
+impl source::weir::plugin::http::Host for Ctx {
+    fn send(
+        &mut self,
+        req: source::weir::plugin::http::Request,
+    ) -> std::result::Result<source::weir::plugin::http::Response, String> {
+        let deadline = self.remaining();
+        let r = self.caps()?.send(
+            grants::http::Request {
+                method: req.method,
+                url: req.url,
+                headers: req.headers,
+                body: req.body,
+                timeout: (req.timeout_ms > 0).then(|| Duration::from_millis(req.timeout_ms.into())),
+            },
+            deadline,
+        )?;
+        Ok(source::weir::plugin::http::Response {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        })
+    }
+}
+
+impl source::weir::plugin::files::Host for Ctx {
+    fn list_dir(
+        &mut self,
+        path: String,
+    ) -> std::result::Result<Vec<source::weir::plugin::files::Entry>, String> {
+        Ok(self
+            .caps()?
+            .list_dir(&path)?
+            .into_iter()
+            .map(|e| source::weir::plugin::files::Entry {
+                name: e.name,
+                size: e.size,
+                is_dir: e.is_dir,
+            })
+            .collect())
+    }
+
+    fn read_at(
+        &mut self,
+        path: String,
+        offset: u64,
+        max: u32,
+    ) -> std::result::Result<Vec<u8>, String> {
+        self.caps()?.read_at(&path, offset, max)
+    }
+
+    fn append(&mut self, path: String, data: Vec<u8>) -> std::result::Result<u64, String> {
+        self.caps()?.append(&path, &data)
+    }
+
+    fn sync(&mut self, path: String) -> std::result::Result<(), String> {
+        self.caps()?.sync(&path)
+    }
+
+    fn rename(&mut self, from: String, to: String) -> std::result::Result<(), String> {
+        self.caps()?.rename(&from, &to)
+    }
+
+    fn create_dir(&mut self, path: String) -> std::result::Result<(), String> {
+        self.caps()?.create_dir(&path)
     }
 }
 
@@ -61,6 +162,8 @@ enum Pre {
     Transform(transform::TransformPre<Ctx>),
     Router(router::RouterPre<Ctx>),
     Acl(acl::AclPre<Ctx>),
+    Source(source::SourcePre<Ctx>),
+    Sink(sink::SinkPre<Ctx>),
 }
 
 /// A live instance, by world.
@@ -69,11 +172,48 @@ enum Bindings {
     Transform(transform::Transform),
     Router(router::Router),
     Acl(acl::Acl),
+    Source(source::Source),
+    Sink(sink::Sink),
 }
 
 struct Live {
     store: Store<Ctx>,
     bindings: Bindings,
+}
+
+/// What a source is told when it is polled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollInfo {
+    /// The topic it publishes to.
+    pub topic: String,
+    /// That topic's partition count.
+    pub partitions: u32,
+    /// Most events to return.
+    pub max: u32,
+    /// The broker's clock (ms since the epoch).
+    pub now_ms: i64,
+}
+
+/// What a poll returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Polled {
+    /// Packed events.
+    pub events: Vec<u8>,
+    /// How many.
+    pub count: usize,
+    /// State writes made during the poll (`None` deletes), to commit with the events.
+    pub state: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// Where a sink's events come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Each event's offset, ascending.
+    pub offsets: Vec<u64>,
 }
 
 /// What the host tells a plugin about a batch.
@@ -144,6 +284,8 @@ pub struct Plugin {
     pool: Mutex<Vec<Live>>,
     /// The files this version was loaded from, when it came from a folder or a deploy.
     files: Option<Arc<PluginFiles>>,
+    /// A connector's grants.
+    caps: Option<Arc<Capabilities>>,
 }
 
 /// A version's files as read from a plugin folder or received by a deploy: the
@@ -287,6 +429,15 @@ impl Plugin {
         let mut linker: Linker<Ctx> = Linker::new(engine.wasmtime());
         filter::Filter::add_to_linker::<_, HasSelf<_>>(&mut linker, |c| c)
             .map_err(|e| component_error(e.to_string()))?;
+        if manifest.kind.is_connector() {
+            // Only connectors may import the capability interfaces; a pipeline plugin
+            // that does is refused at load ("imports something Weir does not provide").
+            source::weir::plugin::http::add_to_linker::<_, HasSelf<_>>(&mut linker, |c| c)
+                .and_then(|()| {
+                    source::weir::plugin::files::add_to_linker::<_, HasSelf<_>>(&mut linker, |c| c)
+                })
+                .map_err(|e| component_error(e.to_string()))?;
+        }
         let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
             component_error(format!(
                 "it imports something Weir does not provide: {}",
@@ -307,13 +458,13 @@ impl Plugin {
             }
             Kind::Router => Pre::Router(router::RouterPre::new(instance_pre).map_err(wrong_world)?),
             Kind::Acl => Pre::Acl(acl::AclPre::new(instance_pre).map_err(wrong_world)?),
-            other => {
-                return Err(component_error(format!(
-                    "'{}' plugins are not supported by this version of the host yet",
-                    other.as_str()
-                )));
-            }
+            Kind::Source => Pre::Source(source::SourcePre::new(instance_pre).map_err(wrong_world)?),
+            Kind::Sink => Pre::Sink(sink::SinkPre::new(instance_pre).map_err(wrong_world)?),
         };
+        let caps = manifest
+            .kind
+            .is_connector()
+            .then(|| Arc::new(Capabilities::new(&manifest.name, &manifest.grants)));
         let plugin = Plugin {
             name: Arc::from(manifest.name.as_str()),
             config_json: manifest.config_json(),
@@ -324,6 +475,7 @@ impl Plugin {
             state,
             pool: Mutex::new(Vec::new()),
             files: None,
+            caps,
         };
         plugin.init_first()
     }
@@ -356,6 +508,7 @@ impl Plugin {
             state: self.state.clone(),
             pool: Mutex::new(Vec::new()),
             files: self.files.clone(),
+            caps: self.caps.clone(),
         }
         .init_first()
     }
@@ -406,6 +559,9 @@ impl Plugin {
                 plugin: self.name.clone(),
                 limits,
                 state: self.state.clone(),
+                caps: self.caps.clone(),
+                staged: None,
+                deadline: Instant::now(),
             },
         );
         store.limiter(|c| &mut c.limits);
@@ -421,6 +577,8 @@ impl Plugin {
             + 1;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
+        store.data_mut().deadline =
+            Instant::now() + Duration::from_millis(self.manifest.limits.timeout_ms);
     }
 
     /// A fresh instance with `init` done.
@@ -451,6 +609,16 @@ impl Plugin {
                 let b = pre.instantiate(&mut store).map_err(|e| self.classify(e))?;
                 let r = b.call_init(&mut store, &self.config_json);
                 (Bindings::Acl(b), r)
+            }
+            Pre::Source(pre) => {
+                let b = pre.instantiate(&mut store).map_err(|e| self.classify(e))?;
+                let r = b.call_init(&mut store, &self.config_json);
+                (Bindings::Source(b), r)
+            }
+            Pre::Sink(pre) => {
+                let b = pre.instantiate(&mut store).map_err(|e| self.classify(e))?;
+                let r = b.call_init(&mut store, &self.config_json);
+                (Bindings::Sink(b), r)
             }
         };
         match init {
@@ -580,6 +748,56 @@ impl Plugin {
             types::Decision::Allow => Decision::Allow,
             types::Decision::Deny(reason) => Decision::Deny(reason),
         })
+    }
+
+    /// Polls a source for up to `info.max` events. The state it wrote during the
+    /// poll comes back with the events, not yet written: the caller commits both
+    /// together (or neither).
+    pub fn poll(&self, info: &PollInfo) -> Result<Polled> {
+        let wit_info = types::PollInfo {
+            topic: info.topic.clone(),
+            partitions: info.partitions,
+            max: info.max,
+            now_ms: info.now_ms,
+        };
+        let (events, staged) = self.with_instance(|live| match &live.bindings {
+            Bindings::Source(b) => {
+                live.store.data_mut().staged = Some(BTreeMap::new());
+                let r = self.guest(b.call_poll(&mut live.store, &wit_info));
+                let staged = live.store.data_mut().staged.take().unwrap_or_default();
+                r.map(|events| (events, staged))
+            }
+            _ => Err(self.wrong_kind("source")),
+        })?;
+        let count = crate::packed::decode(&events)
+            .map_err(|e| self.invalid(e.to_string()))?
+            .len();
+        if count > info.max as usize {
+            return Err(self.invalid(format!("{count} events for a poll of at most {}", info.max)));
+        }
+        Ok(Polled {
+            events,
+            count,
+            state: staged.into_iter().collect(),
+        })
+    }
+
+    /// Hands a sink one partition's events in offset order.
+    pub fn write(&self, delivery: &Delivery, events: &[u8]) -> Result<()> {
+        let batch = types::Delivery {
+            topic: delivery.topic.clone(),
+            partition: delivery.partition,
+            offsets: delivery.offsets.clone(),
+        };
+        self.with_instance(|live| match &live.bindings {
+            Bindings::Sink(b) => self.guest(b.call_write(&mut live.store, &batch, events)),
+            _ => Err(self.wrong_kind("sink")),
+        })
+    }
+
+    /// Calls of this connector refused because they were outside its grants.
+    pub fn capability_refusals(&self) -> u64 {
+        self.caps.as_ref().map_or(0, |c| c.refused())
     }
 
     fn invalid(&self, reason: String) -> PluginError {

@@ -185,7 +185,8 @@ impl Registry {
         self.slots.read().values().cloned().collect()
     }
 
-    /// Plugins attached to `topic` at `stage` by their manifests, by plugin name.
+    /// Pipeline steps attached to `topic` at `stage` by their manifests (connectors'
+    /// topics are theirs to run, not pipeline steps).
     /// A plugin whose component failed to load keeps its attachments: its steps then
     /// apply their error policy (`plugin_unavailable`) rather than let data through
     /// unprocessed — a broken redactor must not mean unredacted records.
@@ -193,11 +194,13 @@ impl Registry {
         let mut out = Vec::new();
         for slot in self.slots.read().values() {
             let attach = match slot.current() {
+                Some(p) if p.kind().is_connector() => continue,
                 Some(p) => p.manifest().attach.clone(),
                 None => slot
                     .failed_manifest
                     .lock()
                     .as_ref()
+                    .filter(|m| !m.kind.is_connector())
                     .map(|m| m.attach.clone())
                     .unwrap_or_default(),
             };
@@ -456,6 +459,15 @@ impl Slot {
         self.current.load_full()
     }
 
+    /// The manifest of the current version, or of the version that failed to load
+    /// when there is none.
+    pub fn manifest(&self) -> Option<Manifest> {
+        match self.current() {
+            Some(p) => Some(p.manifest().clone()),
+            None => self.failed_manifest.lock().clone(),
+        }
+    }
+
     /// The current version, or `plugin_unavailable` saying why there is none.
     pub fn current_or_unavailable(&self) -> Result<Arc<Plugin>> {
         self.current().ok_or_else(|| PluginError::Unavailable {
@@ -523,7 +535,11 @@ impl Slot {
             Err(e) => {
                 *self.counters.errors.lock().entry(e.code()).or_default() += 1;
                 *self.last_error.lock() = Some(LastError::new(e));
-                e.counts_against_plugin()
+                // A connector's `failed` says its destination is unavailable: the
+                // connector backs off and retries; that is no fault of its code.
+                let outage =
+                    plugin.kind().is_connector() && matches!(e, PluginError::Failed { .. });
+                e.counts_against_plugin() && !outage
             }
         };
         if kind == CallKind::Batch {

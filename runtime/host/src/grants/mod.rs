@@ -1,0 +1,55 @@
+//! Capabilities of connectors: outbound HTTP to granted hosts and files inside
+//! granted directories, behind the `http` and `files` WIT interfaces. Everything else
+//! is refused with an error naming the grant that is missing; every refusal is logged
+//! and counted.
+
+mod files;
+pub(crate) mod http;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::manifest::Grants;
+
+pub(crate) use http::Client;
+
+/// A plugin's grants, ready for checks; shared by its instances.
+#[derive(Debug)]
+pub(crate) struct Capabilities {
+    plugin: String,
+    hosts: Vec<String>,
+    /// Granted directories, canonical where they exist (so symbolic links in the
+    /// grant itself are resolved once, at load).
+    dirs: Vec<PathBuf>,
+    client: Client,
+    refused: AtomicU64,
+}
+
+impl Capabilities {
+    /// The capabilities `grants` give `plugin`.
+    pub(crate) fn new(plugin: &str, grants: &Grants) -> Self {
+        Self {
+            plugin: plugin.to_string(),
+            hosts: grants.http.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            dirs: grants
+                .dirs
+                .iter()
+                .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()))
+                .collect(),
+            client: Client::new(),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// Calls refused because they were outside the grants.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Counts and logs a refusal; returns the message the plugin gets.
+    fn refuse(&self, what: String) -> String {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(plugin = %self.plugin, "capability refused: {what}");
+        format!("capability_denied: {what}")
+    }
+}
