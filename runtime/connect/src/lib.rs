@@ -1,0 +1,296 @@
+//! # weir-connect: connectors as plugins
+//!
+//! Sources and sinks are WASM plugins like filters, hot-reloaded from the plugin
+//! directory and limited to what their manifest grants. This crate runs them: one
+//! task per connector, started, restarted and stopped as the plugin directory changes
+//! (a reconcile loop compares the registry with the running tasks), paused, resumed,
+//! stopped and started by operators (persisted), and described by [`ConnectorStatus`].
+//!
+//! - A sink reads its topics with its own consumer group, in offset order per
+//!   partition, and commits only after `write` succeeded (at least once); see
+//!   [`sink`](crate::sink) for retries and dead letters.
+//! - A source is polled; its events and the state it wrote (its cursor) are stored
+//!   in one atomic append, so a restart neither loses nor repeats what it produced
+//!   (see [`source`](crate::source)).
+//!
+//! A new version of a connector's plugin serves its next call; a change of its
+//! topics or `[connector]` settings restarts its task.
+
+mod backoff;
+mod control;
+mod error;
+mod run;
+mod sink;
+mod source;
+mod status;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use weir_broker::Broker;
+use weir_host::{Kind, Manifest, Registry, Slot};
+
+pub use control::Desired;
+pub use error::ConnectError;
+pub use status::{ConnectorStatus, Counters, LastFailure, RunState, Tracker};
+
+use crate::backoff::Backoff;
+use crate::run::RunContext;
+
+/// How often the plugin directory's state is compared with the running tasks.
+const RECONCILE_EVERY: Duration = Duration::from_millis(250);
+
+/// The connector manager. Cheap to clone; [`shutdown`](Self::shutdown) stops it.
+#[derive(Debug, Clone)]
+pub struct Connectors {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    broker: Broker,
+    registry: Arc<Registry>,
+    runs: Mutex<HashMap<String, Run>>,
+    trackers: Mutex<HashMap<String, Arc<Tracker>>>,
+    reconciler: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A running connector task.
+#[derive(Debug)]
+struct Run {
+    /// What the task was started with; a change restarts it.
+    fingerprint: String,
+    desired: watch::Sender<Desired>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Connectors {
+    /// Starts the manager: connectors in the registry start now and as they appear.
+    /// Must be called inside a tokio runtime.
+    pub fn start(broker: Broker, registry: Arc<Registry>) -> Self {
+        let inner = Arc::new(Inner {
+            broker,
+            registry,
+            runs: Mutex::new(HashMap::new()),
+            trackers: Mutex::new(HashMap::new()),
+            reconciler: Mutex::new(None),
+        });
+        inner.reconcile();
+        let weak: Weak<Inner> = Arc::downgrade(&inner);
+        let handle = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RECONCILE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(inner) => inner.reconcile(),
+                    None => return,
+                }
+            }
+        });
+        *inner.reconciler.lock() = Some(handle);
+        Connectors { inner }
+    }
+
+    /// Stops every connector task. Work in flight is abandoned uncommitted, so it is
+    /// done again after a restart (at least once).
+    pub fn shutdown(&self) {
+        if let Some(h) = self.inner.reconciler.lock().take() {
+            h.abort();
+        }
+        self.inner.runs.lock().clear();
+    }
+
+    /// Every connector, by name.
+    pub fn list(&self) -> Vec<ConnectorStatus> {
+        let mut names: Vec<String> = self
+            .inner
+            .registry
+            .slots()
+            .iter()
+            .filter(|s| connector_manifest(s).is_some())
+            .map(|s| s.name().to_string())
+            .collect();
+        names.sort();
+        names.iter().filter_map(|n| self.status(n)).collect()
+    }
+
+    /// One connector's status.
+    pub fn status(&self, name: &str) -> Option<ConnectorStatus> {
+        let slot = self.inner.registry.get(name)?;
+        let manifest = connector_manifest(&slot)?;
+        let settings = manifest.connector_settings();
+        let tracker = self.inner.tracker(name);
+        let current = slot.current();
+        let topics: Vec<String> = manifest.attach.iter().map(|a| a.topic.clone()).collect();
+        let (group, lag_records) = if manifest.kind == Kind::Sink {
+            let group = sink::group_of(name, &settings);
+            let lag = self.inner.broker.groups().describe(&group).ok().map(|g| {
+                g.partitions
+                    .iter()
+                    .filter(|p| topics.contains(&p.topic))
+                    .map(|p| p.lag_records)
+                    .sum()
+            });
+            (Some(group), lag)
+        } else {
+            (None, None)
+        };
+        let c = &tracker.counters;
+        let last_success = tracker.last_success_ms.load(Ordering::Relaxed);
+        Some(ConnectorStatus {
+            name: name.to_string(),
+            kind: manifest.kind.as_str(),
+            state: if current.is_none() {
+                RunState::Failed
+            } else {
+                tracker.state()
+            },
+            desired: control::load(self.inner.broker.store(), name),
+            version: current.as_ref().map(|p| p.version_tag()),
+            topics,
+            group,
+            lag_records,
+            records: c.records.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
+            capability_refusals: current.as_ref().map_or(0, |p| p.capability_refusals()),
+            last_success_ms: (last_success > 0).then_some(last_success),
+            last_error: tracker
+                .last_error
+                .lock()
+                .clone()
+                .map(|(at_ms, message)| LastFailure { at_ms, message })
+                .or_else(|| {
+                    current.is_none().then(|| LastFailure {
+                        at_ms: 0,
+                        message: slot
+                            .current_or_unavailable()
+                            .err()
+                            .map(|e| e.to_string())
+                            .unwrap_or_default(),
+                    })
+                }),
+            settings,
+        })
+    }
+
+    /// Sets what an operator wants `name` to be (persisted): the task follows at
+    /// once, at a batch boundary.
+    pub async fn set_desired(
+        &self,
+        name: &str,
+        desired: Desired,
+    ) -> Result<ConnectorStatus, ConnectError> {
+        let slot = self
+            .inner
+            .registry
+            .get(name)
+            .filter(|s| connector_manifest(s).is_some())
+            .ok_or_else(|| ConnectError::NotFound(name.to_string()))?;
+        control::save(self.inner.broker.store(), slot.name(), desired).await?;
+        if let Some(run) = self.inner.runs.lock().get(name) {
+            run.desired.send_replace(desired);
+        }
+        tracing::info!(connector = name, ?desired, "connector state set");
+        self.status(name)
+            .ok_or_else(|| ConnectError::NotFound(name.to_string()))
+    }
+}
+
+impl Inner {
+    fn tracker(&self, name: &str) -> Arc<Tracker> {
+        self.trackers
+            .lock()
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Starts tasks for new connectors, restarts those whose topics or settings
+    /// changed, and ends those whose plugin went away.
+    fn reconcile(&self) {
+        let mut wanted: HashMap<String, (Arc<Slot>, Manifest)> = HashMap::new();
+        for slot in self.registry.slots() {
+            if let Some(plugin) = slot.current()
+                && plugin.kind().is_connector()
+            {
+                wanted.insert(
+                    slot.name().to_string(),
+                    (slot.clone(), plugin.manifest().clone()),
+                );
+            }
+        }
+        let mut runs = self.runs.lock();
+        runs.retain(|name, run| {
+            let keep = wanted
+                .get(name)
+                .is_some_and(|(_, m)| fingerprint(m) == run.fingerprint);
+            if !keep {
+                tracing::info!(connector = %name, "connector task ended (plugin removed or reconfigured)");
+            }
+            keep
+        });
+        for (name, (slot, manifest)) in wanted {
+            if runs.contains_key(&name) {
+                continue;
+            }
+            let desired = control::load(self.broker.store(), &name);
+            let (tx, rx) = watch::channel(desired);
+            let settings = manifest.connector_settings();
+            let ctx = RunContext {
+                name: name.clone(),
+                slot,
+                broker: self.broker.clone(),
+                backoff: Backoff::new(&settings),
+                settings,
+                topics: manifest.attach.iter().map(|a| a.topic.clone()).collect(),
+                tracker: self.tracker(&name),
+                desired: rx,
+            };
+            ctx.tracker.set(RunState::Starting);
+            let task = match manifest.kind {
+                Kind::Source => tokio::spawn(source::run(ctx)),
+                _ => tokio::spawn(sink::run(ctx)),
+            };
+            tracing::info!(connector = %name, kind = manifest.kind.as_str(), ?desired, "connector task started");
+            runs.insert(
+                name,
+                Run {
+                    fingerprint: fingerprint(&manifest),
+                    desired: tx,
+                    task,
+                },
+            );
+        }
+    }
+}
+
+/// The manifest of a connector slot (current, or the one that failed to load).
+fn connector_manifest(slot: &Slot) -> Option<Manifest> {
+    slot.manifest().filter(|m| m.kind.is_connector())
+}
+
+/// What a task depends on besides the plugin's code and config.
+fn fingerprint(m: &Manifest) -> String {
+    let topics: Vec<&str> = m.attach.iter().map(|a| a.topic.as_str()).collect();
+    format!(
+        "{}|{}|{:?}",
+        m.kind.as_str(),
+        topics.join(","),
+        m.connector_settings()
+    )
+}

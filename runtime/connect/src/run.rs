@@ -1,0 +1,81 @@
+//! What a connector's task holds, and the waits it shares between sources and sinks:
+//! honouring pause and stop, and sleeping in a way an operator can interrupt.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use weir_broker::Broker;
+use weir_host::{ConnectorSettings, Slot};
+
+use crate::backoff::Backoff;
+use crate::control::Desired;
+use crate::status::{RunState, Tracker};
+
+/// One connector's task context.
+pub(crate) struct RunContext {
+    pub name: String,
+    pub slot: Arc<Slot>,
+    pub broker: Broker,
+    pub settings: ConnectorSettings,
+    pub topics: Vec<String>,
+    pub tracker: Arc<Tracker>,
+    pub desired: watch::Receiver<Desired>,
+    pub backoff: Backoff,
+}
+
+/// Why a task stopped working on the current batch.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Halt {
+    /// Paused or stopped by an operator (or failed with `on_failure = "pause"`).
+    Interrupted,
+    /// The manager is gone: the task ends.
+    Ended,
+}
+
+impl RunContext {
+    /// Returns once the connector should run; `Err(Ended)` if the manager is gone.
+    /// `true` when it was stopped (not just paused) on the way, so positions held in
+    /// memory are dropped and work starts again from what is committed.
+    pub(crate) async fn until_running(&mut self) -> Result<bool, Halt> {
+        let mut was_stopped = false;
+        loop {
+            let desired = *self.desired.borrow_and_update();
+            match desired {
+                Desired::Running => return Ok(was_stopped),
+                Desired::Paused => self.tracker.set(RunState::Paused),
+                Desired::Stopped => {
+                    was_stopped = true;
+                    self.tracker.set(RunState::Stopped);
+                }
+            }
+            if self.desired.changed().await.is_err() {
+                return Err(Halt::Ended);
+            }
+        }
+    }
+
+    /// Sleeps `wait`, cut short when an operator changes the connector's state.
+    /// `Err(Interrupted)` if it should no longer run.
+    pub(crate) async fn sleep(&mut self, wait: Duration) -> Result<(), Halt> {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => Ok(()),
+            changed = self.desired.changed() => match changed {
+                Err(_) => Err(Halt::Ended),
+                Ok(()) if *self.desired.borrow() == Desired::Running => Ok(()),
+                Ok(()) => Err(Halt::Interrupted),
+            },
+        }
+    }
+
+    /// Stays failed until an operator resumes (or pauses, stops, resumes) it.
+    pub(crate) async fn hold_failed(&mut self, why: String) -> Halt {
+        tracing::error!(connector = %self.name, "{why}; waiting for `weir connector resume {}`", self.name);
+        self.tracker.failed(why);
+        self.tracker.set(RunState::Failed);
+        match self.desired.changed().await {
+            Ok(()) => Halt::Interrupted,
+            Err(_) => Halt::Ended,
+        }
+    }
+}

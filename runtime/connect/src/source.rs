@@ -1,0 +1,138 @@
+//! A source's task: poll, publish what it returned through the topic's pipeline
+//! together with the state it wrote (its cursor) in one atomic append, repeat. A full
+//! batch is followed by another poll at once; an empty one by `poll_interval_ms`.
+//! Failures (a poll error or trap, a publish the pipeline or storage refused) commit
+//! nothing and are retried with exponential backoff; with `on_failure = "pause"` the
+//! connector stops after `max_retries` until it is resumed.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use weir_broker::NewRecord;
+use weir_broker::plugin_state::StoredPluginState;
+use weir_host::{CallKind, OnFailure, Plugin, PluginError, PollInfo, Polled};
+use weir_storage::{Acks, KvOp};
+
+use crate::run::{Halt, RunContext};
+use crate::status::RunState;
+
+/// Polls and publishes in a loop until the manager ends the task.
+pub(crate) async fn run(mut ctx: RunContext) {
+    let mut failures = 0u32;
+    loop {
+        if ctx.until_running().await.is_err() {
+            return;
+        }
+        let outcome = match ctx.slot.current_or_unavailable() {
+            Ok(plugin) => poll_and_publish(&ctx, &plugin).await,
+            Err(e) => Err(e.to_string()),
+        };
+        let wait = match outcome {
+            Ok(full) => {
+                failures = 0;
+                ctx.tracker.set(RunState::Running);
+                if full {
+                    continue;
+                }
+                Duration::from_millis(ctx.settings.poll_interval_ms)
+            }
+            Err(message) => {
+                ctx.tracker.failed(message.clone());
+                failures += 1;
+                if failures > ctx.settings.max_retries
+                    && ctx.settings.on_failure == OnFailure::Pause
+                {
+                    failures = 0;
+                    let why = format!(
+                        "{} polls in a row failed, last: {message}",
+                        ctx.settings.max_retries + 1
+                    );
+                    if ctx.hold_failed(why).await == Halt::Ended {
+                        return;
+                    }
+                    continue;
+                }
+                if failures > 1 {
+                    ctx.tracker.counters.retries.fetch_add(1, Ordering::Relaxed);
+                }
+                ctx.tracker.set(RunState::Backoff);
+                ctx.backoff.delay(failures)
+            }
+        };
+        if ctx.sleep(wait).await == Err(Halt::Ended) {
+            return;
+        }
+    }
+}
+
+/// One poll and its publish; `Ok(true)` when the poll returned a full batch.
+async fn poll_and_publish(ctx: &RunContext, plugin: &Arc<Plugin>) -> Result<bool, String> {
+    let name = &ctx.topics[0];
+    let topic = ctx
+        .broker
+        .topic(name)
+        .map_err(|e| format!("topic '{name}': {e}"))?;
+    let info = PollInfo {
+        topic: name.clone(),
+        partitions: topic.partition_count(),
+        max: ctx.settings.batch_max,
+        now_ms: weir_storage::now_ms(),
+    };
+    let polled = poll(ctx, plugin, info).await.map_err(|e| e.to_string())?;
+    let events = weir_host::packed::decode(&polled.events).map_err(|e| e.to_string())?;
+    let records: Vec<NewRecord<'_>> = events
+        .iter()
+        .map(|e| NewRecord {
+            key: e.key.map(Cow::Borrowed),
+            value: e.value.map(Cow::Borrowed),
+            value_is_json: e.value_is_json(),
+            headers: e
+                .headers()
+                .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
+                .collect(),
+            partition: None,
+        })
+        .collect();
+    let commit: Vec<KvOp> = polled
+        .state
+        .iter()
+        .map(|(k, v)| (StoredPluginState::key(&ctx.name, k), v.clone()))
+        .collect();
+    if records.is_empty() && commit.is_empty() {
+        return Ok(false);
+    }
+    ctx.broker
+        .publish_committing(&topic, &records, commit, Acks::All)
+        .await
+        .map_err(|e| format!("publishing {} event(s) to '{name}': {e}", records.len()))?;
+    if !records.is_empty() {
+        ctx.tracker.succeeded(records.len());
+    }
+    Ok(polled.count >= ctx.settings.batch_max as usize)
+}
+
+/// One `poll` call on a blocking thread, through the slot.
+async fn poll(
+    ctx: &RunContext,
+    plugin: &Arc<Plugin>,
+    info: PollInfo,
+) -> Result<Polled, PluginError> {
+    let (slot, plugin) = (ctx.slot.clone(), plugin.clone());
+    tokio::task::spawn_blocking(move || {
+        slot.call(&plugin, CallKind::Batch, 0, |p| {
+            p.poll(&info).map(|polled| {
+                let n = polled.count;
+                (polled, n)
+            })
+        })
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(PluginError::Failed {
+            plugin: "connector".into(),
+            reason: format!("the call did not finish: {e}"),
+        })
+    })
+}
