@@ -50,6 +50,11 @@ fn main() {
                 "header-router",
                 "json-schema",
                 "acl-rules",
+                "file-sink",
+                "http-sink",
+                "http-source",
+                "file-source",
+                "generator",
             ][..],
         ),
         (
@@ -119,6 +124,34 @@ fn main() {
         "pub const HOSTILE_ACL: &str = {:?};",
         component.display().to_string()
     );
+    // The misbehaving connectors, in one build of the same workspace.
+    let release = build(
+        &root.join("tests/guests"),
+        &target,
+        &["-p", "hostile-sink", "-p", "escape-source"],
+    );
+    for (name, doc) in [
+        (
+            "hostile-sink",
+            "A sink that traps on `trap`, loops on `loop` and fails on `fail` (by event \
+             value); config `dir` records what it accepted in `<dir>/delivered.ndjson`.",
+        ),
+        (
+            "escape-source",
+            "A source that tries `url` and `path` from its config once and emits \
+             `{\"http\": ..., \"file\": ...}` saying what happened.",
+        ),
+    ] {
+        let component = out.join(format!("{name}.wasm"));
+        componentize(&weir_toolchain::core_module(&release, name), &component);
+        let _ = writeln!(consts, "/// {doc}");
+        let _ = writeln!(
+            consts,
+            "pub const {}: &str = {:?};",
+            const_name(name),
+            component.display().to_string()
+        );
+    }
     std::fs::write(out.join("artifacts.rs"), consts).expect("writing artifacts.rs");
 }
 
