@@ -394,3 +394,65 @@ fn versions_swap_while_status_and_calls_run_concurrently() {
     let versions = registry.get("hello").unwrap().versions();
     assert!(versions.len() > 2, "{versions:?}");
 }
+
+#[test]
+fn a_source_poll_hands_back_its_state_instead_of_writing_it() {
+    let engine = Engine::new().unwrap();
+    let state = Arc::new(MemoryState::default());
+    let dir = folder(
+        &simple(
+            "gen",
+            "source",
+            "[[attach]]\ntopic = \"t\"\n[config]\nrate = 1000\n",
+        ),
+        art::GENERATOR,
+        "p.wasm",
+    );
+    let p = Plugin::load(&engine, dir.path(), state.clone()).unwrap();
+    let poll = |now_ms| {
+        p.poll(&weir_host::PollInfo {
+            topic: "t".into(),
+            partitions: 1,
+            max: 100,
+            now_ms,
+        })
+        .unwrap()
+    };
+    let first = poll(1_000_000);
+    let second = poll(1_000_050);
+    // Nothing was committed in between, so the second poll starts from the same
+    // cursor: what it returns includes the first poll's events again.
+    assert!(!first.state.is_empty(), "the cursor comes back staged");
+    assert!(weir_host::PluginState::get(&*state, "gen", b"seq").is_none());
+    let seqs = |polled: &weir_host::Polled| -> Vec<u64> {
+        packed::decode(&polled.events)
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let v: serde_json::Value = serde_json::from_slice(e.value.unwrap()).unwrap();
+                v["seq"].as_u64().unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(seqs(&first).first(), Some(&0));
+    assert_eq!(seqs(&second).first(), Some(&0));
+    assert!(second.count >= first.count);
+}
+
+#[test]
+fn only_connectors_get_the_capability_interfaces() {
+    let engine = Engine::new().unwrap();
+    // A component that imports `http` and `files`, declared as a filter.
+    let dir = folder(&simple("sneaky", "filter", ""), art::ESCAPE_SOURCE, "p.wasm");
+    let e = load(&engine, &dir).unwrap_err();
+    assert_eq!(e.code(), "plugin_component_invalid", "{e}");
+    assert!(e.to_string().contains("does not provide"), "{e}");
+    // A sink component declared as a source is the wrong world.
+    let dir = folder(
+        &simple("confused", "source", "[[attach]]\ntopic = \"t\"\n"),
+        art::FILE_SINK,
+        "p.wasm",
+    );
+    let e = load(&engine, &dir).unwrap_err();
+    assert!(e.to_string().contains("'source' world"), "{e}");
+}

@@ -12,6 +12,31 @@ use weir_server::Config;
 /// The `weir` binary built by this test build.
 pub const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 
+/// Polls `cond` every 50 ms for up to 10 s.
+pub async fn eventually<F, Fut>(what: &str, cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually_within(Duration::from_secs(10), what, cond).await;
+}
+
+/// Polls `cond` every 50 ms for up to `limit`.
+pub async fn eventually_within<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while !cond().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A broker running inside the test process.
 pub struct TestServer {
     pub url: String,

@@ -6,6 +6,7 @@ mod harness;
 mod acl;
 mod api_errors;
 mod cli;
+mod connectors;
 mod durability;
 mod events;
 mod groups;

@@ -1,23 +1,8 @@
 //! Retention by size and time, and compaction, through the running server's cleaner.
 
-use std::time::{Duration, Instant};
-
 use serde_json::json;
 
-use crate::harness::{Api, TestServer, test_config};
-
-/// Polls `cond` every 50 ms for up to 10 s.
-async fn eventually<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::harness::{Api, TestServer, eventually, test_config};
 
 async fn publish_each(
     api: &Api,

@@ -126,8 +126,10 @@ pub async fn run(
         plugins.registry().clone(),
         &broker,
     )?);
+    let connectors = weir_connect::Connectors::start(broker.clone(), plugins.registry().clone());
     let state = api::AppState {
         broker: broker.clone(),
+        connectors: connectors.clone(),
         plugins,
         guard,
         limits: config.limits,
@@ -144,6 +146,7 @@ pub async fn run(
         }
         None => serve_plain(listener, app, shutdown).await?,
     }
+    connectors.shutdown();
     broker.store().shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -5,6 +5,10 @@
 //! Plugins: `weir_plugin_state{plugin,state}` (1 for the current state),
 //! `weir_plugin_reloads_total{plugin,result}` (`activated`, `rejected`,
 //! `rolled_back`), and calls, events, call time and errors by kind per plugin.
+//!
+//! Connectors: `weir_connector_state{connector,kind,state}`, records, batches,
+//! errors, retries, dead letters and capability refusals (`_total`), and a sink's
+//! `weir_connector_lag_records`.
 
 use std::sync::Arc;
 
@@ -23,7 +27,10 @@ use super::AppState;
 /// `GET /metrics`.
 pub async fn scrape(State(state): State<AppState>) -> Response {
     let mut registry = prometheus_client::registry::Registry::default();
-    registry.register_collector(Box::new(PluginMetrics(state.plugins.registry().clone())));
+    registry.register_collector(Box::new(PluginMetrics(
+        state.plugins.registry().clone(),
+        state.connectors.clone(),
+    )));
     registry.register(
         "weir_acl_denials",
         "Requests refused by the ACL policy (403) or for want of one (503)",
@@ -43,7 +50,7 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
 
 /// The plugin registry's figures.
 #[derive(Debug)]
-struct PluginMetrics(Arc<Registry>);
+struct PluginMetrics(Arc<Registry>, weir_connect::Connectors);
 
 type Labels<'a> = Vec<(&'static str, &'a str)>;
 
@@ -162,6 +169,74 @@ impl Collector for PluginMetrics {
                     })
                 })
                 .collect(),
+        )?;
+        let connectors = self.1.list();
+        let per_connector = |f: &dyn Fn(&weir_connect::ConnectorStatus) -> Option<u64>| {
+            connectors
+                .iter()
+                .filter_map(|c| {
+                    Some((
+                        vec![("connector", c.name.as_str()), ("kind", c.kind)],
+                        Num::Count(f(c)?),
+                    ))
+                })
+                .collect::<Vec<_>>()
+        };
+        family(
+            "weir_connector_state",
+            "1 for the connector's current state (running, paused, stopped, backoff, failed)",
+            None,
+            MetricType::Gauge,
+            connectors
+                .iter()
+                .map(|c| {
+                    (
+                        vec![
+                            ("connector", c.name.as_str()),
+                            ("kind", c.kind),
+                            ("state", c.state.as_str()),
+                        ],
+                        Num::Count(1),
+                    )
+                })
+                .collect(),
+        )?;
+        for (name, help, f) in [
+            (
+                "weir_connector_records",
+                "Events a source published or a sink delivered",
+                (|c| Some(c.records)) as fn(&weir_connect::ConnectorStatus) -> Option<u64>,
+            ),
+            (
+                "weir_connector_batches",
+                "Successful polls with events or writes",
+                |c| Some(c.batches),
+            ),
+            ("weir_connector_errors", "Failed polls or writes", |c| {
+                Some(c.errors)
+            }),
+            ("weir_connector_retries", "Attempts after a failure", |c| {
+                Some(c.retries)
+            }),
+            (
+                "weir_connector_dead_lettered",
+                "Events a sink sent to its dead-letter topic",
+                |c| Some(c.dead_lettered),
+            ),
+            (
+                "weir_connector_capability_refusals",
+                "Calls refused because they were outside the connector's grants",
+                |c| Some(c.capability_refusals),
+            ),
+        ] {
+            family(name, help, None, MetricType::Counter, per_connector(&f))?;
+        }
+        family(
+            "weir_connector_lag_records",
+            "Records a sink has not delivered yet, over its partitions",
+            None,
+            MetricType::Gauge,
+            per_connector(&|c| c.lag_records),
         )?;
         Ok(())
     }

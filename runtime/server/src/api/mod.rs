@@ -2,6 +2,7 @@
 //! wire format. Errors are RFC 9457 problem details ([`problem`]).
 
 pub mod body;
+mod connectors;
 mod events;
 mod groups;
 mod metrics;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub broker: Broker,
     /// The plugin directory (deploys, rollbacks, status).
     pub plugins: std::sync::Arc<weir_host::Reloader>,
+    /// Source and sink connectors.
+    pub connectors: weir_connect::Connectors,
     /// Authentication and authorization.
     pub guard: std::sync::Arc<crate::auth::Guard>,
     /// HTTP limits.
@@ -60,6 +63,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/plugins/{name}", get(plugins::get).put(plugins::deploy))
         .route("/v1/plugins/{name}/versions", get(plugins::versions))
         .route("/v1/plugins/{name}/rollback", post(plugins::rollback))
+        .route("/v1/connectors", get(connectors::list))
+        .route("/v1/connectors/{name}", get(connectors::get))
+        .route("/v1/connectors/{name}/{action}", post(connectors::control))
         .route("/v1/groups", get(groups::list))
         .route(
             "/v1/groups/{group}",

@@ -55,7 +55,7 @@ pub fn checks(
         "/healthz" | "/readyz" => return None,
         "/metrics" => cluster("metrics"),
         "/v1/topics" | "/v1/groups" => cluster("describe"),
-        "/v1/plugins" => cluster("plugin-read"),
+        "/v1/plugins" | "/v1/connectors" => cluster("plugin-read"),
         "/v1/topics/{topic}" | "/v1/topics/{topic}/pipeline" if reads => {
             vec![topic("describe")]
         }
@@ -66,6 +66,10 @@ pub fn checks(
         | "/v1/topics/{topic}/partitions/{partition}/records" => reading("consume"),
         "/v1/plugins/{name}" | "/v1/plugins/{name}/versions" if reads => plugin("plugin-read"),
         "/v1/plugins/{name}" | "/v1/plugins/{name}/rollback" => plugin("plugin-admin"),
+        // Connectors are plugins: reading their status is plugin-read, controlling
+        // them plugin-admin.
+        "/v1/connectors/{name}" if reads => plugin("plugin-read"),
+        "/v1/connectors/{name}/{action}" => plugin("plugin-admin"),
         "/v1/groups/{group}" | "/v1/groups/{group}/offsets" if reads => {
             vec![group_of("describe")]
         }
@@ -104,6 +108,14 @@ mod tests {
         assert_eq!(
             ops(Method::GET, "/v1/topics/{topic}/records", Some("g1")),
             [o("consume", "topic:<topic>"), o("consume", "group:g1")]
+        );
+        assert_eq!(
+            ops(Method::POST, "/v1/connectors/{name}/{action}", None),
+            [o("plugin-admin", "plugin:<name>")]
+        );
+        assert_eq!(
+            ops(Method::GET, "/v1/connectors/{name}", None),
+            [o("plugin-read", "plugin:<name>")]
         );
         assert_eq!(
             ops(Method::PUT, "/v1/topics/{topic}", None),

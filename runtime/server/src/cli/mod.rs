@@ -2,6 +2,7 @@
 
 mod bench;
 mod client;
+mod connector;
 mod consume;
 mod group;
 pub(crate) mod plugin;
@@ -65,6 +66,13 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// List, inspect, pause, resume, stop and start source and sink connectors.
+    Connector {
+        #[command(subcommand)]
+        command: connector::ConnectorCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Scaffold, build, test, deploy and roll back WASM plugins.
     Plugin {
         #[command(subcommand)]
@@ -107,6 +115,9 @@ impl Cli {
             Command::Serve(args) => serve::serve(args).await,
             Command::Topic { command, remote } => topic::run(command, &remote.client()?).await,
             Command::Group { command, remote } => group::run(command, &remote.client()?).await,
+            Command::Connector { command, remote } => {
+                connector::run(command, &remote.client()?).await
+            }
             Command::Plugin { command, remote } => plugin::run(command, &remote).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
