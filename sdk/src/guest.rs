@@ -149,7 +149,7 @@ pub struct AclRequest {
     /// The caller's groups or roles.
     pub groups: Vec<String>,
     /// `produce`, `consume`, `commit`, `topic-admin`, `group-admin`,
-    /// `plugin-admin`, `plugin-read`, `plugin-use`, `metrics`.
+    /// `plugin-admin`, `plugin-read`, `plugin-use`, `connector-admin`, `metrics`.
     pub operation: String,
     /// `topic`, `group`, `plugin` or `cluster`.
     pub resource_kind: String,

@@ -443,7 +443,11 @@ fn a_source_poll_hands_back_its_state_instead_of_writing_it() {
 fn only_connectors_get_the_capability_interfaces() {
     let engine = Engine::new().unwrap();
     // A component that imports `http` and `files`, declared as a filter.
-    let dir = folder(&simple("sneaky", "filter", ""), art::ESCAPE_SOURCE, "p.wasm");
+    let dir = folder(
+        &simple("sneaky", "filter", ""),
+        art::ESCAPE_SOURCE,
+        "p.wasm",
+    );
     let e = load(&engine, &dir).unwrap_err();
     assert_eq!(e.code(), "plugin_component_invalid", "{e}");
     assert!(e.to_string().contains("does not provide"), "{e}");

@@ -137,7 +137,7 @@ async fn http_sink_delivers_every_record_in_order_through_failures_and_a_kill() 
         artifacts::HTTP_SINK,
         &format!(
             "[[attach]]\ntopic = \"orders\"\n[grants]\nhttp = [\"{}\"]\n\
-             [connector]\nbatch_max = 40\nmax_retries = 1000\nbackoff_initial_ms = 10\nbackoff_max_ms = 100\npoll_interval_ms = 20\n\
+             [connector]\nbatch_max = 40\nmax_retries = 2\nbackoff_initial_ms = 10\nbackoff_max_ms = 100\npoll_interval_ms = 20\n\
              [config]\nurl = \"{}/ingest\"\n",
             remote.host(),
             remote.url
@@ -210,6 +210,12 @@ async fn http_sink_delivers_every_record_in_order_through_failures_and_a_kill() 
     let status = connector(&api, "orders-out").await;
     assert_eq!(status["state"], "running", "{status}");
     assert_eq!(status["group"], "connector.orders-out");
+    // An outage is waited out, however long: nothing is dead-lettered for it.
+    assert!(status["retries"].as_u64().unwrap() > 2, "{status}");
+    assert_eq!(status["dead_lettered"], 0, "{status}");
+    api.get("/v1/topics/orders.dlq")
+        .await
+        .assert_problem(404, "topic_not_found");
     let group = api.get("/v1/groups/connector.orders-out").await;
     assert_eq!(group.status, 200, "{}", group.body);
     server.kill();

@@ -581,7 +581,7 @@ async fn rollback_through_the_api_restores_the_previous_version() {
     server.stop().await;
 }
 
-async fn deploy(
+pub(crate) async fn deploy(
     api: &Api,
     name: &str,
     manifest_text: &str,

@@ -60,19 +60,20 @@ struct Inner {
     reconciler: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// A running connector task.
+/// How long a replacement task waits for the task it replaces to finish its call.
+const HANDOVER: Duration = Duration::from_secs(60);
+/// How long shutdown waits for tasks to finish their calls.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// A running connector task. Dropping `desired` ends the task at its next batch
+/// boundary (never in the middle of a call: an aborted `write` could still be
+/// running on its blocking thread while a successor writes the same events).
 #[derive(Debug)]
 struct Run {
     /// What the task was started with; a change restarts it.
     fingerprint: String,
     desired: watch::Sender<Desired>,
     task: JoinHandle<()>,
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl Connectors {
@@ -103,13 +104,24 @@ impl Connectors {
         Connectors { inner }
     }
 
-    /// Stops every connector task. Work in flight is abandoned uncommitted, so it is
-    /// done again after a restart (at least once).
-    pub fn shutdown(&self) {
+    /// Stops every connector task at its next batch boundary, waiting up to 10 s for
+    /// calls in flight; what is not committed by then is done again after a restart
+    /// (at least once).
+    pub async fn shutdown(&self) {
         if let Some(h) = self.inner.reconciler.lock().take() {
             h.abort();
         }
-        self.inner.runs.lock().clear();
+        let runs: Vec<Run> = self.inner.runs.lock().drain().map(|(_, r)| r).collect();
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        for Run {
+            desired, mut task, ..
+        } in runs
+        {
+            drop(desired);
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
     }
 
     /// Every connector, by name.
@@ -235,15 +247,18 @@ impl Inner {
             }
         }
         let mut runs = self.runs.lock();
-        runs.retain(|name, run| {
-            let keep = wanted
-                .get(name)
-                .is_some_and(|(_, m)| fingerprint(m) == run.fingerprint);
-            if !keep {
-                tracing::info!(connector = %name, "connector task ended (plugin removed or reconfigured)");
-            }
-            keep
-        });
+        // Ended tasks finish their current call; a replacement waits for that.
+        let mut ending: HashMap<String, JoinHandle<()>> = runs
+            .extract_if(|name, run| {
+                wanted
+                    .get(name)
+                    .is_none_or(|(_, m)| fingerprint(m) != run.fingerprint)
+            })
+            .map(|(name, run)| {
+                tracing::info!(connector = %name, "connector task ending (plugin removed or reconfigured)");
+                (name, run.task)
+            })
+            .collect();
         for (name, (slot, manifest)) in wanted {
             if runs.contains_key(&name) {
                 continue;
@@ -262,10 +277,19 @@ impl Inner {
                 desired: rx,
             };
             ctx.tracker.set(RunState::Starting);
-            let task = match manifest.kind {
-                Kind::Source => tokio::spawn(source::run(ctx)),
-                _ => tokio::spawn(sink::run(ctx)),
-            };
+            let previous = ending.remove(&name);
+            let kind = manifest.kind;
+            let task = tokio::spawn(async move {
+                if let Some(previous) = previous
+                    && tokio::time::timeout(HANDOVER, previous).await.is_err()
+                {
+                    tracing::warn!(connector = %ctx.name, "the previous task is still in a call after {HANDOVER:?}; starting anyway");
+                }
+                match kind {
+                    Kind::Source => source::run(ctx).await,
+                    _ => sink::run(ctx).await,
+                }
+            });
             tracing::info!(connector = %name, kind = manifest.kind.as_str(), ?desired, "connector task started");
             runs.insert(
                 name,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use weir_broker::Broker;
 use weir_host::{ConnectorSettings, Slot};
+use weir_storage::{Topic, TopicConfig};
 
 use crate::backoff::Backoff;
 use crate::control::Desired;
@@ -22,6 +23,21 @@ pub(crate) struct RunContext {
     pub tracker: Arc<Tracker>,
     pub desired: watch::Receiver<Desired>,
     pub backoff: Backoff,
+}
+
+/// The dead-letter topic `name`, created with one partition if missing (off the
+/// async threads: creating a topic writes and flushes the store's metadata).
+pub(crate) async fn dead_letter_topic(broker: &Broker, name: &str) -> Result<Arc<Topic>, String> {
+    let (store, name) = (broker.store().clone(), name.to_string());
+    tokio::task::spawn_blocking(move || {
+        store.topic(&name).or_else(|_| {
+            let _ = store.create_topic(&name, TopicConfig::with_partitions(1));
+            store.topic(&name)
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
 }
 
 /// Why a task stopped working on the current batch.
@@ -40,6 +56,9 @@ impl RunContext {
     pub(crate) async fn until_running(&mut self) -> Result<bool, Halt> {
         let mut was_stopped = false;
         loop {
+            if self.desired.has_changed().is_err() {
+                return Err(Halt::Ended);
+            }
             let desired = *self.desired.borrow_and_update();
             match desired {
                 Desired::Running => return Ok(was_stopped),
@@ -65,6 +84,17 @@ impl RunContext {
                 Ok(()) if *self.desired.borrow() == Desired::Running => Ok(()),
                 Ok(()) => Err(Halt::Interrupted),
             },
+        }
+    }
+
+    /// Whether to stop before the next batch: an operator paused or stopped the
+    /// connector (`Interrupted`), or the manager ended the task (`Ended`). Checked at
+    /// every batch boundary, so a task is never cut off in the middle of a call.
+    pub(crate) fn check(&self) -> Result<(), Halt> {
+        match self.desired.has_changed() {
+            Err(_) => Err(Halt::Ended),
+            Ok(_) if *self.desired.borrow() != Desired::Running => Err(Halt::Interrupted),
+            Ok(_) => Ok(()),
         }
     }
 

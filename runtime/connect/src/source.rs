@@ -3,15 +3,17 @@
 //! batch is followed by another poll at once; an empty one by `poll_interval_ms`.
 //! Failures (a poll error or trap, a publish the pipeline or storage refused) commit
 //! nothing and are retried with exponential backoff; with `on_failure = "pause"` the
-//! connector stops after `max_retries` until it is resumed.
+//! connector stops after `max_retries` until it is resumed. Events the topic keeps
+//! refusing (its pipeline rejects them, they are too large) go, after `max_retries`,
+//! to the dead-letter topic together with the cursor, so the source moves on.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use weir_broker::NewRecord;
 use weir_broker::plugin_state::StoredPluginState;
+use weir_broker::{BrokerError, NewRecord};
 use weir_host::{CallKind, OnFailure, Plugin, PluginError, PollInfo, Polled};
 use weir_storage::{Acks, KvOp};
 
@@ -26,7 +28,10 @@ pub(crate) async fn run(mut ctx: RunContext) {
             return;
         }
         let outcome = match ctx.slot.current_or_unavailable() {
-            Ok(plugin) => poll_and_publish(&ctx, &plugin).await,
+            Ok(plugin) => {
+                let give_up = failures >= ctx.settings.max_retries;
+                poll_and_publish(&ctx, &plugin, give_up).await
+            }
             Err(e) => Err(e.to_string()),
         };
         let wait = match outcome {
@@ -67,8 +72,14 @@ pub(crate) async fn run(mut ctx: RunContext) {
     }
 }
 
-/// One poll and its publish; `Ok(true)` when the poll returned a full batch.
-async fn poll_and_publish(ctx: &RunContext, plugin: &Arc<Plugin>) -> Result<bool, String> {
+/// One poll and its publish; `Ok(true)` when the poll returned a full batch. With
+/// `give_up`, events the topic refuses go to the dead-letter topic instead (when
+/// `on_failure` says so).
+async fn poll_and_publish(
+    ctx: &RunContext,
+    plugin: &Arc<Plugin>,
+    give_up: bool,
+) -> Result<bool, String> {
     let name = &ctx.topics[0];
     let topic = ctx
         .broker
@@ -103,14 +114,74 @@ async fn poll_and_publish(ctx: &RunContext, plugin: &Arc<Plugin>) -> Result<bool
     if records.is_empty() && commit.is_empty() {
         return Ok(false);
     }
-    ctx.broker
-        .publish_committing(&topic, &records, commit, Acks::All)
+    match ctx
+        .broker
+        .publish_committing(&topic, &records, commit.clone(), Acks::All)
         .await
-        .map_err(|e| format!("publishing {} event(s) to '{name}': {e}", records.len()))?;
+    {
+        Ok(_) => {}
+        Err(e) if refused(&e) && give_up && ctx.settings.on_failure == OnFailure::DeadLetter => {
+            let dlq = ctx
+                .settings
+                .dead_letter_topic
+                .clone()
+                .unwrap_or_else(|| format!("{name}.dlq"));
+            let letters = with_reason(&records, name, &ctx.name, &e);
+            let dlq_topic = crate::run::dead_letter_topic(&ctx.broker, &dlq)
+                .await
+                .map_err(|e2| format!("dead-letter topic '{dlq}': {e2}"))?;
+            ctx.broker
+                .publish_committing(&dlq_topic, &letters, commit, Acks::All)
+                .await
+                .map_err(|e2| format!("dead-lettering to '{dlq}' after '{e}': {e2}"))?;
+            ctx.tracker
+                .counters
+                .dead_lettered
+                .fetch_add(letters.len() as u64, Ordering::Relaxed);
+            tracing::warn!(connector = %ctx.name, topic = %name, events = letters.len(), dead_letter_topic = %dlq, error = %e, "events dead-lettered");
+            return Ok(false);
+        }
+        Err(e) => {
+            return Err(format!(
+                "publishing {} event(s) to '{name}': {e}",
+                records.len()
+            ));
+        }
+    }
     if !records.is_empty() {
         ctx.tracker.succeeded(records.len());
     }
     Ok(polled.count >= ctx.settings.batch_max as usize)
+}
+
+/// Whether the topic refuses these events (rather than being unavailable).
+fn refused(e: &BrokerError) -> bool {
+    !matches!(e, BrokerError::Storage(_) | BrokerError::Internal(_))
+}
+
+/// The events with headers saying where they were going and why they were refused.
+fn with_reason<'a>(
+    records: &[NewRecord<'a>],
+    topic: &'a str,
+    connector: &'a str,
+    e: &BrokerError,
+) -> Vec<NewRecord<'a>> {
+    let reason = e.to_string().into_bytes();
+    records
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.headers
+                .push(("weir-dlq-topic".into(), topic.as_bytes().into()));
+            r.headers
+                .push(("weir-dlq-connector".into(), connector.as_bytes().into()));
+            r.headers
+                .push(("weir-dlq-error-kind".into(), e.code().as_bytes().into()));
+            r.headers
+                .push(("weir-dlq-error".into(), reason.clone().into()));
+            r
+        })
+        .collect()
 }
 
 /// One `poll` call on a blocking thread, through the slot.

@@ -299,6 +299,21 @@ impl Manifest {
                 "[connector]: batch_max and backoff_initial_ms must be positive and backoff_max_ms at least backoff_initial_ms".into(),
             );
         }
+        if s.poll_interval_ms < MIN_POLL_INTERVAL_MS {
+            return Some(format!(
+                "[connector] poll_interval_ms must be at least {MIN_POLL_INTERVAL_MS} (an idle connector would spin)"
+            ));
+        }
+        for (what, name) in [
+            ("group", &s.group),
+            ("dead_letter_topic", &s.dead_letter_topic),
+        ] {
+            if let Some(n) = name.as_deref().filter(|n| !valid_name(n)) {
+                return Some(format!(
+                    "[connector] {what} '{n}' is not a valid name: use 1-249 characters of A-Z, a-z, 0-9, '.', '_', '-'"
+                ));
+            }
+        }
         if !matches!(s.start.as_str(), "earliest" | "latest") {
             return Some(format!(
                 "[connector] start must be 'earliest' or 'latest', got '{}'",
@@ -327,6 +342,20 @@ impl Manifest {
     pub fn config_json(&self) -> String {
         serde_json::to_string(&self.config).unwrap_or_else(|_| "{}".into())
     }
+}
+
+/// The shortest wait of an idle connector, in ms.
+pub const MIN_POLL_INTERVAL_MS: u64 = 10;
+
+/// A topic or group name: 1-249 characters of `A-Za-z0-9._-`, not `.` or `..`.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A connector call's default deadline, in ms.
@@ -401,6 +430,12 @@ mod tests {
             ),
             ("[connector]\nbatch_max = 0\n", "batch_max"),
             ("[connector]\nstart = \"middle\"\n", "start"),
+            ("[connector]\npoll_interval_ms = 0\n", "poll_interval_ms"),
+            ("[connector]\ngroup = \"a b\"\n", "group"),
+            (
+                "[connector]\ndead_letter_topic = \"\"\n",
+                "dead_letter_topic",
+            ),
         ] {
             let e = Manifest::parse(&format!("{sink}{extra}"), p).unwrap_err();
             assert!(e.to_string().contains(why), "{extra}: {e}");

@@ -146,7 +146,7 @@ pub async fn run(
         }
         None => serve_plain(listener, app, shutdown).await?,
     }
-    connectors.shutdown();
+    connectors.shutdown().await;
     broker.store().shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -14,6 +14,8 @@ use super::Capabilities;
 
 /// Largest read handed to a plugin at once.
 const MAX_READ: u32 = 16 << 20;
+/// Most entries `list-dir` returns.
+const MAX_ENTRIES: usize = 100_000;
 
 /// One directory entry.
 #[derive(Debug)]
@@ -35,7 +37,10 @@ impl Capabilities {
         }
         let mut existing = p.to_path_buf();
         let mut rest = Vec::new();
-        while !existing.exists() {
+        // `symlink_metadata`, not `exists`: a dangling symbolic link exists (and
+        // `canonicalize` below refuses it), it must not be taken for a new name that
+        // `create` would then follow out of the grant.
+        while std::fs::symlink_metadata(&existing).is_err() {
             match (existing.file_name(), existing.parent()) {
                 (Some(name), Some(parent)) => {
                     rest.push(name.to_os_string());
@@ -73,10 +78,24 @@ impl Capabilities {
         }
     }
 
+    /// `path` resolved, if it is a regular file or does not exist yet: a FIFO or
+    /// device would block or misbehave in host code, where the call's deadline cannot
+    /// interrupt it.
+    fn resolve_file(&self, path: &str) -> Result<PathBuf, String> {
+        let file = self.resolve(path)?;
+        match std::fs::metadata(&file) {
+            Ok(m) if !m.is_file() => Err(format!("'{path}' is not a regular file")),
+            _ => Ok(file),
+        }
+    }
+
     pub(crate) fn list_dir(&self, path: &str) -> Result<Vec<Entry>, String> {
         let dir = self.resolve(path)?;
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| io(path, e))? {
+            if out.len() == MAX_ENTRIES {
+                return Err(format!("'{path}' has more than {MAX_ENTRIES} entries"));
+            }
             let entry = entry.map_err(|e| io(path, e))?;
             let Ok(meta) = entry.metadata() else { continue };
             out.push(Entry {
@@ -90,7 +109,7 @@ impl Capabilities {
     }
 
     pub(crate) fn read_at(&self, path: &str, offset: u64, max: u32) -> Result<Vec<u8>, String> {
-        let file = self.resolve(path)?;
+        let file = self.resolve_file(path)?;
         let mut f = std::fs::File::open(&file).map_err(|e| io(path, e))?;
         f.seek(SeekFrom::Start(offset)).map_err(|e| io(path, e))?;
         let mut buf = Vec::new();
@@ -101,7 +120,7 @@ impl Capabilities {
     }
 
     pub(crate) fn append(&self, path: &str, data: &[u8]) -> Result<u64, String> {
-        let file = self.resolve(path)?;
+        let file = self.resolve_file(path)?;
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
@@ -112,7 +131,7 @@ impl Capabilities {
     }
 
     pub(crate) fn sync(&self, path: &str) -> Result<(), String> {
-        let file = self.resolve(path)?;
+        let file = self.resolve_file(path)?;
         let f = std::fs::File::open(&file).map_err(|e| io(path, e))?;
         f.sync_all().map_err(|e| io(path, e))
     }
@@ -187,6 +206,16 @@ mod tests {
         let e = caps.append(&format!("{g}/link/new"), b"x").unwrap_err();
         assert!(e.starts_with("capability_denied"), "{e}");
         assert!(!other.join("new").exists());
+        // A dangling link is not a new name to create through.
+        std::os::unix::fs::symlink(other.join("planted"), granted.join("dangling")).unwrap();
+        assert!(caps.append(&format!("{g}/dangling"), b"x").is_err());
+        assert!(!other.join("planted").exists());
+        // Nothing but regular files is opened.
+        assert!(
+            caps.read_at(&g, 0, 1)
+                .unwrap_err()
+                .contains("not a regular file")
+        );
         let e = caps
             .rename(&format!("{g}/f"), &other.join("f").display().to_string())
             .unwrap_err();

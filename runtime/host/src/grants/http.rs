@@ -77,6 +77,23 @@ impl Capabilities {
                 }
             )));
         }
+        if req.method.eq_ignore_ascii_case("CONNECT") {
+            return Err(self.refuse("the CONNECT method (a tunnel) cannot be granted".into()));
+        }
+        if let Some((name, _)) = req
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+        {
+            // The Host header must name the host that was checked, not another
+            // virtual host behind the same address.
+            return Err(self.refuse(format!("setting the '{name}' header is not allowed")));
+        }
+        // Errors name the URL without any userinfo in it.
+        let shown = format!(
+            "{scheme}://{host}:{port}{}",
+            uri.path_and_query().map_or("", |p| p.as_str())
+        );
         let mut builder = ureq::http::Request::builder()
             .method(req.method.as_str())
             .uri(uri);
@@ -97,7 +114,7 @@ impl Capabilities {
             .client
             .agent
             .run(request)
-            .map_err(|e| format!("{} {}: {e}", req.method, req.url))?;
+            .map_err(|e| format!("{} {shown}: {e}", req.method))?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -109,7 +126,7 @@ impl Capabilities {
             .with_config()
             .limit(MAX_RESPONSE_BYTES)
             .read_to_vec()
-            .map_err(|e| format!("{} {}: reading the response: {e}", req.method, req.url))?;
+            .map_err(|e| format!("{} {shown}: reading the response: {e}", req.method))?;
         Ok(Response {
             status,
             headers,
@@ -165,6 +182,22 @@ mod tests {
         assert!(refused("http://127.0.0.1:9/x").starts_with("capability_denied"));
         assert!(refused("file:///etc/passwd").starts_with("capability_denied"));
         assert!(refused("http://user@10.0.0.1:8080/").starts_with("capability_denied"));
-        assert_eq!(caps.refused(), 3);
+        let with = |method: &str, headers: Vec<(String, String)>| {
+            caps.send(
+                Request {
+                    method: method.into(),
+                    url: "http://127.0.0.1:8080/".into(),
+                    headers,
+                    body: vec![],
+                    timeout: None,
+                },
+                Duration::from_secs(1),
+            )
+            .unwrap_err()
+        };
+        assert!(with("CONNECT", vec![]).starts_with("capability_denied"));
+        let e = with("GET", vec![("HOST".into(), "admin.internal".into())]);
+        assert!(e.starts_with("capability_denied"), "{e}");
+        assert_eq!(caps.refused(), 5);
     }
 }

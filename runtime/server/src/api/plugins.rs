@@ -8,6 +8,7 @@
 //!   checked and loaded like a plugin-directory change, then written there.
 //! - `POST /v1/plugins/{name}/rollback`: back to the previous version that served.
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -20,6 +21,7 @@ use weir_host::{PluginError, Slot};
 use super::AppState;
 use super::body::read_limited;
 use super::problem::Problem;
+use crate::auth::{Principal, check};
 
 /// Largest deploy body (manifest and component together).
 const MAX_DEPLOY_BYTES: usize = 64 << 20;
@@ -92,6 +94,7 @@ pub async fn rollback(
 pub async fn deploy(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
@@ -110,6 +113,21 @@ pub async fn deploy(
     let (manifest, component) = parts(bytes, boundary).await?;
     let manifest = String::from_utf8(manifest.to_vec())
         .map_err(|_| Problem::invalid_request("the manifest part is not UTF-8 text"))?;
+    // A connector carries capabilities (directories, hosts) and reads or writes topics
+    // and groups on its own: deploying one is a cluster-level privilege, beyond
+    // `plugin-admin` on its name.
+    let kind = toml::from_str::<toml::Table>(&manifest)
+        .ok()
+        .and_then(|t| t.get("kind")?.as_str().map(str::to_string));
+    if matches!(kind.as_deref(), Some("source" | "sink")) {
+        state
+            .guard
+            .require(
+                principal.as_deref(),
+                [check("connector-admin", "cluster", "weir")],
+            )
+            .await?;
+    }
     let reloader = state.plugins.clone();
     let outcome = {
         let name = name.clone();

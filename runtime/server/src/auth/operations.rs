@@ -83,7 +83,10 @@ pub fn checks(
 
 /// Whether `operation` changes configuration (recorded in the audit topic).
 pub fn is_admin(operation: &str) -> bool {
-    matches!(operation, "topic-admin" | "group-admin" | "plugin-admin")
+    matches!(
+        operation,
+        "topic-admin" | "group-admin" | "plugin-admin" | "connector-admin"
+    )
 }
 
 #[cfg(test)]
