@@ -235,6 +235,26 @@ async fn bench_reload_quick_swaps_versions_under_load_without_losing_records() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_connectors_quick_drains_every_case() {
+    // Every case waits for its records (the sinks drain to lag 0, the generator
+    // produces them all, every latency record arrives) or the command fails.
+    let out = ok(&weir(
+        "http://127.0.0.1:9",
+        &["bench", "connectors", "--quick"],
+        None,
+    )
+    .await);
+    for row in [
+        "| file-sink (append + fsync per batch) | 2000 |",
+        "| http-sink (POST per batch, loopback) | 2000 |",
+        "| generator source (poll + atomic append with cursor) | 2000 |",
+        "| http-sink publish-to-delivery latency |",
+    ] {
+        assert!(out.contains(row), "missing '{row}' in:\n{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_server_is_a_clear_error() {
     let out = weir("http://127.0.0.1:9", &["topic", "list"], None).await;
     assert!(!out.status.success());
@@ -472,4 +492,68 @@ async fn publish_values(server: &TestServer, topic: &str, values: &[&str]) -> Ve
         .iter()
         .map(|r| r["status"].as_str().unwrap().to_string())
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scaffolded_source_is_built_deployed_and_operated_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = dir.path().to_str().unwrap().to_string();
+    let out = ok(&weir(
+        "http://unused",
+        &[
+            "plugin", "new", "counter", "--kind", "source", "--dir", &parent,
+        ],
+        None,
+    )
+    .await);
+    assert!(out.contains("created source plugin"), "{out}");
+    let deploy = dir.path().join("deploy");
+    let crate_dir = dir.path().join("counter");
+    ok(&weir(
+        "http://unused",
+        &[
+            "plugin",
+            "build",
+            crate_dir.to_str().unwrap(),
+            "--out",
+            deploy.to_str().unwrap(),
+        ],
+        None,
+    )
+    .await);
+    let server = TestServer::start().await;
+    api_create_topic(&server, "events").await;
+    let url = server.url.clone();
+    ok(&weir(
+        &url,
+        &["plugin", "deploy", deploy.join("counter").to_str().unwrap()],
+        None,
+    )
+    .await);
+    let api = server.client();
+    crate::harness::eventually("100 counted events", || async {
+        api.offsets("events", 0).await.1 == 100
+    })
+    .await;
+    let values: Vec<Value> = api
+        .fetch_all("events", 0, 0)
+        .await
+        .iter()
+        .map(|r| r["value"]["n"].clone())
+        .collect();
+    assert_eq!(values, (0..100).map(Value::from).collect::<Vec<_>>());
+    let list = ok(&weir(&url, &["connector", "list"], None).await);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("counter") && l.contains("source") && l.contains("100")),
+        "{list}"
+    );
+    let paused = ok(&weir(&url, &["connector", "pause", "counter"], None).await);
+    assert!(paused.contains("asked: paused"), "{paused}");
+    let status = ok(&weir(&url, &["connector", "status", "counter"], None).await);
+    assert!(status.contains("state      paused"), "{status}");
+    let missing = weir(&url, &["connector", "status", "nope"], None).await;
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("connector_not_found"));
+    server.stop().await;
 }

@@ -16,6 +16,7 @@ use serde_json::json;
 use super::Client;
 use super::produce::percentile_ms;
 
+mod connectors;
 mod pipeline;
 mod reload;
 
@@ -70,6 +71,9 @@ enum BenchCommand {
     /// Hot reload: time from a plugin file write to the new version serving, and
     /// back-to-back reloads under publish load with an exactly-once check.
     Reload(reload::ReloadArgs),
+    /// Connectors: sink and source throughput, and publish-to-delivery latency
+    /// through the HTTP sink, with the first-party connectors built from source.
+    Connectors(connectors::ConnectorArgs),
 }
 
 /// One line of the results table.
@@ -106,8 +110,10 @@ impl Row {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if let Some(BenchCommand::Reload(a)) = args.command {
-        return reload::run(a).await;
+    match args.command {
+        Some(BenchCommand::Reload(a)) => return reload::run(a).await,
+        Some(BenchCommand::Connectors(a)) => return connectors::run(a).await,
+        None => {}
     }
     let seconds = if args.quick { 0.2 } else { args.seconds };
     let mut server = None::<InProcess>;

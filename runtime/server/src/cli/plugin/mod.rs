@@ -26,7 +26,7 @@ use super::{Client, Remote};
 use crate::wire::produce::{BodyFormat, parse};
 
 /// The SDK and WIT sources, embedded so `plugin new` works outside this repository.
-const SDK_FILES: [(&str, &str); 6] = [
+const SDK_FILES: [(&str, &str); 7] = [
     (
         "sdk/Cargo.toml",
         include_str!("../../../../../sdk/Cargo.toml"),
@@ -48,6 +48,10 @@ const SDK_FILES: [(&str, &str); 6] = [
         include_str!("../../../../../sdk/src/json.rs"),
     ),
     (
+        "sdk/src/connector.rs",
+        include_str!("../../../../../sdk/src/connector.rs"),
+    ),
+    (
         "wit/weir-plugin.wit",
         include_str!("../../../../../wit/weir-plugin.wit"),
     ),
@@ -59,7 +63,7 @@ pub enum PluginCommand {
     New {
         /// Plugin (and crate) name.
         name: String,
-        /// filter, transform or router.
+        /// filter, transform, router, source or sink.
         #[arg(long, default_value = "filter")]
         kind: String,
         /// Folder to create the crate in.
@@ -155,9 +159,19 @@ fn new(name: &str, kind: &str, parent: &Path) -> anyhow::Result<()> {
         "filter" => (FILTER_TEMPLATE, "word = \"hello\""),
         "transform" => (TRANSFORM_TEMPLATE, "header = \"seen-by\""),
         "router" => (ROUTER_TEMPLATE, "prefix = \"routed-\""),
+        "source" => (SOURCE_TEMPLATE, "count = 100"),
+        "sink" => (SINK_TEMPLATE, "prefix = \"got\""),
         other => {
-            bail!("--kind {other}: this version scaffolds filter, transform or router plugins")
+            bail!(
+                "--kind {other}: this version scaffolds filter, transform, router, source or sink plugins"
+            )
         }
+    };
+    // Connectors run on their own: they name their topic and get a longer deadline.
+    let (timeout_ms, attach) = if matches!(kind, "source" | "sink") {
+        (30_000, "\n[[attach]]\ntopic = \"events\"\n")
+    } else {
+        (100, "")
     };
     let dir = parent.join(name);
     if dir.exists() {
@@ -182,7 +196,7 @@ fn new(name: &str, kind: &str, parent: &Path) -> anyhow::Result<()> {
             "plugin.toml".into(),
             format!(
                 "name = \"{name}\"\nkind = \"{kind}\"\ncomponent = \"{crate_name}.wasm\"\n\n\
-                 [limits]\ntimeout_ms = 100\nmemory_mb = 64\n\n[config]\n{config}\n"
+                 [limits]\ntimeout_ms = {timeout_ms}\nmemory_mb = 64\n{attach}\n[config]\n{config}\n"
             ),
         ),
         ("src/lib.rs".into(), source.to_string()),
@@ -427,6 +441,83 @@ impl Transform for Plugin {
 }
 
 weir_sdk::export_transform!(Plugin);
+"#;
+
+const SOURCE_TEMPLATE: &str = r#"//! A Weir source plugin: publishes `{"n": 0}`, `{"n": 1}`, ... up to `count` events.
+//! Its position lives in state and is read at the start of every poll: the broker
+//! commits what a poll writes there together with the events it returns.
+
+use weir_sdk::connector::{Emitted, PollInfo, Source};
+use weir_sdk::{state, Result};
+
+/// The `[config]` table of plugin.toml.
+#[derive(serde::Deserialize)]
+pub struct Config {
+    count: u64,
+}
+
+/// The plugin.
+pub struct Plugin {
+    count: u64,
+}
+
+impl Source for Plugin {
+    type Config = Config;
+
+    fn init(config: Config) -> std::result::Result<Self, String> {
+        Ok(Plugin { count: config.count })
+    }
+
+    fn poll(&mut self, info: &PollInfo, out: &mut Emitted) -> Result<()> {
+        let next = state::get(b"next")
+            .and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        let end = self.count.min(next + u64::from(info.max));
+        for n in next..end {
+            out.json(None, format!("{{\"n\":{n}}}").as_bytes());
+        }
+        state::set(b"next", end.to_string().as_bytes());
+        Ok(())
+    }
+}
+
+weir_sdk::export_source!(Plugin);
+"#;
+
+const SINK_TEMPLATE: &str = r#"//! A Weir sink plugin: logs every event it is handed, with its offset. A real sink
+//! writes to a system granted in plugin.toml (`[grants] http` or `dirs`) through
+//! `weir_sdk::connector::http` or `files`.
+
+use weir_sdk::connector::{event_json, Delivery, Sink};
+use weir_sdk::{log, Event, Result};
+
+/// The `[config]` table of plugin.toml.
+#[derive(serde::Deserialize)]
+pub struct Config {
+    prefix: String,
+}
+
+/// The plugin.
+pub struct Plugin {
+    prefix: String,
+}
+
+impl Sink for Plugin {
+    type Config = Config;
+
+    fn init(config: Config) -> std::result::Result<Self, String> {
+        Ok(Plugin { prefix: config.prefix })
+    }
+
+    fn write(&mut self, batch: &Delivery, events: &[Event<'_>]) -> Result<()> {
+        for (i, e) in events.iter().enumerate() {
+            log::info(&format!("{} {}", self.prefix, event_json(batch, i, e)));
+        }
+        Ok(())
+    }
+}
+
+weir_sdk::export_sink!(Plugin);
 "#;
 
 const ROUTER_TEMPLATE: &str = r#"//! A Weir router plugin: sends each event to `<prefix><topic>`.
