@@ -614,3 +614,59 @@ async fn connectors_pause_resume_and_stay_paused_across_a_restart() {
     server.stop().await;
     drop(temp);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_follows_its_folder_live() {
+    let out = tempfile::tempdir().unwrap();
+    let d = out.path().display().to_string();
+    let manifest = move |topic: &str| {
+        format!(
+            "name = \"archive\"\nkind = \"sink\"\ncomponent = \"plugin.wasm\"\n[[attach]]\ntopic = \"{topic}\"\n\
+             [grants]\ndirs = [\"{d}\"]\n[connector]\npoll_interval_ms = 20\n[config]\ndir = \"{d}\"\n"
+        )
+    };
+    let first = manifest("one");
+    let server = TestServer::start_with(move |plugins, _| {
+        install_plugin(plugins, "archive", "sink", artifacts::FILE_SINK, "");
+        std::fs::write(plugins.join("archive/plugin.toml"), first).unwrap();
+    })
+    .await;
+    let api = server.client();
+    api.create_topic("one", json!({ "partitions": 1 })).await;
+    api.create_topic("two", json!({ "partitions": 1 })).await;
+    let lines = |file: &str| {
+        std::fs::read_to_string(out.path().join(file)).map_or(0, |t| t.lines().count())
+    };
+    api.publish("one", json!([{ "value": 1 }])).await;
+    eventually("topic one delivered", || async {
+        lines("one-0.ndjson") == 1
+    })
+    .await;
+
+    // Re-attached to another topic: the task hands over to a new one.
+    let folder = server.dir.join("plugins/archive");
+    let temp = folder.join("plugin.toml.new");
+    std::fs::write(&temp, manifest("two")).unwrap();
+    std::fs::rename(&temp, folder.join("plugin.toml")).unwrap();
+    eventually("re-attached", || async {
+        connector(&api, "archive").await["topics"] == json!(["two"])
+    })
+    .await;
+    api.publish("two", json!([{ "value": 2 }, { "value": 3 }]))
+        .await;
+    api.publish("one", json!([{ "value": 4 }])).await;
+    eventually("topic two delivered", || async {
+        lines("two-0.ndjson") == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(lines("one-0.ndjson"), 1, "no longer reads topic one");
+
+    // The folder goes: so does the connector.
+    std::fs::remove_dir_all(&folder).unwrap();
+    eventually("connector gone", || async {
+        api.get("/v1/connectors").await.body["connectors"] == json!([])
+    })
+    .await;
+    server.stop().await;
+}

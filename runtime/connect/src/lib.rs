@@ -275,6 +275,7 @@ impl Inner {
                 topics: manifest.attach.iter().map(|a| a.topic.clone()).collect(),
                 tracker: self.tracker(&name),
                 desired: rx,
+                fingerprint: fingerprint(&manifest),
             };
             ctx.tracker.set(RunState::Starting);
             let previous = ending.remove(&name);
@@ -309,7 +310,7 @@ fn connector_manifest(slot: &Slot) -> Option<Manifest> {
 }
 
 /// What a task depends on besides the plugin's code and config.
-fn fingerprint(m: &Manifest) -> String {
+pub(crate) fn fingerprint(m: &Manifest) -> String {
     let topics: Vec<&str> = m.attach.iter().map(|a| a.topic.as_str()).collect();
     format!(
         "{}|{}|{:?}",

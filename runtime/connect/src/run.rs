@@ -23,6 +23,8 @@ pub(crate) struct RunContext {
     pub tracker: Arc<Tracker>,
     pub desired: watch::Receiver<Desired>,
     pub backoff: Backoff,
+    /// The topics and settings the task was started with (see [`crate::fingerprint`]).
+    pub fingerprint: String,
 }
 
 /// The dead-letter topic `name`, created with one partition if missing (off the
@@ -88,9 +90,17 @@ impl RunContext {
     }
 
     /// Whether to stop before the next batch: an operator paused or stopped the
-    /// connector (`Interrupted`), or the manager ended the task (`Ended`). Checked at
+    /// connector (`Interrupted`), or the manager ended the task or a version with
+    /// other topics or settings is serving (`Ended`). Checked at
     /// every batch boundary, so a task is never cut off in the middle of a call.
     pub(crate) fn check(&self) -> Result<(), Halt> {
+        // A version with other topics or settings is serving: this task is done (the
+        // manager starts its successor), even before the manager noticed.
+        if let Some(p) = self.slot.current()
+            && crate::fingerprint(p.manifest()) != self.fingerprint
+        {
+            return Err(Halt::Ended);
+        }
         match self.desired.has_changed() {
             Err(_) => Err(Halt::Ended),
             Ok(_) if *self.desired.borrow() != Desired::Running => Err(Halt::Interrupted),

@@ -152,6 +152,7 @@ async fn pass(
                 cursor.positions.insert(key, read.next_offset.max(offset));
                 continue;
             }
+            ctx.check()?;
             deliver(ctx, plugin, &topic, p, &read).await?;
             let next = read.next_offset;
             cursor.positions.insert(key, next);

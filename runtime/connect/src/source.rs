@@ -24,7 +24,7 @@ use crate::status::RunState;
 pub(crate) async fn run(mut ctx: RunContext) {
     let mut failures = 0u32;
     loop {
-        if ctx.until_running().await.is_err() {
+        if ctx.until_running().await.is_err() || ctx.check() == Err(Halt::Ended) {
             return;
         }
         let outcome = match ctx.slot.current_or_unavailable() {
@@ -112,6 +112,10 @@ async fn poll_and_publish(
         .map(|(k, v)| (StoredPluginState::key(&ctx.name, k), v.clone()))
         .collect();
     if records.is_empty() && commit.is_empty() {
+        return Ok(false);
+    }
+    if ctx.check() == Err(Halt::Ended) {
+        // Reconfigured meanwhile: nothing is committed; the successor polls again.
         return Ok(false);
     }
     match ctx
