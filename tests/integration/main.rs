@@ -10,6 +10,7 @@ mod connectors;
 mod durability;
 mod events;
 mod groups;
+mod observability;
 mod pipelines;
 mod produce_fetch;
 mod reload;

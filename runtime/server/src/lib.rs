@@ -14,6 +14,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod telemetry;
 pub mod tls;
 pub mod wire;
 
@@ -127,7 +128,19 @@ pub async fn run(
         &broker,
     )?);
     let connectors = weir_connect::Connectors::start(broker.clone(), plugins.registry().clone());
+    let telemetry = Arc::new(telemetry::Telemetry::new(vec![
+        Box::new(telemetry::BrokerMetrics::new(
+            broker.clone(),
+            &config.data_dir,
+        )),
+        Box::new(api::metrics::PluginMetrics {
+            plugins: plugins.registry().clone(),
+            connectors: connectors.clone(),
+            guard: guard.clone(),
+        }),
+    ]));
     let state = api::AppState {
+        telemetry,
         broker: broker.clone(),
         connectors: connectors.clone(),
         plugins,

@@ -29,7 +29,7 @@ pub use batch::{BatchBuilder, EncodedBatch, RecordView};
 pub use cleaner::{CleanReport, now_ms};
 pub use config::{CleanupPolicy, TopicConfig};
 pub use error::{Result, StorageError};
-pub use stats::{Stats, StatsSnapshot};
+pub use stats::{AtomicHistogram, HistogramSnapshot, Stats, StatsSnapshot};
 pub use store::{Created, ReadLimits, ReadResult, Store, StoreOptions};
 pub use topic::{PartitionOffsets, Topic};
 pub use writer::{Acks, KvOp, TopicBatch};

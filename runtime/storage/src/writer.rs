@@ -111,6 +111,8 @@ struct FlushJob {
     /// Requests answered once flushed.
     waiters: Vec<(Reply<Vec<u64>>, Vec<u64>)>,
     barriers: Vec<Reply<()>>,
+    /// Records written in the rounds this job covers.
+    records: u64,
 }
 
 impl FlushJob {
@@ -330,6 +332,7 @@ fn write_chunks(
     ctx.stats.record_write(started.elapsed(), records);
     match result {
         Ok(()) => {
+            job.records += records;
             for (_, c) in chunks.drain() {
                 let part = &c.topic.partitions[c.partition as usize];
                 part.log_end.store(c.next, Ordering::Release);
@@ -391,6 +394,7 @@ fn run_flusher(ctx: &WriteContext, jobs: std::sync::mpsc::Receiver<FlushJob>) {
             job.advance.extend(more.advance);
             job.waiters.extend(more.waiters);
             job.barriers.extend(more.barriers);
+            job.records += more.records;
         }
         let started = Instant::now();
         let result = ctx
@@ -402,7 +406,7 @@ fn run_flusher(ctx: &WriteContext, jobs: std::sync::mpsc::Receiver<FlushJob>) {
                 None => Err("sled's log file is not open for fsync".to_string()),
             });
         ctx.stats
-            .record_flush(started.elapsed(), job.waiters.len() as u64);
+            .record_flush(started.elapsed(), job.waiters.len() as u64, job.records);
         match result {
             Ok(()) => {
                 for (topic, p, end) in &job.advance {

@@ -98,6 +98,7 @@ pub async fn stream(
             queue: VecDeque::new(),
             assignment: None,
             done: false,
+            telemetry: state.telemetry.clone(),
         };
         return Ok(Sse::new(until(expires_at, group_events(s)))
             .keep_alive(keep_alive)
@@ -106,6 +107,7 @@ pub async fn stream(
     let next = start_positions(&t, from.unwrap_or("latest"), last_event_id(&headers))?;
     let s = PlainStream {
         broker: state.broker.clone(),
+        telemetry: state.telemetry.clone(),
         topic: t,
         filter,
         next,
@@ -230,6 +232,7 @@ fn error_event(p: Problem) -> Event {
 
 /// The SSE `data` of each record a read delivers, with its offset.
 async fn record_events(
+    telemetry: &crate::telemetry::Telemetry,
     filter: Option<&SubscriptionFilter>,
     topic: &Arc<Topic>,
     partition: u32,
@@ -242,6 +245,7 @@ async fn record_events(
         }
         None => (read, None),
     };
+    telemetry.delivered(topic.name(), &read);
     let mut buf = Vec::with_capacity(read.count * 160);
     let mut marks: Vec<(u64, usize)> = Vec::new();
     write_delivered(
@@ -267,6 +271,7 @@ async fn record_events(
 /// A stream over every partition of a topic, without a group.
 struct PlainStream {
     broker: Broker,
+    telemetry: crate::telemetry::SharedTelemetry,
     topic: Arc<Topic>,
     filter: Option<SubscriptionFilter>,
     /// Next offset to read, per partition.
@@ -312,8 +317,14 @@ impl PlainStream {
                 .read(&self.topic, p as u32, self.next[p], limits)?;
             budget -= r.count;
             let read_to = r.next_offset;
-            for (offset, data) in
-                record_events(self.filter.as_ref(), &self.topic, p as u32, r).await?
+            for (offset, data) in record_events(
+                &self.telemetry,
+                self.filter.as_ref(),
+                &self.topic,
+                p as u32,
+                r,
+            )
+            .await?
             {
                 let id = self.event_id(p as u32, offset);
                 self.next[p] = offset + 1;
@@ -386,6 +397,7 @@ struct GroupStream {
     queue: VecDeque<Event>,
     assignment: Option<(u64, Vec<u32>)>,
     done: bool,
+    telemetry: crate::telemetry::SharedTelemetry,
 }
 
 impl GroupStream {
@@ -418,7 +430,8 @@ impl GroupStream {
                 self.assignment = Some(now);
             }
             for (p, r) in f.results {
-                for (offset, data) in record_events(self.filter.as_ref(), &self.topic, p, r).await?
+                for (offset, data) in
+                    record_events(&self.telemetry, self.filter.as_ref(), &self.topic, p, r).await?
                 {
                     self.queue.push_back(
                         Event::default()

@@ -93,6 +93,9 @@ pub async fn fetch(
     let (reads, deliveries) =
         filter_reads(filter.as_ref(), &t, std::mem::take(&mut fetched.results)).await?;
     fetched.results = reads;
+    for (_, read) in &fetched.results {
+        state.telemetry.delivered(&topic, read);
+    }
     Ok(super::json_response(group_fetch_response(
         &topic,
         &fetched,

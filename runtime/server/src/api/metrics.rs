@@ -16,30 +16,19 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
 use weir_host::Registry;
 
 use super::AppState;
+use crate::telemetry::{Labels, Num};
 
 /// `GET /metrics`.
 pub async fn scrape(State(state): State<AppState>) -> Response {
-    let mut registry = prometheus_client::registry::Registry::default();
-    registry.register_collector(Box::new(PluginMetrics(
-        state.plugins.registry().clone(),
-        state.connectors.clone(),
-    )));
-    registry.register(
-        "weir_acl_denials",
-        "Requests refused by the ACL policy (403) or for want of one (503)",
-        prometheus_client::metrics::counter::ConstCounter::new(state.guard.denials()),
-    );
-    let mut text = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
-    }
+    let text = match state.telemetry.encode() {
+        Ok(t) => t,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    };
     let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -48,39 +37,26 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
     resp
 }
 
-/// The plugin registry's figures.
+/// The plugin registry's, the connectors' and the ACL's figures, read at scrape time.
 #[derive(Debug)]
-struct PluginMetrics(Arc<Registry>, weir_connect::Connectors);
-
-type Labels<'a> = Vec<(&'static str, &'a str)>;
-
-/// A sample: counts print as integers, durations as decimals.
-#[derive(Debug, Clone, Copy)]
-enum Num {
-    Count(u64),
-    Real(f64),
+pub struct PluginMetrics {
+    /// Loaded plugins.
+    pub plugins: Arc<Registry>,
+    /// Connectors.
+    pub connectors: weir_connect::Connectors,
+    /// Authentication and authorization (denials).
+    pub guard: Arc<crate::auth::Guard>,
 }
 
 impl Collector for PluginMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let statuses: Vec<_> = self.0.slots().iter().map(|s| s.status()).collect();
+        let statuses: Vec<_> = self.plugins.slots().iter().map(|s| s.status()).collect();
         let mut family = |name: &str,
                           help: &str,
                           unit: Option<&prometheus_client::registry::Unit>,
                           kind: MetricType,
-                          points: Vec<(Labels<'_>, Num)>|
-         -> Result<(), std::fmt::Error> {
-            let mut metric = encoder.encode_descriptor(name, help, unit, kind)?;
-            for (labels, value) in points {
-                let point = metric.encode_family(&labels)?;
-                match (kind, value) {
-                    (MetricType::Counter, Num::Count(n)) => ConstCounter::new(n).encode(point)?,
-                    (MetricType::Counter, Num::Real(x)) => ConstCounter::new(x).encode(point)?,
-                    (_, Num::Count(n)) => ConstGauge::new(n as i64).encode(point)?,
-                    (_, Num::Real(x)) => ConstGauge::new(x).encode(point)?,
-                }
-            }
-            Ok(())
+                          points: Vec<(Labels<'_>, Num)>| {
+            crate::telemetry::family(&mut encoder, name, help, unit, kind, points)
         };
         let per_plugin = |f: &dyn Fn(&weir_host::PluginStatus) -> Num| {
             statuses
@@ -100,6 +76,27 @@ impl Collector for PluginMetrics {
                         vec![("plugin", s.name.as_str()), ("state", s.state)],
                         Num::Count(1),
                     )
+                })
+                .collect(),
+        )?;
+        family(
+            "weir_plugin_info",
+            "1 per plugin with its kind and serving version (join on `plugin` for per-version figures)",
+            None,
+            MetricType::Gauge,
+            statuses
+                .iter()
+                .filter_map(|s| {
+                    let kind = s.kind?.as_str();
+                    let version = s.version.as_deref()?;
+                    Some((
+                        vec![
+                            ("plugin", s.name.as_str()),
+                            ("kind", kind),
+                            ("version", version.get(..12).unwrap_or(version)),
+                        ],
+                        Num::Count(1),
+                    ))
                 })
                 .collect(),
         )?;
@@ -170,7 +167,7 @@ impl Collector for PluginMetrics {
                 })
                 .collect(),
         )?;
-        let connectors = self.1.list();
+        let connectors = self.connectors.list();
         let per_connector = |f: &dyn Fn(&weir_connect::ConnectorStatus) -> Option<u64>| {
             connectors
                 .iter()
@@ -237,6 +234,13 @@ impl Collector for PluginMetrics {
             None,
             MetricType::Gauge,
             per_connector(&|c| c.lag_records),
+        )?;
+        family(
+            "weir_acl_denials",
+            "Requests refused by the ACL policy (403) or for want of one (503)",
+            None,
+            MetricType::Counter,
+            vec![(vec![], Num::Count(self.guard.denials()))],
         )?;
         Ok(())
     }

@@ -5,7 +5,7 @@ pub mod body;
 mod connectors;
 mod events;
 mod groups;
-mod metrics;
+pub mod metrics;
 mod params;
 mod plugins;
 pub mod problem;
@@ -30,6 +30,8 @@ pub struct AppState {
     pub broker: Broker,
     /// The plugin directory (deploys, rollbacks, status).
     pub plugins: std::sync::Arc<weir_host::Reloader>,
+    /// Metrics.
+    pub telemetry: crate::telemetry::SharedTelemetry,
     /// Source and sink connectors.
     pub connectors: weir_connect::Connectors,
     /// Authentication and authorization.
@@ -86,11 +88,38 @@ pub fn router(state: AppState) -> Router {
             guard,
             crate::auth::Guard::middleware,
         ))
+        // Outermost, so refusals are counted too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.telemetry.clone(),
+            count_request,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies are read by `body::read_limited` with the configured limit.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// Counts a routed request by its route pattern (not its path: bounded labels).
+async fn count_request(
+    axum::extract::State(telemetry): axum::extract::State<crate::telemetry::SharedTelemetry>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    telemetry.http(
+        &route,
+        method.as_str(),
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
+    resp
 }
 
 /// A 200 with a JSON body written by hand.

@@ -25,6 +25,7 @@ pub async fn produce(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
+    let started = std::time::Instant::now();
     let mut acks = Acks::All;
     for (k, v) in &query {
         match k.as_str() {
@@ -38,6 +39,10 @@ pub async fn produce(
     let body = read_limited(&headers, body, state.limits.max_request_bytes).await?;
     let records = parse(format, &headers, &body)?;
     let published = state.broker.publish(&topic, &records, acks).await?;
+    let bytes = records.iter().map(|r| r.size()).sum();
+    state
+        .telemetry
+        .produced(topic.name(), records.len(), bytes, acks, started.elapsed());
     Ok(json_response(crate::wire::published::response(&published)))
 }
 
@@ -93,5 +98,6 @@ pub async fn fetch(
     let (mut reads, deliveries) =
         filter_reads(filter.as_ref(), &t, vec![(partition, result)]).await?;
     let (_, result) = reads.pop().expect("one read in, one out");
+    state.telemetry.delivered(t.name(), &result);
     Ok(json_response(fetch_response(&result, deliveries.first())))
 }

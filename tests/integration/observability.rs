@@ -1,0 +1,134 @@
+//! Metrics after known traffic: every family moves by exactly what was done.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+
+use crate::harness::{Api, TestServer};
+
+/// `GET /metrics` as `name{labels}` → value.
+async fn scrape(api: &Api) -> HashMap<String, f64> {
+    let text = api
+        .http
+        .get(format!("{}/metrics", api.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn get(m: &HashMap<String, f64>, key: &str) -> f64 {
+    *m.get(key)
+        .unwrap_or_else(|| panic!("{key} not in:\n{:#?}", m.keys().collect::<Vec<_>>()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_by_exactly_the_known_traffic() {
+    let server = TestServer::start().await;
+    let api = server.client();
+    api.create_topic("m", json!({ "partitions": 2 })).await;
+    let before = scrape(&api).await;
+    let records = |n: usize| {
+        json!(
+            (0..n)
+                .map(|i| json!({ "key": format!("k{i}"), "value": "v" }))
+                .collect::<Vec<_>>()
+        )
+    };
+    api.publish("m", records(6)).await;
+    api.publish("m", records(4)).await;
+    let r = api
+        .post(
+            "/v1/topics/m/records?acks=none",
+            "application/json",
+            json!({ "records": records(1) }).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let mut read = 0;
+    for p in 0..2 {
+        read += api.fetch_all("m", p, 0).await.len();
+    }
+    assert_eq!(read, 11);
+    let r = api.get("/v1/topics/m/records?group=g&max_records=3").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let grouped = r.body["records"].as_array().unwrap().len();
+    api.get("/v1/topics/nope")
+        .await
+        .assert_problem(404, "topic_not_found");
+
+    let m = scrape(&api).await;
+    assert_eq!(get(&m, "weir_records_in_total{topic=\"m\"}"), 11.0);
+    // Keys "k0".."k9" (2 bytes each) and values "\"v\"" (3 bytes, JSON text).
+    assert_eq!(get(&m, "weir_in_bytes_total{topic=\"m\"}"), 11.0 * 5.0);
+    assert_eq!(
+        get(&m, "weir_records_out_total{topic=\"m\"}"),
+        (read + grouped) as f64
+    );
+    assert_eq!(
+        get(&m, "weir_out_bytes_total{topic=\"m\"}"),
+        (read + grouped) as f64 * 5.0
+    );
+    assert_eq!(
+        get(&m, "weir_delivery_latency_seconds_count"),
+        (read + grouped) as f64
+    );
+    assert_eq!(
+        get(&m, "weir_produce_duration_seconds_count{acks=\"all\"}"),
+        2.0
+    );
+    assert_eq!(
+        get(&m, "weir_produce_duration_seconds_count{acks=\"none\"}"),
+        1.0
+    );
+    let posts = "weir_http_requests_total{route=\"/v1/topics/{topic}/records\",method=\"POST\",status=\"200\"}";
+    assert_eq!(get(&m, posts), 3.0);
+    assert_eq!(
+        get(
+            &m,
+            "weir_http_requests_total{route=\"/v1/topics/{topic}\",method=\"GET\",status=\"404\"}"
+        ),
+        1.0
+    );
+    let hw = get(
+        &m,
+        "weir_partition_high_watermark{topic=\"m\",partition=\"0\"}",
+    ) + get(
+        &m,
+        "weir_partition_high_watermark{topic=\"m\",partition=\"1\"}",
+    );
+    assert_eq!(hw, 11.0);
+    assert_eq!(
+        get(
+            &m,
+            "weir_partition_log_start_offset{topic=\"m\",partition=\"0\"}"
+        ),
+        0.0
+    );
+    let lag = get(
+        &m,
+        "weir_group_lag_records{group=\"g\",topic=\"m\",partition=\"0\"}",
+    ) + get(
+        &m,
+        "weir_group_lag_records{group=\"g\",topic=\"m\",partition=\"1\"}",
+    );
+    assert!(lag >= (11 - grouped) as f64 - 0.5, "lag {lag}");
+    // Group commit: fewer flushes than records, and every record flushed.
+    let flushed = get(&m, "weir_flush_records_sum")
+        - before.get("weir_flush_records_sum").copied().unwrap_or(0.0);
+    assert!(flushed >= 11.0, "{flushed}");
+    assert!(get(&m, "weir_flush_duration_seconds_count") >= 1.0);
+    assert!(get(&m, "weir_storage_used_bytes") > 0.0);
+    assert!(get(&m, "weir_storage_free_bytes") > 0.0);
+    server.stop().await;
+}
