@@ -6,6 +6,7 @@ mod connectors;
 mod events;
 mod groups;
 pub mod metrics;
+mod openapi;
 mod params;
 mod plugins;
 pub mod problem;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::scrape))
+        .route("/openapi.json", get(openapi::serve))
         .route("/v1/topics", get(topics::list))
         .route(
             "/v1/topics/{topic}",

@@ -52,7 +52,7 @@ pub fn checks(
     let is = |m: &Method| method == m;
     let reads = method == Method::GET || method == Method::HEAD;
     Some(match matched {
-        "/healthz" | "/readyz" => return None,
+        "/healthz" | "/readyz" | "/openapi.json" => return None,
         "/metrics" => cluster("metrics"),
         "/v1/topics" | "/v1/groups" => cluster("describe"),
         "/v1/plugins" | "/v1/connectors" => cluster("plugin-read"),
