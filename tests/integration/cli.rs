@@ -557,3 +557,181 @@ async fn a_scaffolded_source_is_built_deployed_and_operated_from_the_cli() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("connector_not_found"));
     server.stop().await;
 }
+
+/// Compares `actual` with `tests/integration/snapshots/<name>`; with
+/// `WEIR_UPDATE_SNAPSHOTS=1` it writes the snapshot instead.
+fn snapshot(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/integration/snapshots")
+        .join(name);
+    if std::env::var_os("WEIR_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (WEIR_UPDATE_SNAPSHOTS=1 writes it)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual, expected,
+        "{name} changed; if on purpose, rerun with WEIR_UPDATE_SNAPSHOTS=1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_has_examples_for_every_command_and_matches_its_snapshot() {
+    let top = ok(&weir("http://unused", &["--help"], None).await);
+    snapshot("weir-help.txt", &top);
+    for cmd in [
+        "serve",
+        "topic",
+        "group",
+        "connector",
+        "plugin",
+        "produce",
+        "consume",
+        "bench",
+        "doctor",
+        "completions",
+        "man",
+    ] {
+        let help = ok(&weir("http://unused", &[cmd, "--help"], None).await);
+        assert!(
+            help.contains(&format!("Examples:\n  weir {cmd}")),
+            "weir {cmd} --help has no examples:\n{help}"
+        );
+    }
+    let connector = ok(&weir("http://unused", &["connector", "--help"], None).await);
+    snapshot("weir-connector-help.txt", &connector);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_and_man_pages_come_from_the_cli_definition() {
+    for shell in ["bash", "zsh", "fish"] {
+        let script = ok(&weir("http://unused", &["completions", shell], None).await);
+        assert!(
+            script.contains("connector") && script.contains("doctor"),
+            "{shell}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(&weir(
+        "http://unused",
+        &["man", "--out", dir.path().to_str().unwrap()],
+        None,
+    )
+    .await);
+    assert!(out.contains("man pages in"), "{out}");
+    for page in [
+        "weir.1",
+        "weir-connector-pause.1",
+        "weir-topic-create.1",
+        "weir-doctor.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_says_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(plugins.join("broken")).unwrap();
+    std::fs::write(
+        plugins.join("broken/plugin.toml"),
+        "name = \"broken\"\nkind = \"mangle\"\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let args = |data: &std::path::Path| {
+        vec![
+            "doctor".to_string(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--plugin-dir".into(),
+            plugins.display().to_string(),
+        ]
+    };
+    let run = |a: Vec<String>| async move {
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        weir("http://unused", &refs, None).await
+    };
+    let good = run(args(&data)).await;
+    let out = ok(&good);
+    assert!(out.contains("[ok  ] data directory"), "{out}");
+    assert!(out.contains("[ok  ] disk space"), "{out}");
+    assert!(
+        out.contains("[warn] plugin") && out.contains("unknown variant"),
+        "{out}"
+    );
+    assert!(out.contains("fix:"), "{out}");
+    // A file where the data directory should be stops `weir serve`: a failure.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let bad = run(args(&file)).await;
+    assert!(!bad.status.success());
+    let out = String::from_utf8_lossy(&bad.stdout);
+    assert!(
+        out.contains("[FAIL] data directory") && out.contains("fix:"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_can_log_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(WEIR)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--plugin-dir")
+        .arg(dir.path().join("plugins"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("listen"))
+    })
+    .await
+    .unwrap()
+    .expect("a log line naming the listen address");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["level"], "INFO", "{line}");
+    assert!(
+        v["timestamp"].is_string() && v["listen"].is_string(),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_match_their_snapshots() {
+    let server = TestServer::start().await;
+    let api = server.client();
+    api.create_topic("alpha", serde_json::json!({ "partitions": 2 }))
+        .await;
+    api.create_topic("beta", serde_json::json!({ "partitions": 1 }))
+        .await;
+    api.publish("beta", serde_json::json!([{ "value": 1 }, { "value": 2 }]))
+        .await;
+    let url = server.url.clone();
+    snapshot(
+        "topic-list.txt",
+        &ok(&weir(&url, &["topic", "list"], None).await),
+    );
+    snapshot(
+        "connector-list.txt",
+        &ok(&weir(&url, &["connector", "list"], None).await),
+    );
+    server.stop().await;
+}

@@ -4,6 +4,8 @@ mod bench;
 mod client;
 mod connector;
 mod consume;
+mod docs;
+mod doctor;
 mod group;
 pub(crate) mod plugin;
 mod produce;
@@ -19,7 +21,12 @@ pub use client::Client;
 
 /// Weir: a WebAssembly-extensible event bus.
 #[derive(Debug, Parser)]
-#[command(name = "weir", version, about)]
+#[command(
+    name = "weir",
+    version,
+    about = "Weir: a WebAssembly-extensible event bus",
+    after_help = "Examples:\n  weir serve\n  weir topic create orders --partitions 3\n  echo '{\"item\":\"tea\"}' | weir produce orders\n  weir consume orders --follow\n  weir doctor"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,8 +58,14 @@ impl Remote {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the broker.
+    #[command(
+        after_help = "Examples:\n  weir serve\n  weir serve --listen 0.0.0.0:9400 --data-dir /var/lib/weir --plugin-dir /etc/weir/plugins\n  weir serve --config weir.toml --log-format json"
+    )]
     Serve(ServeArgs),
     /// Create, list, describe and delete topics.
+    #[command(
+        after_help = "Examples:\n  weir topic create orders --partitions 3\n  weir topic create users --cleanup-policy compact\n  weir topic list\n  weir topic describe orders\n  weir topic delete orders"
+    )]
     Topic {
         #[command(subcommand)]
         command: topic::TopicCommand,
@@ -60,6 +73,9 @@ enum Command {
         remote: Remote,
     },
     /// List, describe, reset and delete consumer groups.
+    #[command(
+        after_help = "Examples:\n  weir group list\n  weir group describe billing\n  weir group reset billing --topic orders --to earliest\n  weir group delete billing"
+    )]
     Group {
         #[command(subcommand)]
         command: group::GroupCommand,
@@ -67,6 +83,9 @@ enum Command {
         remote: Remote,
     },
     /// List, inspect, pause, resume, stop and start source and sink connectors.
+    #[command(
+        after_help = "Examples:\n  weir connector list\n  weir connector status orders-to-http\n  weir connector pause orders-to-http\n  weir connector resume orders-to-http"
+    )]
     Connector {
         #[command(subcommand)]
         command: connector::ConnectorCommand,
@@ -74,6 +93,9 @@ enum Command {
         remote: Remote,
     },
     /// Scaffold, build, test, deploy and roll back WASM plugins.
+    #[command(
+        after_help = "Examples:\n  weir plugin new shouty --kind transform\n  weir plugin build shouty --out weir-plugins\n  weir plugin test weir-plugins/shouty --input events.ndjson\n  weir plugin deploy weir-plugins/shouty\n  weir plugin watch shouty --plugin-dir weir-plugins\n  weir plugin versions shouty\n  weir plugin rollback shouty"
+    )]
     Plugin {
         #[command(subcommand)]
         command: plugin::PluginCommand,
@@ -81,11 +103,33 @@ enum Command {
         remote: Remote,
     },
     /// Publish stdin to a topic, one value per line.
+    #[command(
+        after_help = "Examples:\n  weir produce orders --key customer-7 < orders.ndjson\n  echo '{\"item\":\"tea\"}' | weir produce orders\n  weir produce metrics --acks none --batch 5000 < samples.ndjson"
+    )]
     Produce(produce::ProduceArgs),
     /// Print a topic's records as NDJSON.
+    #[command(
+        after_help = "Examples:\n  weir consume orders\n  weir consume orders --from latest --follow\n  weir consume orders --partition 1 --from 42 -n 10\n  weir consume orders --group billing --follow"
+    )]
     Consume(consume::ConsumeArgs),
     /// Measure produce and fetch throughput and latency over HTTP.
+    #[command(
+        after_help = "Examples:\n  weir bench --seconds 3\n  weir bench --url http://10.0.0.5:9400 --batch 100 --concurrency 8\n  weir bench reload\n  weir bench connectors --records 1000000"
+    )]
     Bench(bench::BenchArgs),
+    /// Check the data dir, disk space, plugin directory and plugin toolchain; say what to fix.
+    Doctor(doctor::DoctorArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  weir completions bash > /etc/bash_completion.d/weir\n  weir completions zsh > ~/.zfunc/_weir"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages for weir and every subcommand.
+    #[command(after_help = "Examples:\n  weir man --out /usr/local/share/man/man1")]
+    Man(docs::ManArgs),
 }
 
 /// `weir serve` options; each overrides the config file.
@@ -106,6 +150,18 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `weir=debug` (also `RUST_LOG`).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log: String,
+    /// Log lines as human-readable text or as JSON objects (one per line).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How `weir serve` writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields).
+    Json,
 }
 
 impl Cli {
@@ -122,6 +178,9 @@ impl Cli {
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Doctor(args) => doctor::run(args),
+            Command::Completions { shell } => docs::completions(shell),
+            Command::Man(args) => docs::man(args),
         }
     }
 }

@@ -3,16 +3,21 @@
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
-use super::ServeArgs;
+use super::{LogFormat, ServeArgs};
 use crate::Config;
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Logging first, so every later step can report.
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     // Config: file (if any), then flags on top.
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
