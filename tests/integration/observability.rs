@@ -176,3 +176,57 @@ async fn the_openapi_document_describes_routes_the_server_answers() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_traceparent_follows_records_through_a_plugin_chain() {
+    let server = TestServer::start_with(|plugins, _| {
+        crate::harness::install_plugin(
+            plugins,
+            "shout",
+            "transform",
+            weir_test_artifacts::SHOUT_TRANSFORM,
+            "[[attach]]\ntopic = \"traced\"\n",
+        );
+    })
+    .await;
+    let api = server.client();
+    api.create_topic("traced", json!({ "partitions": 1 })).await;
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let body = json!({ "records": [
+        { "value": "hello" },
+        { "value": "again", "headers": { "traceparent": own } },
+    ] });
+    let r = api
+        .send(
+            api.http
+                .post(format!("{}/v1/topics/traced/records", api.url))
+                .header("content-type", "application/json")
+                .header("traceparent", parent)
+                .body(body.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let stored = api.fetch_all("traced", 0, 0).await;
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert_eq!(stored[0]["value"], "HELLO", "the transform ran");
+    assert_eq!(stored[0]["headers"]["traceparent"], parent);
+    assert_eq!(
+        stored[1]["headers"]["traceparent"], own,
+        "a record's own context wins"
+    );
+    // A malformed header is ignored, not stored.
+    let r = api
+        .send(
+            api.http
+                .post(format!("{}/v1/topics/traced/records", api.url))
+                .header("content-type", "application/json")
+                .header("traceparent", "00-zz-00-01")
+                .body(json!({ "records": [{ "value": "x" }] }).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let last = api.fetch_all("traced", 0, 2).await;
+    assert!(last[0]["headers"].get("traceparent").is_none(), "{last:?}");
+    server.stop().await;
+}

@@ -272,6 +272,17 @@ fn call(
                 ),
         });
     };
+    // OpenTelemetry messaging names: a plugin step processes the batch.
+    let _span = tracing::debug_span!(
+        "process",
+        messaging.system = "weir",
+        messaging.operation.type = "process",
+        messaging.destination.name = %info.topic,
+        messaging.batch.message_count = count,
+        weir.plugin.name = %step.name,
+        weir.plugin.version = %plugin.version_tag(),
+    )
+    .entered();
     match plugin.kind() {
         Kind::Filter => slot.call(plugin, kind, count, |p| {
             let flags = p.filter(info, buf, count)?;

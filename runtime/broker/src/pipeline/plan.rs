@@ -17,6 +17,9 @@ use crate::error::{BrokerError, Result};
 use crate::partitioner::Sticky;
 use crate::produce::{self, NewRecord, RecordPosition};
 
+/// The W3C trace context header, carried from each input to its outputs.
+pub const TRACEPARENT: &str = "traceparent";
+
 /// Why a step failed on an event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StepFailure {
@@ -212,10 +215,16 @@ pub(crate) fn build(cx: &PlanContext<'_>, input: &[u8], mut executed: Executed) 
             Some(p) if t == 0 && key.as_deref() == original.key => Some(p),
             _ => None,
         };
-        let headers: Vec<(Cow<'_, str>, Cow<'_, [u8]>)> = e
+        let mut headers: Vec<(Cow<'_, str>, Cow<'_, [u8]>)> = e
             .headers()
             .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
             .collect();
+        // The trace goes on through the chain, whatever the plugins did with headers.
+        if let Some(parent) = original.header(TRACEPARENT)
+            && !headers.iter().any(|(n, _)| n == TRACEPARENT)
+        {
+            headers.push((Cow::Borrowed(TRACEPARENT), Cow::Borrowed(parent)));
+        }
         push(
             &mut records,
             &mut targets,

@@ -93,6 +93,17 @@ pub async fn fetch(
     let (reads, deliveries) =
         filter_reads(filter.as_ref(), &t, std::mem::take(&mut fetched.results)).await?;
     fetched.results = reads;
+    let count: usize = fetched.results.iter().map(|(_, r)| r.count).sum();
+    let _span = tracing::info_span!(
+        "receive",
+        messaging.system = "weir",
+        messaging.operation.type = "receive",
+        messaging.destination.name = %topic,
+        messaging.consumer.group.name = %group,
+        messaging.batch.message_count = count,
+    )
+    .entered();
+    tracing::debug!(member = %fetched.member, "delivered");
     for (_, read) in &fetched.results {
         state.telemetry.delivered(&topic, read);
     }

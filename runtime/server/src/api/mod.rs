@@ -12,6 +12,7 @@ mod plugins;
 pub mod problem;
 mod records;
 mod topics;
+mod trace;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;

@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use tracing::Instrument;
 use weir_broker::Acks;
 
 use super::body::read_limited;
@@ -37,8 +38,31 @@ pub async fn produce(
     let topic = state.broker.topic(&topic)?;
     let format = BodyFormat::detect(&headers)?;
     let body = read_limited(&headers, body, state.limits.max_request_bytes).await?;
-    let records = parse(format, &headers, &body)?;
-    let published = state.broker.publish(&topic, &records, acks).await?;
+    let mut records = parse(format, &headers, &body)?;
+    let traceparent = super::trace::traceparent(&headers);
+    if let Some(parent) = traceparent {
+        for r in &mut records {
+            if !r.headers.iter().any(|(n, _)| n == "traceparent") {
+                r.headers
+                    .push(("traceparent".into(), parent.as_bytes().into()));
+            }
+        }
+    }
+    // OpenTelemetry messaging names: a publish sends a batch to a topic.
+    let span = tracing::info_span!(
+        "publish",
+        messaging.system = "weir",
+        messaging.operation.type = "send",
+        messaging.destination.name = %topic.name(),
+        messaging.batch.message_count = records.len(),
+        trace_id = traceparent.map(super::trace::trace_id),
+    );
+    let published = state
+        .broker
+        .publish(&topic, &records, acks)
+        .instrument(span.clone())
+        .await?;
+    span.in_scope(|| tracing::debug!(took_us = started.elapsed().as_micros() as u64, "published"));
     let bytes = records.iter().map(|r| r.size()).sum();
     state
         .telemetry
@@ -91,10 +115,21 @@ pub async fn fetch(
         }
     }
     let filter = filter.build(&state.broker)?;
+    let span = tracing::info_span!(
+        "receive",
+        messaging.system = "weir",
+        messaging.operation.type = "receive",
+        messaging.destination.name = %t.name(),
+        messaging.destination.partition.id = partition,
+        messaging.batch.message_count = tracing::field::Empty,
+    );
     let result = state
         .broker
         .fetch(&t, partition, offset, fetch.limits, fetch.wait)
+        .instrument(span.clone())
         .await?;
+    span.record("messaging.batch.message_count", result.count);
+    span.in_scope(|| tracing::debug!(offset, "delivered"));
     let (mut reads, deliveries) =
         filter_reads(filter.as_ref(), &t, vec![(partition, result)]).await?;
     let (_, result) = reads.pop().expect("one read in, one out");
