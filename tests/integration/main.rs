@@ -7,6 +7,7 @@ mod acl;
 mod api_errors;
 mod cli;
 mod connectors;
+mod console;
 mod durability;
 mod events;
 mod groups;

@@ -7,12 +7,14 @@ mod events;
 mod groups;
 pub mod metrics;
 mod openapi;
+mod overview;
 mod params;
 mod plugins;
 pub mod problem;
 mod records;
 mod topics;
 mod trace;
+mod ui;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
@@ -50,6 +52,9 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::scrape))
         .route("/openapi.json", get(openapi::serve))
+        .route("/ui", get(ui::page))
+        .route("/v1/overview", get(overview::get))
+        .route("/v1/overview/stream", get(overview::stream))
         .route("/v1/topics", get(topics::list))
         .route(
             "/v1/topics/{topic}",

@@ -52,7 +52,14 @@ pub fn checks(
     let is = |m: &Method| method == m;
     let reads = method == Method::GET || method == Method::HEAD;
     Some(match matched {
-        "/healthz" | "/readyz" | "/openapi.json" => return None,
+        // The console's page is a static shell: its data comes from the API below.
+        "/healthz" | "/readyz" | "/openapi.json" | "/ui" => return None,
+        "/v1/overview" | "/v1/overview/stream" => {
+            vec![
+                check("describe", "cluster", "weir"),
+                check("plugin-read", "cluster", "weir"),
+            ]
+        }
         "/metrics" => cluster("metrics"),
         "/v1/topics" | "/v1/groups" => cluster("describe"),
         "/v1/plugins" | "/v1/connectors" => cluster("plugin-read"),
