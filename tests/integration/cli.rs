@@ -593,6 +593,7 @@ async fn help_has_examples_for_every_command_and_matches_its_snapshot() {
         "produce",
         "consume",
         "bench",
+        "top",
         "doctor",
         "completions",
         "man",
@@ -733,5 +734,39 @@ async fn tables_match_their_snapshots() {
         "connector-list.txt",
         &ok(&weir(&url, &["connector", "list"], None).await),
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_shows_rates_lag_and_health() {
+    let server = TestServer::start().await;
+    let api = server.client();
+    api.create_topic("busy", serde_json::json!({ "partitions": 2 }))
+        .await;
+    api.publish("busy", serde_json::json!([{ "value": 1 }, { "value": 2 }]))
+        .await;
+    let r = api
+        .get("/v1/topics/busy/records?group=watchers&max_records=1")
+        .await;
+    assert_eq!(r.status, 200);
+    let url = server.url.clone();
+    let top =
+        tokio::spawn(
+            async move { weir(&url, &["top", "--once", "--interval", "0.5"], None).await },
+        );
+    // Published during the interval: a rate above zero.
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    api.publish("busy", serde_json::json!([{ "value": 3 }, { "value": 4 }]))
+        .await;
+    let out = ok(&top.await.unwrap());
+    assert!(out.contains("storage ready"), "{out}");
+    let busy = out
+        .lines()
+        .find(|l| l.starts_with("busy "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let cols: Vec<&str> = busy.split_whitespace().collect();
+    assert_eq!(&cols[..3], ["busy", "2", "4"], "{out}");
+    assert!(cols[3].parse::<f64>().unwrap() > 0.0, "{out}");
+    assert!(out.lines().any(|l| l.starts_with("watchers ")), "{out}");
     server.stop().await;
 }

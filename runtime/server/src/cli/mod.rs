@@ -10,6 +10,7 @@ mod group;
 pub(crate) mod plugin;
 mod produce;
 mod serve;
+mod top;
 mod topic;
 
 use std::net::SocketAddr;
@@ -117,6 +118,11 @@ enum Command {
         after_help = "Examples:\n  weir bench --seconds 3\n  weir bench --url http://10.0.0.5:9400 --batch 100 --concurrency 8\n  weir bench reload\n  weir bench connectors --records 1000000"
     )]
     Bench(bench::BenchArgs),
+    /// A terminal dashboard: topics with rates, group lag, plugins, connectors, health.
+    #[command(
+        after_help = "Examples:\n  weir top\n  weir top --url http://10.0.0.5:9400 --interval 5\n  weir top --once"
+    )]
+    Top(top::TopArgs),
     /// Check the data dir, disk space, plugin directory and plugin toolchain; say what to fix.
     Doctor(doctor::DoctorArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -178,6 +184,7 @@ impl Cli {
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Top(args) => top::run(args).await,
             Command::Doctor(args) => doctor::run(args),
             Command::Completions { shell } => docs::completions(shell),
             Command::Man(args) => docs::man(args),
