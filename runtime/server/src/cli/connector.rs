@@ -9,36 +9,34 @@ use super::Client;
 #[derive(Debug, Subcommand)]
 pub enum ConnectorCommand {
     /// Every source and sink with its state, records, errors and lag.
-    ///
-    /// Example: weir connector list
+    #[command(after_help = "Examples:\n  weir connector list")]
     List,
     /// One connector in full: settings, counters, last error.
-    ///
-    /// Example: weir connector status orders-to-http
+    #[command(after_help = "Examples:\n  weir connector status orders-to-http")]
     Status {
         /// Connector (plugin) name.
         name: String,
     },
     /// Pause at the next batch boundary; kept across restarts.
-    ///
-    /// Example: weir connector pause orders-to-http
+    #[command(after_help = "Examples:\n  weir connector pause orders-to-http")]
     Pause {
         /// Connector (plugin) name.
         name: String,
     },
     /// Resume a paused connector, or retry one that failed with on_failure = "pause".
-    ///
-    /// Example: weir connector resume orders-to-http
+    #[command(after_help = "Examples:\n  weir connector resume orders-to-http")]
     Resume {
         /// Connector (plugin) name.
         name: String,
     },
     /// Stop; `start` begins again from the committed position.
+    #[command(after_help = "Examples:\n  weir connector stop orders-to-http")]
     Stop {
         /// Connector (plugin) name.
         name: String,
     },
     /// Start a stopped connector.
+    #[command(after_help = "Examples:\n  weir connector start orders-to-http")]
     Start {
         /// Connector (plugin) name.
         name: String,

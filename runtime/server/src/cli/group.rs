@@ -8,13 +8,18 @@ use super::Client;
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
     /// List groups with their members and total lag.
+    #[command(after_help = "Examples:\n  weir group list")]
     List,
     /// Members, and per partition: committed offset, high watermark, lag, owner.
+    #[command(after_help = "Examples:\n  weir group describe billing")]
     Describe {
         /// Group name.
         group: String,
     },
     /// Move a group's committed offsets (the group must have no live members).
+    #[command(
+        after_help = "Examples:\n  weir group reset billing --topic orders --to earliest\n  weir group reset billing --topic orders --to 1200 --partition 0\n  weir group reset billing --topic orders --timestamp-ms 1767225600000"
+    )]
     Reset {
         /// Group name.
         group: String,
@@ -32,6 +37,7 @@ pub enum GroupCommand {
         partitions: Vec<u32>,
     },
     /// Delete a group's committed offsets (the group must have no live members).
+    #[command(after_help = "Examples:\n  weir group delete billing")]
     Delete {
         /// Group name.
         group: String,

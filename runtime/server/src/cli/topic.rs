@@ -8,6 +8,9 @@ use super::Client;
 #[derive(Debug, Subcommand)]
 pub enum TopicCommand {
     /// Create a topic (no error if an identical one exists).
+    #[command(
+        after_help = "Examples:\n  weir topic create orders --partitions 3\n  weir topic create users --cleanup-policy compact\n  weir topic create logs --retention-ms 86400000 --retention-bytes 1073741824"
+    )]
     Create {
         /// Topic name.
         name: String,
@@ -25,13 +28,16 @@ pub enum TopicCommand {
         cleanup_policy: String,
     },
     /// List topics with their partitions' offsets.
+    #[command(after_help = "Examples:\n  weir topic list")]
     List,
     /// Show one topic as JSON.
+    #[command(after_help = "Examples:\n  weir topic describe orders")]
     Describe {
         /// Topic name.
         name: String,
     },
     /// Delete a topic and all its data.
+    #[command(after_help = "Examples:\n  weir topic delete orders")]
     Delete {
         /// Topic name.
         name: String,

@@ -70,9 +70,13 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// Hot reload: time from a plugin file write to the new version serving, and
     /// back-to-back reloads under publish load with an exactly-once check.
+    #[command(after_help = "Examples:\n  weir bench reload\n  weir bench reload --quick")]
     Reload(reload::ReloadArgs),
     /// Connectors: sink and source throughput, and publish-to-delivery latency
     /// through the HTTP sink, with the first-party connectors built from source.
+    #[command(
+        after_help = "Examples:\n  weir bench connectors\n  weir bench connectors --records 300000 --value-bytes 1024 --rate 1000"
+    )]
     Connectors(connectors::ConnectorArgs),
 }
 

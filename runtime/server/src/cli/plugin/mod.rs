@@ -60,6 +60,9 @@ const SDK_FILES: [(&str, &str); 7] = [
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// Scaffold a plugin crate that builds as-is.
+    #[command(
+        after_help = "Examples:\n  weir plugin new shouty --kind transform\n  weir plugin new orders-feed --kind source --dir plugins"
+    )]
     New {
         /// Plugin (and crate) name.
         name: String,
@@ -71,6 +74,7 @@ pub enum PluginCommand {
         dir: PathBuf,
     },
     /// Build a plugin crate into a deployable folder (plugin.toml + component).
+    #[command(after_help = "Examples:\n  weir plugin build shouty --out weir-plugins")]
     Build {
         /// The plugin crate.
         #[arg(default_value = ".")]
@@ -81,6 +85,9 @@ pub enum PluginCommand {
     },
     /// Rebuild a plugin crate on every source change and deploy it into a plugin
     /// directory, which a running broker hot-reloads.
+    #[command(
+        after_help = "Examples:\n  weir plugin watch shouty --plugin-dir weir-plugins\n  weir plugin watch shouty --check"
+    )]
     Watch {
         /// The plugin crate.
         #[arg(default_value = ".")]
@@ -93,22 +100,28 @@ pub enum PluginCommand {
         check: bool,
     },
     /// Deploy a plugin folder (or crate, built first) to a server over HTTP.
+    #[command(after_help = "Examples:\n  weir plugin deploy weir-plugins/shouty")]
     Deploy {
         /// A deployable plugin folder, or a plugin crate.
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
     /// A plugin's version history on a server.
+    #[command(after_help = "Examples:\n  weir plugin versions shouty")]
     Versions {
         /// Plugin name.
         name: String,
     },
     /// Return a plugin to the version that served before the current one.
+    #[command(after_help = "Examples:\n  weir plugin rollback shouty")]
     Rollback {
         /// Plugin name.
         name: String,
     },
     /// Run a plugin in the real host over NDJSON records and print the result.
+    #[command(
+        after_help = "Examples:\n  weir plugin test weir-plugins/shouty --input events.ndjson --topic orders"
+    )]
     Test {
         /// A deployable plugin folder, or a plugin crate (built first).
         dir: PathBuf,
