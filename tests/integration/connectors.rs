@@ -449,15 +449,7 @@ async fn capability_violations_are_refused() {
     let why = misplaced["last_error"]["message"].as_str().unwrap();
     assert!(why.contains("capability_denied"), "{why}");
     assert!(!outside.path().join("out").exists());
-    let metrics = api
-        .http
-        .get(format!("{}/metrics", api.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api.metrics_text().await;
     let line = "weir_connector_capability_refusals_total{connector=\"escape\",kind=\"source\"} 2";
     assert!(
         metrics.lines().any(|l| l == line),

@@ -203,6 +203,18 @@ impl Api {
         }
     }
 
+    /// `GET /metrics` as text (OpenMetrics, not JSON).
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> Resp {
         self.send(self.http.get(format!("{}{path}", self.url)))
             .await

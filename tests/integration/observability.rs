@@ -8,15 +8,7 @@ use crate::harness::{Api, TestServer};
 
 /// `GET /metrics` as `name{labels}` → value.
 async fn scrape(api: &Api) -> HashMap<String, f64> {
-    let text = api
-        .http
-        .get(format!("{}/metrics", api.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = api.metrics_text().await;
     assert!(text.ends_with("# EOF\n"), "{text}");
     text.lines()
         .filter(|l| !l.starts_with('#'))

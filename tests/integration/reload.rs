@@ -391,15 +391,7 @@ async fn bad_versions_are_refused_or_rolled_back_and_the_old_one_keeps_serving()
         greeter_serves(&api).await;
     }
     // The same figures for Prometheus.
-    let metrics = api
-        .http
-        .get(format!("{}/metrics", api.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api.metrics_text().await;
     for line in [
         "weir_plugin_reloads_total{plugin=\"greeter\",result=\"rejected\"} 6",
         "weir_plugin_reloads_total{plugin=\"greeter\",result=\"rolled_back\"} 2",
