@@ -2,8 +2,6 @@
 //! their own (the broker polls sources and feeds sinks) and may reach what their
 //! manifest grants: hosts over [`http`], directories through [`files`].
 
-use std::cell::RefCell;
-
 use crate::guest::{Error, Result};
 use crate::packed::{Event, FLAG_VALUE_JSON, Writer};
 
@@ -374,34 +372,6 @@ pub mod files {
     }
 }
 
-/// Holds a connector between calls (a component instance is single-threaded).
-#[doc(hidden)]
-pub struct MutSlot<T>(RefCell<Option<T>>);
-
-impl<T> MutSlot<T> {
-    /// An empty slot.
-    pub const fn new() -> Self {
-        MutSlot(RefCell::new(None))
-    }
-    /// Stores the connector.
-    pub fn set(&self, t: T) {
-        *self.0.borrow_mut() = Some(t);
-    }
-    /// Runs `f` with the connector.
-    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> Result<R>) -> Result<R> {
-        match self.0.borrow_mut().as_mut() {
-            Some(t) => f(t),
-            None => Err(Error::Failed("called before init".into())),
-        }
-    }
-}
-
-impl<T> Default for MutSlot<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// Glue for the export macros. Not part of the API.
 #[doc(hidden)]
 pub mod glue {
@@ -435,7 +405,7 @@ macro_rules! export_source {
         const _: () = {
             use $crate::bindings::source::weir::plugin::types as __types;
             thread_local! {
-                static __WEIR_SLOT: $crate::connector::MutSlot<$t> = const { $crate::connector::MutSlot::new() };
+                static __WEIR_SLOT: $crate::glue::Slot<$t> = const { $crate::glue::Slot::new() };
             }
             #[allow(dead_code)]
             struct __WeirSource;
@@ -453,7 +423,7 @@ macro_rules! export_source {
                         now_ms: info.now_ms,
                     };
                     __WEIR_SLOT
-                        .with(|s| s.with(|p| $crate::connector::glue::poll(p, &info)))
+                        .with(|s| s.with_mut(|p| $crate::connector::glue::poll(p, &info)))
                         .map_err(|e| $crate::glue::to_wit(e, __types::Error::BadInput, __types::Error::Failed))
                 }
             }
@@ -472,7 +442,7 @@ macro_rules! export_sink {
         const _: () = {
             use $crate::bindings::sink::weir::plugin::types as __types;
             thread_local! {
-                static __WEIR_SLOT: $crate::connector::MutSlot<$t> = const { $crate::connector::MutSlot::new() };
+                static __WEIR_SLOT: $crate::glue::Slot<$t> = const { $crate::glue::Slot::new() };
             }
             #[allow(dead_code)]
             struct __WeirSink;
@@ -489,7 +459,7 @@ macro_rules! export_sink {
                         offsets: batch.offsets,
                     };
                     __WEIR_SLOT
-                        .with(|s| s.with(|p| $crate::connector::glue::write(p, &batch, &events)))
+                        .with(|s| s.with_mut(|p| $crate::connector::glue::write(p, &batch, &events)))
                         .map_err(|e| $crate::glue::to_wit(e, __types::Error::BadInput, __types::Error::Failed))
                 }
             }

@@ -432,6 +432,14 @@ pub mod glue {
                 None => Err(Error::Failed("called before init".into())),
             }
         }
+
+        /// Runs `f` with the instance, mutably (connectors keep state between calls).
+        pub fn with_mut<R>(&self, f: impl FnOnce(&mut T) -> Result<R>) -> Result<R> {
+            match self.0.borrow_mut().as_mut() {
+                Some(t) => f(t),
+                None => Err(Error::Failed("called before init".into())),
+            }
+        }
     }
 
     impl<T> Default for Slot<T> {
