@@ -255,6 +255,66 @@ async fn bench_connectors_quick_drains_every_case() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_compare_quick_measures_every_workload_on_every_system() {
+    // Real peers: nats-server and redis-server (installed by .ci/run, or by the
+    // command itself), each on its own loopback port with a temp data dir.
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("compare.md");
+    let out = ok(&weir(
+        "http://127.0.0.1:9",
+        &[
+            "bench",
+            "compare",
+            "--quick",
+            "--out",
+            out_file.to_str().unwrap(),
+        ],
+        None,
+    )
+    .await);
+    let written = std::fs::read_to_string(&out_file).unwrap();
+    assert!(out.contains(&written), "the file holds the printed table");
+    let systems = [
+        "Weir HTTP (acks=all)",
+        "Weir in-process (acks=all)",
+        "Weir HTTP (acks=none)",
+        "Weir in-process (acks=none)",
+        "Redis Streams (appendfsync always)",
+        "Redis Streams (appendfsync everysec)",
+        "NATS JetStream (file)",
+    ];
+    let workloads = [
+        "publish 100 B one by one, 1 conc",
+        "publish 100 B one by one, 64 conc",
+        "publish 100 B in batches of 100, 1 conc",
+        "publish 1024 B in batches of 1000, 1 conc",
+        "publish -> receive at 1,000/s",
+        "publish -> receive at 10,000/s",
+    ];
+    for system in systems {
+        for workload in workloads {
+            let row = format!("| {workload} | {system} |");
+            assert!(written.contains(&row), "missing '{row}' in:\n{written}");
+        }
+    }
+    // Reads are measured once per system (not per fsync setting).
+    let consume = "| consume 20,000 x 100 B from the start |";
+    assert_eq!(written.matches(consume).count(), 4, "{written}");
+    // Every row has a throughput; every Weir HTTP row is its class's reference.
+    for line in written
+        .lines()
+        .filter(|l| l.starts_with("| publish") || l.starts_with("| consume"))
+    {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let rate: f64 = cells[4].replace(',', "").parse().unwrap();
+        assert!(rate > 0.0, "{line}");
+        if cells[2].starts_with("Weir HTTP") {
+            assert!(cells[8].starts_with("1.00"), "{line}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_server_is_a_clear_error() {
     let out = weir("http://127.0.0.1:9", &["topic", "list"], None).await;
     assert!(!out.status.success());

@@ -16,6 +16,7 @@ use serde_json::json;
 use super::Client;
 use super::produce::percentile_ms;
 
+mod compare;
 mod connectors;
 mod pipeline;
 mod reload;
@@ -78,6 +79,14 @@ enum BenchCommand {
         after_help = "Examples:\n  weir bench connectors\n  weir bench connectors --records 300000 --value-bytes 1024 --rate 1000"
     )]
     Connectors(connectors::ConnectorArgs),
+    /// Weir beside NATS JetStream and Redis Streams (installed from Debian's packages
+    /// if missing), same machine, same run, same workloads: publish one by one and in
+    /// batches, consume from the start, publish-to-receive latency. Prints one
+    /// Markdown table and writes it to --out.
+    #[command(
+        after_help = "Examples:\n  weir bench compare\n  weir bench compare --quick --out /tmp/compare.md\n  weir bench compare --peers redis --seconds 5"
+    )]
+    Compare(compare::CompareArgs),
 }
 
 /// One line of the results table.
@@ -117,6 +126,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         Some(BenchCommand::Reload(a)) => return reload::run(a).await,
         Some(BenchCommand::Connectors(a)) => return connectors::run(a).await,
+        Some(BenchCommand::Compare(a)) => return compare::run(a).await,
         None => {}
     }
     let seconds = if args.quick { 0.2 } else { args.seconds };

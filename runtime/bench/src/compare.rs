@@ -1,0 +1,199 @@
+//! The comparison run: start the peers, measure every workload on every system one
+//! system at a time (the others idle), stop the peers, render one table.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use weir_broker::Acks;
+
+use crate::peers::nats::JetStream;
+use crate::peers::redis::{AppendFsync, RedisStreams};
+use crate::peers::{self, Server};
+use crate::report::{self, Row};
+use crate::system::System;
+use crate::weir::{WeirHttp, WeirInProcess, WeirUnderTest};
+use crate::workload;
+
+/// A peer system to compare with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    Nats,
+    Redis,
+}
+
+impl std::str::FromStr for Peer {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Peer, String> {
+        match s {
+            "nats" => Ok(Peer::Nats),
+            "redis" => Ok(Peer::Redis),
+            other => Err(format!("unknown peer {other:?} (nats, redis)")),
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Time per publish and latency cell.
+    pub duration: Duration,
+    /// Value sizes of the publish cells.
+    pub value_bytes: Vec<usize>,
+    /// One-by-one publisher counts.
+    pub concurrency: Vec<usize>,
+    /// Batch sizes (one publisher).
+    pub batches: Vec<usize>,
+    /// Records read in the consume cell (100-byte values).
+    pub consume_records: u64,
+    /// Offered rates of the latency cells.
+    pub latency_rates: Vec<u64>,
+    /// Peers to start.
+    pub peers: Vec<Peer>,
+}
+
+impl Options {
+    /// The issue's workloads at full length.
+    pub fn full() -> Options {
+        Options {
+            duration: Duration::from_secs(3),
+            value_bytes: vec![100, 1024],
+            concurrency: vec![1, 64],
+            batches: vec![100, 1000],
+            consume_records: 1_000_000,
+            latency_rates: vec![1000, 10_000],
+            peers: vec![Peer::Nats, Peer::Redis],
+        }
+    }
+
+    /// Every workload, briefly: keeps the command working in a smoke test.
+    pub fn quick() -> Options {
+        Options {
+            duration: Duration::from_millis(200),
+            consume_records: 20_000,
+            ..Options::full()
+        }
+    }
+}
+
+/// The outcome: the rows, and what was compared (for the table's heading).
+#[derive(Debug)]
+pub struct Report {
+    pub rows: Vec<Row>,
+    pub versions: Vec<String>,
+}
+
+impl Report {
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!("Systems: {}.\n\n", self.versions.join("; ")));
+        out.push_str(&report::markdown(&self.rows));
+        out.push_str(
+            "\nratio to Weir: records/s over Weir HTTP's in the same workload and \
+             durability class (consume: over Weir HTTP's); latency rows: p99 over \
+             Weir HTTP's (above 1 is slower).\n",
+        );
+        out
+    }
+}
+
+/// Runs every workload on Weir (HTTP and in-process) and on the peers asked for.
+/// Progress goes to stderr as rows complete.
+pub async fn run(options: &Options, weir: &WeirUnderTest) -> anyhow::Result<Report> {
+    let mut servers: Vec<Server> = Vec::new();
+    let mut versions = vec![format!("Weir {}", env!("CARGO_PKG_VERSION"))];
+    let mut rows = Vec::new();
+    let result = async {
+        let http_all = WeirHttp::new(&weir.url, Acks::All)?;
+        let http_none = WeirHttp::new(&weir.url, Acks::None)?;
+        let inproc_all = WeirInProcess::new(weir.broker.clone(), Acks::All);
+        let inproc_none = WeirInProcess::new(weir.broker.clone(), Acks::None);
+        measure(&http_all, options, true, &mut rows).await?;
+        measure(&inproc_all, options, true, &mut rows).await?;
+        measure(&http_none, options, false, &mut rows).await?;
+        measure(&inproc_none, options, false, &mut rows).await?;
+        if options.peers.contains(&Peer::Redis) {
+            let program = peers::ensure_installed("redis-server", "redis-server")?;
+            versions.push(version(&program, "--version"));
+            for (fsync, consume) in [(AppendFsync::Always, true), (AppendFsync::EverySec, false)] {
+                let server = peers::redis::start(&program, fsync).await?;
+                let redis = RedisStreams::connect(server.port, fsync).await?;
+                servers.push(server);
+                measure(&redis, options, consume, &mut rows).await?;
+            }
+        }
+        if options.peers.contains(&Peer::Nats) {
+            let program = peers::ensure_installed("nats-server", "nats-server")?;
+            versions.push(version(&program, "--version"));
+            let server = peers::nats::start(&program).await?;
+            let js = JetStream::connect(server.port).await?;
+            servers.push(server);
+            measure(&js, options, true, &mut rows).await?;
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    for server in servers {
+        server.stop().await;
+    }
+    result?;
+    Ok(Report { rows, versions })
+}
+
+/// Every workload on one system. `consume` is false for a second configuration of a
+/// system already read from (reads do not depend on the fsync setting).
+async fn measure<S: System>(
+    sys: &S,
+    options: &Options,
+    consume: bool,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    let done = |row: Row, rows: &mut Vec<Row>| {
+        eprintln!(
+            "  {:<38} {:<46} {:>12} rec/s",
+            row.system,
+            row.workload.to_string(),
+            report::thousands(row.records_per_sec())
+        );
+        rows.push(row);
+    };
+    for &value_bytes in &options.value_bytes {
+        for &concurrency in &options.concurrency {
+            let row = workload::publish(sys, value_bytes, 1, concurrency, options.duration).await?;
+            done(row, rows);
+        }
+        for &batch in &options.batches {
+            let row = workload::publish(sys, value_bytes, batch, 1, options.duration).await?;
+            done(row, rows);
+        }
+    }
+    if consume {
+        let row = workload::consume(sys, 100, options.consume_records).await?;
+        done(row, rows);
+    }
+    for &rate in &options.latency_rates {
+        let row = workload::latency(sys, rate, 100, options.duration).await?;
+        done(row, rows);
+    }
+    Ok(())
+}
+
+/// The first line `program flag` prints, for the table's heading.
+fn version(program: &std::path::Path, flag: &str) -> String {
+    std::process::Command::new(program)
+        .arg(flag)
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| program.display().to_string())
+}
+
+/// Where the table goes by default.
+pub fn default_out() -> PathBuf {
+    PathBuf::from("weir-bench-compare.md")
+}

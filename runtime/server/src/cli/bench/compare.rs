@@ -1,0 +1,60 @@
+//! `weir bench compare`: Weir beside NATS JetStream and Redis Streams in one run (the
+//! harness is the `weir-bench` crate; this starts the Weir under test and prints).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use weir_bench::compare::{Options, Peer};
+
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// Run every workload briefly (0.2 s per cell, 20,000 records to consume).
+    #[arg(long)]
+    quick: bool,
+    /// Seconds per publish and latency cell.
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Records to consume from the start of a stream.
+    #[arg(long)]
+    consume_records: Option<u64>,
+    /// Peers to compare with (installed from Debian's packages if missing).
+    #[arg(long, value_delimiter = ',', default_value = "nats,redis")]
+    peers: Vec<Peer>,
+    /// Where to write the Markdown table as well.
+    #[arg(long, default_value = "weir-bench-compare.md")]
+    out: PathBuf,
+}
+
+pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
+    let mut options = if args.quick {
+        Options::quick()
+    } else {
+        Options::full()
+    };
+    if let Some(s) = args.seconds {
+        anyhow::ensure!(s > 0.0, "--seconds must be positive");
+        options.duration = Duration::from_secs_f64(s);
+    }
+    if let Some(n) = args.consume_records {
+        options.consume_records = n.max(1);
+    }
+    options.peers = args.peers;
+    let plugins = tempfile::tempdir()?;
+    let server = super::InProcess::start(plugins.path()).await?;
+    eprintln!(
+        "weir bench compare: {:?} per cell; Weir at {} (data in a temp dir)",
+        options.duration, server.url
+    );
+    let weir = weir_bench::WeirUnderTest {
+        url: server.url.clone(),
+        broker: server.broker.clone(),
+    };
+    let report = weir_bench::run(&options, &weir).await;
+    server.stop().await;
+    let table = report?.markdown();
+    println!("\n{table}");
+    std::fs::write(&args.out, &table).with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!("written to {}", args.out.display());
+    Ok(())
+}
