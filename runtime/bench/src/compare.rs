@@ -1,7 +1,6 @@
 //! The comparison run: start the peers, measure every workload on every system one
 //! system at a time (the others idle), stop the peers, render one table.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use weir_broker::Acks;
@@ -50,6 +49,9 @@ pub struct Options {
     pub latency_rates: Vec<u64>,
     /// Peers to start.
     pub peers: Vec<Peer>,
+    /// Pause after each cell, so what one cell leaves behind (a deleted stream's
+    /// space being reclaimed) does not land in the next one's figures.
+    pub settle: Duration,
 }
 
 impl Options {
@@ -63,6 +65,7 @@ impl Options {
             consume_records: 1_000_000,
             latency_rates: vec![1000, 10_000],
             peers: vec![Peer::Nats, Peer::Redis],
+            settle: Duration::from_secs(1),
         }
     }
 
@@ -71,6 +74,7 @@ impl Options {
         Options {
             duration: Duration::from_millis(200),
             consume_records: 20_000,
+            settle: Duration::ZERO,
             ..Options::full()
         }
     }
@@ -97,6 +101,17 @@ impl Report {
     }
 }
 
+/// The workloads in the order they run, each on every system before the next:
+/// latency on quiet systems first, bulk reads last, so the background work that
+/// bulk writes and deletes leave behind (sled reclaiming segments, Redis freeing
+/// memory) lands in no other system's latency cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Latency,
+    Publish,
+    Consume,
+}
+
 /// Runs every workload on Weir (HTTP and in-process) and on the peers asked for.
 /// Progress goes to stderr as rows complete.
 pub async fn run(options: &Options, weir: &WeirUnderTest) -> anyhow::Result<Report> {
@@ -108,27 +123,36 @@ pub async fn run(options: &Options, weir: &WeirUnderTest) -> anyhow::Result<Repo
         let http_none = WeirHttp::new(&weir.url, Acks::None)?;
         let inproc_all = WeirInProcess::new(weir.broker.clone(), Acks::All);
         let inproc_none = WeirInProcess::new(weir.broker.clone(), Acks::None);
-        measure(&http_all, options, true, &mut rows).await?;
-        measure(&inproc_all, options, true, &mut rows).await?;
-        measure(&http_none, options, false, &mut rows).await?;
-        measure(&inproc_none, options, false, &mut rows).await?;
+        let mut redis = Vec::new();
         if options.peers.contains(&Peer::Redis) {
             let program = peers::ensure_installed("redis-server", "redis-server")?;
             versions.push(version(&program, "--version"));
-            for (fsync, consume) in [(AppendFsync::Always, true), (AppendFsync::EverySec, false)] {
+            for fsync in [AppendFsync::Always, AppendFsync::EverySec] {
                 let server = peers::redis::start(&program, fsync).await?;
-                let redis = RedisStreams::connect(server.port, fsync).await?;
+                redis.push(RedisStreams::connect(server.port, fsync).await?);
                 servers.push(server);
-                measure(&redis, options, consume, &mut rows).await?;
             }
         }
+        let mut nats = None;
         if options.peers.contains(&Peer::Nats) {
             let program = peers::ensure_installed("nats-server", "nats-server")?;
             versions.push(version(&program, "--version"));
             let server = peers::nats::start(&program).await?;
-            let js = JetStream::connect(server.port).await?;
+            nats = Some(JetStream::connect(server.port).await?);
             servers.push(server);
-            measure(&js, options, true, &mut rows).await?;
+        }
+        for phase in [Phase::Latency, Phase::Publish, Phase::Consume] {
+            // Reads do not depend on the fsync setting: one consume row per system.
+            measure(&http_all, options, phase, true, &mut rows).await?;
+            measure(&inproc_all, options, phase, true, &mut rows).await?;
+            measure(&http_none, options, phase, false, &mut rows).await?;
+            measure(&inproc_none, options, phase, false, &mut rows).await?;
+            for (i, r) in redis.iter().enumerate() {
+                measure(r, options, phase, i == 0, &mut rows).await?;
+            }
+            if let Some(js) = &nats {
+                measure(js, options, phase, true, &mut rows).await?;
+            }
         }
         Ok::<_, anyhow::Error>(())
     }
@@ -140,42 +164,67 @@ pub async fn run(options: &Options, weir: &WeirUnderTest) -> anyhow::Result<Repo
     Ok(Report { rows, versions })
 }
 
-/// Every workload on one system. `consume` is false for a second configuration of a
-/// system already read from (reads do not depend on the fsync setting).
+/// One phase's workloads on one system (`consume`: whether this system reads).
 async fn measure<S: System>(
     sys: &S,
     options: &Options,
+    phase: Phase,
     consume: bool,
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
-    let done = |row: Row, rows: &mut Vec<Row>| {
-        eprintln!(
-            "  {:<38} {:<46} {:>12} rec/s",
-            row.system,
-            row.workload.to_string(),
-            report::thousands(row.records_per_sec())
-        );
-        rows.push(row);
-    };
-    for &value_bytes in &options.value_bytes {
-        for &concurrency in &options.concurrency {
-            let row = workload::publish(sys, value_bytes, 1, concurrency, options.duration).await?;
-            done(row, rows);
+    let d = options.duration;
+    match phase {
+        Phase::Latency => {
+            for &rate in &options.latency_rates {
+                let row = bounded(d, workload::latency(sys, rate, 100, d)).await?;
+                record(rows, row, options).await;
+            }
         }
-        for &batch in &options.batches {
-            let row = workload::publish(sys, value_bytes, batch, 1, options.duration).await?;
-            done(row, rows);
+        Phase::Publish => {
+            for &value_bytes in &options.value_bytes {
+                for &concurrency in &options.concurrency {
+                    let cell = workload::publish(sys, value_bytes, 1, concurrency, d);
+                    let row = bounded(d, cell).await?;
+                    record(rows, row, options).await;
+                }
+                for &batch in &options.batches {
+                    let row = bounded(d, workload::publish(sys, value_bytes, batch, 1, d)).await?;
+                    record(rows, row, options).await;
+                }
+            }
         }
-    }
-    if consume {
-        let row = workload::consume(sys, 100, options.consume_records).await?;
-        done(row, rows);
-    }
-    for &rate in &options.latency_rates {
-        let row = workload::latency(sys, rate, 100, options.duration).await?;
-        done(row, rows);
+        Phase::Consume if consume => {
+            let cell = workload::consume(sys, 100, options.consume_records);
+            let row = bounded(d, cell).await?;
+            record(rows, row, options).await;
+        }
+        Phase::Consume => {}
     }
     Ok(())
+}
+
+/// Keeps a finished row, says so on stderr, and lets the system settle.
+/// A cell that has not finished two minutes after its run time is stuck (a lost
+/// ack, a read that never ends): an error, not a hang.
+async fn bounded(
+    duration: Duration,
+    cell: impl std::future::Future<Output = anyhow::Result<Row>>,
+) -> anyhow::Result<Row> {
+    let limit = duration + Duration::from_secs(120);
+    tokio::time::timeout(limit, cell)
+        .await
+        .map_err(|_| anyhow::anyhow!("a cell did not finish within {limit:?}"))?
+}
+
+async fn record(rows: &mut Vec<Row>, row: Row, options: &Options) {
+    eprintln!(
+        "  {:<38} {:<46} {:>12} rec/s",
+        row.system,
+        row.workload.to_string(),
+        report::thousands(row.records_per_sec())
+    );
+    rows.push(row);
+    tokio::time::sleep(options.settle).await;
 }
 
 /// The first line `program flag` prints, for the table's heading.
@@ -191,9 +240,4 @@ fn version(program: &std::path::Path, flag: &str) -> String {
                 .map(str::to_string)
         })
         .unwrap_or_else(|| program.display().to_string())
-}
-
-/// Where the table goes by default.
-pub fn default_out() -> PathBuf {
-    PathBuf::from("weir-bench-compare.md")
 }

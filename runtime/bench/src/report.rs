@@ -94,7 +94,7 @@ impl Row {
     }
 }
 
-/// The `q` quantile of sorted `samples` (nearest rank).
+/// The `q` quantile of `sorted` samples: the sample at rank `round((n - 1) * q)`.
 pub fn percentile(sorted: &[Duration], q: f64) -> Option<Duration> {
     if sorted.is_empty() {
         return None;

@@ -23,6 +23,11 @@ pub struct WeirUnderTest {
 
 /// Records per fetch when reading a topic from its start (Weir's default ceiling).
 const FETCH_RECORDS: usize = 10_000;
+/// In-process reads: as many records as an HTTP fetch asks for.
+const READ_LIMITS: ReadLimits = ReadLimits {
+    max_records: FETCH_RECORDS,
+    max_bytes: 64 << 20,
+};
 
 fn durability(acks: Acks) -> Durability {
     match acks {
@@ -276,10 +281,7 @@ impl System for WeirInProcess {
 
     async fn consume(&self, stream: &str, count: u64) -> anyhow::Result<u64> {
         let topic = self.broker.topic(stream)?;
-        let limits = ReadLimits {
-            max_records: FETCH_RECORDS,
-            max_bytes: 64 << 20,
-        };
+        let limits = READ_LIMITS;
         let (mut offset, mut received, mut bytes) = (0u64, 0u64, 0u64);
         while received < count {
             let r = self
@@ -300,11 +302,7 @@ impl System for WeirInProcess {
     async fn follow(&self, stream: &str) -> anyhow::Result<Follower> {
         let (broker, topic) = (self.broker.clone(), self.broker.topic(stream)?);
         Ok(Follower::spawn(move |tx| async move {
-            let mut offset = 0;
-            let limits = ReadLimits {
-                max_records: FETCH_RECORDS,
-                max_bytes: 64 << 20,
-            };
+            let (mut offset, limits) = (0, READ_LIMITS);
             while let Ok(r) = broker
                 .fetch(&topic, 0, offset, limits, Duration::from_secs(1))
                 .await

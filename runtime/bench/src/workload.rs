@@ -54,11 +54,12 @@ pub async fn publish<S: System>(
     let records = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + duration;
-    let mut tasks = Vec::with_capacity(concurrency);
+    // A JoinSet: on the first error the other publishers are aborted, not left running.
+    let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
         let (sys, stream, value, records) =
             (sys.clone(), stream.clone(), value.clone(), records.clone());
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
                 let t = Instant::now();
@@ -67,11 +68,11 @@ pub async fn publish<S: System>(
                 records.fetch_add(batch as u64, Ordering::Relaxed);
             }
             Ok::<_, anyhow::Error>(latencies)
-        }));
+        });
     }
     let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await??);
+    while let Some(done) = tasks.join_next().await {
+        latencies.extend(done??);
     }
     let secs = started.elapsed().as_secs_f64();
     sys.delete(&stream).await?;
@@ -99,10 +100,10 @@ pub async fn consume<S: System>(sys: &S, value_bytes: usize, records: u64) -> an
     let value = stamped(value_bytes, 0);
     let batches = records.div_ceil(PRELOAD_BATCH as u64);
     let next = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..PRELOAD_CONCURRENCY {
         let (sys, stream, value, next) = (sys.clone(), stream.clone(), value.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= batches {
@@ -111,10 +112,10 @@ pub async fn consume<S: System>(sys: &S, value_bytes: usize, records: u64) -> an
                 let n = (records - i * PRELOAD_BATCH as u64).min(PRELOAD_BATCH as u64);
                 sys.publish(&stream, &value, n as usize).await?;
             }
-        }));
+        });
     }
-    for t in tasks {
-        t.await??;
+    while let Some(done) = tasks.join_next().await {
+        done??;
     }
     let started = Instant::now();
     let bytes = sys.consume(&stream, records).await?;
@@ -157,18 +158,30 @@ pub async fn latency<S: System>(
     let started = Instant::now();
     let deadline = started + duration;
     let mut ticker = tokio::time::interval(tick);
-    let mut inflight = Vec::new();
+    let mut inflight = tokio::task::JoinSet::new();
+    let (mut sent, mut late) = (0u64, Duration::ZERO);
     while Instant::now() < deadline {
-        ticker.tick().await;
+        // Stamped when the tick fires, not when it was due: tokio's timer has a 1 ms
+        // grain, and its wake-up lag is no system's latency. A generator falling
+        // behind (which stamping at send time would hide) is reported instead.
+        let due = ticker.tick().await.into_std();
+        late = late.max(due.elapsed());
+        let stamp = micros_now();
         let (sys, stream) = (sys.clone(), stream.clone());
-        inflight.push(tokio::spawn(async move {
-            let value = stamped(value_bytes, micros_now());
+        inflight.spawn(async move {
+            let value = stamped(value_bytes, stamp);
             sys.publish(&stream, &value, per_tick).await
-        }));
+        });
+        sent += per_tick as u64;
     }
-    let sent = (inflight.len() * per_tick) as u64;
-    for t in inflight {
-        t.await??;
+    if late > Duration::from_millis(10) {
+        eprintln!(
+            "  warning: {}: the load generator fell {late:?} behind its schedule at {rate}/s",
+            sys.label()
+        );
+    }
+    while let Some(done) = inflight.join_next().await {
+        done??;
     }
     let mut latencies = Vec::with_capacity(sent as usize);
     let quiet = Duration::from_secs(5);
@@ -182,7 +195,8 @@ pub async fn latency<S: System>(
             ),
         }
     }
-    let secs = started.elapsed().as_secs_f64();
+    // Records/s over the offered window (draining the last acks is not part of it).
+    let secs = duration.as_secs_f64();
     drop(follower);
     sys.delete(&stream).await?;
     Ok(Row {

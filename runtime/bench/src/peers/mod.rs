@@ -19,9 +19,29 @@ pub struct Server {
 }
 
 impl Server {
+    /// Starts `program` with the arguments `args(port, data_dir)` gives for a free
+    /// loopback port and a new temporary directory. Another process can take the port
+    /// between our probe and the server's bind; then it is tried on another port.
+    pub async fn start_on_free_port(
+        program: &Path,
+        args: impl Fn(u16, &Path) -> Vec<String>,
+    ) -> anyhow::Result<Server> {
+        let mut attempt = 1;
+        loop {
+            let port = free_port()?;
+            let dir = tempfile::tempdir()?;
+            let args = args(port, dir.path());
+            match Server::start(program, &args, port, dir).await {
+                Ok(server) => return Ok(server),
+                Err(e) if attempt >= 3 => return Err(e),
+                Err(_) => attempt += 1,
+            }
+        }
+    }
+
     /// Starts `program args..` (its output goes to `server.log` in `dir`) and waits
     /// until it accepts connections on `port`.
-    pub async fn start(
+    async fn start(
         program: &Path,
         args: &[String],
         port: u16,
@@ -44,7 +64,12 @@ impl Server {
                 .await
                 .is_ok()
             {
-                return Ok(server);
+                // Something listens; make sure it is this server and not another
+                // process that took the port first (ours would exit on the bind).
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if server.child.try_wait()?.is_none() {
+                    return Ok(server);
+                }
             }
             if let Some(status) = server.child.try_wait()? {
                 anyhow::bail!(
@@ -64,11 +89,6 @@ impl Server {
         }
     }
 
-    /// The server's data directory.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
     fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
@@ -82,7 +102,7 @@ impl Server {
 }
 
 /// A free loopback port (bound and released; the peer binds it right after).
-pub fn free_port() -> anyhow::Result<u16> {
+fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }

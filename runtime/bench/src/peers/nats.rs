@@ -17,23 +17,27 @@ use crate::system::{Durability, Follower, System, latency_of};
 
 /// Messages asked for per pull request when reading a stream from its start.
 const PULL_BATCH: usize = 10_000;
+/// A read that brings nothing for this long has reached the end of the stream.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Starts `nats-server` with JetStream on a free loopback port and a temporary
 /// store directory.
 pub async fn start(program: &Path) -> anyhow::Result<Server> {
-    let port = super::free_port()?;
-    let dir = tempfile::tempdir()?;
-    let store = dir.path().join("jetstream");
-    let args = [
-        "-a".to_string(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        port.to_string(),
-        "-js".into(),
-        "-sd".into(),
-        store.display().to_string(),
-    ];
-    Server::start(program, &args, port, dir).await
+    Server::start_on_free_port(program, |port, dir| {
+        let store = dir.join("jetstream").display().to_string();
+        [
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-js",
+            "-sd",
+            &store,
+        ]
+        .map(String::from)
+        .to_vec()
+    })
+    .await
 }
 
 /// A JetStream context on one connection, shared by clones (NATS clients multiplex).
@@ -89,7 +93,12 @@ impl System for JetStream {
     }
 
     async fn delete(&self, stream: &str) -> anyhow::Result<()> {
-        let _ = self.js.delete_stream(stream).await;
+        // Deleting a stream that does not exist fails too: what counts is that it is
+        // gone afterwards (a re-created stream must not keep old messages).
+        let deleted = self.js.delete_stream(stream).await.err();
+        if self.js.get_stream(stream).await.is_ok() {
+            anyhow::bail!("stream {stream} is still there after delete: {deleted:?}");
+        }
         Ok(())
     }
 
@@ -114,9 +123,10 @@ impl System for JetStream {
             .await?;
         let (mut received, mut bytes) = (0u64, 0u64);
         while received < count {
-            let m = messages
-                .next()
+            let m = tokio::time::timeout(IDLE, messages.next())
                 .await
+                .ok()
+                .flatten()
                 .with_context(|| format!("{stream} ended at {received} of {count}"))??;
             received += 1;
             bytes += m.payload.len() as u64;

@@ -39,31 +39,31 @@ impl AppendFsync {
 /// port, snapshots off (the AOF is the durability under test) and AOF rewrites off
 /// (a rewrite forks the server mid-measurement).
 pub async fn start(program: &Path, fsync: AppendFsync) -> anyhow::Result<Server> {
-    let port = super::free_port()?;
-    let dir = tempfile::tempdir()?;
-    let args: Vec<String> = [
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-        "--dir",
-        &dir.path().display().to_string(),
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        fsync.setting(),
-        "--save",
-        "",
-        "--auto-aof-rewrite-percentage",
-        "0",
-        "--protected-mode",
-        "no",
-        "--daemonize",
-        "no",
-    ]
-    .map(String::from)
-    .to_vec();
-    Server::start(program, &args, port, dir).await
+    Server::start_on_free_port(program, |port, dir| {
+        [
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--dir",
+            &dir.display().to_string(),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            fsync.setting(),
+            "--save",
+            "",
+            "--auto-aof-rewrite-percentage",
+            "0",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+        ]
+        .map(String::from)
+        .to_vec()
+    })
+    .await
 }
 
 /// One multiplexed connection shared by clones (how redis-rs is used from async code),

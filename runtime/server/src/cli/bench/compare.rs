@@ -54,6 +54,9 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
     server.stop().await;
     let table = report?.markdown();
     println!("\n{table}");
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
     std::fs::write(&args.out, &table).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("written to {}", args.out.display());
     Ok(())
