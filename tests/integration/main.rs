@@ -11,6 +11,7 @@ mod console;
 mod durability;
 mod events;
 mod groups;
+mod hostile;
 mod observability;
 mod pipelines;
 mod produce_fetch;

@@ -258,6 +258,12 @@ pub struct Limits {
     pub max_wait_ms: u64,
     /// Most records one fetch returns.
     pub max_fetch_records: usize,
+    /// Open connections at most; one more is answered 503 `too_many_connections`
+    /// and closed, so no client can take every socket.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this (slow-header clients are closed);
+    /// it also closes keep-alive connections idle for as long.
+    pub header_read_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -267,6 +273,8 @@ impl Default for Limits {
             max_record_bytes: 1 << 20,
             max_wait_ms: 60_000,
             max_fetch_records: 10_000,
+            max_connections: 1024,
+            header_read_timeout_ms: 10_000,
         }
     }
 }

@@ -14,11 +14,12 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod listen;
 pub mod telemetry;
 pub mod tls;
 pub mod wire;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -148,48 +149,19 @@ pub async fn run(
         limits: config.limits,
     };
     let app = api::router(state);
-    match &config.tls {
+    let tls = match &config.tls {
         Some(tls_config) => {
-            let acceptor = tls::acceptor(tls_config)?;
             tracing::info!(
                 mtls = tls_config.client_ca.is_some(),
                 "serving HTTPS (TLS via rustls)"
             );
-            tls::serve(listener, acceptor, app, shutdown).await;
+            Some(tls::acceptor(tls_config)?)
         }
-        None => serve_plain(listener, app, shutdown).await?,
-    }
+        None => None,
+    };
+    listen::serve(listener, tls, app, config.limits, shutdown).await;
     connectors.shutdown().await;
     broker.store().shutdown().await;
     tracing::info!("stopped");
-    Ok(())
-}
-
-/// Plain HTTP until `shutdown`, then at most 5 s for open requests.
-async fn serve_plain(
-    listener: TcpListener,
-    app: axum::Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    // No Nagle: small writes (single acks, SSE events) must leave at once.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stop_tx.send(());
-    });
-    let drained = async {
-        let _ = stop_rx.await;
-        // Long polls may hold connections open; do not wait for them forever.
-        tokio::time::sleep(Duration::from_secs(5)).await;
-    };
-    tokio::select! {
-        result = server.into_future() => result.context("HTTP server failed")?,
-        () = drained => tracing::warn!("requests still open after 5 s; stopping anyway"),
-    }
     Ok(())
 }

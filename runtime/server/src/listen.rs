@@ -1,0 +1,161 @@
+//! Accepting connections, plain or TLS, with what a listener facing unknown clients
+//! needs: a cap on open connections (503 beyond it, so one client cannot take every
+//! socket and task), a deadline for request headers (slow-header clients are closed),
+//! no Nagle delay, and a graceful shutdown that gives open requests 5 s.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
+
+use crate::auth::ClientIdentity;
+use crate::config::Limits;
+
+/// The answer to a connection over the cap: written without reading the request (no
+/// task, no parser, no buffers spent on it), then the connection is closed.
+const OVERLOADED: &str = concat!(
+    "HTTP/1.1 503 Service Unavailable\r\n",
+    "content-type: application/problem+json\r\n",
+    "retry-after: 1\r\n",
+    "connection: close\r\n",
+    "content-length: 186\r\n",
+    "\r\n",
+    r#"{"type":"urn:weir:problem:too_many_connections","title":"Service Unavailable","status":503,"code":"too_many_connections","detail":"the server's connection cap is reached; retry shortly"}"#,
+);
+
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` resolves, within
+/// `limits`' connection cap and header deadline.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let header_timeout = Duration::from_millis(limits.header_read_timeout_ms);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // No Nagle: small writes (single acks, SSE events) must leave at once.
+        let _ = tcp.set_nodelay(true);
+        let permit = permits.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            tracing::debug!(%peer, cap = limits.max_connections, "connection cap reached");
+        }
+        let (tls, app, watcher) = (tls.clone(), app.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            match tls {
+                None => match permit {
+                    Some(permit) => {
+                        connection(tcp, None, app, header_timeout, watcher, permit).await;
+                    }
+                    None => refuse(tcp).await,
+                },
+                Some(acceptor) => {
+                    let Some((stream, identity)) =
+                        crate::tls::handshake(&acceptor, tcp, peer).await
+                    else {
+                        return;
+                    };
+                    match permit {
+                        Some(permit) => {
+                            connection(stream, identity, app, header_timeout, watcher, permit)
+                                .await;
+                        }
+                        None => refuse(stream).await,
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    // Long polls and SSE streams may hold connections open; do not wait forever.
+    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still open after 5 s; stopping anyway");
+    }
+}
+
+/// Serves HTTP/1.1 on one accepted connection, holding its `permit` until it closes.
+async fn connection<S>(
+    stream: S,
+    identity: Option<ClientIdentity>,
+    app: Router,
+    header_timeout: Duration,
+    watcher: Watcher,
+    permit: OwnedSemaphorePermit,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = app.map_request(move |req: hyper::Request<hyper::body::Incoming>| {
+        let mut req = req.map(axum::body::Body::new);
+        if let Some(id) = &identity {
+            req.extensions_mut().insert(id.clone());
+        }
+        req
+    });
+    // HTTP/1.1 only, and hyper's own http1 server rather than the version-sniffing
+    // one: that one waits for a first byte with no deadline, so a client that
+    // connects and sends nothing would be exempt from the header timeout.
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+    drop(permit);
+}
+
+/// Answers a connection over the cap with a 503 and closes it. The request is drained
+/// briefly first so that closing does not reset the connection before the client has
+/// read the answer.
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
+    let answered = async {
+        stream.write_all(OVERLOADED.as_bytes()).await?;
+        stream.flush().await?;
+        let mut buf = [0u8; 4096];
+        while stream.read(&mut buf).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), answered).await;
+    let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overloaded_answer_declares_its_exact_length() {
+        let (head, body) = OVERLOADED.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["status"], 503);
+        assert_eq!(v["code"], "too_many_connections");
+    }
+}
