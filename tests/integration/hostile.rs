@@ -104,3 +104,321 @@ async fn connections_over_the_cap_get_503_and_the_cap_frees_up() {
     drop(held);
     server.stop().await;
 }
+
+/// One malformed request: method, path, content type, body.
+struct Bad {
+    method: &'static str,
+    path: String,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+fn bad(
+    method: &'static str,
+    path: &str,
+    content_type: &'static str,
+    body: impl Into<Vec<u8>>,
+) -> Bad {
+    Bad {
+        method,
+        path: path.to_string(),
+        content_type,
+        body: body.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_of_every_kind_gets_a_4xx_problem_never_a_5xx() {
+    let server = TestServer::start().await;
+    let api = server.client();
+    api.create_topic("t", serde_json::json!({ "partitions": 2 }))
+        .await;
+    let publish = "/v1/topics/t/records";
+    let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep_value = format!(r#"{{"records":[{{"value":{deep}}}]}}"#);
+    let cases = vec![
+        // Bodies.
+        bad(
+            "POST",
+            publish,
+            "application/json",
+            b"{\"records\":[{\"value\":\"\xff\xfe\"}]}".to_vec(),
+        ),
+        bad(
+            "POST",
+            publish,
+            "application/json",
+            b"\xff\xfe\xfd".to_vec(),
+        ),
+        bad("POST", publish, "application/json", deep_value.clone()),
+        bad("POST", publish, "application/json", deep.clone()),
+        bad(
+            "POST",
+            publish,
+            "application/json",
+            r#"{"records":[{"partition":18446744073709551616,"value":1}]}"#,
+        ),
+        bad(
+            "POST",
+            publish,
+            "application/json",
+            r#"{"records":[{"partition":-1,"value":1}]}"#,
+        ),
+        bad(
+            "POST",
+            publish,
+            "application/json",
+            r#"{"records":[{"value":1,"value":2}]}"#,
+        ),
+        bad(
+            "POST",
+            publish,
+            "application/json",
+            r#"{"records":[],"records":[]}"#,
+        ),
+        bad("POST", publish, "application/json", r#"{"records":{}}"#),
+        bad(
+            "POST",
+            publish,
+            "application/json",
+            r#"{"records":[{"key":{"a":1},"value":1}]}"#,
+        ),
+        bad(
+            "POST",
+            publish,
+            "application/json",
+            r#"{"records":[{"value_base64":"%%%"}]}"#,
+        ),
+        bad(
+            "POST",
+            publish,
+            "application/json",
+            r#"{"records":[{"headers":{"a":1},"value":1}]}"#,
+        ),
+        bad("POST", publish, "application/json", ""),
+        bad("POST", publish, "application/json", "null"),
+        bad(
+            "POST",
+            publish,
+            "application/x-ndjson",
+            "{\"value\":1}\n{oops\n",
+        ),
+        bad("POST", publish, "application/x-ndjson", b"\xff\n".to_vec()),
+        bad("POST", publish, "text/plain", "hello"),
+        bad("POST", publish, "application/xml", "<a/>"),
+        bad("POST", publish, "", "{}"),
+        bad(
+            "POST",
+            publish,
+            "application/cloudevents+json",
+            r#"{"specversion":"1.0"}"#,
+        ),
+        bad(
+            "POST",
+            publish,
+            "application/cloudevents+json",
+            r#"{"specversion":"9.9","id":"1","source":"s","type":"t"}"#,
+        ),
+        bad(
+            "POST",
+            publish,
+            "application/cloudevents+json",
+            r#"{"specversion":"1.0","id":"","source":"s","type":"t"}"#,
+        ),
+        bad(
+            "POST",
+            publish,
+            "application/cloudevents-batch+json",
+            r#"[{"specversion":"1.0"}]"#,
+        ),
+        bad(
+            "POST",
+            publish,
+            "application/cloudevents-batch+json",
+            r#"{"not":"an array"}"#,
+        ),
+        bad(
+            "PUT",
+            "/v1/topics/u",
+            "application/json",
+            r#"{"partitions":0}"#,
+        ),
+        bad(
+            "PUT",
+            "/v1/topics/u",
+            "application/json",
+            r#"{"partitions":4294967296}"#,
+        ),
+        bad(
+            "PUT",
+            "/v1/topics/u",
+            "application/json",
+            r#"{"partitions":"two"}"#,
+        ),
+        bad("PUT", "/v1/topics/u", "application/json", deep.clone()),
+        bad(
+            "PUT",
+            "/v1/topics/%ff%fe",
+            "application/json",
+            r#"{"partitions":1}"#,
+        ),
+        bad(
+            "PUT",
+            "/v1/topics/t/pipeline",
+            "application/json",
+            r#"[{"plugin":""}]"#,
+        ),
+        bad(
+            "POST",
+            "/v1/groups/g/offsets",
+            "application/json",
+            r#"{"offsets":[{"topic":"t","partition":0,"offset":-5}]}"#,
+        ),
+        bad(
+            "POST",
+            "/v1/groups/g/offsets",
+            "application/json",
+            r#"{"offsets":"x"}"#,
+        ),
+        bad(
+            "POST",
+            "/v1/groups/g/offsets/reset",
+            "application/json",
+            r#"{"topic":"t","to":"yesterday"}"#,
+        ),
+        // Query values.
+        bad("GET", "/v1/topics/t/partitions/0/records?offset=-1", "", ""),
+        bad(
+            "GET",
+            "/v1/topics/t/partitions/0/records?offset=99999999999999999999999",
+            "",
+            "",
+        ),
+        bad(
+            "GET",
+            "/v1/topics/t/partitions/0/records?offset=abc",
+            "",
+            "",
+        ),
+        bad("GET", "/v1/topics/t/partitions/0/records?offset=5", "", ""),
+        bad(
+            "GET",
+            "/v1/topics/t/partitions/0/records?max_records=-3",
+            "",
+            "",
+        ),
+        bad(
+            "GET",
+            "/v1/topics/t/partitions/0/records?max_bytes=1e99",
+            "",
+            "",
+        ),
+        bad(
+            "GET",
+            "/v1/topics/t/partitions/0/records?timeout_ms=99999999999999999999",
+            "",
+            "",
+        ),
+        bad(
+            "GET",
+            "/v1/topics/t/partitions/0/records?timestamp_ms=-99999999999999999999",
+            "",
+            "",
+        ),
+        bad("GET", "/v1/topics/t/partitions/99/records", "", ""),
+        bad("GET", "/v1/topics/t/partitions/4294967296/records", "", ""),
+        bad("GET", "/v1/topics/t/partitions/x/records", "", ""),
+        bad("GET", "/v1/topics/t/events?from=0:abc", "", ""),
+        bad("GET", "/v1/topics/t/events?from=nowhere", "", ""),
+        bad("GET", "/v1/topics/t/records?group=", "", ""),
+        bad(
+            "GET",
+            "/v1/topics/t/records?group=g&commit=sometimes",
+            "",
+            "",
+        ),
+        bad(
+            "GET",
+            "/v1/topics/t/records?group=g&auto_offset_reset=middle",
+            "",
+            "",
+        ),
+        bad(
+            "POST",
+            "/v1/topics/t/records?acks=maybe",
+            "application/json",
+            r#"{"records":[{"value":1}]}"#,
+        ),
+        bad("GET", "/v1/overview/stream?interval_ms=abc", "", ""),
+        bad("GET", "/v1/nonsense", "", ""),
+        bad("GET", "/v1/topics/nope", "", ""),
+    ];
+    let http = reqwest::Client::new();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let url = format!("{}{}", server.url, case.path);
+        let method = reqwest::Method::from_bytes(case.method.as_bytes()).unwrap();
+        let mut req = http.request(method, &url).body(case.body.clone());
+        if !case.content_type.is_empty() {
+            req = req.header("content-type", case.content_type);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = resp.bytes().await.unwrap();
+        let problem = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .filter(|v| v["code"].is_string() && v["status"] == status);
+        if !(400..500).contains(&status)
+            || content_type != "application/problem+json"
+            || problem.is_none()
+        {
+            failures.push(format!(
+                "{} {} ({}): {status} {content_type} {}",
+                case.method,
+                case.path,
+                case.content_type,
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "not a 4xx problem:\n{}",
+        failures.join("\n")
+    );
+    // Nothing was stored, and the server still answers.
+    let t = api.get("/v1/topics/t").await;
+    assert_eq!(t.status, 200);
+    for p in t.body["partitions"].as_array().unwrap() {
+        assert_eq!(p["high_watermark"], 0, "{}", t.body);
+    }
+    // A number beyond f64 is still JSON: values are stored as the exact text sent
+    // (no rounding through floats), and served back the same.
+    let huge = "123456789012345678901234567890e999999";
+    let resp = http
+        .post(format!("{}{publish}?acks=all", server.url))
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"records":[{{"value":{huge},"partition":0}}]}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let fetched = http
+        .get(format!("{}/v1/topics/t/partitions/0/records", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(fetched.contains(&format!(r#""value":{huge}"#)), "{fetched}");
+    server.stop().await;
+}

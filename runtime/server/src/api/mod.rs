@@ -105,6 +105,9 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies are read by `body::read_limited` with the configured limit.
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::map_response(
+            problem::from_plain_rejection,
+        ))
         .with_state(state)
 }
 

@@ -150,3 +150,31 @@ fn storage_extras(e: &StorageError) -> Vec<(&'static str, Value)> {
         _ => Vec::new(),
     }
 }
+
+/// Turns the plain-text 4xx answers axum's extractors give on their own (a path
+/// segment that is not UTF-8 or not a number, a query that does not parse) into
+/// problem+json like every other error, so clients can rely on one error shape.
+pub async fn from_plain_rejection(resp: Response) -> Response {
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/plain"));
+    if !resp.status().is_client_error() || !plain {
+        return resp;
+    }
+    let status = resp.status();
+    let detail = match axum::body::to_bytes(resp.into_body(), 64 << 10).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).into_owned(),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("invalid request")
+            .to_string(),
+    };
+    let code = match status {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        _ => "invalid_request",
+    };
+    Problem::new(status, code, detail).into_response()
+}

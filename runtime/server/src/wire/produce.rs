@@ -76,16 +76,22 @@ impl BodyFormat {
     }
 }
 
-/// Parses a produce body.
+/// Parses a produce body. JSON bodies must be UTF-8 as a whole: serde_json does not
+/// check the bytes inside a string it only borrows as raw text, and such a value
+/// would be stored and later served as JSON that is not UTF-8.
 pub fn parse<'a>(
     format: BodyFormat,
     headers: &'a HeaderMap,
     body: &'a [u8],
 ) -> Result<Vec<NewRecord<'a>>, Problem> {
+    let text = || {
+        std::str::from_utf8(body)
+            .map_err(|e| Problem::invalid_json(format!("the request body is not UTF-8: {e}")))
+    };
     match format {
         BodyFormat::Json => {
-            let envelope: Envelope<'a> =
-                serde_json::from_slice(body).map_err(|e| Problem::from_json("request body", &e))?;
+            let envelope: Envelope<'a> = serde_json::from_str(text()?)
+                .map_err(|e| Problem::from_json("request body", &e))?;
             envelope
                 .records
                 .into_iter()
@@ -95,12 +101,12 @@ pub fn parse<'a>(
         }
         BodyFormat::Ndjson => {
             let mut records = Vec::new();
-            for (line_no, line) in body.split(|&b| b == b'\n').enumerate() {
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if line.iter().all(u8::is_ascii_whitespace) {
+            for (line_no, line) in text()?.split('\n').enumerate() {
+                let line = line.strip_suffix('\r').unwrap_or(line);
+                if line.trim_ascii().is_empty() {
                     continue;
                 }
-                let r: JsonRecord<'a> = serde_json::from_slice(line)
+                let r: JsonRecord<'a> = serde_json::from_str(line)
                     .map_err(|e| Problem::from_json(&format!("line {}", line_no + 1), &e))?;
                 records.push(r.into_record(records.len())?);
             }
@@ -109,11 +115,11 @@ pub fn parse<'a>(
         BodyFormat::CloudEventBinary => Ok(vec![cloud_event_binary(headers, body)?]),
         BodyFormat::CloudEventStructured => {
             let event: CloudEvent<'a> =
-                serde_json::from_slice(body).map_err(|e| Problem::from_json("cloud event", &e))?;
+                serde_json::from_str(text()?).map_err(|e| Problem::from_json("cloud event", &e))?;
             Ok(vec![event.into_record(0)?])
         }
         BodyFormat::CloudEventBatch => {
-            let events: Vec<CloudEvent<'a>> = serde_json::from_slice(body)
+            let events: Vec<CloudEvent<'a>> = serde_json::from_str(text()?)
                 .map_err(|e| Problem::from_json("cloud event batch", &e))?;
             events
                 .into_iter()
@@ -275,6 +281,7 @@ impl<'a> CloudEvent<'a> {
                         .iter()
                         .position(|r| *r == name)
                     {
+                        check_required_attribute(&name, &value, index)?;
                         seen[i] = true;
                     }
                     match name.as_ref() {
@@ -347,6 +354,22 @@ fn require_ce_attributes(seen: &[bool; 4], index: usize) -> Result<(), Problem> 
     }
 }
 
+/// CloudEvents 1.0: `specversion` must be `1.0` (the only version this speaks), and
+/// `id`, `source` and `type` non-empty.
+fn check_required_attribute(name: &str, value: &str, index: usize) -> Result<(), Problem> {
+    if name == "specversion" && value != "1.0" {
+        return Err(Problem::invalid_request(format!(
+            "event {index}: specversion '{value}' is not supported (only 1.0)"
+        )));
+    }
+    if value.is_empty() {
+        return Err(Problem::invalid_request(format!(
+            "event {index}: attribute '{name}' must not be empty"
+        )));
+    }
+    Ok(())
+}
+
 /// The text of a scalar attribute: strings unescaped, numbers and booleans as written.
 fn attribute_text(raw: &RawValue) -> Option<String> {
     let text = raw.get();
@@ -376,6 +399,7 @@ fn cloud_event_binary<'a>(
             .iter()
             .position(|r| *r == attr)
         {
+            check_required_attribute(attr, value, 0)?;
             seen[i] = true;
         }
         if attr == "partitionkey" {
@@ -454,6 +478,30 @@ mod tests {
                 .code(),
             "invalid_request"
         );
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_refused_even_inside_a_raw_value() {
+        static EMPTY: std::sync::OnceLock<HeaderMap> = std::sync::OnceLock::new();
+        let headers = EMPTY.get_or_init(HeaderMap::new);
+        let body = b"{\"records\":[{\"value\":\"\xff\"}]}";
+        let err = parse(BodyFormat::Json, headers, body).err().unwrap();
+        assert_eq!(err.code(), "invalid_json");
+        assert!(parse(BodyFormat::Ndjson, headers, b"{\"value\":\"\xfe\"}\n").is_err());
+    }
+
+    #[test]
+    fn cloud_events_need_version_1_0_and_non_empty_attributes() {
+        static EMPTY: std::sync::OnceLock<HeaderMap> = std::sync::OnceLock::new();
+        let headers = EMPTY.get_or_init(HeaderMap::new);
+        for body in [
+            r#"{"specversion":"0.3","id":"1","source":"/s","type":"t"}"#,
+            r#"{"specversion":"1.0","id":"","source":"/s","type":"t"}"#,
+            r#"{"specversion":"1.0","id":"1","source":"","type":"t"}"#,
+        ] {
+            let r = parse(BodyFormat::CloudEventStructured, headers, body.as_bytes());
+            assert!(r.is_err(), "{body}");
+        }
     }
 
     #[test]
