@@ -422,3 +422,30 @@ async fn malformed_input_of_every_kind_gets_a_4xx_problem_never_a_5xx() {
     assert!(fetched.contains(&format!(r#""value":{huge}"#)), "{fetched}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_gets_408_and_writes_nothing() {
+    let server = TestServer::start_with(|_, c| c.limits.body_idle_timeout_ms = 500).await;
+    let api = server.client();
+    api.create_topic("t", serde_json::json!({ "partitions": 1 }))
+        .await;
+    let mut s = TcpStream::connect(addr(&server)).await.unwrap();
+    s.write_all(
+        b"POST /v1/topics/t/records HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"records\":[",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut answer))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    let t = api.get("/v1/topics/t").await;
+    assert_eq!(t.body["partitions"][0]["high_watermark"], 0);
+    server.stop().await;
+}

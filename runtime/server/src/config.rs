@@ -264,6 +264,15 @@ pub struct Limits {
     /// A request's headers must arrive within this (slow-header clients are closed);
     /// it also closes keep-alive connections idle for as long.
     pub header_read_timeout_ms: u64,
+    /// A request body that stalls this long (nothing arrives) gets 408.
+    pub body_idle_timeout_ms: u64,
+}
+
+impl Limits {
+    /// [`Limits::body_idle_timeout_ms`] as a duration.
+    pub fn body_idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.body_idle_timeout_ms)
+    }
 }
 
 impl Default for Limits {
@@ -275,6 +284,7 @@ impl Default for Limits {
             max_fetch_records: 10_000,
             max_connections: 1024,
             header_read_timeout_ms: 10_000,
+            body_idle_timeout_ms: 30_000,
         }
     }
 }

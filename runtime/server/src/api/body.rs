@@ -1,16 +1,25 @@
 //! Reading request bodies under a size limit.
 
+use std::time::Duration;
+
 use axum::body::Body;
-use axum::http::{HeaderMap, header};
-use bytes::Bytes;
+use axum::http::{HeaderMap, StatusCode, header};
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Limited};
 
 use super::problem::Problem;
 
 /// Reads the whole body, refusing more than `limit` bytes. A `Content-Length` over the
 /// limit is refused before a byte of the body is read; a chunked body is cut off as soon
-/// as it passes the limit.
-pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Problem> {
+/// as it passes the limit. A body that stalls — nothing arrives for `idle` — gets 408
+/// `request_timeout`, so a slow client cannot hold a connection and its task forever
+/// (the header deadline covers only the headers).
+pub async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    idle: Duration,
+) -> Result<Bytes, Problem> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -20,12 +29,35 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
     {
         return Err(too_large(limit));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
-        Err(e) => Err(Problem::invalid_request(format!(
-            "reading the request body failed: {e}"
-        ))),
+    let mut body = Limited::new(body, limit);
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                return Err(Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "no part of the request body arrived for {} ms",
+                        idle.as_millis()
+                    ),
+                ));
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Ok(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(too_large(limit));
+            }
+            Ok(Some(Err(e))) => {
+                return Err(Problem::invalid_request(format!(
+                    "reading the request body failed: {e}"
+                )));
+            }
+        }
     }
 }
 

@@ -146,7 +146,13 @@ pub async fn commit(
             other => return Err(unknown_param(other, "member")),
         }
     }
-    let bytes = read_limited(&headers, body, state.limits.max_request_bytes).await?;
+    let bytes = read_limited(
+        &headers,
+        body,
+        state.limits.max_request_bytes,
+        state.limits.body_idle_timeout(),
+    )
+    .await?;
     let body: CommitBody =
         serde_json::from_slice(&bytes).map_err(|e| Problem::from_json("commit body", &e))?;
     let member = body.member.or(member);
@@ -306,7 +312,7 @@ pub async fn reset(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, Problem> {
-    let bytes = read_limited(&headers, body, 64 << 10).await?;
+    let bytes = read_limited(&headers, body, 64 << 10, state.limits.body_idle_timeout()).await?;
     let body: ResetBody =
         serde_json::from_slice(&bytes).map_err(|e| Problem::from_json("reset body", &e))?;
     state

@@ -109,7 +109,13 @@ pub async fn deploy(
             "a deploy is multipart/form-data with parts 'manifest' (plugin.toml) and 'component' (the .wasm file)",
         )
     })?;
-    let bytes = read_limited(&headers, body, MAX_DEPLOY_BYTES).await?;
+    let bytes = read_limited(
+        &headers,
+        body,
+        MAX_DEPLOY_BYTES,
+        state.limits.body_idle_timeout(),
+    )
+    .await?;
     let (manifest, component) = parts(bytes, boundary).await?;
     let manifest = String::from_utf8(manifest.to_vec())
         .map_err(|_| Problem::invalid_request("the manifest part is not UTF-8 text"))?;

@@ -37,7 +37,13 @@ pub async fn produce(
     // Fail fast on an unknown topic, before reading a large body.
     let topic = state.broker.topic(&topic)?;
     let format = BodyFormat::detect(&headers)?;
-    let body = read_limited(&headers, body, state.limits.max_request_bytes).await?;
+    let body = read_limited(
+        &headers,
+        body,
+        state.limits.max_request_bytes,
+        state.limits.body_idle_timeout(),
+    )
+    .await?;
     let mut records = parse(format, &headers, &body)?;
     let traceparent = super::trace::traceparent(&headers);
     if let Some(parent) = traceparent {

@@ -70,7 +70,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    let bytes = read_limited(&headers, body, 64 << 10).await?;
+    let bytes = read_limited(&headers, body, 64 << 10, state.limits.body_idle_timeout()).await?;
     let mut body: Value = serde_json::from_slice(if bytes.is_empty() { b"{}" } else { &bytes })
         .map_err(|e| Problem::from_json("topic config", &e))?;
     // `pipeline` is the broker's; the rest is the log's config.
@@ -164,7 +164,7 @@ pub async fn put_pipeline(
     body: Body,
 ) -> Result<Json<Value>, Problem> {
     let topic = state.broker.store().topic(&name)?;
-    let bytes = read_limited(&headers, body, 64 << 10).await?;
+    let bytes = read_limited(&headers, body, 64 << 10, state.limits.body_idle_timeout()).await?;
     let mut v: Value =
         serde_json::from_slice(&bytes).map_err(|e| Problem::from_json("pipeline", &e))?;
     if let Some(steps) = v.as_object_mut().and_then(|o| o.remove("steps")) {
