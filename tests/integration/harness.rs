@@ -100,7 +100,7 @@ impl TestServer {
             _temp: None,
             stop: Some(stop),
             task: Some(task),
-            http: reqwest::Client::new(),
+            http: crate::harness::http_client(),
         }
     }
 
@@ -355,7 +355,7 @@ impl ServerProcess {
     pub fn client(&self) -> Api {
         Api {
             url: self.url.clone(),
-            http: reqwest::Client::new(),
+            http: crate::harness::http_client(),
         }
     }
 
@@ -464,4 +464,13 @@ impl SseClient {
             }
         }
     }
+}
+
+/// A client like the CLI's: idle connections are let go before the server's header
+/// deadline (which also closes idle keep-alive connections) would close them.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
 }

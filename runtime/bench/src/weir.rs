@@ -55,6 +55,8 @@ impl WeirHttp {
     pub fn new(url: &str, acks: Acks) -> anyhow::Result<WeirHttp> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
+            // Below Weir's header_read_timeout_ms, which closes idle connections.
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
             .tcp_nodelay(true)
             .build()?;
         Ok(WeirHttp {

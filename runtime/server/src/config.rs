@@ -269,6 +269,18 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Values that would refuse every client or close every connection at once.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for (name, value) in [
+            ("limits.max_connections", self.max_connections as u64),
+            ("limits.header_read_timeout_ms", self.header_read_timeout_ms),
+            ("limits.body_idle_timeout_ms", self.body_idle_timeout_ms),
+        ] {
+            anyhow::ensure!(value > 0, "{name} must be above 0");
+        }
+        Ok(())
+    }
+
     /// [`Limits::body_idle_timeout_ms`] as a duration.
     pub fn body_idle_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.body_idle_timeout_ms)
@@ -313,13 +325,37 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+        config.limits.validate()?;
+        Ok(config)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_that_would_refuse_everyone_are_errors() {
+        assert!(Limits::default().validate().is_ok());
+        for limits in [
+            Limits {
+                max_connections: 0,
+                ..Limits::default()
+            },
+            Limits {
+                header_read_timeout_ms: 0,
+                ..Limits::default()
+            },
+            Limits {
+                body_idle_timeout_ms: 0,
+                ..Limits::default()
+            },
+        ] {
+            assert!(limits.validate().is_err(), "{limits:?}");
+        }
+    }
 
     #[test]
     fn unknown_keys_are_errors() {

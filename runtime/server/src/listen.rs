@@ -12,7 +12,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
@@ -32,8 +32,13 @@ const OVERLOADED: &str = concat!(
     r#"{"type":"urn:weir:problem:too_many_connections","title":"Service Unavailable","status":503,"code":"too_many_connections","detail":"the server's connection cap is reached; retry shortly"}"#,
 );
 
+/// Refusals being written at once, at most: beyond it (a flood) connections over the
+/// cap are dropped without an answer, so refusing costs no more than this many tasks.
+const MAX_REFUSALS: usize = 64;
+
 /// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` resolves, within
-/// `limits`' connection cap and header deadline.
+/// `limits`' connection cap and header deadline. Over TLS a connection over the cap is
+/// closed without a handshake (no CPU spent on a client that will be refused).
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -43,6 +48,7 @@ pub async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     let header_timeout = Duration::from_millis(limits.header_read_timeout_ms);
     tokio::pin!(shutdown);
     loop {
@@ -52,7 +58,7 @@ pub async fn serve(
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
@@ -60,31 +66,27 @@ pub async fn serve(
         };
         // No Nagle: small writes (single acks, SSE events) must leave at once.
         let _ = tcp.set_nodelay(true);
-        let permit = permits.clone().try_acquire_owned().ok();
-        if permit.is_none() {
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::debug!(%peer, cap = limits.max_connections, "connection cap reached");
-        }
+            if tls.is_none()
+                && let Ok(refusing) = refusals.clone().try_acquire_owned()
+            {
+                tokio::spawn(async move {
+                    refuse(tcp).await;
+                    drop(refusing);
+                });
+            }
+            continue;
+        };
         let (tls, app, watcher) = (tls.clone(), app.clone(), graceful.watcher());
         tokio::spawn(async move {
             match tls {
-                None => match permit {
-                    Some(permit) => {
-                        connection(tcp, None, app, header_timeout, watcher, permit).await;
-                    }
-                    None => refuse(tcp).await,
-                },
+                None => connection(tcp, None, app, header_timeout, watcher, permit).await,
                 Some(acceptor) => {
-                    let Some((stream, identity)) =
+                    if let Some((stream, identity)) =
                         crate::tls::handshake(&acceptor, tcp, peer).await
-                    else {
-                        return;
-                    };
-                    match permit {
-                        Some(permit) => {
-                            connection(stream, identity, app, header_timeout, watcher, permit)
-                                .await;
-                        }
-                        None => refuse(stream).await,
+                    {
+                        connection(stream, identity, app, header_timeout, watcher, permit).await;
                     }
                 }
             }
@@ -131,19 +133,19 @@ async fn connection<S>(
     drop(permit);
 }
 
-/// Answers a connection over the cap with a 503 and closes it. The request is drained
-/// briefly first so that closing does not reset the connection before the client has
-/// read the answer.
-async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
+/// Answers a connection over the cap with a 503 and closes it, all within 1 s. The
+/// request is drained briefly first so that closing does not reset the connection
+/// before the client has read the answer.
+async fn refuse(mut stream: TcpStream) {
     let answered = async {
         stream.write_all(OVERLOADED.as_bytes()).await?;
         stream.flush().await?;
+        stream.shutdown().await?;
         let mut buf = [0u8; 4096];
         while stream.read(&mut buf).await? > 0 {}
         Ok::<_, std::io::Error>(())
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), answered).await;
-    let _ = stream.shutdown().await;
 }
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ impl Client {
         }
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
+            // Below the server's header_read_timeout_ms (10 s), which also closes
+            // idle keep-alive connections: never reuse one the server may be closing.
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
             .tcp_nodelay(true)
             .default_headers(headers)
             .build()
