@@ -403,16 +403,9 @@ async fn malformed_input_of_every_kind_gets_a_4xx_problem_never_a_5xx() {
     // A number beyond f64 is still JSON: values are stored as the exact text sent
     // (no rounding through floats), and served back the same.
     let huge = "123456789012345678901234567890e999999";
-    let resp = http
-        .post(format!("{}{publish}?acks=all", server.url))
-        .header("content-type", "application/json")
-        .body(format!(
-            r#"{{"records":[{{"value":{huge},"partition":0}}]}}"#
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let body = format!(r#"{{"records":[{{"value":{huge},"partition":0}}]}}"#);
+    let resp = api.post(publish, "application/json", body).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
     let fetched = http
         .get(format!("{}/v1/topics/t/partitions/0/records", server.url))
         .send()

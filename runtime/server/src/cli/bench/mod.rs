@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::Client;
 use super::produce::percentile_ms;
+use weir_bench::system::micros_now;
 
 mod compare;
 mod connectors;
@@ -503,12 +504,6 @@ async fn sse_latency(client: &Client, rate: u64, seconds: f64) -> anyhow::Result
         secs: started.elapsed().as_secs_f64(),
         latencies,
     })
-}
-
-fn micros_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// A broker started inside the bench process.
