@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -315,23 +316,33 @@ impl Api {
 pub struct ServerProcess {
     pub child: Child,
     pub url: String,
+    /// Every line the server logged so far.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
     /// Starts `weir serve` on a free port with `dir` as data dir; waits until it serves.
     pub fn start(dir: &Path) -> ServerProcess {
+        Self::start_args(dir, &[])
+    }
+
+    /// [`start`](Self::start) with more command-line arguments (`--config FILE`).
+    pub fn start_args(dir: &Path, extra: &[&str]) -> ServerProcess {
         let mut child = Command::new(WEIR)
             .args(["serve", "--listen", "127.0.0.1:0", "--log", "info"])
             .arg("--data-dir")
             .arg(dir.join("data"))
             .arg("--plugin-dir")
             .arg(dir.join("plugins"))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = log.clone();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -341,6 +352,7 @@ impl ServerProcess {
                         let _ = tx.send(addr);
                     }
                 }
+                lines.lock().unwrap().push(line);
             }
         });
         let addr = rx
@@ -349,7 +361,14 @@ impl ServerProcess {
         ServerProcess {
             child,
             url: format!("http://{addr}"),
+            log,
         }
+    }
+
+    /// The log lines that contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|l| l.contains(needle)).cloned().collect()
     }
 
     pub fn client(&self) -> Api {
@@ -473,4 +492,48 @@ pub fn http_client() -> reqwest::Client {
         .pool_idle_timeout(Duration::from_secs(5))
         .build()
         .unwrap()
+}
+
+/// A size-limited tmpfs mounted on a fresh temp dir for one test, unmounted on drop.
+/// Mounting needs root: `None` (and a note on stderr) otherwise, so a developer
+/// without root can still run the suite; CI runs as root and runs these tests.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size_bytes: u64) -> Option<Tmpfs> {
+        let uid = Command::new("id").arg("-u").output().unwrap();
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            eprintln!("SKIPPED: mounting a size-limited tmpfs needs root");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size_bytes}"),
+                "weir-test",
+            ])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -t tmpfs failed as root");
+        Some(Tmpfs { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
 }

@@ -10,6 +10,7 @@ mod connectors;
 mod console;
 mod durability;
 mod events;
+mod faults;
 mod groups;
 mod hostile;
 mod observability;

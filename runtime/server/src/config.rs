@@ -309,6 +309,10 @@ pub struct StorageConfig {
     pub cleaner_interval_ms: u64,
     /// sled's page cache, in bytes.
     pub cache_bytes: u64,
+    /// Publishes get 507 `storage_full` while the data dir's filesystem has less free
+    /// space than this many bytes (0: no floor). Reads keep working; publishing resumes
+    /// by itself once space is freed.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -316,6 +320,7 @@ impl Default for StorageConfig {
         Self {
             cleaner_interval_ms: 30_000,
             cache_bytes: 256 << 20,
+            min_free_bytes: 64 << 20,
         }
     }
 }

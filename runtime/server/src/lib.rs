@@ -55,6 +55,7 @@ pub fn open_broker(config: &Config) -> anyhow::Result<Opened> {
         StoreOptions {
             cleaner_interval: Duration::from_millis(config.storage.cleaner_interval_ms.max(10)),
             cache_bytes: config.storage.cache_bytes,
+            min_free_bytes: config.storage.min_free_bytes,
             ..StoreOptions::default()
         },
     )

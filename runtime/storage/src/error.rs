@@ -47,6 +47,19 @@ pub enum StorageError {
     /// cannot make durable.
     #[error("storage is failed after an I/O error and refuses writes: {0}")]
     Failed(String),
+    /// The data dir's filesystem has less free space than the configured floor; nothing
+    /// of the append was written. Resumes by itself once space is freed.
+    #[error(
+        "storage is full: {free_bytes} bytes free on the data dir's filesystem, below the \
+         floor of {floor_bytes} bytes; nothing was written. Free space (delete topics, \
+         shorten retention, grow the disk) and retry"
+    )]
+    Full {
+        /// Free bytes at the time of the refusal.
+        free_bytes: u64,
+        /// The configured floor.
+        floor_bytes: u64,
+    },
     /// The store is shutting down.
     #[error("storage is shutting down")]
     ShuttingDown,
@@ -70,6 +83,7 @@ impl StorageError {
             Self::InvalidConfig(_) | Self::InvalidRecord(_) => "invalid_request",
             Self::OffsetOutOfRange { .. } => "offset_out_of_range",
             Self::Corrupt(_) => "storage_corrupt",
+            Self::Full { .. } => "storage_full",
             Self::Failed(_) | Self::ShuttingDown | Self::Engine(_) => "storage_error",
         }
     }

@@ -8,6 +8,7 @@
 //! - `writer`: the single writer thread and the flusher thread that together give
 //!   atomic multi-partition appends and group commit.
 //! - `cleaner`: retention and compaction in the background.
+//! - `space`: the free-space floor below which appends are refused.
 //! - `fsync`: the fsyncs sled's own flush leaves out.
 //! - [`topic`]: the shared in-memory offsets of each partition and long-poll wake-ups.
 //!
@@ -20,6 +21,7 @@ pub mod config;
 mod error;
 mod fsync;
 mod keys;
+mod space;
 mod stats;
 pub mod store;
 pub mod topic;
@@ -29,6 +31,7 @@ pub use batch::{BatchBuilder, EncodedBatch, RecordView};
 pub use cleaner::{CleanReport, now_ms};
 pub use config::{CleanupPolicy, TopicConfig};
 pub use error::{Result, StorageError};
+pub use space::DiskSpace;
 pub use stats::{AtomicHistogram, HistogramSnapshot, Stats, StatsSnapshot};
 pub use store::{Created, ReadLimits, ReadResult, Store, StoreOptions};
 pub use topic::{PartitionOffsets, Topic};

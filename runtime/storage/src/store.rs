@@ -18,6 +18,7 @@ use crate::cleaner;
 use crate::config::{TopicConfig, validate_topic_name};
 use crate::error::{Result, StorageError};
 use crate::keys;
+use crate::space::{self, DiskSpace};
 use crate::stats::Stats;
 use crate::topic::Topic;
 use crate::writer::{self, Acks, Command, KvOp, TopicBatch, WriteContext};
@@ -31,6 +32,9 @@ pub struct StoreOptions {
     pub cache_bytes: u64,
     /// Depth of the queue in front of the writer; producers wait when it is full.
     pub write_queue: usize,
+    /// Appends are refused with `storage_full` while the data dir's filesystem has
+    /// less free space than this (0: no floor).
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -39,6 +43,7 @@ impl Default for StoreOptions {
             cleaner_interval: Duration::from_secs(30),
             cache_bytes: 256 << 20,
             write_queue: 8192,
+            min_free_bytes: 64 << 20,
         }
     }
 }
@@ -93,7 +98,9 @@ struct Inner {
     next_topic_id: AtomicU32,
     commands: mpsc::Sender<Command>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    stop_cleaner: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    /// Dropping these stops the cleaner and the free-space sampler.
+    stop_background: Mutex<Vec<std::sync::mpsc::Sender<()>>>,
+    space: Arc<DiskSpace>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -136,6 +143,8 @@ impl Store {
             ),
             None => 1,
         };
+        let space = Arc::new(DiskSpace::new(options.min_free_bytes));
+        space.sample(&path);
         let (tx, rx) = mpsc::channel(options.write_queue.max(1));
         let mut threads = writer::spawn(ctx.clone(), rx).map_err(sled::Error::Io)?;
         let store = Store {
@@ -147,7 +156,8 @@ impl Store {
                 next_topic_id: AtomicU32::new(next_topic_id),
                 commands: tx,
                 threads: Mutex::new(Vec::new()),
-                stop_cleaner: Mutex::new(None),
+                stop_background: Mutex::new(Vec::new()),
+                space: space.clone(),
             }),
         };
         let (stop_tx, stop_rx) = std::sync::mpsc::channel();
@@ -159,8 +169,22 @@ impl Store {
                 .spawn(move || cleaner::run(&cleaner_store, interval, stop_rx))
                 .map_err(sled::Error::Io)?,
         );
+        let (stop_sampler, sampler_rx) = std::sync::mpsc::channel::<()>();
+        let dir = store.inner.path.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("weir-diskspace".into())
+                .spawn(move || {
+                    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                        sampler_rx.recv_timeout(space::SAMPLE_INTERVAL)
+                    {
+                        space.sample(&dir);
+                    }
+                })
+                .map_err(sled::Error::Io)?,
+        );
         *store.inner.threads.lock() = threads;
-        *store.inner.stop_cleaner.lock() = Some(stop_tx);
+        *store.inner.stop_background.lock() = vec![stop_tx, stop_sampler];
         Ok(store)
     }
 
@@ -172,6 +196,11 @@ impl Store {
     /// Write-path counters.
     pub fn stats(&self) -> &Stats {
         &self.inner.ctx.stats
+    }
+
+    /// The free-space floor and the latest free-space estimate.
+    pub fn space(&self) -> &DiskSpace {
+        &self.inner.space
     }
 
     pub(crate) fn ctx(&self) -> &WriteContext {
@@ -279,13 +308,18 @@ impl Store {
         kv: Vec<KvOp>,
         acks: Acks,
     ) -> Result<Vec<u64>> {
+        let mut bytes = 0u64;
         for b in &batches {
             b.topic.partition(b.partition)?;
+            bytes += b.batch.len() as u64;
         }
         if batches.is_empty() {
             self.kv_write(kv).await?;
             return Ok(Vec::new());
         }
+        // Before anything is queued, so a refusal writes nothing. Key-value writes
+        // alone (offset commits, plugin state) are small and use the floor's headroom.
+        self.inner.space.admit(bytes)?;
         let (reply, rx) = oneshot::channel();
         self.send(Command::Append {
             batches,
@@ -526,7 +560,7 @@ impl Store {
     /// Stops the threads after the work queued so far, with a final flush. Appends
     /// after this fail with `ShuttingDown`.
     pub async fn shutdown(&self) {
-        if let Some(stop) = self.inner.stop_cleaner.lock().take() {
+        for stop in std::mem::take(&mut *self.inner.stop_background.lock()) {
             let _ = stop.send(());
         }
         let _ = self.send(Command::Shutdown).await;

@@ -349,7 +349,11 @@ fn write_chunks(
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, "writing a round of appends failed; nothing of it was acknowledged");
+            // sled may have applied part of the round in memory before the I/O error;
+            // later rounds would reuse its offsets. Refuse writes instead, like a
+            // failed flush.
+            tracing::error!(error = %e, "writing a round of appends failed; nothing of it was acknowledged; refusing further writes");
+            ctx.stats.set_failure(format!("write failed: {e}"));
             chunks.clear();
             for (reply, _, _, _) in pending.drain(..) {
                 let _ = reply.send(Err(StorageError::Engine(e.clone())));

@@ -108,6 +108,8 @@ fn document(state: &AppState) -> Value {
             "ready": store.stats().failure().is_none(),
             "failure": store.stats().failure(),
             "disk_free_bytes": fs2::available_space(store.path()).ok(),
+            "disk_floor_bytes": store.space().floor(),
+            "storage_full": store.space().admit(0).is_err(),
             "flushes": stats.flushes,
             "flush_seconds_total": stats.flush_nanos as f64 / 1e9,
             "records_written": stats.records_written,

@@ -82,6 +82,7 @@ impl From<BrokerError> for Problem {
             code if code.starts_with("plugin_") => StatusCode::BAD_GATEWAY,
             "offset_out_of_range" => StatusCode::RANGE_NOT_SATISFIABLE,
             "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+            "storage_full" => StatusCode::INSUFFICIENT_STORAGE,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
         let mut p = Problem::new(status, e.code(), e.to_string());
@@ -146,6 +147,13 @@ fn storage_extras(e: &StorageError) -> Vec<(&'static str, Value)> {
         } => vec![
             ("log_start_offset", (*log_start_offset).into()),
             ("high_watermark", (*high_watermark).into()),
+        ],
+        StorageError::Full {
+            free_bytes,
+            floor_bytes,
+        } => vec![
+            ("free_bytes", (*free_bytes).into()),
+            ("floor_bytes", (*floor_bytes).into()),
         ],
         _ => Vec::new(),
     }
