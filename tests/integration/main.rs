@@ -8,6 +8,7 @@ mod api_errors;
 mod cli;
 mod connectors;
 mod console;
+mod corruption;
 mod durability;
 mod events;
 mod faults;

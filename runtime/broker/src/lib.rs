@@ -23,6 +23,7 @@ use std::time::Duration;
 pub use error::{BrokerError, Result};
 pub use produce::{NewRecord, RecordPosition};
 pub use weir_host;
+pub use weir_storage;
 pub use weir_storage::now_ms;
 pub use weir_storage::{
     Acks, CleanupPolicy, Created, PartitionOffsets, ReadLimits, ReadResult, RecordView,

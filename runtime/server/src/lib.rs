@@ -43,6 +43,23 @@ pub struct Opened {
     pub plugins: Arc<Reloader>,
 }
 
+/// One line that names the damaged store and the way out.
+fn store_open_error(
+    dir: &std::path::Path,
+    e: weir_broker::weir_storage::StorageError,
+) -> anyhow::Error {
+    if e.is_damage() {
+        let d = dir.display();
+        anyhow::anyhow!(
+            "the store in {d} is damaged and was not opened ({e}); run `weir store verify {d}` \
+             to list the damaged ranges, then `weir store recover {d}` to truncate them to the \
+             last good batch (it reports what is dropped), or restore {d} from a backup"
+        )
+    } else {
+        anyhow::Error::new(e).context(format!("opening the store in {}", dir.display()))
+    }
+}
+
 /// Opens the store in `config.data_dir`, loads the plugin directory and builds the
 /// broker.
 pub fn open_broker(config: &Config) -> anyhow::Result<Opened> {
@@ -59,7 +76,7 @@ pub fn open_broker(config: &Config) -> anyhow::Result<Opened> {
             ..StoreOptions::default()
         },
     )
-    .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    .map_err(|e| store_open_error(&config.data_dir, e))?;
     let engine = Engine::new().map_err(|e| anyhow::anyhow!("starting the WASM engine: {e}"))?;
     let p = &config.plugins;
     let registry = Arc::new(

@@ -74,6 +74,25 @@ impl StorageError {
         Self::Corrupt(msg.into())
     }
 
+    /// Whether the error means stored data is damaged (our checks, sled's own, or
+    /// sled failing to make sense of its files).
+    pub fn is_damage(&self) -> bool {
+        match self {
+            Self::Corrupt(_) => true,
+            Self::Engine(e) => match e {
+                sled::Error::Corruption { .. }
+                | sled::Error::Unsupported(_)
+                | sled::Error::ReportableBug(_) => true,
+                sled::Error::Io(io) => matches!(
+                    io.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+                ),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// The stable machine-readable code of this error.
     pub fn code(&self) -> &'static str {
         match self {

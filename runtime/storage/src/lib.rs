@@ -3,7 +3,10 @@
 //! It knows nothing of WASM or HTTP. Its parts:
 //!
 //! - [`batch`]: the record batch format (CRC32C per batch, offsets as deltas).
+//! - [`checkpoint`]: the acknowledged watermarks, kept beside sled to catch a short
+//!   recovery.
 //! - [`config`]: topic configuration and name rules.
+//! - [`repair`]: offline verification and truncation of a damaged store.
 //! - [`store`]: opening and recovering the database, topic admin, appends, reads.
 //! - `writer`: the single writer thread and the flusher thread that together give
 //!   atomic multi-partition appends and group commit.
@@ -16,11 +19,13 @@
 //! sees only records below the high watermark, which moves only after a flush.
 
 pub mod batch;
+pub mod checkpoint;
 mod cleaner;
 pub mod config;
 mod error;
 mod fsync;
 mod keys;
+pub mod repair;
 mod space;
 mod stats;
 pub mod store;

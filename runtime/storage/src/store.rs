@@ -14,14 +14,18 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::batch::{self, EncodedBatch, RecordView};
+use crate::checkpoint::{self, Checkpoint};
 use crate::cleaner;
-use crate::config::{TopicConfig, validate_topic_name};
+use crate::config::{CleanupPolicy, TopicConfig, validate_topic_name};
 use crate::error::{Result, StorageError};
 use crate::keys;
 use crate::space::{self, DiskSpace};
 use crate::stats::Stats;
 use crate::topic::Topic;
 use crate::writer::{self, Acks, Command, KvOp, TopicBatch, WriteContext};
+
+/// The watermark checkpoint is saved every this many free-space samples (about 1 s).
+const CHECKPOINT_EVERY_TICKS: u32 = 4;
 
 /// Options for [`Store::open`].
 #[derive(Debug, Clone)]
@@ -78,9 +82,9 @@ pub enum Created {
 
 /// The persisted form of a topic.
 #[derive(Debug, Serialize, Deserialize)]
-struct TopicRecord {
-    id: u32,
-    config: TopicConfig,
+pub(crate) struct TopicRecord {
+    pub(crate) id: u32,
+    pub(crate) config: TopicConfig,
 }
 
 /// The partitioned log. Cheap to clone; all clones share one database and writer.
@@ -101,6 +105,9 @@ struct Inner {
     /// Dropping these stops the cleaner and the free-space sampler.
     stop_background: Mutex<Vec<std::sync::mpsc::Sender<()>>>,
     space: Arc<DiskSpace>,
+    /// The last checkpoint saved; held while one is computed and saved so a topic
+    /// deletion and the periodic save cannot interleave.
+    checkpoint: Mutex<Option<Checkpoint>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -114,12 +121,13 @@ impl Store {
     /// the writer, flusher and cleaner threads.
     pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(options.cache_bytes)
-            // Durability comes from the flusher's explicit flushes, not a timer.
-            .flush_every_ms(None)
-            .open()?;
+        let db = open_sled(
+            sled::Config::new()
+                .path(&path)
+                .cache_capacity(options.cache_bytes)
+                // Durability comes from the flusher's explicit flushes, not a timer.
+                .flush_every_ms(None),
+        )?;
         let data = db.open_tree("data")?;
         let meta = db.open_tree("meta")?;
         let kv = db.open_tree("kv")?;
@@ -131,8 +139,21 @@ impl Store {
             stats: Arc::new(Stats::default()),
             dir: path.clone(),
         });
+        let recovered = recover_topics(&ctx)?;
+        let checkpoint = Checkpoint::load(&path)?;
+        if let Some(c) = &checkpoint {
+            let short = c.shortfalls(&recovered);
+            if !short.is_empty() {
+                let what: Vec<String> = short.iter().map(ToString::to_string).collect();
+                return Err(StorageError::corrupt(format!(
+                    "the storage engine recovered less than was acknowledged ({}): {}",
+                    checkpoint::FILE,
+                    what.join("; ")
+                )));
+            }
+        }
         let topics = DashMap::new();
-        for topic in recover_topics(&ctx)? {
+        for topic in recovered {
             topics.insert(topic.name.clone(), Arc::new(topic));
         }
         let next_topic_id = match ctx.meta.get(keys::NEXT_TOPIC_ID)? {
@@ -158,6 +179,7 @@ impl Store {
                 threads: Mutex::new(Vec::new()),
                 stop_background: Mutex::new(Vec::new()),
                 space: space.clone(),
+                checkpoint: Mutex::new(checkpoint),
             }),
         };
         let (stop_tx, stop_rx) = std::sync::mpsc::channel();
@@ -170,15 +192,20 @@ impl Store {
                 .map_err(sled::Error::Io)?,
         );
         let (stop_sampler, sampler_rx) = std::sync::mpsc::channel::<()>();
-        let dir = store.inner.path.clone();
+        let keeper = store.clone();
         threads.push(
             std::thread::Builder::new()
-                .name("weir-diskspace".into())
+                .name("weir-housekeeping".into())
                 .spawn(move || {
+                    let mut tick = 0u32;
                     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                         sampler_rx.recv_timeout(space::SAMPLE_INTERVAL)
                     {
-                        space.sample(&dir);
+                        space.sample(keeper.path());
+                        tick += 1;
+                        if tick.is_multiple_of(CHECKPOINT_EVERY_TICKS) {
+                            keeper.save_checkpoint(None);
+                        }
                     }
                 })
                 .map_err(sled::Error::Io)?,
@@ -246,14 +273,42 @@ impl Store {
         let topic = self
             .inner
             .topics
-            .remove(name)
-            .map(|(_, t)| t)
+            .get(name)
+            .map(|t| t.clone())
             .ok_or_else(|| StorageError::TopicNotFound(name.to_string()))?;
+        // The checkpoint forgets the topic before its data goes, so a crash in between
+        // is not mistaken for lost data.
+        self.save_checkpoint(Some(name));
         let (reply, rx) = oneshot::channel();
         self.send(Command::DeleteTopic { topic, reply }).await?;
         rx.await.map_err(|_| StorageError::ShuttingDown)??;
         tracing::info!(topic = name, "topic deleted");
         Ok(())
+    }
+
+    /// Saves the watermark checkpoint if it changed; with `removing`, takes that
+    /// topic out of the map first (under the checkpoint's lock, so the periodic save
+    /// cannot put it back).
+    fn save_checkpoint(&self, removing: Option<&str>) {
+        let mut last = self.inner.checkpoint.lock();
+        if let Some(name) = removing {
+            self.inner.topics.remove(name);
+        }
+        let now = Checkpoint::of(
+            self.inner
+                .topics
+                .iter()
+                .map(|t| t.value().clone())
+                .collect::<Vec<_>>()
+                .iter(),
+        );
+        if last.as_ref() == Some(&now) {
+            return;
+        }
+        match now.save(&self.inner.path) {
+            Ok(()) => *last = Some(now),
+            Err(e) => tracing::warn!(error = %e, "cannot save the watermark checkpoint"),
+        }
     }
 
     /// The topic named `name`.
@@ -470,6 +525,17 @@ impl Store {
         offset: u64,
         limits: ReadLimits,
     ) -> Result<ReadResult> {
+        // sled loads pages lazily and panics on some damaged ones instead of erring.
+        catch_engine_panic(|| self.read_unguarded(topic, partition, offset, limits))
+    }
+
+    fn read_unguarded(
+        &self,
+        topic: &Topic,
+        partition: u32,
+        offset: u64,
+        limits: ReadLimits,
+    ) -> Result<ReadResult> {
         let part = topic.partition(partition)?;
         let high_watermark = part.high_watermark();
         let log_start_offset = part.log_start_offset();
@@ -506,6 +572,17 @@ impl Store {
             Bound::Excluded(&end_key[..]),
         ));
         let mut bytes = 0usize;
+        // Where the next batch must start. Batches keep their spans through compaction,
+        // but compaction drops emptied chunks, so only `delete` topics are gap-free;
+        // every topic's stored batches reach the high watermark.
+        let gap_free = topic.config.cleanup_policy == CleanupPolicy::Delete;
+        let mut expect = offset;
+        let missing = |from: u64, to: u64| {
+            StorageError::corrupt(format!(
+                "topic '{}' partition {partition}: offsets [{from}, {to}) are missing from the store",
+                topic.name
+            ))
+        };
         for item in containing.into_iter().map(Ok).chain(later) {
             let (_, chunk) = item?;
             let mut full = false;
@@ -515,6 +592,10 @@ impl Store {
                 if b.header.end_offset() <= offset {
                     continue;
                 }
+                if gap_free && b.header.base_offset > expect {
+                    return Err(missing(expect, b.header.base_offset));
+                }
+                expect = expect.max(b.header.end_offset());
                 for r in b.records() {
                     let r = r?;
                     if r.offset < offset {
@@ -543,6 +624,9 @@ impl Store {
                 return Ok(result);
             }
         }
+        if expect < high_watermark {
+            return Err(missing(expect, high_watermark));
+        }
         Ok(result)
     }
 
@@ -568,8 +652,10 @@ impl Store {
         for t in threads {
             let _ = t.join();
         }
-        if let Err(e) = self.ctx().db.flush() {
-            tracing::error!(error = %e, "final flush failed");
+        match self.ctx().db.flush() {
+            Ok(_) if self.stats().failure().is_none() => self.save_checkpoint(None),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "final flush failed"),
         }
     }
 }
@@ -602,6 +688,29 @@ impl ReadResult {
             .filter_map(|r| r.ok())
             .filter(move |r| r.offset >= from && r.offset < to)
     }
+}
+
+/// Opens sled, turning a panic in its recovery into a `storage_corrupt` error.
+///
+/// Why: sled 0.34 indexes out of bounds on some damaged logs (a truncated segment, for
+/// one) instead of returning an error; a broker must refuse such a store with a clear
+/// message, not crash with a backtrace.
+pub(crate) fn open_sled(config: sled::Config) -> Result<sled::Db> {
+    catch_engine_panic(|| Ok(config.open()?))
+}
+
+/// Runs `f`, turning a panic inside sled into a `storage_corrupt` error.
+pub(crate) fn catch_engine_panic<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        Err(StorageError::corrupt(format!(
+            "the storage engine failed on damaged data ({msg})"
+        )))
+    })
 }
 
 fn record_size(r: &RecordView<'_>) -> usize {
@@ -750,6 +859,85 @@ mod tests {
         }
         let r = store.read(&t, 0, 2, ReadLimits::default()).unwrap();
         assert_eq!(values(&r), [(2, "third".into())]);
+        store.shutdown().await;
+        drop(store);
+
+        // verify finds it; recover truncates to the last good batch and says so.
+        let found = crate::repair::verify(dir.path()).unwrap();
+        assert!(!found.is_clean());
+        let p = &found.partitions[0];
+        assert_eq!((p.good_end, p.stored_end, p.records), (1, 3, 1));
+        assert!(p.damage.as_ref().unwrap().contains("CRC mismatch"), "{p:?}");
+        let (_, dropped) = crate::repair::recover(dir.path()).unwrap();
+        assert_eq!(dropped.len(), 1);
+        assert_eq!((dropped[0].truncated_to, dropped[0].dropped_to), (1, 3));
+        assert_eq!(dropped[0].chunks, 2);
+        assert!(crate::repair::verify(dir.path()).unwrap().is_clean());
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let t = store.topic("t").unwrap();
+        assert_eq!(t.partitions[0].high_watermark(), 1);
+        let r = store.read(&t, 0, 0, ReadLimits::default()).unwrap();
+        assert_eq!(values(&r), [(0, "first".into())]);
+        let base = store
+            .append(&t, vec![(0, batch_of(&["again"]))], Acks::All)
+            .await
+            .unwrap();
+        assert_eq!(base, [1]);
+        store.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_missing_chunk_is_an_error_never_a_skip() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, t) = with_topic(dir.path(), 1);
+        for v in ["first", "second", "third"] {
+            store
+                .append(&t, vec![(0, batch_of(&[v]))], Acks::All)
+                .await
+                .unwrap();
+        }
+        store.ctx().data.remove(keys::data_key(t.id, 0, 1)).unwrap();
+        let err = store.read(&t, 0, 0, ReadLimits::default()).unwrap_err();
+        assert!(err.to_string().contains("offsets [1, 2) are missing"), "{err}");
+        let err = store.read(&t, 0, 1, ReadLimits::default()).unwrap_err();
+        assert_eq!(err.code(), "storage_corrupt");
+        store.shutdown().await;
+        drop(store);
+        let found = crate::repair::verify(dir.path()).unwrap();
+        assert_eq!(found.partitions[0].good_end, 1);
+        assert!(found.partitions[0].damage.as_ref().unwrap().contains("missing"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_recovered_short_of_the_checkpoint_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, t) = with_topic(dir.path(), 1);
+        for v in ["first", "second", "third"] {
+            store
+                .append(&t, vec![(0, batch_of(&[v]))], Acks::All)
+                .await
+                .unwrap();
+        }
+        store.shutdown().await;
+        drop(store);
+        // What sled does with a damaged log tail: recover less, silently.
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let data = db.open_tree("data").unwrap();
+            data.remove(keys::data_key(t.id, 0, 2)).unwrap();
+            db.flush().unwrap();
+        }
+        let err = Store::open(dir.path(), StoreOptions::default()).unwrap_err();
+        assert!(err.is_damage());
+        assert!(
+            err.to_string()
+                .contains("topic 't' partition 0 ends at offset 2 but offsets up to 3 were acknowledged"),
+            "{err}"
+        );
+        let (_, dropped) = crate::repair::recover(dir.path()).unwrap();
+        assert_eq!((dropped[0].truncated_to, dropped[0].dropped_to), (2, 3));
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(store.topic("t").unwrap().partitions[0].high_watermark(), 2);
         store.shutdown().await;
     }
 

@@ -108,7 +108,26 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::map_response(
             problem::from_plain_rejection,
         ))
+        // A bug (or a dependency's reaction to damaged data) in one request answers
+        // 500 problem+json; the connection and every other request carry on.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_problem,
+        ))
         .with_state(state)
+}
+
+fn panic_problem(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let msg = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("no message");
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        format!("the request failed on an internal error ({msg}); the broker keeps serving"),
+    )
+    .into_response()
 }
 
 /// Counts a routed request by its route pattern (not its path: bounded labels).

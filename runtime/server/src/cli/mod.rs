@@ -10,6 +10,7 @@ mod group;
 pub(crate) mod plugin;
 mod produce;
 mod serve;
+mod store;
 mod top;
 mod topic;
 
@@ -125,6 +126,14 @@ enum Command {
     Top(top::TopArgs),
     /// Check the data dir, disk space, plugin directory and plugin toolchain; say what to fix.
     Doctor(doctor::DoctorArgs),
+    /// Verify a stopped broker's store batch by batch, or truncate damage away.
+    #[command(
+        after_help = "Examples:\n  weir store verify /var/lib/weir\n  weir store recover /var/lib/weir"
+    )]
+    Store {
+        #[command(subcommand)]
+        command: store::StoreCommand,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Examples:\n  weir completions bash > /etc/bash_completion.d/weir\n  weir completions zsh > ~/.zfunc/_weir"
@@ -186,6 +195,7 @@ impl Cli {
             Command::Bench(args) => bench::run(args).await,
             Command::Top(args) => top::run(args).await,
             Command::Doctor(args) => doctor::run(args),
+            Command::Store { command } => store::run(command),
             Command::Completions { shell } => docs::completions(shell),
             Command::Man(args) => docs::man(args),
         }
