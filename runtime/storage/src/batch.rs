@@ -221,11 +221,21 @@ impl BatchBuilder {
         self.buf.extend_from_slice(&offset_delta.to_le_bytes());
         self.buf.extend_from_slice(&timestamp_ms.to_le_bytes());
         self.buf.push(attributes);
-        put_opt_bytes(&mut self.buf, key)?;
-        put_opt_bytes(&mut self.buf, value)?;
-        put_headers(&mut self.buf, headers)?;
-        let record_len = u32::try_from(self.buf.len() - start - 4)
-            .map_err(|_| StorageError::InvalidRecord("record over 4 GiB".into()))?;
+        let body = put_opt_bytes(&mut self.buf, key)
+            .and_then(|()| put_opt_bytes(&mut self.buf, value))
+            .and_then(|()| put_headers(&mut self.buf, headers))
+            .and_then(|_header_count| {
+                u32::try_from(self.buf.len() - start - 4)
+                    .map_err(|_| StorageError::InvalidRecord("record over 4 GiB".into()))
+            });
+        let record_len = match body {
+            Ok(len) => len,
+            Err(e) => {
+                // A refused record leaves no trace: the builder stays usable.
+                self.buf.truncate(start);
+                return Err(e);
+            }
+        };
         self.buf[start..start + 4].copy_from_slice(&record_len.to_le_bytes());
         self.count += 1;
         self.last_delta = offset_delta;

@@ -898,14 +898,23 @@ mod tests {
         }
         store.ctx().data.remove(keys::data_key(t.id, 0, 1)).unwrap();
         let err = store.read(&t, 0, 0, ReadLimits::default()).unwrap_err();
-        assert!(err.to_string().contains("offsets [1, 2) are missing"), "{err}");
+        assert!(
+            err.to_string().contains("offsets [1, 2) are missing"),
+            "{err}"
+        );
         let err = store.read(&t, 0, 1, ReadLimits::default()).unwrap_err();
         assert_eq!(err.code(), "storage_corrupt");
         store.shutdown().await;
         drop(store);
         let found = crate::repair::verify(dir.path()).unwrap();
         assert_eq!(found.partitions[0].good_end, 1);
-        assert!(found.partitions[0].damage.as_ref().unwrap().contains("missing"));
+        assert!(
+            found.partitions[0]
+                .damage
+                .as_ref()
+                .unwrap()
+                .contains("missing")
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -930,8 +939,9 @@ mod tests {
         let err = Store::open(dir.path(), StoreOptions::default()).unwrap_err();
         assert!(err.is_damage());
         assert!(
-            err.to_string()
-                .contains("topic 't' partition 0 ends at offset 2 but offsets up to 3 were acknowledged"),
+            err.to_string().contains(
+                "topic 't' partition 0 ends at offset 2 but offsets up to 3 were acknowledged"
+            ),
             "{err}"
         );
         let (_, dropped) = crate::repair::recover(dir.path()).unwrap();

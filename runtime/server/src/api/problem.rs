@@ -55,6 +55,11 @@ impl Problem {
         }
     }
 
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// The stable code.
     pub fn code(&self) -> &'static str {
         self.code
