@@ -43,7 +43,7 @@ for t in "${targets[@]}"; do
   [ "$t" = component_loader ] && secs=$((seconds * 2))
   echo "== fuzz $t for ${secs}s"
   if (cd "$root" && cargo fuzz run "${fuzz_dir[@]}" -s none --release "$t" "tests/fuzz/corpus/$t" "tests/fuzz/seeds/$t" -- \
-      -max_total_time="$secs" -timeout=20 -rss_limit_mb=4096 -print_final_stats=1) >"$log" 2>&1; then
+      -max_total_time="$secs" -timeout=60 -rss_limit_mb=4096 -print_final_stats=1) >"$log" 2>&1; then
     runs="$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')"
     echo "$t: ${runs:-?} executions, 0 crashes"
   else

@@ -278,7 +278,11 @@ async fn random_damage_is_refused_or_reported_never_served() {
         let what = damage(&data, &mut rng);
         let ctx = format!("trial {seed}: {what}");
         eprintln!("{ctx}");
-        let (verified, verify_report) = weir_store("verify", &data);
+        // sled's recovery rewrites what it opens, so `verify` gets a copy of its own.
+        let verify_copy = tempfile::tempdir().unwrap();
+        copy_dir(&data, verify_copy.path());
+        let (verified, verify_report) = weir_store("verify", verify_copy.path());
+        drop(verify_copy);
         let detected = match try_serve(trial.path()) {
             Err((status, lines)) => {
                 // Refused: non-zero exit, and the last line names the dir and the way out.

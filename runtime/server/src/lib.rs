@@ -51,9 +51,10 @@ fn store_open_error(
     if e.is_damage() {
         let d = dir.display();
         anyhow::anyhow!(
-            "the store in {d} is damaged and was not opened ({e}); run `weir store verify {d}` \
-             to list the damaged ranges, then `weir store recover {d}` to truncate them to the \
-             last good batch (it reports what is dropped), or restore {d} from a backup"
+            "the store in {d} is damaged and was not opened ({e}); take a copy of {d}, then run \
+             `weir store verify {d}` to list the damaged ranges and `weir store recover {d}` \
+             to truncate them to the last good batch (it reports what is dropped), or restore \
+             {d} from a backup"
         )
     } else {
         anyhow::Error::new(e).context(format!("opening the store in {}", dir.display()))

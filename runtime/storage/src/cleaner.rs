@@ -40,7 +40,9 @@ pub(crate) fn run(store: &Store, interval: Duration, stop: std::sync::mpsc::Rece
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             _ => return,
         }
-        if let Err(e) = store.clean_all() {
+        // A panic in sled on damaged data must not end retention for good (the disk
+        // would then fill up): report it and try again next pass.
+        if let Err(e) = crate::store::catch_engine_panic(|| store.clean_all()) {
             tracing::warn!(error = %e, "cleaning pass failed; will retry");
         }
     }
@@ -169,12 +171,17 @@ impl Store {
         let next_expiry = std::cell::Cell::new(None::<i64>);
         let mut removed_total = 0;
         let mut size_delta: i64 = 0;
-        let last_key = ctx
-            .data
-            .scan_prefix(prefix)
-            .keys()
-            .next_back()
-            .transpose()?;
+        // The last chunk below the high watermark keeps the log end readable even when
+        // compaction empties it, so it is never deleted. (Chunks past the high watermark
+        // are not durable yet and do not count: a reader must reach its high watermark.)
+        let mut last_key = None;
+        for item in ctx.data.scan_prefix(prefix).rev() {
+            let (key, chunk) = item?;
+            if chunk_extent(&chunk)?.0 <= hw {
+                last_key = Some(key);
+                break;
+            }
+        }
         for item in ctx.data.scan_prefix(prefix) {
             let (key, chunk) = item?;
             let (end, _) = chunk_extent(&chunk)?;

@@ -51,8 +51,8 @@ pub enum StorageError {
     /// of the append was written. Resumes by itself once space is freed.
     #[error(
         "storage is full: {free_bytes} bytes free on the data dir's filesystem, below the \
-         floor of {floor_bytes} bytes; nothing was written. Free space (delete topics, \
-         shorten retention, grow the disk) and retry"
+         floor of {floor_bytes} bytes; nothing was written. Free space on that filesystem \
+         (other files, a larger disk) and retry: publishing resumes by itself"
     )]
     Full {
         /// Free bytes at the time of the refusal.
@@ -102,6 +102,7 @@ impl StorageError {
             Self::InvalidConfig(_) | Self::InvalidRecord(_) => "invalid_request",
             Self::OffsetOutOfRange { .. } => "offset_out_of_range",
             Self::Corrupt(_) => "storage_corrupt",
+            Self::Engine(_) if self.is_damage() => "storage_corrupt",
             Self::Full { .. } => "storage_full",
             Self::Failed(_) | Self::ShuttingDown | Self::Engine(_) => "storage_error",
         }

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use crate::batch;
+use crate::batch::{self, BatchBuilder};
 use crate::checkpoint::{Checkpoint, TopicMark};
 use crate::config::CleanupPolicy;
 use crate::error::{Result, StorageError};
@@ -75,7 +75,8 @@ pub struct Dropped {
     pub topic: String,
     /// Partition index.
     pub partition: u32,
-    /// The partition now ends here.
+    /// The records kept end here; `[truncated_to, dropped_to)` is now an empty span
+    /// and the next append gets `dropped_to`.
     pub truncated_to: u64,
     /// Offsets `[truncated_to, dropped_to)` were removed or lost.
     pub dropped_to: u64,
@@ -118,7 +119,11 @@ fn recover_unguarded(dir: &Path) -> Result<(StoreCheck, Vec<Dropped>)> {
                 id,
                 high_watermarks: Vec::new(),
             });
-        mark.high_watermarks.push(p.good_end.max(p.log_start));
+        mark.high_watermarks.push(
+            p.good_end
+                .max(p.stored_end)
+                .max(p.acknowledged.unwrap_or(0)),
+        );
         if !p.is_damaged() {
             continue;
         }
@@ -138,8 +143,20 @@ fn recover_unguarded(dir: &Path) -> Result<(StoreCheck, Vec<Dropped>)> {
                 removal.insert(key, &chunk[..keep]);
             }
         }
-        data.apply_batch(removal)?;
+        // Offsets are never reused: an empty batch spans what was dropped, so the next
+        // append continues where the partition ended before, and a consumer that had
+        // already read or committed past the damage does not skip new records.
         let dropped_to = p.stored_end.max(p.acknowledged.unwrap_or(0));
+        let mut base = p.good_end;
+        while base < dropped_to {
+            let span = (dropped_to - base).min(u64::from(u32::MAX));
+            let filler = BatchBuilder::default()
+                .finish_with_last_delta((span - 1) as u32)
+                .seal(base);
+            removal.insert(&keys::data_key(id, p.partition, base), filler);
+            base += span;
+        }
+        data.apply_batch(removal)?;
         dropped.push(Dropped {
             topic: p.topic.clone(),
             partition: p.partition,
@@ -359,6 +376,11 @@ fn check_partition(
             continue;
         }
         let key_base = keys::base_offset_of(&key);
+        if key_base < log_start {
+            // Retention moves the log start before it deletes whole chunks: this one is
+            // already gone as far as readers know.
+            continue;
+        }
         for (i, b) in batch::batches(&chunk).enumerate() {
             let b = match b {
                 Ok(b) => b,

@@ -55,8 +55,17 @@ impl DiskSpace {
     pub fn sample(&self, dir: &Path) {
         match fs2::available_space(dir) {
             Ok(free) => self.free.store(free.min(u64::MAX - 1), Ordering::Relaxed),
-            Err(e) => tracing::warn!(error = %e, dir = %dir.display(), "cannot read free space"),
+            Err(e) => {
+                // Unknown is not full: a lowered estimate must not refuse forever.
+                self.free.store(u64::MAX, Ordering::Relaxed);
+                tracing::warn!(error = %e, dir = %dir.display(), "cannot read free space");
+            }
         }
+    }
+
+    /// Whether appends are being refused now.
+    pub fn is_full(&self) -> bool {
+        self.free().is_some_and(|free| free < self.floor)
     }
 
     /// Admits an append of `bytes`, or refuses it with `storage_full` when it would

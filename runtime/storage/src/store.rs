@@ -102,7 +102,8 @@ struct Inner {
     next_topic_id: AtomicU32,
     commands: mpsc::Sender<Command>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    /// Dropping these stops the cleaner and the free-space sampler.
+    /// Sending on (or dropping) these stops the cleaner and the housekeeping thread;
+    /// both hold a clone of the store, so only `shutdown` ends them.
     stop_background: Mutex<Vec<std::sync::mpsc::Sender<()>>>,
     space: Arc<DiskSpace>,
     /// The last checkpoint saved; held while one is computed and saved so a topic
@@ -120,7 +121,13 @@ impl Store {
     /// Opens (or creates) the store in `path`, recovers every topic's offsets and starts
     /// the writer, flusher and cleaner threads.
     pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
-        let path = path.as_ref().to_path_buf();
+        // sled panics on some damaged data instead of erring, during recovery and
+        // while the topics' last chunks are read.
+        catch_engine_panic(|| Self::open_unguarded(path.as_ref(), options))
+    }
+
+    fn open_unguarded(path: &Path, options: StoreOptions) -> Result<Store> {
+        let path = path.to_path_buf();
         let db = open_sled(
             sled::Config::new()
                 .path(&path)
@@ -128,6 +135,11 @@ impl Store {
                 // Durability comes from the flusher's explicit flushes, not a timer.
                 .flush_every_ms(None),
         )?;
+        // After a crash, sled recovers what reached the page cache, fsynced or not; make
+        // it durable before anything (the checkpoint) treats it as acknowledged.
+        crate::fsync::SledFiles::open(&path)
+            .and_then(|mut f| f.sync())
+            .map_err(sled::Error::Io)?;
         let data = db.open_tree("data")?;
         let meta = db.open_tree("meta")?;
         let kv = db.open_tree("kv")?;
@@ -204,7 +216,7 @@ impl Store {
                         space.sample(keeper.path());
                         tick += 1;
                         if tick.is_multiple_of(CHECKPOINT_EVERY_TICKS) {
-                            keeper.save_checkpoint(None);
+                            keeper.save_checkpoint();
                         }
                     }
                 })
@@ -270,15 +282,13 @@ impl Store {
 
     /// Deletes a topic and all its data, after every append queued before it.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
-        let topic = self
-            .inner
-            .topics
-            .get(name)
-            .map(|t| t.clone())
-            .ok_or_else(|| StorageError::TopicNotFound(name.to_string()))?;
+        let topic = self.topic(name)?;
         // The checkpoint forgets the topic before its data goes, so a crash in between
-        // is not mistaken for lost data.
-        self.save_checkpoint(Some(name));
+        // is not mistaken for lost data. Only this very topic: a concurrent delete, or
+        // a delete and a create of the same name, must not remove another.
+        if !self.forget_topic(&topic) {
+            return Err(StorageError::TopicNotFound(name.to_string()));
+        }
         let (reply, rx) = oneshot::channel();
         self.send(Command::DeleteTopic { topic, reply }).await?;
         rx.await.map_err(|_| StorageError::ShuttingDown)??;
@@ -286,14 +296,28 @@ impl Store {
         Ok(())
     }
 
-    /// Saves the watermark checkpoint if it changed; with `removing`, takes that
-    /// topic out of the map first (under the checkpoint's lock, so the periodic save
-    /// cannot put it back).
-    fn save_checkpoint(&self, removing: Option<&str>) {
+    /// Takes `topic` out of the map and the checkpoint (under the checkpoint's lock, so
+    /// the periodic save cannot put it back). False if it was no longer there.
+    fn forget_topic(&self, topic: &Arc<Topic>) -> bool {
         let mut last = self.inner.checkpoint.lock();
-        if let Some(name) = removing {
-            self.inner.topics.remove(name);
+        let removed = self
+            .inner
+            .topics
+            .remove_if(&topic.name, |_, t| Arc::ptr_eq(t, topic))
+            .is_some();
+        if removed {
+            self.save_checkpoint_locked(&mut last);
         }
+        removed
+    }
+
+    /// Saves the watermark checkpoint if it changed.
+    fn save_checkpoint(&self) {
+        let mut last = self.inner.checkpoint.lock();
+        self.save_checkpoint_locked(&mut last);
+    }
+
+    fn save_checkpoint_locked(&self, last: &mut Option<Checkpoint>) {
         let now = Checkpoint::of(
             self.inner
                 .topics
@@ -307,7 +331,14 @@ impl Store {
         }
         match now.save(&self.inner.path) {
             Ok(()) => *last = Some(now),
-            Err(e) => tracing::warn!(error = %e, "cannot save the watermark checkpoint"),
+            Err(e) => {
+                // A stale checkpoint could lead the store (a deleted topic still in it):
+                // better none, which checks nothing, until a save succeeds. Unlinking
+                // needs no free space.
+                tracing::warn!(error = %e, "cannot save the watermark checkpoint; removed it until a save succeeds");
+                let _ = std::fs::remove_file(self.inner.path.join(checkpoint::FILE));
+                *last = None;
+            }
         }
     }
 
@@ -412,25 +443,36 @@ impl Store {
 
     /// A value of the key-value tree.
     pub fn kv_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.ctx().kv.get(key)?.map(|v| v.to_vec()))
+        catch_engine_panic(|| Ok(self.ctx().kv.get(key)?.map(|v| v.to_vec())))
     }
 
     /// Every key-value pair whose key starts with `prefix`, in key order.
     pub fn kv_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.ctx()
-            .kv
-            .scan_prefix(prefix)
-            .map(|item| {
-                let (k, v) = item?;
-                Ok((k.to_vec(), v.to_vec()))
-            })
-            .collect()
+        catch_engine_panic(|| {
+            self.ctx()
+                .kv
+                .scan_prefix(prefix)
+                .map(|item| {
+                    let (k, v) = item?;
+                    Ok((k.to_vec(), v.to_vec()))
+                })
+                .collect()
+        })
     }
 
     /// The first offset whose record has a timestamp at or after `timestamp_ms`, or the
     /// high watermark if there is none. Timestamps are the broker's append times, so
     /// they grow with offsets and a binary search over chunks finds the spot.
     pub fn offset_for_timestamp(
+        &self,
+        topic: &Topic,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Result<u64> {
+        catch_engine_panic(|| self.offset_for_timestamp_unguarded(topic, partition, timestamp_ms))
+    }
+
+    fn offset_for_timestamp_unguarded(
         &self,
         topic: &Topic,
         partition: u32,
@@ -578,6 +620,16 @@ impl Store {
         let gap_free = topic.config.cleanup_policy == CleanupPolicy::Delete;
         let mut expect = offset;
         let missing = |from: u64, to: u64| {
+            // Retention may have deleted chunks while this read walked them: that is
+            // an offset out of range now, not damage.
+            let log_start_offset = part.log_start_offset();
+            if log_start_offset > from {
+                return StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset,
+                    high_watermark,
+                };
+            }
             StorageError::corrupt(format!(
                 "topic '{}' partition {partition}: offsets [{from}, {to}) are missing from the store",
                 topic.name
@@ -653,7 +705,7 @@ impl Store {
             let _ = t.join();
         }
         match self.ctx().db.flush() {
-            Ok(_) if self.stats().failure().is_none() => self.save_checkpoint(None),
+            Ok(_) if self.stats().failure().is_none() => self.save_checkpoint(),
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "final flush failed"),
         }
@@ -875,14 +927,18 @@ mod tests {
         assert!(crate::repair::verify(dir.path()).unwrap().is_clean());
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         let t = store.topic("t").unwrap();
-        assert_eq!(t.partitions[0].high_watermark(), 1);
+        // Offsets are not reused: [1, 3) is an empty span now.
+        assert_eq!(t.partitions[0].high_watermark(), 3);
         let r = store.read(&t, 0, 0, ReadLimits::default()).unwrap();
         assert_eq!(values(&r), [(0, "first".into())]);
+        assert_eq!(r.next_offset, 3);
         let base = store
             .append(&t, vec![(0, batch_of(&["again"]))], Acks::All)
             .await
             .unwrap();
-        assert_eq!(base, [1]);
+        assert_eq!(base, [3]);
+        let r = store.read(&t, 0, 1, ReadLimits::default()).unwrap();
+        assert_eq!(values(&r), [(3, "again".into())]);
         store.shutdown().await;
     }
 
@@ -947,7 +1003,7 @@ mod tests {
         let (_, dropped) = crate::repair::recover(dir.path()).unwrap();
         assert_eq!((dropped[0].truncated_to, dropped[0].dropped_to), (2, 3));
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        assert_eq!(store.topic("t").unwrap().partitions[0].high_watermark(), 2);
+        assert_eq!(store.topic("t").unwrap().partitions[0].high_watermark(), 3);
         store.shutdown().await;
     }
 

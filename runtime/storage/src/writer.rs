@@ -369,8 +369,19 @@ fn delete_topic(ctx: &WriteContext, topic: &Topic) -> Result<()> {
         batch.remove(key?);
     }
     ctx.data.apply_batch(batch)?;
+    // The name may already belong to a topic created since: remove the definition only
+    // while it is still this topic's.
+    let key = keys::topic_meta(&topic.name);
+    if let Some(current) = ctx.meta.get(&key)? {
+        let same = serde_json::from_slice::<crate::store::TopicRecord>(&current)
+            .is_ok_and(|r| r.id == topic.id);
+        if same {
+            let _ = ctx
+                .meta
+                .compare_and_swap(&key, Some(&current), None::<&[u8]>)?;
+        }
+    }
     let mut meta = sled::Batch::default();
-    meta.remove(keys::topic_meta(&topic.name));
     for key in ctx
         .meta
         .scan_prefix(keys::log_start_topic_prefix(topic.id))

@@ -109,7 +109,7 @@ fn document(state: &AppState) -> Value {
             "failure": store.stats().failure(),
             "disk_free_bytes": fs2::available_space(store.path()).ok(),
             "disk_floor_bytes": store.space().floor(),
-            "storage_full": store.space().admit(0).is_err(),
+            "storage_full": store.space().is_full(),
             "flushes": stats.flushes,
             "flush_seconds_total": stats.flush_nanos as f64 / 1e9,
             "records_written": stats.records_written,
