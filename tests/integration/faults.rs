@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{ServerProcess, TestServer, Tmpfs};
+use crate::harness::{Api, Resp, ServerProcess, TestServer, Tmpfs};
 
 /// A JSON body of `n` records of about 3 KiB each, tagged `tag-<i>`.
 fn records_body(tag: &str, n: usize) -> String {
@@ -16,6 +16,16 @@ fn records_body(tag: &str, n: usize) -> String {
         .map(|i| json!({ "key": format!("{tag}-{i}"), "value": value }))
         .collect();
     json!({ "records": records }).to_string()
+}
+
+/// Publishes `n` records of ~3 KiB tagged `tag` to the topic `fill`.
+async fn publish_fill(api: &Api, tag: &str, n: usize) -> Resp {
+    api.post(
+        "/v1/topics/fill/records",
+        "application/json",
+        records_body(tag, n),
+    )
+    .await
 }
 
 fn free_bytes(dir: &std::path::Path) -> u64 {
@@ -47,13 +57,7 @@ async fn a_full_disk_gets_507_writes_nothing_and_publishing_resumes_once_space_i
     let mut acked = 0u64;
     let mut crossed: Option<Instant> = None;
     let refusal = loop {
-        let r = api
-            .post(
-                "/v1/topics/fill/records",
-                "application/json",
-                records_body(&format!("r{acked}"), 100),
-            )
-            .await;
+        let r = publish_fill(&api, &format!("r{acked}"), 100).await;
         if r.status != 200 {
             break r;
         }
@@ -87,13 +91,7 @@ async fn a_full_disk_gets_507_writes_nothing_and_publishing_resumes_once_space_i
     let (_, hw) = api.offsets("fill", 0).await;
     assert_eq!(hw, acked);
     for i in 0..5 {
-        let r = api
-            .post(
-                "/v1/topics/fill/records",
-                "application/json",
-                records_body(&format!("r{acked}"), 100),
-            )
-            .await;
+        let r = publish_fill(&api, &format!("r{acked}"), 100).await;
         match r.status {
             200 => acked += 100,
             _ => r.assert_problem(507, "storage_full"),
@@ -131,13 +129,7 @@ async fn a_full_disk_gets_507_writes_nothing_and_publishing_resumes_once_space_i
     std::fs::remove_file(&ballast).unwrap();
     let freed = Instant::now();
     let resumed = loop {
-        let r = api
-            .post(
-                "/v1/topics/fill/records",
-                "application/json",
-                records_body("after", 100),
-            )
-            .await;
+        let r = publish_fill(&api, "after", 100).await;
         if r.status == 200 {
             break freed.elapsed();
         }
@@ -174,13 +166,7 @@ async fn a_write_that_fails_for_lack_of_space_is_never_acknowledged_and_the_brok
     api.create_topic("fill", json!({ "partitions": 1 })).await;
     let mut acked = 0u64;
     let failure = loop {
-        let r = api
-            .post(
-                "/v1/topics/fill/records",
-                "application/json",
-                records_body(&format!("r{acked}"), 100),
-            )
-            .await;
+        let r = publish_fill(&api, &format!("r{acked}"), 100).await;
         if r.status != 200 {
             break r;
         }
@@ -200,13 +186,7 @@ async fn a_write_that_fails_for_lack_of_space_is_never_acknowledged_and_the_brok
         "{reason}"
     );
     for _ in 0..3 {
-        let r = api
-            .post(
-                "/v1/topics/fill/records",
-                "application/json",
-                records_body("later", 1),
-            )
-            .await;
+        let r = publish_fill(&api, "later", 1).await;
         assert_eq!(r.status, 503, "{}", r.body);
     }
     // The log says why.

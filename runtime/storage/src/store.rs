@@ -844,6 +844,19 @@ mod tests {
         (store, t)
     }
 
+    /// A store with topic "t" whose one partition holds three chunks, one record each
+    /// (separate acknowledged appends are separate rounds): "first", "second", "third".
+    async fn with_three_chunks(dir: &Path) -> (Store, Arc<Topic>) {
+        let (store, t) = with_topic(dir, 1);
+        for v in ["first", "second", "third"] {
+            store
+                .append(&t, vec![(0, batch_of(&[v]))], Acks::All)
+                .await
+                .unwrap();
+        }
+        (store, t)
+    }
+
     fn values(r: &ReadResult) -> Vec<(u64, String)> {
         r.records()
             .map(|r| {
@@ -891,13 +904,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn damaged_chunks_are_errors_never_short_reads() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, t) = with_topic(dir.path(), 1);
-        for v in ["first", "second", "third"] {
-            store
-                .append(&t, vec![(0, batch_of(&[v]))], Acks::All)
-                .await
-                .unwrap();
-        }
+        let (store, t) = with_three_chunks(dir.path()).await;
         // Flip one bit in the middle chunk's value bytes.
         let key = keys::data_key(t.id, 0, 1);
         let mut chunk = store.ctx().data.get(key).unwrap().unwrap().to_vec();
@@ -945,13 +952,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_missing_chunk_is_an_error_never_a_skip() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, t) = with_topic(dir.path(), 1);
-        for v in ["first", "second", "third"] {
-            store
-                .append(&t, vec![(0, batch_of(&[v]))], Acks::All)
-                .await
-                .unwrap();
-        }
+        let (store, t) = with_three_chunks(dir.path()).await;
         store.ctx().data.remove(keys::data_key(t.id, 0, 1)).unwrap();
         let err = store.read(&t, 0, 0, ReadLimits::default()).unwrap_err();
         assert!(
@@ -976,13 +977,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_store_recovered_short_of_the_checkpoint_refuses_to_open() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, t) = with_topic(dir.path(), 1);
-        for v in ["first", "second", "third"] {
-            store
-                .append(&t, vec![(0, batch_of(&[v]))], Acks::All)
-                .await
-                .unwrap();
-        }
+        let (store, t) = with_three_chunks(dir.path()).await;
         store.shutdown().await;
         drop(store);
         // What sled does with a damaged log tail: recover less, silently.
