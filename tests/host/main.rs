@@ -136,7 +136,7 @@ fn examples_work_through_the_host() {
         &simple(
             "keys",
             "router",
-            "[config]\nprefix = \"users-\"\nfallback = \"users-x\"",
+            "[router]\ndestinations = [\"users-b\"]\n[config]\nprefix = \"users-\"\nfallback = \"users-x\"",
         ),
         art::KEY_ROUTER,
         "p.wasm",

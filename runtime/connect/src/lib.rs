@@ -147,7 +147,7 @@ impl Connectors {
         let current = slot.current();
         let topics: Vec<String> = manifest.attach.iter().map(|a| a.topic.clone()).collect();
         let (group, lag_records) = if manifest.kind == Kind::Sink {
-            let group = sink::group_of(name, &settings);
+            let group = settings.group_of(name);
             let lag = self.inner.broker.groups().describe(&group).ok().map(|g| {
                 g.partitions
                     .iter()

@@ -33,7 +33,7 @@ const MAX_COMMIT_FAILURES: u32 = 3;
 
 /// Reads and writes in a loop until the manager ends the task.
 pub(crate) async fn run(mut ctx: RunContext) {
-    let group = group_of(&ctx.name, &ctx.settings);
+    let group = ctx.settings.group_of(&ctx.name);
     let mut cursor = Cursor::default();
     loop {
         match ctx.until_running().await {
@@ -83,14 +83,6 @@ struct Cursor {
 struct Pass {
     delivered: bool,
     troubled: bool,
-}
-
-/// `<name>`'s consumer group.
-pub(crate) fn group_of(name: &str, settings: &weir_host::ConnectorSettings) -> String {
-    settings
-        .group
-        .clone()
-        .unwrap_or_else(|| format!("connector.{name}"))
 }
 
 /// One pass over every attached partition.
@@ -433,11 +425,7 @@ async fn dead_letter(
     if bad.is_empty() {
         return Ok(());
     }
-    let dlq_name = ctx
-        .settings
-        .dead_letter_topic
-        .clone()
-        .unwrap_or_else(|| format!("{}.dlq", topic.name()));
+    let dlq_name = ctx.settings.dead_letter_topic_of(topic.name());
     let partition_text = partition.to_string();
     let letters: Vec<NewRecord<'_>> = bad
         .iter()

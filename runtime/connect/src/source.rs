@@ -125,11 +125,7 @@ async fn poll_and_publish(
     {
         Ok(_) => {}
         Err(e) if refused(&e) && give_up && ctx.settings.on_failure == OnFailure::DeadLetter => {
-            let dlq = ctx
-                .settings
-                .dead_letter_topic
-                .clone()
-                .unwrap_or_else(|| format!("{name}.dlq"));
+            let dlq = ctx.settings.dead_letter_topic_of(name);
             let letters = with_reason(&records, name, &ctx.name, &e);
             let dlq_topic = crate::run::dead_letter_topic(&ctx.broker, &dlq)
                 .await

@@ -106,7 +106,17 @@ pub enum PluginError {
         /// Why.
         reason: String,
     },
-    /// The call does not fit the plugin's kind.
+    /// A connector's grant is outside what the operator allows (`[connectors]`).
+    #[error("plugin '{plugin}': grant {grant} is not allowed: {reason}")]
+    GrantNotAllowed {
+        /// Plugin name.
+        plugin: String,
+        /// The grant, as the manifest states it.
+        grant: String,
+        /// Why.
+        reason: String,
+    },
+    /// The plugin directory could not be written.
     #[error("plugin '{plugin}': writing {path}: {reason}")]
     Io {
         /// Plugin name.
@@ -116,6 +126,19 @@ pub enum PluginError {
         /// The OS error.
         reason: String,
     },
+    /// The version a rollback would return to changed after the caller looked.
+    #[error(
+        "plugin '{plugin}': the rollback target changed from {expected} to {target} meanwhile; try again"
+    )]
+    RollbackTargetChanged {
+        /// Plugin name.
+        plugin: String,
+        /// The version the caller checked.
+        expected: String,
+        /// The version a rollback would return to now.
+        target: String,
+    },
+    /// There is no version to roll back to.
     #[error("plugin '{plugin}' has no earlier version that served to roll back to")]
     NoPreviousVersion {
         /// Plugin name.
@@ -151,6 +174,8 @@ impl PluginError {
             Self::WrongKind { .. } => "plugin_wrong_kind",
             Self::NoPreviousVersion { .. } => "plugin_no_previous_version",
             Self::Io { .. } => "plugin_dir_io",
+            Self::GrantNotAllowed { .. } => "plugin_grant_not_allowed",
+            Self::RollbackTargetChanged { .. } => "plugin_rollback_target_changed",
         }
     }
 

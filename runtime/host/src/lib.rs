@@ -28,10 +28,11 @@ pub mod state;
 
 pub use engine::Engine;
 pub use error::{PluginError, Result};
+pub use grants::GrantBounds;
 pub use health::HealthPolicy;
 pub use history::{Origin, Outcome, ProbationPolicy};
 pub use manifest::Attachment;
-pub use manifest::{ConnectorSettings, Grants, Kind, Manifest, OnFailure};
+pub use manifest::{ConnectorSettings, Grants, Kind, Manifest, OnFailure, Reach, RouterSettings};
 pub use plugin::{
     AclRequest, BatchInfo, Decision, Delivery, Destination, Plugin, PluginFiles, PollInfo, Polled,
     Transformed,

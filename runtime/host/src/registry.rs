@@ -134,13 +134,33 @@ impl Registry {
         self.get(name).is_some_and(|s| s.remove())
     }
 
-    /// Returns `name` to the version that served before the current one.
-    pub fn rollback(&self, name: &str, reason: &str) -> Result<Arc<Plugin>> {
+    /// Returns `name` to the version that served before the current one. With
+    /// `expected`, only if that is still the version it would return to (a caller
+    /// that checked the target's attachments must get that target, not a newer one).
+    pub fn rollback(
+        &self,
+        name: &str,
+        expected: Option<&str>,
+        reason: &str,
+    ) -> Result<Arc<Plugin>> {
         let slot = self.get(name).ok_or_else(|| PluginError::Unavailable {
             plugin: name.to_string(),
             reason: "no plugin of that name is installed".into(),
         })?;
-        slot.rollback(None, reason.to_string())
+        slot.rollback(None, expected, reason.to_string())
+    }
+
+    /// The version a rollback of `name` would return to now.
+    pub fn rollback_target(&self, name: &str) -> Result<Arc<Plugin>> {
+        let slot = self.get(name).ok_or_else(|| PluginError::Unavailable {
+            plugin: name.to_string(),
+            reason: "no plugin of that name is installed".into(),
+        })?;
+        let history = slot.history.lock();
+        let current = slot.current();
+        history
+            .previous_good(current.as_deref().map(Plugin::hash))
+            .ok_or_else(|| slot.no_previous())
     }
 
     /// Sets what happens after every rollback (the reloader puts the version's files
@@ -372,7 +392,12 @@ impl Slot {
     /// Swaps back to the version that served before the current one. With
     /// `only_if`, does so only while that version is the current one (a probation
     /// must not roll back a newer version).
-    fn rollback(&self, only_if: Option<&str>, reason: String) -> Result<Arc<Plugin>> {
+    fn rollback(
+        &self,
+        only_if: Option<&str>,
+        expected: Option<&str>,
+        reason: String,
+    ) -> Result<Arc<Plugin>> {
         let mut history = self.history.lock();
         let current = self.current();
         let current_hash = current.as_deref().map(Plugin::hash);
@@ -382,6 +407,13 @@ impl Slot {
         let target = history
             .previous_good(current_hash)
             .ok_or_else(|| self.no_previous())?;
+        if let Some(expected) = expected.filter(|e| *e != target.hash()) {
+            return Err(PluginError::RollbackTargetChanged {
+                plugin: self.name.clone(),
+                expected: expected.to_string(),
+                target: target.hash().to_string(),
+            });
+        }
         history.activate(
             target.clone(),
             NewVersion::of(&target, Origin::Rollback, None),
@@ -437,7 +469,7 @@ impl Slot {
             }
             Verdict::Failed(reason) => {
                 let reason = format!("automatic rollback of {}: {reason}", &plugin.hash()[..12]);
-                if let Err(e) = self.rollback(Some(plugin.hash()), reason) {
+                if let Err(e) = self.rollback(Some(plugin.hash()), None, reason) {
                     tracing::error!(plugin = self.name, error = %e, "automatic rollback failed");
                 }
             }

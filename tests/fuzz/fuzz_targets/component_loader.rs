@@ -16,7 +16,8 @@ fn engine() -> &'static Engine {
 
 fuzz_target!(|bytes: &[u8]| {
     let kind = KINDS[bytes.first().map_or(0, |b| usize::from(*b) % KINDS.len())];
-    let text = format!("name = \"fuzzed\"\nkind = \"{kind}\"\ncomponent = \"plugin.wasm\"\n");
+    let router = if kind == "router" { "[router]\ndestinations = [\"out\"]\n" } else { "" };
+    let text = format!("name = \"fuzzed\"\nkind = \"{kind}\"\ncomponent = \"plugin.wasm\"\n{router}");
     let manifest = Manifest::parse(&text, std::path::Path::new("fuzz/plugin.toml")).unwrap();
     if let Err(e) =
         Plugin::from_parts(engine(), manifest, bytes, "fuzz/plugin.wasm", Arc::new(MemoryState::default()))

@@ -168,20 +168,33 @@ pub(crate) fn build(cx: &PlanContext<'_>, input: &[u8], mut executed: Executed) 
                 MissingTopic::Create => Some(cx.options.auto_create_partitions),
                 MissingTopic::Error => None,
             };
+            let step = &cx.chain.steps[router];
+            let declared = step
+                .plugin
+                .as_ref()
+                .and_then(|p| p.manifest().router.clone())
+                .unwrap_or_default();
             for r in routes {
-                match dest.index(&r.topic, create)? {
-                    Some(t) => sends.push((t, r.event as usize, r.key)),
-                    None => executed.failures.push(Failure {
-                        origin: executed.out.origins[r.event as usize],
-                        step: router,
-                        error: StepFailure {
-                            plugin: cx.chain.steps[router].name.clone(),
-                            version: cx.chain.steps[router]
-                                .plugin
-                                .as_ref()
-                                .map(|p| p.hash().to_string()),
-                            kind: "unknown_topic",
-                            message: format!(
+                // A route outside the manifest's declared destinations is refused
+                // before the topic is even looked up (or created): what a deploy was
+                // checked against is all a router can reach.
+                let problem = if !declared.allows(&r.topic) {
+                    Some((
+                        "route_not_declared",
+                        format!(
+                            "the router chose topic '{}', which its manifest does not declare in [router] destinations",
+                            r.topic
+                        ),
+                    ))
+                } else {
+                    match dest.index(&r.topic, create)? {
+                        Some(t) => {
+                            sends.push((t, r.event as usize, r.key));
+                            None
+                        }
+                        None => Some((
+                            "unknown_topic",
+                            format!(
                                 "the router chose topic '{}', which does not exist{}",
                                 r.topic,
                                 if weir_storage::config::is_valid_name(&r.topic) {
@@ -190,8 +203,20 @@ pub(crate) fn build(cx: &PlanContext<'_>, input: &[u8], mut executed: Executed) 
                                     " (and is not a valid topic name)"
                                 }
                             ),
+                        )),
+                    }
+                };
+                if let Some((kind, message)) = problem {
+                    executed.failures.push(Failure {
+                        origin: executed.out.origins[r.event as usize],
+                        step: router,
+                        error: StepFailure {
+                            plugin: step.name.clone(),
+                            version: step.plugin.as_ref().map(|p| p.hash().to_string()),
+                            kind,
+                            message,
                         },
-                    }),
+                    });
                 }
             }
         }

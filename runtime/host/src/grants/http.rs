@@ -136,13 +136,10 @@ impl Capabilities {
 
     /// `host` or `host:port` grants; a bare host grants every port.
     fn host_granted(&self, host: &str, port: u16) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
         self.hosts.iter().any(|g| {
-            let (gh, gp) = match g.rsplit_once(':') {
-                Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h, p.parse::<u16>().ok()),
-                _ => (g.as_str(), None),
-            };
-            let gh = gh.trim_start_matches('[').trim_end_matches(']');
-            gh == host.trim_start_matches('[').trim_end_matches(']') && gp.is_none_or(|p| p == port)
+            let (gh, gp) = super::split_host(g);
+            gh == host && gp.is_none_or(|p| p == port)
         })
     }
 }

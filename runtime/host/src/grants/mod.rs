@@ -3,6 +3,7 @@
 //! is refused with an error naming the grant that is missing; every refusal is logged
 //! and counted.
 
+mod bounds;
 mod files;
 pub(crate) mod http;
 
@@ -11,7 +12,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::manifest::Grants;
 
+pub use bounds::GrantBounds;
 pub(crate) use http::Client;
+
+/// A `host` or `host:port` grant as (host without IPv6 brackets, port).
+pub(crate) fn split_host(grant: &str) -> (&str, Option<u16>) {
+    let (host, port) = match grant.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h, p.parse::<u16>().ok()),
+        _ => (grant, None),
+    };
+    (host.trim_start_matches('[').trim_end_matches(']'), port)
+}
 
 /// A plugin's grants, ready for checks; shared by its instances.
 #[derive(Debug)]

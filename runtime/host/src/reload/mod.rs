@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::error::{PluginError, Result};
+use crate::grants::GrantBounds;
 use crate::history::Origin;
 use crate::manifest::Manifest;
 use crate::plugin::{Plugin, PluginFiles};
@@ -67,6 +68,8 @@ pub enum Outcome {
 pub struct Reloader {
     registry: Arc<Registry>,
     dir: PathBuf,
+    /// What connectors may be granted; checked on every version before it loads.
+    bounds: GrantBounds,
     /// The plugin each folder holds, by folder name. Locked for a whole sync, deploy
     /// or restore, so changes to the directory and registry are serialised.
     folders: Mutex<HashMap<OsString, String>>,
@@ -81,12 +84,14 @@ impl std::fmt::Debug for Reloader {
 }
 
 impl Reloader {
-    /// A reloader for `dir` feeding `registry`. After a rollback it writes the
-    /// serving version's files back into the plugin's folder.
-    pub fn new(registry: Arc<Registry>, dir: &Path) -> Arc<Self> {
+    /// A reloader for `dir` feeding `registry`, refusing connector grants outside
+    /// `bounds`. After a rollback it writes the serving version's files back into the
+    /// plugin's folder.
+    pub fn new(registry: Arc<Registry>, dir: &Path, bounds: GrantBounds) -> Arc<Self> {
         let reloader = Arc::new(Self {
             registry: registry.clone(),
             dir: dir.to_path_buf(),
+            bounds,
             folders: Mutex::new(HashMap::new()),
         });
         let weak: Weak<Self> = Arc::downgrade(&reloader);
@@ -206,7 +211,10 @@ impl Reloader {
         }
         let file = files.component_path.clone();
         let manifest = files.manifest.clone();
-        match Plugin::from_files(self.registry.engine(), files, self.registry.state()) {
+        let loaded = self.bounds.check(&manifest).and_then(|()| {
+            Plugin::from_files(self.registry.engine(), files, self.registry.state())
+        });
+        match loaded {
             Ok(plugin) => {
                 if let Some(f) = plugin.files()
                     && let Err(error) = place(f)

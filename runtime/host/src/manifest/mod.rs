@@ -1,4 +1,11 @@
 //! `plugin.toml`: what a plugin folder declares. Unknown keys are errors.
+//!
+//! [`Reach`] (in `reach`) says what a manifest touches beyond the plugin itself:
+//! the topics and groups that deploying it needs permissions on.
+
+mod reach;
+
+pub use reach::Reach;
 
 use std::path::{Path, PathBuf};
 
@@ -82,6 +89,17 @@ pub struct Attachment {
     pub dead_letter_topic: Option<String>,
 }
 
+impl Attachment {
+    /// Where the step sends failed events, when its policy is `dead_letter`.
+    pub fn dead_letter(&self) -> Option<String> {
+        (self.on_error == "dead_letter").then(|| {
+            self.dead_letter_topic
+                .clone()
+                .unwrap_or_else(|| format!("{}.dlq", self.topic))
+        })
+    }
+}
+
 fn default_stage() -> String {
     "produce".into()
 }
@@ -148,6 +166,23 @@ pub struct ConnectorSettings {
     pub start: String,
 }
 
+impl ConnectorSettings {
+    /// A sink's consumer group: `group`, or `connector.<name>`.
+    pub fn group_of(&self, name: &str) -> String {
+        self.group
+            .clone()
+            .unwrap_or_else(|| format!("connector.{name}"))
+    }
+
+    /// Where events of `topic` that cannot be handled go: `dead_letter_topic`, or
+    /// `<topic>.dlq`.
+    pub fn dead_letter_topic_of(&self, topic: &str) -> String {
+        self.dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| format!("{topic}.dlq"))
+    }
+}
+
 impl Default for ConnectorSettings {
     fn default() -> Self {
         Self {
@@ -161,6 +196,26 @@ impl Default for ConnectorSettings {
             group: None,
             start: "earliest".into(),
         }
+    }
+}
+
+/// Where a router may send events (`[router]`, routers only).
+///
+/// Declared, not discovered: a deploy is checked against these names (the deployer
+/// needs `produce` on each), and at run time a route to any other topic is refused
+/// (`route_not_declared`) under the step's error policy. Names are exact; a pattern
+/// could not be checked against a policy that denies single topics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSettings {
+    /// Every topic the router may choose.
+    pub destinations: Vec<String>,
+}
+
+impl RouterSettings {
+    /// Whether `topic` is one of the declared destinations.
+    pub fn allows(&self, topic: &str) -> bool {
+        self.destinations.iter().any(|d| d == topic)
     }
 }
 
@@ -190,6 +245,9 @@ pub struct Manifest {
     /// How the broker runs the connector (connectors only).
     #[serde(default)]
     pub connector: Option<ConnectorSettings>,
+    /// The topics a router may send to (routers only, required for them).
+    #[serde(default)]
+    pub router: Option<RouterSettings>,
 }
 
 impl Manifest {
@@ -222,7 +280,7 @@ impl Manifest {
                 reason,
             })
         };
-        if let Some(reason) = m.connector_problem() {
+        if let Some(reason) = m.connector_problem().or_else(|| m.router_problem()) {
             return fail(reason);
         }
         for a in &m.attach {
@@ -321,6 +379,29 @@ impl Manifest {
             ));
         }
         None
+    }
+
+    /// What is wrong with `[router]`, if anything.
+    fn router_problem(&self) -> Option<String> {
+        match (&self.router, self.kind) {
+            (None, Kind::Router) => Some(
+                "a router declares the topics it may send to: [router] destinations = [\"topic\", ...]"
+                    .into(),
+            ),
+            (Some(_), kind) if kind != Kind::Router => Some(format!(
+                "[router] is for router plugins, not a {} plugin",
+                kind.as_str()
+            )),
+            (Some(r), _) if r.destinations.is_empty() => {
+                Some("[router] destinations must name at least one topic".into())
+            }
+            (Some(r), _) => r.destinations.iter().find(|d| !valid_name(d)).map(|d| {
+                format!(
+                    "[router] destination '{d}' is not a topic name (names are exact: 1-249 characters of A-Z, a-z, 0-9, '.', '_', '-')"
+                )
+            }),
+            (None, _) => None,
+        }
     }
 
     /// The connector settings, defaults filled in.
@@ -452,5 +533,30 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("exactly one topic"), "{e}");
+    }
+
+    #[test]
+    fn routers_declare_exact_destinations() {
+        let p = Path::new("r/plugin.toml");
+        let router = "name = \"r\"\nkind = \"router\"\ncomponent = \"r.wasm\"\n";
+        let ok = Manifest::parse(
+            &format!("{router}[router]\ndestinations = [\"a\", \"b\"]\n"),
+            p,
+        )
+        .unwrap();
+        let settings = ok.router.unwrap();
+        assert!(settings.allows("a") && !settings.allows("c"));
+        for (text, why) in [
+            (router.to_string(), "declares the topics"),
+            (format!("{router}[router]\ndestinations = []\n"), "at least one"),
+            (format!("{router}[router]\ndestinations = [\"a*\"]\n"), "not a topic name"),
+            (
+                "name = \"f\"\nkind = \"filter\"\ncomponent = \"f.wasm\"\n[router]\ndestinations = [\"a\"]\n".to_string(),
+                "not a filter plugin",
+            ),
+        ] {
+            let e = Manifest::parse(&text, p).unwrap_err();
+            assert!(e.to_string().contains(why), "{text}: {e}");
+        }
     }
 }
