@@ -70,12 +70,18 @@ async fn connections_over_the_cap_get_503_and_the_cap_frees_up() {
         c.limits.header_read_timeout_ms = 30_000;
     })
     .await;
-    // Eight idle connections hold every slot.
+    // Eight keep-alive connections, each answered once, hold every slot.
     let mut held = Vec::new();
     for _ in 0..8 {
-        held.push(TcpStream::connect(addr(&server)).await.unwrap());
+        let mut s = TcpStream::connect(addr(&server)).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let mut extra = TcpStream::connect(addr(&server)).await.unwrap();
     extra
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")

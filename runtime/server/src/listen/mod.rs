@@ -1,7 +1,11 @@
 //! Accepting connections, plain or TLS, with what a listener facing unknown clients
-//! needs: a cap on open connections (503 beyond it, so one client cannot take every
-//! socket and task), a deadline for request headers (slow-header clients are closed),
-//! no Nagle delay, and a graceful shutdown that gives open requests 5 s.
+//! needs: admission bounds checked before any request is read ([`admission`]: a total
+//! cap, a cap per client address, and room made among connections that have not sent
+//! a request yet), 503 beyond them, a deadline for the first request and for request
+//! headers (slow-header clients are closed), no Nagle delay, and a graceful shutdown
+//! that gives open requests 5 s.
+
+mod admission;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,12 +17,13 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use crate::auth::ClientIdentity;
 use crate::config::Limits;
+use admission::{Admission, Arrivals, Refused};
 
 /// The answer to a connection over the cap: written without reading the request (no
 /// task, no parser, no buffers spent on it), then the connection is closed.
@@ -27,9 +32,9 @@ const OVERLOADED: &str = concat!(
     "content-type: application/problem+json\r\n",
     "retry-after: 1\r\n",
     "connection: close\r\n",
-    "content-length: 186\r\n",
+    "content-length: 224\r\n",
     "\r\n",
-    r#"{"type":"urn:weir:problem:too_many_connections","title":"Service Unavailable","status":503,"code":"too_many_connections","detail":"the server's connection cap is reached; retry shortly"}"#,
+    r#"{"type":"urn:weir:problem:too_many_connections","title":"Service Unavailable","status":503,"code":"too_many_connections","detail":"the server's connection cap (in total or for this client address) is reached; retry shortly"}"#,
 );
 
 /// Refusals being written at once, at most: beyond it (a flood) connections over the
@@ -37,8 +42,8 @@ const OVERLOADED: &str = concat!(
 const MAX_REFUSALS: usize = 64;
 
 /// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` resolves, within
-/// `limits`' connection cap and header deadline. Over TLS a connection over the cap is
-/// closed without a handshake (no CPU spent on a client that will be refused).
+/// `limits`' admission bounds and deadlines. Over TLS a refused connection is closed
+/// without a handshake (no CPU spent on a client that will be refused).
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -47,9 +52,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let admission = Admission::new(&limits);
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     let header_timeout = Duration::from_millis(limits.header_read_timeout_ms);
+    let first_request = limits.first_request_timeout();
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -66,30 +72,56 @@ pub async fn serve(
         };
         // No Nagle: small writes (single acks, SSE events) must leave at once.
         let _ = tcp.set_nodelay(true);
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, cap = limits.max_connections, "connection cap reached");
-            if tls.is_none()
-                && let Ok(refusing) = refusals.clone().try_acquire_owned()
-            {
-                tokio::spawn(async move {
-                    refuse(tcp).await;
-                    drop(refusing);
-                });
+        let ticket = match admission.admit(peer.ip()) {
+            Ok(ticket) => ticket,
+            Err(why) => {
+                match why {
+                    Refused::Full => {
+                        tracing::debug!(%peer, cap = limits.max_connections, "connection cap reached")
+                    }
+                    Refused::AddressFull => tracing::debug!(
+                        %peer,
+                        cap = limits.max_connections_per_address,
+                        "connection cap of this address reached"
+                    ),
+                }
+                if tls.is_none()
+                    && let Ok(refusing) = refusals.clone().try_acquire_owned()
+                {
+                    tokio::spawn(async move {
+                        refuse(tcp).await;
+                        drop(refusing);
+                    });
+                }
+                continue;
             }
-            continue;
         };
         let (tls, app, watcher) = (tls.clone(), app.clone(), graceful.watcher());
         tokio::spawn(async move {
-            match tls {
-                None => connection(tcp, None, app, header_timeout, watcher, permit).await,
-                Some(acceptor) => {
-                    if let Some((stream, identity)) =
-                        crate::tls::handshake(&acceptor, tcp, peer).await
-                    {
-                        connection(stream, identity, app, header_timeout, watcher, permit).await;
+            let arrivals = ticket.arrivals();
+            let served = async {
+                match tls {
+                    None => connection(tcp, None, app, header_timeout, watcher, arrivals).await,
+                    Some(acceptor) => {
+                        if let Some((stream, identity)) =
+                            crate::tls::handshake(&acceptor, tcp, peer).await
+                        {
+                            connection(stream, identity, app, header_timeout, watcher, arrivals)
+                                .await;
+                        }
                     }
                 }
+            };
+            // The TLS handshake and the first request's headers must arrive within
+            // the first-request deadline, and a connection still waiting for them
+            // may be evicted to make room; both close it unanswered.
+            tokio::select! {
+                () = served => {}
+                why = ticket.dismissed(first_request) => {
+                    tracing::debug!(%peer, why, "connection closed before its first request");
+                }
             }
+            drop(ticket);
         });
     }
     drop(listener);
@@ -102,18 +134,19 @@ pub async fn serve(
     }
 }
 
-/// Serves HTTP/1.1 on one accepted connection, holding its `permit` until it closes.
+/// Serves HTTP/1.1 on one accepted connection, telling `arrivals` of each request.
 async fn connection<S>(
     stream: S,
     identity: Option<ClientIdentity>,
     app: Router,
     header_timeout: Duration,
     watcher: Watcher,
-    permit: OwnedSemaphorePermit,
+    arrivals: Arrivals,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = app.map_request(move |req: hyper::Request<hyper::body::Incoming>| {
+        arrivals.request_arrived();
         let mut req = req.map(axum::body::Body::new);
         if let Some(id) = &identity {
             req.extensions_mut().insert(id.clone());
@@ -130,10 +163,9 @@ async fn connection<S>(
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(error = %e, "connection ended with an error");
     }
-    drop(permit);
 }
 
-/// Answers a connection over the cap with a 503 and closes it, all within 1 s. The
+/// Answers a refused connection with a 503 and closes it, all within 1 s. The
 /// request is drained briefly first so that closing does not reset the connection
 /// before the client has read the answer.
 async fn refuse(mut stream: TcpStream) {
