@@ -9,6 +9,25 @@
 use serde::Deserialize;
 use weir_sdk::{Acl, AclRequest, Decision};
 
+/// Every operation the broker asks about: a rule naming another is a typo, and a
+/// misspelt `deny` that silently denies nothing is refused at load instead.
+const OPERATIONS: [&str; 11] = [
+    "produce",
+    "consume",
+    "commit",
+    "describe",
+    "topic-admin",
+    "group-admin",
+    "plugin-read",
+    "plugin-use",
+    "plugin-admin",
+    "connector-admin",
+    "metrics",
+];
+
+/// Every resource kind the broker asks about.
+const KINDS: [&str; 4] = ["topic", "group", "plugin", "cluster"];
+
 /// The plugin's `[config]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,9 +79,19 @@ impl Acl for AclRules {
             if r.operations.is_empty() || r.resources.is_empty() {
                 return Err(format!("rule {i}: operations and resources must not be empty"));
             }
+            if let Some(op) = r.operations.iter().find(|o| *o != "*" && !OPERATIONS.contains(&o.as_str())) {
+                return Err(format!(
+                    "rule {i}: unknown operation '{op}' (one of {}, or \"*\")",
+                    OPERATIONS.join(", ")
+                ));
+            }
             for res in &r.resources {
-                if res != "*" && !res.contains(':') {
-                    return Err(format!("rule {i}: resource '{res}' must be 'kind:name' (e.g. topic:orders*) or '*'"));
+                let kind = res.split_once(':').map(|(k, _)| k);
+                if res != "*" && !kind.is_some_and(|k| KINDS.contains(&k)) {
+                    return Err(format!(
+                        "rule {i}: resource '{res}' must be 'kind:name' with a kind of {} (e.g. topic:orders*), or '*'",
+                        KINDS.join(", ")
+                    ));
                 }
             }
         }
@@ -182,6 +211,11 @@ mod tests {
     fn bad_rules_are_refused_at_init() {
         let bad = json!({ "rules": [{ "effect": "allow", "operations": ["*"], "resources": ["*"] }] });
         assert!(run_acl::<AclRules>(bad, &req("a", &[], "produce", "topic:x")).is_err());
+        let bad = json!({ "rules": [{ "effect": "deny", "principals": ["a"], "operations": ["prodcue"], "resources": ["topic:x"] }] });
+        let e = AclRules::init(serde_json::from_value(bad).unwrap()).err().unwrap();
+        assert!(e.contains("unknown operation 'prodcue'"), "{e}");
+        let bad = json!({ "rules": [{ "effect": "deny", "principals": ["a"], "operations": ["*"], "resources": ["topics:x"] }] });
+        assert!(AclRules::init(serde_json::from_value(bad).unwrap()).is_err());
         let bad = json!({ "rules": [{ "effect": "allow", "principals": ["a"], "operations": ["*"], "resources": ["orders"] }] });
         assert!(run_acl::<AclRules>(bad, &req("a", &[], "produce", "topic:x")).is_err());
     }

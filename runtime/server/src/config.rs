@@ -34,6 +34,21 @@ pub struct Config {
     pub acl: AclConfig,
     /// TLS for the listener.
     pub tls: Option<TlsConfig>,
+    /// What connectors may be granted.
+    pub connectors: ConnectorsConfig,
+}
+
+/// The operator's bound on connector grants: a manifest's `[grants]` must lie within
+/// these, or the version is refused at load, however it was deployed. Empty (the
+/// default): no connector reaches any directory or host. The data and plugin
+/// directories can never be granted.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectorsConfig {
+    /// Absolute directories that grants may name or lie under.
+    pub allowed_dirs: Vec<PathBuf>,
+    /// `host` (any port) or `host:port` that `[grants] http` may name.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Authentication. Off by default (a local first run); the start-up log says so.
@@ -242,6 +257,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             acl: AclConfig::default(),
             tls: None,
+            connectors: ConnectorsConfig::default(),
         }
     }
 }
@@ -261,6 +277,17 @@ pub struct Limits {
     /// Open connections at most; one more is answered 503 `too_many_connections`
     /// and closed, so no client can take every socket.
     pub max_connections: usize,
+    /// Connections from one client address at most (its next ones get 503), so one
+    /// address cannot hold the slots others need. Raise it behind a proxy, whose
+    /// clients all share its address.
+    pub max_connections_per_address: usize,
+    /// Connections that have not yet sent their first request, at most: when one
+    /// more arrives, the one that has waited longest is closed to make room, so idle
+    /// sockets cannot keep clients that do send requests out.
+    pub max_pending_connections: usize,
+    /// A new connection must send its first request's headers within this (or within
+    /// `header_read_timeout_ms` if that is shorter), or it is closed.
+    pub first_request_timeout_ms: u64,
     /// A request's headers must arrive within this (slow-header clients are closed);
     /// it also closes keep-alive connections idle for as long.
     pub header_read_timeout_ms: u64,
@@ -273,12 +300,38 @@ impl Limits {
     pub fn validate(&self) -> anyhow::Result<()> {
         for (name, value) in [
             ("limits.max_connections", self.max_connections as u64),
+            (
+                "limits.max_connections_per_address",
+                self.max_connections_per_address as u64,
+            ),
+            (
+                "limits.max_pending_connections",
+                self.max_pending_connections as u64,
+            ),
+            (
+                "limits.first_request_timeout_ms",
+                self.first_request_timeout_ms,
+            ),
             ("limits.header_read_timeout_ms", self.header_read_timeout_ms),
             ("limits.body_idle_timeout_ms", self.body_idle_timeout_ms),
         ] {
             anyhow::ensure!(value > 0, "{name} must be above 0");
         }
+        anyhow::ensure!(
+            self.max_pending_connections < self.max_connections,
+            "limits.max_pending_connections ({}) must be below limits.max_connections ({}), so clients that send requests always find a slot",
+            self.max_pending_connections,
+            self.max_connections
+        );
         Ok(())
+    }
+
+    /// How long a new connection may take to send its first request's headers.
+    pub fn first_request_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.first_request_timeout_ms
+                .min(self.header_read_timeout_ms),
+        )
     }
 
     /// [`Limits::body_idle_timeout_ms`] as a duration.
@@ -295,6 +348,9 @@ impl Default for Limits {
             max_wait_ms: 60_000,
             max_fetch_records: 10_000,
             max_connections: 1024,
+            max_connections_per_address: 256,
+            max_pending_connections: 256,
+            first_request_timeout_ms: 5_000,
             header_read_timeout_ms: 10_000,
             body_idle_timeout_ms: 30_000,
         }
@@ -332,8 +388,32 @@ impl Config {
             .with_context(|| format!("reading config {}", path.display()))?;
         let config: Config =
             toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
-        config.limits.validate()?;
+        config
+            .validate()
+            .with_context(|| format!("config {}", path.display()))?;
         Ok(config)
+    }
+
+    /// What the types cannot say: values that would refuse everyone, and settings
+    /// that are checked again where they are used but must fail before the broker
+    /// says it is serving.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.limits.validate()?;
+        crate::auth::Authenticator::new(&self.auth)?;
+        for d in &self.connectors.allowed_dirs {
+            anyhow::ensure!(
+                d.is_absolute(),
+                "connectors.allowed_dirs: '{}' is not an absolute path",
+                d.display()
+            );
+        }
+        for h in &self.connectors.allowed_hosts {
+            anyhow::ensure!(
+                !h.is_empty() && !h.contains(['/', '*', '@']) && !h.contains("://"),
+                "connectors.allowed_hosts: '{h}' is not a host or host:port"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -355,6 +435,10 @@ mod tests {
             },
             Limits {
                 body_idle_timeout_ms: 0,
+                ..Limits::default()
+            },
+            Limits {
+                max_pending_connections: 1024,
                 ..Limits::default()
             },
         ] {

@@ -30,7 +30,7 @@ use weir_broker::pipeline::PipelineOptions;
 use weir_broker::plugin_state::StoredPluginState;
 use weir_broker::{Broker, BrokerOptions, Store, StoreOptions};
 use weir_host::reload::WatchOptions;
-use weir_host::{Engine, HealthPolicy, ProbationPolicy, Registry, Reloader};
+use weir_host::{Engine, GrantBounds, HealthPolicy, ProbationPolicy, Registry, Reloader};
 
 pub use config::Config;
 
@@ -98,7 +98,12 @@ pub fn open_broker(config: &Config) -> anyhow::Result<Opened> {
             max_error_rate: p.rollback_error_rate,
         }),
     );
-    let plugins = Reloader::new(registry.clone(), &config.plugin_dir);
+    let bounds = GrantBounds::new(
+        &config.connectors.allowed_dirs,
+        &config.connectors.allowed_hosts,
+        &[&config.data_dir, &config.plugin_dir],
+    );
+    let plugins = Reloader::new(registry.clone(), &config.plugin_dir, bounds);
     let (loaded, failed) = plugins
         .scan()
         .with_context(|| format!("reading plugin dir {}", config.plugin_dir.display()))?;
@@ -178,6 +183,14 @@ pub async fn run(
         }
         None => None,
     };
+    // Only now is everything that can refuse the configuration behind us: the log
+    // never says "serving" for a broker that then exits.
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        data_dir = %config.data_dir.display(),
+        plugin_dir = %config.plugin_dir.display(),
+        "weir is serving"
+    );
     listen::serve(listener, tls, app, config.limits, shutdown).await;
     connectors.shutdown().await;
     broker.store().shutdown().await;

@@ -178,16 +178,54 @@ pub async fn commit(
 }
 
 /// `GET /v1/groups`.
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Option<Extension<Principal>>,
+) -> Result<Json<Value>, Problem> {
     let names = state.broker.groups().list()?;
     let mut groups = Vec::with_capacity(names.len());
     for name in names {
         // A group can vanish between listing and describing; skip it then.
         if let Ok(info) = state.broker.groups().describe(&name) {
-            groups.push(summary(&info));
+            groups.push(summary(&visible(&state, principal.as_deref(), info).await?));
         }
     }
     Ok(Json(json!({ "groups": groups })))
+}
+
+/// `info` with only the topics `principal` may describe: a group's offsets, lag and
+/// assignments say how far a topic has been written and read, which is the topic's
+/// to tell, not the group's.
+async fn visible(
+    state: &AppState,
+    principal: Option<&Principal>,
+    mut info: GroupInfo,
+) -> Result<GroupInfo, Problem> {
+    let mut topics: Vec<String> = info.partitions.iter().map(|p| p.topic.clone()).collect();
+    topics.extend(
+        info.members
+            .iter()
+            .flat_map(|m| m.assignments.iter().map(|(t, _)| t.clone())),
+    );
+    topics.sort();
+    topics.dedup();
+    let mut hidden = Vec::new();
+    for t in topics {
+        if !state
+            .guard
+            .permits(principal, check("describe", "topic", &t))
+            .await?
+        {
+            hidden.push(t);
+        }
+    }
+    if !hidden.is_empty() {
+        info.partitions.retain(|p| !hidden.contains(&p.topic));
+        for m in &mut info.members {
+            m.assignments.retain(|(t, _)| !hidden.contains(t));
+        }
+    }
+    Ok(info)
 }
 
 fn summary(info: &GroupInfo) -> Value {
@@ -242,22 +280,26 @@ pub fn describe_json(info: &GroupInfo) -> Value {
     })
 }
 
-/// `GET /v1/groups/{g}`: members, assignments, committed offsets and lag.
+/// `GET /v1/groups/{g}`: members, assignments, committed offsets and lag, of the
+/// topics the caller may describe.
 pub async fn get(
     State(state): State<AppState>,
     Path(group): Path<String>,
+    principal: Option<Extension<Principal>>,
 ) -> Result<Json<Value>, Problem> {
-    Ok(Json(describe_json(
-        &state.broker.groups().describe(&group)?,
-    )))
+    let info = state.broker.groups().describe(&group)?;
+    let info = visible(&state, principal.as_deref(), info).await?;
+    Ok(Json(describe_json(&info)))
 }
 
 /// `GET /v1/groups/{g}/offsets`: the committed offsets (the `partitions` of describe).
 pub async fn offsets(
     State(state): State<AppState>,
     Path(group): Path<String>,
+    principal: Option<Extension<Principal>>,
 ) -> Result<Json<Value>, Problem> {
     let info = state.broker.groups().describe(&group)?;
+    let info = visible(&state, principal.as_deref(), info).await?;
     let full = describe_json(&info);
     Ok(Json(
         json!({ "group": info.group, "offsets": full["partitions"] }),
@@ -265,10 +307,22 @@ pub async fn offsets(
 }
 
 /// `DELETE /v1/groups/{g}`: 204; 409 `group_not_empty` while members are live.
+/// Deleting a group discards its position on every topic it committed offsets for,
+/// so it needs `consume` on each of them (as resetting them one by one would).
 pub async fn delete(
     State(state): State<AppState>,
     Path(group): Path<String>,
+    principal: Option<Extension<Principal>>,
 ) -> Result<StatusCode, Problem> {
+    let info = state.broker.groups().describe(&group)?;
+    let mut checks: Vec<_> = info
+        .partitions
+        .iter()
+        .filter(|p| p.committed_offset.is_some())
+        .map(|p| check("consume", "topic", &p.topic))
+        .collect();
+    checks.dedup();
+    state.guard.require(principal.as_deref(), checks).await?;
     state.broker.groups().delete(&group).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -21,7 +21,8 @@ use weir_host::{PluginError, Slot};
 use super::AppState;
 use super::body::read_limited;
 use super::problem::Problem;
-use crate::auth::{Principal, check};
+use crate::auth::Principal;
+use crate::auth::operations::deploy_checks;
 
 /// Largest deploy body (manifest and component together).
 const MAX_DEPLOY_BYTES: usize = 64 << 20;
@@ -59,18 +60,25 @@ pub async fn versions(
     })))
 }
 
-/// `POST /v1/plugins/{name}/rollback`.
+/// `POST /v1/plugins/{name}/rollback`: the version it returns to may attach to other
+/// topics than the current one, so the caller needs what deploying it would need.
 pub async fn rollback(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    principal: Option<Extension<Principal>>,
 ) -> Result<Json<Value>, Problem> {
     let slot = slot(&state, &name)?;
     let from = slot.current().map(|p| p.hash().to_string());
     let registry = state.plugins.registry().clone();
+    let target = registry.rollback_target(&name).map_err(plugin_problem)?;
+    state
+        .guard
+        .require(principal.as_deref(), deploy_checks(target.manifest()))
+        .await?;
     let to = {
-        let name = name.clone();
+        let (name, expected) = (name.clone(), target.hash().to_string());
         tokio::task::spawn_blocking(move || {
-            registry.rollback(&name, "rollback requested through the API")
+            registry.rollback(&name, Some(&expected), "rollback requested through the API")
         })
         .await
         .map_err(|e| {
@@ -119,19 +127,14 @@ pub async fn deploy(
     let (manifest, component) = parts(bytes, boundary).await?;
     let manifest = String::from_utf8(manifest.to_vec())
         .map_err(|_| Problem::invalid_request("the manifest part is not UTF-8 text"))?;
-    // A connector carries capabilities (directories, hosts) and reads or writes topics
-    // and groups on its own: deploying one is a cluster-level privilege, beyond
-    // `plugin-admin` on its name.
-    let kind = toml::from_str::<toml::Table>(&manifest)
-        .ok()
-        .and_then(|t| t.get("kind")?.as_str().map(str::to_string));
-    if matches!(kind.as_deref(), Some("source" | "sink")) {
+    // A deploy attaches the plugin to topics and writes into others on the deployer's
+    // behalf: it needs permission on all of it, not just `plugin-admin` on the name.
+    // A manifest that does not parse is refused by the deploy itself, naming why.
+    let origin = format!("PUT /v1/plugins/{name}/plugin.toml");
+    if let Ok(parsed) = weir_host::Manifest::parse(&manifest, std::path::Path::new(&origin)) {
         state
             .guard
-            .require(
-                principal.as_deref(),
-                [check("connector-admin", "cluster", "weir")],
-            )
+            .require(principal.as_deref(), deploy_checks(&parsed))
             .await?;
     }
     let reloader = state.plugins.clone();
@@ -220,7 +223,9 @@ fn rejected_version(name: &str, error: &PluginError) -> Problem {
 
 fn plugin_problem(e: PluginError) -> Problem {
     let status = match &e {
-        PluginError::NoPreviousVersion { .. } => StatusCode::CONFLICT,
+        PluginError::NoPreviousVersion { .. } | PluginError::RollbackTargetChanged { .. } => {
+            StatusCode::CONFLICT
+        }
         PluginError::Unavailable { .. } => StatusCode::NOT_FOUND,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };

@@ -111,8 +111,9 @@ pub async fn create(
 }
 
 /// A pipeline makes the topic's records flow through plugins and into dead-letter
-/// topics: configuring one needs `plugin-use` on each step's plugin and `produce` on
-/// each dead-letter topic, besides `topic-admin` on the topic (the middleware's).
+/// topics: configuring one needs `plugin-use` on each step's plugin, `produce` on
+/// each dead-letter topic and on each destination a router step declares, besides
+/// `topic-admin` on the topic (the middleware's).
 async fn authorize_steps(
     state: &AppState,
     principal: Option<&Principal>,
@@ -122,6 +123,15 @@ async fn authorize_steps(
     let mut checks = Vec::new();
     for s in steps {
         checks.push(check("plugin-use", "plugin", &s.plugin));
+        let declared = state
+            .plugins
+            .registry()
+            .get(&s.plugin)
+            .and_then(|slot| slot.manifest())
+            .and_then(|m| m.router);
+        for d in declared.iter().flat_map(|r| &r.destinations) {
+            checks.push(check("produce", "topic", d));
+        }
         if s.on_error == OnError::DeadLetter {
             let dlq = s
                 .dead_letter_topic

@@ -95,11 +95,22 @@ impl Authorizer {
 
     /// May `principal` pass check `c`? Blocking: it may call the plugin.
     pub fn check(&self, principal: &Principal, c: &Check) -> Verdict {
-        let verdict = self
-            .lookup(principal, c)
-            .unwrap_or_else(|| self.decide(principal, c));
+        let verdict = self.ask(principal, c);
         self.note(&verdict, principal, c);
         verdict
+    }
+
+    /// The cached answer, if fresh, without counting or logging a denial: for
+    /// deciding what a response shows rather than whether it is given.
+    pub fn peek_cached(&self, principal: &Principal, c: &Check) -> Option<Verdict> {
+        self.lookup(principal, c)
+    }
+
+    /// The answer, without counting or logging a denial. Blocking: it may call the
+    /// plugin.
+    pub fn ask(&self, principal: &Principal, c: &Check) -> Verdict {
+        self.lookup(principal, c)
+            .unwrap_or_else(|| self.decide(principal, c))
     }
 
     /// Counts and logs a refusal.

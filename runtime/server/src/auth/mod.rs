@@ -102,10 +102,16 @@ impl Guard {
             req.extensions_mut().insert(Principal::anonymous());
             return next.run(req).await;
         }
-        let authorization = req
-            .headers()
-            .get(header::AUTHORIZATION)
+        // A proxy that appends a header could disagree with us about which of two
+        // credentials counts: a repeated one is refused, never picked.
+        let mut credentials = req.headers().get_all(header::AUTHORIZATION).iter();
+        let authorization = credentials
+            .next()
             .map(|v| v.to_str().unwrap_or("\u{0}invalid"));
+        if credentials.next().is_some() {
+            return Problem::invalid_request("the Authorization header is given more than once")
+                .into_response();
+        }
         let principal = match guard
             .authn
             .authenticate(authorization, req.extensions().get::<ClientIdentity>())
@@ -197,6 +203,41 @@ impl Guard {
         Ok(())
     }
 
+    /// Whether `principal` passes check `c`, for deciding what a response shows (the
+    /// topics of a group description): a denial is an answer here, not a refusal, so
+    /// it is neither audited nor counted. A policy that cannot be asked still fails
+    /// the request (503), never shows more.
+    pub async fn permits(
+        self: &Arc<Self>,
+        principal: Option<&Principal>,
+        c: Check,
+    ) -> Result<bool, Problem> {
+        if !self.enabled {
+            return Ok(true);
+        }
+        let Some(principal) = principal else {
+            return Ok(false);
+        };
+        let verdict = match self.authz.peek_cached(principal, &c) {
+            Some(v) => v,
+            None => {
+                let (guard, principal) = (self.clone(), principal.clone());
+                tokio::task::spawn_blocking(move || guard.authz.ask(&principal, &c))
+                    .await
+                    .unwrap_or_else(|e| Verdict::Unavailable(e.to_string()))
+            }
+        };
+        match verdict {
+            Verdict::Allow => Ok(true),
+            Verdict::Deny(_) => Ok(false),
+            Verdict::Unavailable(reason) => Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "policy_unavailable",
+                reason,
+            )),
+        }
+    }
+
     /// Turns a verdict into the answer, and records it in the audit topic.
     fn judge(&self, principal: &Principal, c: &Check, verdict: Verdict) -> Result<(), Problem> {
         let resource = format!("{}:{}", c.kind, c.name);
@@ -250,6 +291,10 @@ fn unauthorized(refusal: &Refusal) -> Response {
     if let Ok(v) = HeaderValue::from_str(&challenge) {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
+    // An unauthenticated client does not keep its connection: idle keep-alive
+    // sockets would otherwise be a way to hold slots without credentials.
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 

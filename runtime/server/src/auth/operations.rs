@@ -88,6 +88,34 @@ pub fn checks(
     })
 }
 
+/// What deploying (or rolling back to) a plugin version needs besides `plugin-admin`
+/// on its name: everything its manifest carries is checked, because a deploy attaches
+/// and writes on the deployer's behalf.
+///
+/// - a connector: `connector-admin` on the cluster (it carries capabilities);
+/// - each topic whose pipeline it joins: `topic-admin` (as configuring the pipeline
+///   through `PUT /v1/topics/{t}/pipeline` would);
+/// - each topic it writes (dead letters, a router's declared destinations, a source's
+///   output): `produce`;
+/// - each topic a sink reads: `consume`, and its consumer group: `consume`.
+pub fn deploy_checks(manifest: &weir_host::Manifest) -> Vec<Check> {
+    let reach = manifest.reach();
+    let mut checks = Vec::new();
+    if manifest.kind.is_connector() {
+        checks.push(check("connector-admin", "cluster", "weir"));
+    }
+    checks.extend(
+        reach
+            .pipelines
+            .iter()
+            .map(|t| check("topic-admin", "topic", t)),
+    );
+    checks.extend(reach.consumes.iter().map(|t| check("consume", "topic", t)));
+    checks.extend(reach.groups.iter().map(|g| check("consume", "group", g)));
+    checks.extend(reach.produces.iter().map(|t| check("produce", "topic", t)));
+    checks
+}
+
 /// Whether `operation` changes configuration (recorded in the audit topic).
 pub fn is_admin(operation: &str) -> bool {
     matches!(
@@ -99,6 +127,43 @@ pub fn is_admin(operation: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deploy_needs_permission_on_everything_its_manifest_carries() {
+        let manifest = |text: &str| {
+            weir_host::Manifest::parse(text, std::path::Path::new("p/plugin.toml")).unwrap()
+        };
+        let named = |checks: Vec<Check>| -> Vec<String> {
+            checks
+                .into_iter()
+                .map(|c| format!("{} {}:{}", c.operation, c.kind, c.name))
+                .collect()
+        };
+        let router = manifest(
+            "name = \"r\"\nkind = \"router\"\ncomponent = \"r.wasm\"\n\
+             [router]\ndestinations = [\"out\"]\n[[attach]]\ntopic = \"secret\"\n",
+        );
+        assert_eq!(
+            named(deploy_checks(&router)),
+            [
+                "topic-admin topic:secret",
+                "produce topic:secret.dlq",
+                "produce topic:out"
+            ]
+        );
+        let sink = manifest(
+            "name = \"s\"\nkind = \"sink\"\ncomponent = \"s.wasm\"\n[[attach]]\ntopic = \"t\"\n",
+        );
+        assert_eq!(
+            named(deploy_checks(&sink)),
+            [
+                "connector-admin cluster:weir",
+                "consume topic:t",
+                "consume group:connector.s",
+                "produce topic:t.dlq"
+            ]
+        );
+    }
 
     fn ops(method: Method, path: &str, group: Option<&str>) -> Vec<(String, String)> {
         checks(&method, path, |p| format!("<{p}>"), group, None)

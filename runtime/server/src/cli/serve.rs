@@ -32,17 +32,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.plugin_dir {
         config.plugin_dir = dir;
     }
+    config.validate()?;
     // Storage before the listener: we only accept connections once we can serve them.
+    // `run` says "serving" only once credentials, TLS and the policy are set up too.
     let opened = crate::open_broker(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    tracing::info!(
-        listen = %listener.local_addr()?,
-        data_dir = %config.data_dir.display(),
-        plugin_dir = %config.plugin_dir.display(),
-        "weir is serving"
-    );
     crate::run(listener, opened, &config, shutdown_signal()).await
 }
 

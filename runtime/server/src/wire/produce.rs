@@ -388,10 +388,29 @@ fn cloud_event_binary<'a>(
 ) -> Result<NewRecord<'a>, Problem> {
     let mut record = NewRecord::default();
     let mut seen = [false; 4];
+    let mut attributes: Vec<&str> = Vec::new();
     for (name, value) in headers {
         let Some(attr) = name.as_str().strip_prefix("ce-") else {
             continue;
         };
+        // CloudEvents attribute names are lower-case letters and digits; one that is
+        // given twice would be stored twice, and readers that keep the first or the
+        // last would disagree about the event.
+        if attr.is_empty()
+            || !attr
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return Err(Problem::invalid_request(format!(
+                "header '{name}' does not name a CloudEvents attribute (lower-case letters and digits after 'ce-')"
+            )));
+        }
+        if attributes.contains(&attr) {
+            return Err(Problem::invalid_request(format!(
+                "header '{name}' is given more than once"
+            )));
+        }
+        attributes.push(attr);
         let value = value.to_str().map_err(|_| {
             Problem::invalid_request(format!("header '{name}' is not visible ASCII"))
         })?;

@@ -63,7 +63,11 @@ pub(super) async fn run(mut args: ConnectorArgs) -> anyhow::Result<()> {
     let out_dir = tempfile::tempdir()?;
     let receiver = Receiver::start().await?;
     build(&args, plugin_dir.path(), out_dir.path(), &receiver)?;
-    let server = InProcess::start(plugin_dir.path()).await?;
+    let bounds = crate::config::ConnectorsConfig {
+        allowed_dirs: vec![out_dir.path().to_path_buf()],
+        allowed_hosts: vec![receiver.url.trim_start_matches("http://").to_string()],
+    };
+    let server = InProcess::start_with(plugin_dir.path(), bounds).await?;
     let client = Client::new(&server.url)?;
     let result = measure(&args, &server, &client, &receiver).await;
     server.stop().await;

@@ -517,10 +517,19 @@ struct InProcess {
 
 impl InProcess {
     async fn start(plugin_dir: &std::path::Path) -> anyhow::Result<InProcess> {
+        Self::start_with(plugin_dir, crate::config::ConnectorsConfig::default()).await
+    }
+
+    /// [`InProcess::start`] with what connectors may be granted.
+    async fn start_with(
+        plugin_dir: &std::path::Path,
+        connectors: crate::config::ConnectorsConfig,
+    ) -> anyhow::Result<InProcess> {
         let dir = tempfile::tempdir()?;
         let config = crate::Config {
             data_dir: dir.path().join("data"),
             plugin_dir: plugin_dir.to_path_buf(),
+            connectors,
             ..crate::Config::default()
         };
         let opened = crate::open_broker(&config)?;

@@ -45,6 +45,7 @@ pub(super) fn build_plugins(src: Option<&Path>, plugin_dir: &Path) -> anyhow::Re
         (
             "header-router",
             "name = \"header-router\"\nkind = \"router\"\ncomponent = \"header_router.wasm\"\n\
+             [router]\ndestinations = [\"bench-route-0\", \"bench-route-1\", \"bench-route-2\", \"bench-route-3\"]\n\
              [config]\nheader = \"region\"\n\
              [config.routes]\nr0 = \"bench-route-0\"\nr1 = \"bench-route-1\"\n\
              r2 = \"bench-route-2\"\nr3 = \"bench-route-3\"\n",

@@ -181,10 +181,15 @@ fn new(name: &str, kind: &str, parent: &Path) -> anyhow::Result<()> {
         }
     };
     // Connectors run on their own: they name their topic and get a longer deadline.
-    let (timeout_ms, attach) = if matches!(kind, "source" | "sink") {
-        (30_000, "\n[[attach]]\ntopic = \"events\"\n")
-    } else {
-        (100, "")
+    // A router declares every topic it may choose.
+    let (timeout_ms, attach) = match kind {
+        "source" | "sink" => (30_000, "\n[[attach]]\ntopic = \"events\"\n"),
+        "router" => (
+            100,
+            "\n# Every topic route() may choose (<prefix><topic> of each attached topic);\n\
+             # a route to any other topic is refused.\n[router]\ndestinations = [\"routed-events\"]\n",
+        ),
+        _ => (100, ""),
     };
     let dir = parent.join(name);
     if dir.exists() {
