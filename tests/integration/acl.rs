@@ -5,34 +5,15 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use weir_server::Config;
 use weir_server::config::{JwtConfig, TokenConfig};
 use weir_test_artifacts as artifacts;
 
-use crate::harness::{Api, Resp, TestServer, install_plugin};
-
-fn sha(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use crate::harness::{Api, Resp, TestServer, install_plugin, token_sha256 as sha};
 
 /// A client that sends `token` with every request.
 fn as_(server: &TestServer, token: &str) -> Api {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().unwrap(),
-    );
-    Api {
-        url: server.url.clone(),
-        http: reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .unwrap(),
-    }
+    server.client().with_token(token)
 }
 
 const RULES: &str = r#"
@@ -308,7 +289,7 @@ fn hs256(header: Value, claims: Value, secret: &[u8]) -> String {
         b64.encode(header.to_string()),
         b64.encode(claims.to_string())
     );
-    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret).unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
     mac.update(signing_input.as_bytes());
     format!(
         "{signing_input}.{}",
@@ -657,9 +638,11 @@ async fn deploying_a_connector_needs_connector_admin() {
     let rules = format!(
         "{RULES}\n[[config.rules]]\neffect = \"allow\"\nprincipals = [\"alice\"]\noperations = [\"plugin-admin\"]\nresources = [\"plugin:alice-*\"]\n"
     );
+    let out = tempfile::tempdir().unwrap();
     let server = TestServer::start_with(|plugins, c| {
         install_plugin(plugins, "acl-rules", "acl", artifacts::ACL_RULES, &rules);
         secure(c, "acl-rules");
+        c.connectors.allowed_dirs = vec![out.path().to_path_buf()];
     })
     .await;
     let (alice, admin) = (as_(&server, "alice-token"), as_(&server, "admin-token"));
@@ -675,7 +658,6 @@ async fn deploying_a_connector_needs_connector_admin() {
     r.assert_problem(403, "forbidden");
     assert_eq!(r.body["operation"], "connector-admin");
     assert!(!server.dir.join("plugins/alice-sink").exists());
-    let out = tempfile::tempdir().unwrap();
     let sink = format!(
         "name = \"alice-sink\"\nkind = \"sink\"\ncomponent = \"plugin.wasm\"\n\
          [[attach]]\ntopic = \"orders\"\n[grants]\ndirs = [\"{0}\"]\n[config]\ndir = \"{0}\"\n",

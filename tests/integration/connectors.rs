@@ -15,7 +15,8 @@ use std::sync::Mutex;
 use weir_test_artifacts as artifacts;
 
 use crate::harness::{
-    Api, ServerProcess, TestServer, eventually, eventually_within, install_plugin, test_config,
+    Api, ServerProcess, TestServer, allow_connectors, eventually, eventually_within,
+    install_plugin, test_config,
 };
 
 /// A loopback HTTP server: `POST /ingest` receives a sink's batches, `GET /items`
@@ -143,7 +144,8 @@ async fn http_sink_delivers_every_record_in_order_through_failures_and_a_kill() 
             remote.url
         ),
     );
-    let server = ServerProcess::start(temp.path());
+    let config = allow_connectors(&[], &[remote.host()]);
+    let server = ServerProcess::start_configured(temp.path(), &config);
     let api = server.client();
     api.create_topic("orders", json!({ "partitions": 3 })).await;
     publish_numbered(&api, "orders", 0, 300).await;
@@ -155,7 +157,7 @@ async fn http_sink_delivers_every_record_in_order_through_failures_and_a_kill() 
     tokio::time::sleep(Duration::from_millis(150)).await;
     server.kill();
 
-    let server = ServerProcess::start(temp.path());
+    let server = ServerProcess::start_configured(temp.path(), &config);
     let api = server.client();
     publish_numbered(&api, "orders", 500, 100).await;
     let mut expected: BTreeMap<(u64, u64), Value> = BTreeMap::new();
@@ -260,7 +262,8 @@ async fn sources_resume_without_gaps_or_repeats_after_a_kill() {
         }
     };
     write_lines("a.ndjson", 0..400);
-    let server = ServerProcess::start(temp.path());
+    let config = allow_connectors(&[&inbox], &[]);
+    let server = ServerProcess::start_configured(temp.path(), &config);
     let api = server.client();
     api.create_topic("lines", json!({ "partitions": 1 })).await;
     api.create_topic("synthetic", json!({ "partitions": 2 }))
@@ -285,7 +288,7 @@ async fn sources_resume_without_gaps_or_repeats_after_a_kill() {
     server.kill();
 
     write_lines("b.ndjson", 700..900);
-    let server = ServerProcess::start(temp.path());
+    let server = ServerProcess::start_configured(temp.path(), &config);
     let api = server.client();
     eventually_within(Duration::from_secs(60), "900 lines", || async {
         api.offsets("lines", 0).await.1 >= 900
@@ -339,7 +342,9 @@ async fn http_source_follows_its_cursor_through_failures_and_a_restart() {
         .unwrap()
         .extend((0..40).map(|i| json!({ "id": i, "name": format!("item-{i}") })));
     let (host, url) = (remote.host().to_string(), remote.url.clone());
-    let setup = move |plugins: &std::path::Path, _: &mut weir_server::Config| {
+    let allowed = vec![host.clone()];
+    let setup = move |plugins: &std::path::Path, c: &mut weir_server::Config| {
+        c.connectors.allowed_hosts = allowed;
         install_plugin(
             plugins,
             "poller",
@@ -367,7 +372,9 @@ async fn http_source_follows_its_cursor_through_failures_and_a_restart() {
         .lock()
         .unwrap()
         .extend((40..60).map(|i| json!({ "id": i, "name": format!("item-{i}") })));
-    let server = TestServer::start_in(&dir, test_config(&dir)).await;
+    let mut config = test_config(&dir);
+    config.connectors.allowed_hosts = vec![remote.host().to_string()];
+    let server = TestServer::start_in(&dir, config).await;
     let api = server.client();
     eventually("60 items", || async {
         api.offsets("items", 0).await.1 >= 60
@@ -403,7 +410,11 @@ async fn capability_violations_are_refused() {
         allowed.path().display().to_string(),
         outside.path().display().to_string(),
     );
-    let server = TestServer::start_with(move |plugins, _| {
+    // The operator allows these; the plugins then reach past them at run time.
+    let bounds = allowed.path().to_path_buf();
+    let server = TestServer::start_with(move |plugins, c| {
+        c.connectors.allowed_dirs = vec![bounds];
+        c.connectors.allowed_hosts = vec!["127.0.0.1:1".into()];
         install_plugin(
             plugins,
             "escape",
@@ -461,13 +472,15 @@ async fn capability_violations_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trapping_sink_is_retried_then_dead_lettered_while_others_run() {
     let out = tempfile::tempdir().unwrap();
+    let root = out.path().to_path_buf();
     let (hostile_dir, files_dir) = (out.path().join("hostile"), out.path().join("files"));
     std::fs::create_dir_all(&hostile_dir).unwrap();
     let (h, f) = (
         hostile_dir.display().to_string(),
         files_dir.display().to_string(),
     );
-    let server = TestServer::start_with(move |plugins, _| {
+    let server = TestServer::start_with(move |plugins, c| {
+        c.connectors.allowed_dirs = vec![root];
         install_plugin(
             plugins,
             "fragile",
@@ -542,8 +555,10 @@ async fn a_trapping_sink_is_retried_then_dead_lettered_while_others_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connectors_pause_resume_and_stay_paused_across_a_restart() {
     let out = tempfile::tempdir().unwrap();
+    let root = out.path().to_path_buf();
     let d = out.path().display().to_string();
-    let server = TestServer::start_with(move |plugins, _| {
+    let server = TestServer::start_with(move |plugins, c| {
+        c.connectors.allowed_dirs = vec![root];
         install_plugin(
             plugins,
             "archive",
@@ -578,7 +593,9 @@ async fn connectors_pause_resume_and_stay_paused_across_a_restart() {
     // Paused survives a restart.
     let dir = server.dir.clone();
     let temp = server.stop().await;
-    let server = TestServer::start_in(&dir, test_config(&dir)).await;
+    let mut config = test_config(&dir);
+    config.connectors.allowed_dirs = vec![out.path().to_path_buf()];
+    let server = TestServer::start_in(&dir, config).await;
     let api = server.client();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let status = connector(&api, "archive").await;
@@ -610,6 +627,7 @@ async fn connectors_pause_resume_and_stay_paused_across_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connector_follows_its_folder_live() {
     let out = tempfile::tempdir().unwrap();
+    let root = out.path().to_path_buf();
     let d = out.path().display().to_string();
     let manifest = move |topic: &str| {
         format!(
@@ -618,7 +636,8 @@ async fn a_connector_follows_its_folder_live() {
         )
     };
     let first = manifest("one");
-    let server = TestServer::start_with(move |plugins, _| {
+    let server = TestServer::start_with(move |plugins, c| {
+        c.connectors.allowed_dirs = vec![root];
         install_plugin(plugins, "archive", "sink", artifacts::FILE_SINK, "");
         std::fs::write(plugins.join("archive/plugin.toml"), first).unwrap();
     })

@@ -139,6 +139,18 @@ pub fn test_config(dir: &Path) -> Config {
     c
 }
 
+/// The `[connectors]` section of weir.toml that lets connectors reach `dirs` and
+/// `hosts` (nothing is allowed by default).
+pub fn allow_connectors(dirs: &[&Path], hosts: &[&str]) -> String {
+    format!(
+        "[connectors]\nallowed_dirs = {:?}\nallowed_hosts = {:?}\n",
+        dirs.iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>(),
+        hosts
+    )
+}
+
 /// Installs plugin folder `<plugins>/<name>/`: a copy of `component` and a
 /// `plugin.toml` of `kind` with `extra` TOML (limits, config, attachments) appended.
 pub fn install_plugin(plugins: &Path, name: &str, kind: &str, component: &str, extra: &str) {
@@ -182,6 +194,24 @@ impl Resp {
 }
 
 impl Api {
+    /// A client of the same server that sends `Authorization: Bearer <token>` with
+    /// every request.
+    pub fn with_token(&self, token: &str) -> Api {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        Api {
+            url: self.url.clone(),
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .pool_idle_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+        }
+    }
+
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
@@ -324,6 +354,13 @@ impl ServerProcess {
     /// Starts `weir serve` on a free port with `dir` as data dir; waits until it serves.
     pub fn start(dir: &Path) -> ServerProcess {
         Self::start_args(dir, &[])
+    }
+
+    /// [`start`](Self::start) with `config` (TOML) written to `<dir>/weir.toml`.
+    pub fn start_configured(dir: &Path, config: &str) -> ServerProcess {
+        let path = dir.join("weir.toml");
+        std::fs::write(&path, config).unwrap();
+        Self::start_args(dir, &["--config", path.to_str().unwrap()])
     }
 
     /// [`start`](Self::start) with more command-line arguments (`--config FILE`).
@@ -497,6 +534,15 @@ impl SseClient {
 
 /// A client like the CLI's: idle connections are let go before the server's header
 /// deadline (which also closes idle keep-alive connections) would close them.
+/// The hex SHA-256 of an API token, as `[auth] tokens` stores it.
+pub fn token_sha256(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_idle_timeout(Duration::from_secs(5))

@@ -19,4 +19,5 @@ mod pipelines;
 mod produce_fetch;
 mod reload;
 mod retention;
+mod security;
 mod tls;

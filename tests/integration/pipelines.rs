@@ -31,7 +31,7 @@ fn install_orders_chain(plugins: &std::path::Path) {
         "by-region",
         "router",
         artifacts::HEADER_ROUTER,
-        "[config]\nheader = \"region\"\ndefault = \"orders-other\"\n[config.routes]\neu = \"orders-eu\"\nus = \"orders-us\"\n[[attach]]\ntopic = \"orders\"",
+        "[router]\ndestinations = [\"orders-eu\", \"orders-us\", \"orders-other\"]\n[config]\nheader = \"region\"\ndefault = \"orders-other\"\n[config.routes]\neu = \"orders-eu\"\nus = \"orders-us\"\n[[attach]]\ntopic = \"orders\"",
     );
 }
 
@@ -351,13 +351,17 @@ async fn configured_pipelines_and_unknown_router_topics() {
             "letters",
             "router",
             artifacts::KEY_ROUTER,
-            "[config]\nprefix = \"users-\"\nfallback = \"users-other\"",
+            "[router]\ndestinations = [\"users-a\", \"users-z\", \"users-other\"]\n[config]\nprefix = \"users-\"\nfallback = \"users-other\"",
         );
     })
     .await;
     let api = server.client();
     api.create_topic("users", json!({ "partitions": 1 })).await;
     api.create_topic("users-a", json!({ "partitions": 1 }))
+        .await;
+    // users-b exists but the router's manifest does not declare it: a route there is
+    // refused under the router's policy, like a route to a topic that does not exist.
+    api.create_topic("users-b", json!({ "partitions": 1 }))
         .await;
     // A router must be last.
     let r = api
@@ -379,11 +383,16 @@ async fn configured_pipelines_and_unknown_router_topics() {
     let r = publish_raw(
         &api,
         "users",
-        json!([{ "key": "alice", "value": "hi" }, { "key": "zed", "value": "yo" }]),
+        json!([
+            { "key": "alice", "value": "hi" },
+            { "key": "zed", "value": "yo" },
+            { "key": "bob", "value": "hey" },
+        ]),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let results = r.body["results"].as_array().unwrap();
+
     // A transform fans out: two outputs for alice, both routed to users-a.
     assert_eq!(results[0]["outputs"].as_array().unwrap().len(), 2);
     assert_eq!(results[0]["outputs"][0]["topic"], "users-a");
@@ -395,9 +404,16 @@ async fn configured_pipelines_and_unknown_router_topics() {
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[0]["value"], "HI");
     assert_eq!(stored[0]["headers"]["shouted"], "yes");
+    assert_eq!(results[2]["status"], "dead_lettered", "{}", results[2]);
+    assert_eq!(results[2]["error"]["kind"], "route_not_declared");
     let dlq = api.fetch_all("users.dlq", 0, 0).await;
     assert_eq!(dlq[0]["value"], "yo");
     assert_eq!(dlq[0]["headers"]["weir-dlq-error-kind"], "unknown_topic");
+    assert_eq!(dlq[1]["value"], "hey");
+    assert_eq!(
+        dlq[1]["headers"]["weir-dlq-error-kind"],
+        "route_not_declared"
+    );
 
     // The configuration survives in the topic's description and goes with the topic.
     assert_eq!(
@@ -420,7 +436,7 @@ async fn routers_can_create_topics_when_configured() {
             "letters",
             "router",
             artifacts::KEY_ROUTER,
-            "[config]\nprefix = \"auto-\"\nfallback = \"auto-other\"\n[[attach]]\ntopic = \"in\"",
+            "[router]\ndestinations = [\"auto-b\", \"auto-other\"]\n[config]\nprefix = \"auto-\"\nfallback = \"auto-other\"\n[[attach]]\ntopic = \"in\"",
         );
     })
     .await;
@@ -464,7 +480,7 @@ async fn subscriptions_filter_server_side_with_original_offsets() {
             "letters",
             "router",
             artifacts::KEY_ROUTER,
-            "[config]\nprefix = \"x-\"\nfallback = \"x\"",
+            "[router]\ndestinations = [\"x\"]\n[config]\nprefix = \"x-\"\nfallback = \"x\"",
         );
     })
     .await;
@@ -596,7 +612,7 @@ async fn routed_outputs_are_all_stored_or_none_across_sigkill() {
         "by-region",
         "router",
         artifacts::HEADER_ROUTER,
-        "[config]\nheader = \"region\"\ndefault = \"orders-other\"\n[config.routes]\neu = \"orders-eu\"\nus = \"orders-us\"\n[[attach]]\ntopic = \"orders\"",
+        "[router]\ndestinations = [\"orders-eu\", \"orders-us\", \"orders-other\"]\n[config]\nheader = \"region\"\ndefault = \"orders-other\"\n[config.routes]\neu = \"orders-eu\"\nus = \"orders-us\"\n[[attach]]\ntopic = \"orders\"",
     );
     let server = ServerProcess::start(temp.path());
     let api = server.client();
