@@ -395,6 +395,46 @@ fn versions_swap_while_status_and_calls_run_concurrently() {
     assert!(versions.len() > 2, "{versions:?}");
 }
 
+/// A rollback returns to the version its caller checked, or does nothing.
+#[test]
+fn a_rollback_returns_only_to_the_version_that_was_checked() {
+    use weir_host::{HealthPolicy, Origin, PluginError, Registry};
+    let engine = Engine::new().unwrap();
+    let registry = Registry::new(
+        engine.clone(),
+        Arc::new(MemoryState::default()),
+        HealthPolicy::default(),
+    );
+    let dir = folder(
+        &simple("hello", "filter", "[config]\nword = \"one\""),
+        art::HELLO_FILTER,
+        "p.wasm",
+    );
+    registry.install(load(&engine, &dir).unwrap());
+    let first = registry.get("hello").unwrap().current().unwrap();
+    std::fs::write(
+        dir.path().join("plugin.toml"),
+        simple("hello", "filter", "[config]\nword = \"two\""),
+    )
+    .unwrap();
+    registry.activate(load(&engine, &dir).unwrap(), Origin::File, None);
+    let target = registry.rollback_target("hello").unwrap();
+    assert_eq!(target.hash(), first.hash());
+    let err = registry
+        .rollback("hello", Some("0123456789abcdef"), "checked another")
+        .unwrap_err();
+    assert!(matches!(err, PluginError::ChangedMeanwhile { .. }), "{err}");
+    assert_eq!(err.code(), "plugin_changed_meanwhile");
+    assert_ne!(
+        registry.get("hello").unwrap().current().unwrap().hash(),
+        first.hash()
+    );
+    let back = registry
+        .rollback("hello", Some(first.hash()), "checked this one")
+        .unwrap();
+    assert_eq!(back.hash(), first.hash());
+}
+
 #[test]
 fn a_source_poll_hands_back_its_state_instead_of_writing_it() {
     let engine = Engine::new().unwrap();

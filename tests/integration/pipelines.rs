@@ -442,12 +442,20 @@ async fn routers_can_create_topics_when_configured() {
     .await;
     let api = server.client();
     api.create_topic("in", json!({ "partitions": 1 })).await;
-    let r = publish_raw(&api, "in", json!([{ "key": "bob", "value": 1 }])).await;
+    let r = publish_raw(
+        &api,
+        "in",
+        json!([{ "key": "bob", "value": 1 }, { "key": "carol", "value": 2 }]),
+    )
+    .await;
     assert_eq!(
         r.body["results"][0]["outputs"][0]["topic"], "auto-b",
         "{}",
         r.body
     );
+    // Creating topics on demand does not widen what the router may reach.
+    assert_eq!(r.body["results"][1]["error"]["kind"], "route_not_declared");
+    assert_eq!(api.get("/v1/topics/auto-c").await.status, 404);
     assert_eq!(
         api.describe("auto-b").await["partitions"]
             .as_array()

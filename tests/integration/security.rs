@@ -6,6 +6,8 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -139,7 +141,12 @@ async fn a_deploy_needs_permission_on_every_topic_it_attaches_routes_or_dead_let
     }
     let router_wasm = || component(artifacts::HEADER_ROUTER);
 
-    // Finding 1 as reported: a router of her own attached to someone else's topic.
+    // Finding 1 as reported: a plugin of her own attached to someone else's topic,
+    // a filter (that would drop records) and a router (that would divert them).
+    let spy = "name = \"padm-spy\"\nkind = \"filter\"\ncomponent = \"plugin.wasm\"\n\
+               [config]\npath = \"/x\"\nequals = \"y\"\n[[attach]]\ntopic = \"secret\"\non_error = \"skip\"\n";
+    let r = deploy(&mallory, "padm-spy", spy, component(artifacts::JSON_FILTER)).await;
+    forbidden(&r, "topic-admin", "topic:secret");
     let r = deploy(
         &mallory,
         "padm-r",
@@ -169,7 +176,7 @@ async fn a_deploy_needs_permission_on_every_topic_it_attaches_routes_or_dead_let
     )
     .await;
     forbidden(&r, "produce", "topic:secret");
-    for name in ["padm-r", "padm-forge", "padm-f"] {
+    for name in ["padm-spy", "padm-r", "padm-forge", "padm-f"] {
         assert!(!temp.path().join("plugins").join(name).exists(), "{name}");
     }
     // The victim's records stay where she sends them.
@@ -219,8 +226,10 @@ async fn a_deploy_needs_permission_on_every_topic_it_attaches_routes_or_dead_let
         .count();
     assert_eq!(forged, 0, "nothing forged into the audit topic");
 
-    // A rollback returns to a version with other attachments: it needs what deploying
-    // that version needs. The admin's v1 reads `secret`; mallory's v2 only her topic.
+    // Replacing a version changes every topic either version attaches to: the admin
+    // attaches padm-r to `secret`; mallory may neither deploy a version without that
+    // attachment (which would silently take the step off `secret`) nor roll back to
+    // hers.
     let r = deploy(
         &admin,
         "padm-r",
@@ -229,6 +238,7 @@ async fn a_deploy_needs_permission_on_every_topic_it_attaches_routes_or_dead_let
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.body);
+    let serving = mallory.get("/v1/plugins/padm-r").await.body["version"].clone();
     let r = deploy(
         &mallory,
         "padm-r",
@@ -236,8 +246,7 @@ async fn a_deploy_needs_permission_on_every_topic_it_attaches_routes_or_dead_let
         router_wasm(),
     )
     .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let serving = mallory.get("/v1/plugins/padm-r").await.body["version"].clone();
+    forbidden(&r, "topic-admin", "topic:secret");
     let r = mallory
         .post("/v1/plugins/padm-r/rollback", "application/json", "")
         .await;
@@ -250,6 +259,19 @@ async fn a_deploy_needs_permission_on_every_topic_it_attaches_routes_or_dead_let
         .post("/v1/plugins/padm-r/rollback", "application/json", "")
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
+
+    // A policy decides everything else: deploying one is the cluster's to allow,
+    // whatever its name.
+    let policy = "name = \"padm-policy\"\nkind = \"acl\"\ncomponent = \"plugin.wasm\"\n\
+                  [[config.rules]]\neffect = \"allow\"\nprincipals = [\"*\"]\noperations = [\"*\"]\nresources = [\"*\"]\n";
+    let r = deploy(
+        &mallory,
+        "padm-policy",
+        policy,
+        component(artifacts::ACL_RULES),
+    )
+    .await;
+    forbidden(&r, "plugin-admin", "cluster:weir");
 
     // A pipeline step with a router needs produce on what the router may write.
     let r = deploy(
@@ -267,6 +289,40 @@ async fn a_deploy_needs_permission_on_every_topic_it_attaches_routes_or_dead_let
         )
         .await;
     forbidden(&r, "produce", "topic:weir.audit");
+    // A step approved as a transform cannot start routing later: the admin trusts
+    // mallory's padm-t in `secret`'s pipeline; she redeploys it as a router into her
+    // own topic (which she may), and `secret`'s records still go nowhere new.
+    let t = "name = \"padm-t\"\nkind = \"transform\"\ncomponent = \"plugin.wasm\"\n\
+             [config]\nfields = [\"/card\"]\n";
+    let r = deploy(&mallory, "padm-t", t, component(artifacts::REDACT)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = admin
+        .put_json(
+            "/v1/topics/secret/pipeline",
+            json!([{ "plugin": "padm-t", "on_error": "dead_letter" }]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["pipeline"][0]["destinations"], json!([]));
+    let r = deploy(
+        &mallory,
+        "padm-t",
+        &router("padm-t", None, &["padm-out"], "padm-out"),
+        router_wasm(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = victim
+        .post(
+            "/v1/topics/secret/records",
+            "application/json",
+            json!({ "records": [{ "value": { "card": "5500 0000 0000 0004" } }] }).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["results"][0]["error"]["kind"], "route_not_declared");
+    assert!(values(&mallory, "padm-out").await.is_empty());
+
     // The two refusals since are in the audit topic (written in the background).
     eventually(
         "the refused rollback and pipeline in the audit topic",
@@ -514,27 +570,48 @@ async fn policy_typos_repeated_credentials_and_ce_attributes_are_refused() {
     server.terminate();
 }
 
-/// Opens idle connections from `from` until `count` were made, holding the ones the
-/// server keeps and dropping the ones it refuses or closes; each closed one is opened
-/// again after `reconnect`, as an attacker holding slots would.
+/// What a flood saw: connections answered 503, and connections closed unanswered
+/// (evicted, past the first-request deadline, or refused beyond the refusals in
+/// flight).
+#[derive(Default)]
+struct Flooded {
+    refused: AtomicUsize,
+    closed: AtomicUsize,
+}
+
+impl Flooded {
+    fn turned_away(&self) -> usize {
+        self.refused.load(Ordering::Relaxed) + self.closed.load(Ordering::Relaxed)
+    }
+}
+
+/// `count` idle connections from `from`, each opened again `reconnect` after the
+/// server closes it, as an attacker holding slots would; the task ends when aborted.
 fn flood(
     from: &'static str,
     to: SocketAddr,
     count: usize,
     reconnect: Duration,
+    seen: Arc<Flooded>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..count {
+            let seen = seen.clone();
             set.spawn(async move {
                 loop {
                     let socket = TcpSocket::new_v4().unwrap();
                     socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
                     if let Ok(mut s) = socket.connect(to).await {
-                        // Held until the server closes it (a refusal, an eviction or
-                        // the first-request deadline).
-                        let mut buf = [0u8; 512];
-                        while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+                        // Held until the server closes it.
+                        let mut answer = Vec::new();
+                        let _ = s.read_to_end(&mut answer).await;
+                        let counter = if answer.starts_with(b"HTTP/1.1 503") {
+                            &seen.refused
+                        } else {
+                            &seen.closed
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
                     }
                     tokio::time::sleep(reconnect).await;
                 }
@@ -563,17 +640,20 @@ async fn idle_connection_floods_do_not_lock_out_an_authenticated_client() {
     // A keep-alive client connected before the flood, and one that connects anew for
     // every request (so it must be admitted while the flood goes on).
     let kept = admin.clone();
-    let fresh = {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert("authorization", "Bearer admin-token".parse().unwrap());
-        Api {
-            url: server.url.clone(),
-            http: reqwest::Client::builder()
-                .default_headers(headers)
-                .pool_max_idle_per_host(0)
-                .build()
-                .unwrap(),
-        }
+    let fresh = Api {
+        url: server.url.clone(),
+        http: reqwest::Client::builder()
+            .default_headers(
+                [(
+                    reqwest::header::AUTHORIZATION,
+                    "Bearer admin-token".parse().unwrap(),
+                )]
+                .into_iter()
+                .collect(),
+            )
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap(),
     };
     let served = |api: Api| async move {
         let r = api
@@ -587,14 +667,29 @@ async fn idle_connection_floods_do_not_lock_out_an_authenticated_client() {
     };
     served(kept.clone()).await;
 
-    // One address, 1.1x the total cap, reconnecting as soon as it is dropped.
-    let one = flood("127.0.0.2", to, 374, Duration::from_millis(200));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // One address, 1.1x the total cap, reconnecting soon after each refusal: in
+    // force once the server has turned a few hundred away.
+    let one_seen = Arc::new(Flooded::default());
+    let one = flood(
+        "127.0.0.2",
+        to,
+        374,
+        Duration::from_millis(200),
+        one_seen.clone(),
+    );
+    eventually("the flood from one address turned away", || async {
+        one_seen.turned_away() >= 300
+    })
+    .await;
     for _ in 0..20 {
         served(kept.clone()).await;
         served(fresh.clone()).await;
     }
-    // Many addresses, reconnecting every second.
+    one.abort();
+
+    // Five more addresses, 500 idle connections reconnecting every second: more than
+    // may wait at once, so they evict each other.
+    let many_seen = Arc::new(Flooded::default());
     let many: Vec<_> = [
         "127.0.0.3",
         "127.0.0.4",
@@ -603,15 +698,32 @@ async fn idle_connection_floods_do_not_lock_out_an_authenticated_client() {
         "127.0.0.7",
     ]
     .into_iter()
-    .map(|from| flood(from, to, 100, Duration::from_secs(1)))
+    .map(|from| flood(from, to, 100, Duration::from_secs(1), many_seen.clone()))
     .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually("the flood from many addresses evicting itself", || async {
+        many_seen.closed.load(Ordering::Relaxed) >= 200
+    })
+    .await;
     for _ in 0..20 {
         served(kept.clone()).await;
         served(fresh.clone()).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    one.abort();
+    // A probe without credentials keeps no connection either.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.8:0".parse().unwrap()).unwrap();
+    let mut probe = socket.connect(to).await.unwrap();
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), probe.read_to_end(&mut answer))
+        .await
+        .expect("the probe's connection is closed after its answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
     for f in many {
         f.abort();
     }
@@ -638,15 +750,19 @@ async fn a_bad_config_is_refused_before_the_broker_says_it_serves() {
         ),
     ] {
         std::fs::write(&path, config).unwrap();
-        let out = tokio::process::Command::new(crate::harness::WEIR)
+        let run = tokio::process::Command::new(crate::harness::WEIR)
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&path)
             .arg("--data-dir")
             .arg(temp.path().join("data"))
             .arg("--plugin-dir")
             .arg(temp.path().join("plugins"))
-            .output()
+            .kill_on_drop(true)
+            .output();
+        // A config that is wrongly accepted would serve forever.
+        let out = tokio::time::timeout(Duration::from_secs(30), run)
             .await
+            .unwrap_or_else(|_| panic!("weir serve accepted {config}"))
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{config}: {stderr}");

@@ -126,17 +126,18 @@ pub enum PluginError {
         /// The OS error.
         reason: String,
     },
-    /// The version a rollback would return to changed after the caller looked.
+    /// The version a deploy would replace, or a rollback would return to, changed
+    /// after the caller checked it: nothing was done.
     #[error(
-        "plugin '{plugin}': the rollback target changed from {expected} to {target} meanwhile; try again"
+        "plugin '{plugin}' changed while the request was being checked (expected {expected}, found {found}); try again"
     )]
-    RollbackTargetChanged {
+    ChangedMeanwhile {
         /// Plugin name.
         plugin: String,
-        /// The version the caller checked.
+        /// The version the caller checked (`none`: no version).
         expected: String,
-        /// The version a rollback would return to now.
-        target: String,
+        /// The version found instead.
+        found: String,
     },
     /// There is no version to roll back to.
     #[error("plugin '{plugin}' has no earlier version that served to roll back to")]
@@ -175,7 +176,7 @@ impl PluginError {
             Self::NoPreviousVersion { .. } => "plugin_no_previous_version",
             Self::Io { .. } => "plugin_dir_io",
             Self::GrantNotAllowed { .. } => "plugin_grant_not_allowed",
-            Self::RollbackTargetChanged { .. } => "plugin_rollback_target_changed",
+            Self::ChangedMeanwhile { .. } => "plugin_changed_meanwhile",
         }
     }
 

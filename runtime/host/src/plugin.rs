@@ -528,6 +528,12 @@ impl Plugin {
         &self.manifest
     }
 
+    /// A connector's granted directories as resolved at load (one per `[grants]
+    /// dirs` entry; none for other kinds).
+    pub fn granted_dirs(&self) -> &[std::path::PathBuf] {
+        self.caps.as_deref().map_or(&[], |c| c.dirs())
+    }
+
     /// The version's identity: SHA-256 over its manifest text and component (over
     /// the component alone when built from parts).
     pub fn hash(&self) -> &str {

@@ -408,10 +408,10 @@ impl Slot {
             .previous_good(current_hash)
             .ok_or_else(|| self.no_previous())?;
         if let Some(expected) = expected.filter(|e| *e != target.hash()) {
-            return Err(PluginError::RollbackTargetChanged {
+            return Err(PluginError::ChangedMeanwhile {
                 plugin: self.name.clone(),
                 expected: expected.to_string(),
-                target: target.hash().to_string(),
+                found: target.hash().to_string(),
             });
         }
         history.activate(

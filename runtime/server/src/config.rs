@@ -400,16 +400,19 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.limits.validate()?;
         crate::auth::Authenticator::new(&self.auth)?;
+        if let Some(tls) = &self.tls {
+            crate::tls::acceptor(tls)?;
+        }
         for d in &self.connectors.allowed_dirs {
             anyhow::ensure!(
-                d.is_absolute(),
-                "connectors.allowed_dirs: '{}' is not an absolute path",
+                weir_host::manifest::is_plain_absolute(d),
+                "connectors.allowed_dirs: '{}' is not an absolute path without '.' or '..'",
                 d.display()
             );
         }
         for h in &self.connectors.allowed_hosts {
             anyhow::ensure!(
-                !h.is_empty() && !h.contains(['/', '*', '@']) && !h.contains("://"),
+                weir_host::manifest::is_host_grant(h),
                 "connectors.allowed_hosts: '{h}' is not a host or host:port"
             );
         }

@@ -98,10 +98,21 @@ pub fn open_broker(config: &Config) -> anyhow::Result<Opened> {
             max_error_rate: p.rollback_error_rate,
         }),
     );
+    // The broker's own files are never grantable: its data, its plugins, and the
+    // keys it authenticates with.
+    let mut reserved = vec![config.data_dir.as_path(), config.plugin_dir.as_path()];
+    if let Some(tls) = &config.tls {
+        reserved.extend([tls.cert.as_path(), tls.key.as_path()]);
+        reserved.extend(tls.client_ca.as_deref());
+    }
+    if let Some(jwt) = &config.auth.jwt {
+        reserved.extend(jwt.rs256_public_key.as_deref());
+        reserved.extend(jwt.es256_public_key.as_deref());
+    }
     let bounds = GrantBounds::new(
         &config.connectors.allowed_dirs,
         &config.connectors.allowed_hosts,
-        &[&config.data_dir, &config.plugin_dir],
+        &reserved,
     );
     let plugins = Reloader::new(registry.clone(), &config.plugin_dir, bounds);
     let (loaded, failed) = plugins

@@ -25,6 +25,27 @@ pub struct Step {
     pub on_error: OnError,
     /// Where dead letters of this step go.
     pub dead_letter_topic: String,
+    /// For a configured step, the destinations approved when it was configured
+    /// (see [`StepSpec::destinations`]); `None` for manifest attachments, whose
+    /// declared destinations were checked at deploy.
+    pub approved: Option<Vec<String>>,
+}
+
+impl Step {
+    /// Whether this step may route to `topic`: the running version declares it and,
+    /// for a configured step, it was approved.
+    pub fn may_route_to(&self, topic: &str) -> bool {
+        let declared = self
+            .plugin
+            .as_ref()
+            .and_then(|p| p.manifest().router.as_ref())
+            .is_some_and(|r| r.allows(topic));
+        declared
+            && self
+                .approved
+                .as_ref()
+                .is_none_or(|a| a.iter().any(|t| t == topic))
+    }
 }
 
 impl Step {
@@ -201,6 +222,7 @@ impl Pipelines {
                     .dead_letter_topic
                     .clone()
                     .unwrap_or_else(|| default_dlq.clone()),
+                approved: spec.destinations.clone(),
             });
         }
         for (slot, a) in attached {
@@ -213,6 +235,7 @@ impl Pipelines {
                 slot: Some(slot),
                 on_error: OnError::parse(&a.on_error)?,
                 dead_letter_topic: a.dead_letter_topic.unwrap_or_else(|| default_dlq.clone()),
+                approved: None,
             });
         }
         // Stable: routers go last, the others keep their order.

@@ -169,21 +169,21 @@ pub(crate) fn build(cx: &PlanContext<'_>, input: &[u8], mut executed: Executed) 
                 MissingTopic::Error => None,
             };
             let step = &cx.chain.steps[router];
-            let declared = step
-                .plugin
-                .as_ref()
-                .and_then(|p| p.manifest().router.clone())
-                .unwrap_or_default();
             for r in routes {
-                // A route outside the manifest's declared destinations is refused
-                // before the topic is even looked up (or created): what a deploy was
-                // checked against is all a router can reach.
-                let problem = if !declared.allows(&r.topic) {
+                // A route outside the declared (and, for a configured step,
+                // approved) destinations is refused before the topic is even looked
+                // up or created: what was checked is all a router can reach.
+                let problem = if !step.may_route_to(&r.topic) {
                     Some((
                         "route_not_declared",
                         format!(
-                            "the router chose topic '{}', which its manifest does not declare in [router] destinations",
-                            r.topic
+                            "the router chose topic '{}', which its manifest does not declare in [router] destinations{}",
+                            r.topic,
+                            if step.approved.is_some() {
+                                " or the topic's pipeline did not approve for this step"
+                            } else {
+                                ""
+                            }
                         ),
                     ))
                 } else {

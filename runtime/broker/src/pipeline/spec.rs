@@ -44,6 +44,13 @@ pub struct StepSpec {
     /// Where `dead_letter` sends events (default `<topic>.dlq`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_topic: Option<String>,
+    /// The topics this step may route to, approved when the step was configured (by
+    /// default the router's declared destinations then). A route must be declared by
+    /// the version that runs *and* approved here, so a plugin that becomes a router,
+    /// or declares more, later cannot route this topic's records anywhere new.
+    /// `None` (steps configured before approvals existed): declared is enough.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destinations: Option<Vec<String>>,
 }
 
 /// What a router naming a topic that does not exist gets.

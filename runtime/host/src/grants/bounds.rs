@@ -5,9 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::split_host;
+use super::{resolve_dir as canonical, split_host};
 use crate::error::{PluginError, Result};
 use crate::manifest::Manifest;
+use crate::plugin::Plugin;
 
 /// What connectors may be granted. Empty (the default): nothing.
 #[derive(Debug, Clone, Default)]
@@ -35,15 +36,42 @@ impl GrantBounds {
         }
     }
 
-    /// Refuses `manifest` if any of its grants is outside the bounds.
+    /// Refuses `manifest` if any of its grants is outside the bounds (before the
+    /// component is compiled: a refusal costs nothing).
     pub fn check(&self, manifest: &Manifest) -> Result<()> {
+        let dirs: Vec<(&Path, PathBuf)> = manifest
+            .grants
+            .dirs
+            .iter()
+            .map(|d| (d.as_path(), canonical(d)))
+            .collect();
+        self.check_resolved(manifest, &dirs)
+    }
+
+    /// Refuses a loaded `plugin` whose directories, as its capabilities resolved
+    /// them, are outside the bounds: links may have changed since [`check`]
+    /// (Self::check), and these are the directories file access will use.
+    pub fn check_loaded(&self, plugin: &Plugin) -> Result<()> {
+        let manifest = plugin.manifest();
+        let resolved = plugin.granted_dirs();
+        let dirs: Vec<(&Path, PathBuf)> = manifest
+            .grants
+            .dirs
+            .iter()
+            .zip(resolved)
+            .map(|(d, r)| (d.as_path(), r.clone()))
+            .collect();
+        self.check_resolved(manifest, &dirs)
+    }
+
+    fn check_resolved(&self, manifest: &Manifest, dirs: &[(&Path, PathBuf)]) -> Result<()> {
         let refuse = |grant: String, reason: String| PluginError::GrantNotAllowed {
             plugin: manifest.name.clone(),
             grant,
             reason,
         };
-        for dir in &manifest.grants.dirs {
-            let wanted = canonical(dir);
+        for (dir, wanted) in dirs {
+            let wanted = wanted.clone();
             if let Some(r) = self
                 .reserved_dirs
                 .iter()
@@ -99,28 +127,6 @@ fn list(items: &[String]) -> String {
         "empty: set it in weir.toml to let connectors reach anything".to_string()
     } else {
         items.join(", ")
-    }
-}
-
-/// `path` with symbolic links resolved as far as it exists, the rest appended: a
-/// grant of a directory not created yet is still compared by where it would be.
-fn canonical(path: &Path) -> PathBuf {
-    let mut existing = path.to_path_buf();
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(c) = std::fs::canonicalize(&existing) {
-            return rest.into_iter().rev().fold(c, |p, name| p.join(name));
-        }
-        match (
-            existing.file_name().map(|n| n.to_os_string()),
-            existing.parent(),
-        ) {
-            (Some(name), Some(parent)) => {
-                rest.push(name);
-                existing = parent.to_path_buf();
-            }
-            _ => return path.to_path_buf(),
-        }
     }
 }
 

@@ -15,6 +15,29 @@ use crate::manifest::Grants;
 pub use bounds::GrantBounds;
 pub(crate) use http::Client;
 
+/// `path` with symbolic links resolved as far as it exists, the rest appended: a
+/// grant of a directory not created yet is kept as where it would be, so a link put
+/// in its place later leads nowhere (file access resolves again and must stay inside).
+pub(crate) fn resolve_dir(path: &std::path::Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(&existing) {
+            return rest.into_iter().rev().fold(c, |p, name| p.join(name));
+        }
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
 /// A `host` or `host:port` grant as (host without IPv6 brackets, port).
 pub(crate) fn split_host(grant: &str) -> (&str, Option<u16>) {
     let (host, port) = match grant.rsplit_once(':') {
@@ -42,14 +65,16 @@ impl Capabilities {
         Self {
             plugin: plugin.to_string(),
             hosts: grants.http.iter().map(|h| h.to_ascii_lowercase()).collect(),
-            dirs: grants
-                .dirs
-                .iter()
-                .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()))
-                .collect(),
+            dirs: grants.dirs.iter().map(|d| resolve_dir(d)).collect(),
             client: Client::new(),
             refused: AtomicU64::new(0),
         }
+    }
+
+    /// The granted directories as resolved at load: what every file access is
+    /// checked against, and what the operator's bounds are checked against.
+    pub(crate) fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
     }
 
     /// Calls refused because they were outside the grants.

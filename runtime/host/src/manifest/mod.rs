@@ -327,13 +327,13 @@ impl Manifest {
                 )
             });
         }
-        if let Some(d) = self.grants.dirs.iter().find(|d| !d.is_absolute()) {
+        if let Some(d) = self.grants.dirs.iter().find(|d| !is_plain_absolute(d)) {
             return Some(format!(
-                "[grants] dirs: '{}' is not an absolute path",
+                "[grants] dirs: '{}' is not an absolute path without '.' or '..'",
                 d.display()
             ));
         }
-        if let Some(h) = self.grants.http.iter().find(|h| !valid_host_grant(h)) {
+        if let Some(h) = self.grants.http.iter().find(|h| !is_host_grant(h)) {
             return Some(format!(
                 "[grants] http: '{h}' is not a host or host:port (no scheme, path or wildcard)"
             ));
@@ -384,10 +384,6 @@ impl Manifest {
     /// What is wrong with `[router]`, if anything.
     fn router_problem(&self) -> Option<String> {
         match (&self.router, self.kind) {
-            (None, Kind::Router) => Some(
-                "a router declares the topics it may send to: [router] destinations = [\"topic\", ...]"
-                    .into(),
-            ),
             (Some(_), kind) if kind != Kind::Router => Some(format!(
                 "[router] is for router plugins, not a {} plugin",
                 kind.as_str()
@@ -402,6 +398,16 @@ impl Manifest {
             }),
             (None, _) => None,
         }
+    }
+
+    /// Why this manifest cannot be loaded although it parses. A router without
+    /// `[router]` parses (it was valid before routers declared destinations), so its
+    /// attachments stay known and its steps fail closed under their error policy
+    /// rather than let records through unrouted; it does not load.
+    pub fn load_problem(&self) -> Option<String> {
+        (self.kind == Kind::Router && self.router.is_none()).then(|| {
+            "a router declares every topic it may send to: add [router] destinations = [\"topic\", ...] to plugin.toml".to_string()
+        })
     }
 
     /// The connector settings, defaults filled in.
@@ -450,8 +456,19 @@ fn text_sets_timeout(text: &str) -> bool {
         .is_some()
 }
 
+/// An absolute path with no `.` or `..` in it, so what it names is what it says.
+pub fn is_plain_absolute(path: &Path) -> bool {
+    path.is_absolute()
+        && path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::Normal(_)
+            )
+        })
+}
+
 /// `host` or `host:port`: letters, digits, `-`, `.`, or a bracketed IPv6 address.
-fn valid_host_grant(grant: &str) -> bool {
+pub fn is_host_grant(grant: &str) -> bool {
     let (host, port) = match grant.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h, Some(p)),
         _ => (grant, None),
@@ -504,6 +521,7 @@ mod tests {
         assert_eq!(ok.connector_settings().batch_max, 500);
         for (extra, why) in [
             ("[grants]\ndirs = [\"relative\"]\n", "absolute"),
+            ("[grants]\ndirs = [\"/tmp/x/../../etc\"]\n", "absolute"),
             ("[grants]\nhttp = [\"http://x\"]\n", "host or host:port"),
             (
                 "[grants]\nhttp = [\"*.example.com\"]\n",
@@ -546,8 +564,14 @@ mod tests {
         .unwrap();
         let settings = ok.router.unwrap();
         assert!(settings.allows("a") && !settings.allows("c"));
+        let undeclared = Manifest::parse(router, p).unwrap();
+        assert!(
+            undeclared
+                .load_problem()
+                .unwrap()
+                .contains("[router] destinations")
+        );
         for (text, why) in [
-            (router.to_string(), "declares the topics"),
             (format!("{router}[router]\ndestinations = []\n"), "at least one"),
             (format!("{router}[router]\ndestinations = [\"a*\"]\n"), "not a topic name"),
             (

@@ -211,9 +211,22 @@ impl Reloader {
         }
         let file = files.component_path.clone();
         let manifest = files.manifest.clone();
-        let loaded = self.bounds.check(&manifest).and_then(|()| {
-            Plugin::from_files(self.registry.engine(), files, self.registry.state())
-        });
+        let loaded = match manifest.load_problem() {
+            Some(reason) => Err(PluginError::Manifest {
+                path: Path::new(&file)
+                    .with_file_name("plugin.toml")
+                    .display()
+                    .to_string(),
+                reason,
+            }),
+            None => self
+                .bounds
+                .check(&manifest)
+                .and_then(|()| {
+                    Plugin::from_files(self.registry.engine(), files, self.registry.state())
+                })
+                .and_then(|plugin| self.bounds.check_loaded(&plugin).map(|()| plugin)),
+        };
         match loaded {
             Ok(plugin) => {
                 if let Some(f) = plugin.files()
@@ -296,8 +309,16 @@ impl Reloader {
 
     /// Deploys plugin `name` from a manifest and component received whole: checks
     /// and loads it like a folder change, and only when it loads writes it into the
-    /// plugin directory and activates it. A refused version writes nothing.
-    pub fn deploy(&self, name: &str, manifest_text: String, component: Vec<u8>) -> Outcome {
+    /// plugin directory and activates it. A refused version writes nothing. Only
+    /// while `replaces` (a version hash, or `None` for no version) still serves: a
+    /// caller that checked what the deploy replaces must replace exactly that.
+    pub fn deploy(
+        &self,
+        name: &str,
+        manifest_text: String,
+        component: Vec<u8>,
+        replaces: Option<&str>,
+    ) -> Outcome {
         let started = Instant::now();
         let origin = format!("PUT /v1/plugins/{name}");
         let files = match PluginFiles::from_bytes(manifest_text, component, &origin) {
@@ -326,6 +347,21 @@ impl Reloader {
             );
         }
         let mut folders = self.folders.lock();
+        let serving = self
+            .registry
+            .get(name)
+            .and_then(|s| s.current())
+            .map(|p| p.hash().to_string());
+        if serving.as_deref() != replaces {
+            return Outcome::Rejected {
+                name: name.to_string(),
+                error: PluginError::ChangedMeanwhile {
+                    plugin: name.to_string(),
+                    expected: replaces.unwrap_or("none").to_string(),
+                    found: serving.unwrap_or_else(|| "none".to_string()),
+                },
+            };
+        }
         let folder = folders
             .iter()
             .find(|(_, n)| n.as_str() == name)

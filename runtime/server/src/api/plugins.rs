@@ -71,10 +71,13 @@ pub async fn rollback(
     let from = slot.current().map(|p| p.hash().to_string());
     let registry = state.plugins.registry().clone();
     let target = registry.rollback_target(&name).map_err(plugin_problem)?;
-    state
-        .guard
-        .require(principal.as_deref(), deploy_checks(target.manifest()))
-        .await?;
+    let current = slot.current();
+    let checks = deploy_checks(
+        target.manifest(),
+        current.as_deref().map(|p| p.manifest()),
+        state.guard.policy(),
+    );
+    state.guard.require(principal.as_deref(), checks).await?;
     let to = {
         let (name, expected) = (name.clone(), target.hash().to_string());
         tokio::task::spawn_blocking(move || {
@@ -130,25 +133,31 @@ pub async fn deploy(
     // A deploy attaches the plugin to topics and writes into others on the deployer's
     // behalf: it needs permission on all of it, not just `plugin-admin` on the name.
     // A manifest that does not parse is refused by the deploy itself, naming why.
+    // The checks cover the version it replaces too (its attachments go), and the
+    // deploy replaces exactly that version or nothing.
     let origin = format!("PUT /v1/plugins/{name}/plugin.toml");
+    let slot = state.plugins.registry().get(&name);
+    let replaces = slot.as_ref().and_then(|s| s.current());
+    let current = slot.as_ref().and_then(|s| s.manifest());
     if let Ok(parsed) = weir_host::Manifest::parse(&manifest, std::path::Path::new(&origin)) {
-        state
-            .guard
-            .require(principal.as_deref(), deploy_checks(&parsed))
-            .await?;
+        let checks = deploy_checks(&parsed, current.as_ref(), state.guard.policy());
+        state.guard.require(principal.as_deref(), checks).await?;
     }
+    let replaces = replaces.map(|p| p.hash().to_string());
     let reloader = state.plugins.clone();
     let outcome = {
         let name = name.clone();
-        tokio::task::spawn_blocking(move || reloader.deploy(&name, manifest, component.to_vec()))
-            .await
-            .map_err(|e| {
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    e.to_string(),
-                )
-            })?
+        tokio::task::spawn_blocking(move || {
+            reloader.deploy(&name, manifest, component.to_vec(), replaces.as_deref())
+        })
+        .await
+        .map_err(|e| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                e.to_string(),
+            )
+        })?
     };
     match outcome {
         Outcome::Activated {
@@ -166,6 +175,10 @@ pub async fn deploy(
             StatusCode::OK,
             Json(json!({ "plugin": name, "version": version, "outcome": "unchanged" })),
         )),
+        Outcome::Rejected {
+            error: error @ PluginError::ChangedMeanwhile { .. },
+            ..
+        } => Err(plugin_problem(error)),
         Outcome::Rejected { error, .. } => Err(rejected_version(&name, &error)),
         Outcome::Removed { .. } | Outcome::Ignored => Err(Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -223,7 +236,7 @@ fn rejected_version(name: &str, error: &PluginError) -> Problem {
 
 fn plugin_problem(e: PluginError) -> Problem {
     let status = match &e {
-        PluginError::NoPreviousVersion { .. } | PluginError::RollbackTargetChanged { .. } => {
+        PluginError::NoPreviousVersion { .. } | PluginError::ChangedMeanwhile { .. } => {
             StatusCode::CONFLICT
         }
         PluginError::Unavailable { .. } => StatusCode::NOT_FOUND,

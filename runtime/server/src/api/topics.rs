@@ -74,7 +74,7 @@ pub async fn create(
     let mut body: Value = serde_json::from_slice(if bytes.is_empty() { b"{}" } else { &bytes })
         .map_err(|e| Problem::from_json("topic config", &e))?;
     // `pipeline` is the broker's; the rest is the log's config.
-    let pipeline: Option<Vec<StepSpec>> = match body
+    let mut pipeline: Option<Vec<StepSpec>> = match body
         .as_object_mut()
         .and_then(|o| o.remove("pipeline"))
     {
@@ -83,7 +83,7 @@ pub async fn create(
     };
     let config: TopicConfig =
         serde_json::from_value(body).map_err(|e| Problem::from_json("topic config", &e))?;
-    if let Some(steps) = &pipeline {
+    if let Some(steps) = &mut pipeline {
         authorize_steps(&state, principal.as_deref(), &name, steps).await?;
     }
     let store = state.broker.store().clone();
@@ -112,32 +112,38 @@ pub async fn create(
 
 /// A pipeline makes the topic's records flow through plugins and into dead-letter
 /// topics: configuring one needs `plugin-use` on each step's plugin, `produce` on
-/// each dead-letter topic and on each destination a router step declares, besides
-/// `topic-admin` on the topic (the middleware's).
+/// each dead-letter topic and on each destination a step may route to, besides
+/// `topic-admin` on the topic (the middleware's). A step's approved destinations are
+/// those the request names, or else what the plugin declares now (none when it is
+/// not a router yet); they are stored with the step, and a route must be in them.
 async fn authorize_steps(
     state: &AppState,
     principal: Option<&Principal>,
     topic: &str,
-    steps: &[StepSpec],
+    steps: &mut [StepSpec],
 ) -> Result<(), Problem> {
     let mut checks = Vec::new();
-    for s in steps {
+    for s in steps.iter_mut() {
         checks.push(check("plugin-use", "plugin", &s.plugin));
-        let declared = state
-            .plugins
-            .registry()
-            .get(&s.plugin)
-            .and_then(|slot| slot.manifest())
-            .and_then(|m| m.router);
-        for d in declared.iter().flat_map(|r| &r.destinations) {
-            checks.push(check("produce", "topic", d));
-        }
         if s.on_error == OnError::DeadLetter {
             let dlq = s
                 .dead_letter_topic
                 .clone()
                 .unwrap_or_else(|| format!("{topic}.dlq"));
             checks.push(check("produce", "topic", &dlq));
+        }
+        let approved = s.destinations.get_or_insert_with(|| {
+            state
+                .plugins
+                .registry()
+                .get(&s.plugin)
+                .and_then(|slot| slot.manifest())
+                .and_then(|m| m.router)
+                .map(|r| r.destinations)
+                .unwrap_or_default()
+        });
+        for d in approved.iter() {
+            checks.push(check("produce", "topic", d));
         }
     }
     state.guard.require(principal, checks).await
@@ -180,9 +186,9 @@ pub async fn put_pipeline(
     if let Some(steps) = v.as_object_mut().and_then(|o| o.remove("steps")) {
         v = steps;
     }
-    let steps: Vec<StepSpec> =
+    let mut steps: Vec<StepSpec> =
         serde_json::from_value(v).map_err(|e| Problem::from_json("pipeline", &e))?;
-    authorize_steps(&state, principal.as_deref(), &name, &steps).await?;
+    authorize_steps(&state, principal.as_deref(), &name, &mut steps).await?;
     set_steps(&state, &topic, steps).await?;
     let d = describe(&state.broker, &topic);
     Ok(Json(

@@ -35,6 +35,8 @@ use crate::config::Config;
 #[derive(Debug)]
 pub struct Guard {
     enabled: bool,
+    /// The ACL policy plugin's name (`[acl] plugin`).
+    policy: Option<String>,
     protect_metrics: bool,
     authn: Authenticator,
     authz: Authorizer,
@@ -71,11 +73,17 @@ impl Guard {
         }
         Ok(Self {
             enabled: config.auth.enabled,
+            policy: config.acl.plugin.clone(),
             protect_metrics: config.acl.protect_metrics,
             authn,
             authz,
             audit,
         })
+    }
+
+    /// The ACL policy plugin's name, if one is configured.
+    pub fn policy(&self) -> Option<&str> {
+        self.policy.as_deref()
     }
 
     /// Requests denied since start.
@@ -98,9 +106,15 @@ impl Guard {
         let public = path == "/healthz"
             || path == "/readyz"
             || (path == "/metrics" && !guard.protect_metrics);
-        if !guard.enabled || public {
+        if !guard.enabled {
             req.extensions_mut().insert(Principal::anonymous());
             return next.run(req).await;
+        }
+        if public {
+            // Probes need no credentials, so they keep no connection: an idle
+            // keep-alive socket would otherwise be a slot held without credentials.
+            req.extensions_mut().insert(Principal::anonymous());
+            return closing(next.run(req).await);
         }
         // A proxy that appends a header could disagree with us about which of two
         // credentials counts: a repeated one is refused, never picked.
@@ -109,8 +123,10 @@ impl Guard {
             .next()
             .map(|v| v.to_str().unwrap_or("\u{0}invalid"));
         if credentials.next().is_some() {
-            return Problem::invalid_request("the Authorization header is given more than once")
-                .into_response();
+            return closing(
+                Problem::invalid_request("the Authorization header is given more than once")
+                    .into_response(),
+            );
         }
         let principal = match guard
             .authn
@@ -291,8 +307,13 @@ fn unauthorized(refusal: &Refusal) -> Response {
     if let Ok(v) = HeaderValue::from_str(&challenge) {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
-    // An unauthenticated client does not keep its connection: idle keep-alive
-    // sockets would otherwise be a way to hold slots without credentials.
+    closing(resp)
+}
+
+/// `resp` with `Connection: close`: an answer to a caller without credentials ends
+/// its connection, so only authenticated clients keep connections (and the slots
+/// they hold; see `listen::admission`).
+fn closing(mut resp: Response) -> Response {
     resp.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp

@@ -88,28 +88,42 @@ pub fn checks(
     })
 }
 
-/// What deploying (or rolling back to) a plugin version needs besides `plugin-admin`
-/// on its name: everything its manifest carries is checked, because a deploy attaches
-/// and writes on the deployer's behalf.
+/// What replacing `current` (the version serving now, if any) with `next` — by a
+/// deploy or a rollback — needs besides `plugin-admin` on the plugin's name.
+/// Everything either version carries is checked, because the change attaches,
+/// detaches and writes on the caller's behalf:
 ///
+/// - an ACL policy (either version is one, or `policy` names the plugin):
+///   `plugin-admin` on the cluster, since the policy decides everything else;
 /// - a connector: `connector-admin` on the cluster (it carries capabilities);
-/// - each topic whose pipeline it joins: `topic-admin` (as configuring the pipeline
-///   through `PUT /v1/topics/{t}/pipeline` would);
-/// - each topic it writes (dead letters, a router's declared destinations, a source's
-///   output): `produce`;
-/// - each topic a sink reads: `consume`, and its consumer group: `consume`.
-pub fn deploy_checks(manifest: &weir_host::Manifest) -> Vec<Check> {
-    let reach = manifest.reach();
+/// - each topic whose pipeline either version joins: `topic-admin` (as configuring
+///   the pipeline through `PUT /v1/topics/{t}/pipeline` would): attaching, detaching
+///   and replacing a step all change what the topic stores;
+/// - each topic a sink reads, and its consumer group: `consume`;
+/// - each topic `next` writes (dead letters, a router's declared destinations, a
+///   source's output): `produce`.
+pub fn deploy_checks(
+    next: &weir_host::Manifest,
+    current: Option<&weir_host::Manifest>,
+    policy: Option<&str>,
+) -> Vec<Check> {
+    let reach = next.reach();
     let mut checks = Vec::new();
-    if manifest.kind.is_connector() {
+    let is_policy =
+        |m: &weir_host::Manifest| m.kind == weir_host::Kind::Acl || policy == Some(m.name.as_str());
+    if is_policy(next) || current.is_some_and(is_policy) {
+        checks.push(check("plugin-admin", "cluster", "weir"));
+    }
+    if next.kind.is_connector() {
         checks.push(check("connector-admin", "cluster", "weir"));
     }
-    checks.extend(
-        reach
-            .pipelines
-            .iter()
-            .map(|t| check("topic-admin", "topic", t)),
-    );
+    let mut pipelines = reach.pipelines.clone();
+    for t in current.map(|m| m.reach().pipelines).unwrap_or_default() {
+        if !pipelines.contains(&t) {
+            pipelines.push(t);
+        }
+    }
+    checks.extend(pipelines.iter().map(|t| check("topic-admin", "topic", t)));
     checks.extend(reach.consumes.iter().map(|t| check("consume", "topic", t)));
     checks.extend(reach.groups.iter().map(|g| check("consume", "group", g)));
     checks.extend(reach.produces.iter().map(|t| check("produce", "topic", t)));
@@ -144,18 +158,36 @@ mod tests {
              [router]\ndestinations = [\"out\"]\n[[attach]]\ntopic = \"secret\"\n",
         );
         assert_eq!(
-            named(deploy_checks(&router)),
+            named(deploy_checks(&router, None, None)),
             [
                 "topic-admin topic:secret",
                 "produce topic:secret.dlq",
                 "produce topic:out"
             ]
         );
+        // Replacing a version that joins another topic's pipeline changes it too.
+        let elsewhere = manifest(
+            "name = \"r\"\nkind = \"router\"\ncomponent = \"r.wasm\"\n\
+             [router]\ndestinations = [\"out\"]\n[[attach]]\ntopic = \"mine\"\non_error = \"skip\"\n",
+        );
+        assert_eq!(
+            named(deploy_checks(&elsewhere, Some(&router), None)),
+            [
+                "topic-admin topic:mine",
+                "topic-admin topic:secret",
+                "produce topic:out"
+            ]
+        );
+        // The configured policy, whatever its kind, is the cluster's.
+        assert_eq!(
+            named(deploy_checks(&elsewhere, None, Some("r")))[0],
+            "plugin-admin cluster:weir"
+        );
         let sink = manifest(
             "name = \"s\"\nkind = \"sink\"\ncomponent = \"s.wasm\"\n[[attach]]\ntopic = \"t\"\n",
         );
         assert_eq!(
-            named(deploy_checks(&sink)),
+            named(deploy_checks(&sink, None, None)),
             [
                 "connector-admin cluster:weir",
                 "consume topic:t",

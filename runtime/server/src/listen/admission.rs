@@ -2,19 +2,19 @@
 //! before any request is read (so before anyone is authenticated):
 //!
 //! - the total cap (`max_connections`): sockets and tasks are finite;
-//! - a cap per client address (`max_connections_per_address`): one address cannot
-//!   take the slots everyone else needs;
+//! - a cap per client address (`max_connections_per_address`; IPv6 addresses count
+//!   by /64, the block one host is given): one address cannot take the slots
+//!   everyone else needs;
 //! - a cap on connections still waiting for their first request
-//!   (`max_pending_connections`): when it is full, the connection that has waited
-//!   longest is closed to make room. A client that sends its request at once is
-//!   never the oldest waiter for long, so a flood of idle sockets from many addresses
-//!   evicts itself rather than the clients that do send requests.
+//!   (`max_pending_connections`, always below the total): when it is full, a waiter
+//!   of the address with the most waiters is closed to make room, the one that has
+//!   waited longest. A flood of idle sockets from one address evicts itself, never
+//!   the one connection of a client that is about to send its request.
 //!
-//! A connection stops waiting when the headers of its first request have arrived; from
-//! then on only the keep-alive deadline applies to it. Waiting connections are fewer
-//! than the total cap, so they can never take every slot from clients that send
-//! requests; an unauthenticated request's 401 closes its connection, so credentials
-//! are needed to keep one.
+//! A connection stops waiting when its first request's headers have arrived; from
+//! then on only the keep-alive deadline applies. The API closes the connection of
+//! every answer to a caller without credentials (a 401, a public probe), so only
+//! authenticated clients keep connections.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -44,16 +44,19 @@ pub(crate) struct Admission {
     /// Open connections per client address (entries at zero are removed).
     per_address: Mutex<HashMap<IpAddr, usize>>,
     max_pending: usize,
-    /// Connections in accept order that may still be waiting; ones that stopped
-    /// waiting are dropped lazily from the front (and compacted when the queue grows).
+    /// Connections that may still be waiting for their first request. Every change
+    /// of a connection's waiting state happens under this lock, so the counts are
+    /// exact.
     waiting: Mutex<Waiting>,
 }
 
 #[derive(Debug, Default)]
 struct Waiting {
+    /// In accept order; entries that stopped waiting are dropped lazily.
     queue: VecDeque<Arc<Pending>>,
-    /// How many entries of `queue` are still waiting.
+    /// How many entries of `queue` are still waiting, in all and per address.
     count: usize,
+    per_address: HashMap<IpAddr, usize>,
 }
 
 /// States of a connection's first request.
@@ -62,8 +65,11 @@ const STARTED: u8 = 1;
 const DISMISSED: u8 = 2;
 
 /// One connection's wait for its first request.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Pending {
+    /// The client's address as it is counted (an IPv6 /64).
+    address: IpAddr,
+    /// Changed only under [`Admission::waiting`]; read without it.
     state: AtomicU8,
     /// Woken when the connection is evicted to make room.
     evicted: Notify,
@@ -73,16 +79,27 @@ pub(crate) struct Pending {
 #[derive(Debug)]
 pub(crate) struct Ticket {
     admission: Arc<Admission>,
-    address: IpAddr,
     pending: Arc<Pending>,
     _slot: OwnedSemaphorePermit,
+}
+
+/// How a client address is counted: IPv4 as it is, IPv6 by its /64 (one host is
+/// usually given a whole /64, so counting single addresses would bound nothing).
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !0u128 << 64).into()),
+        },
+    }
 }
 
 impl Admission {
     pub(crate) fn new(limits: &Limits) -> Arc<Self> {
         Arc::new(Self {
             total: Arc::new(Semaphore::new(limits.max_connections)),
-            max_per_address: limits.max_connections_per_address,
+            max_per_address: limits.max_connections_per_address.max(1),
             per_address: Mutex::new(HashMap::new()),
             // Below the total (the config check says so; in-process configs are
             // not checked), so waiting connections can never take every slot.
@@ -94,9 +111,10 @@ impl Admission {
         })
     }
 
-    /// Admits a connection from `address`, evicting the longest-waiting connection if
-    /// too many wait for their first request.
-    pub(crate) fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Ticket, Refused> {
+    /// Admits a connection from `ip`, evicting a waiter of the address with the most
+    /// of them if too many wait for their first request.
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refused> {
+        let address = address_key(ip);
         {
             let mut per_address = self.per_address.lock();
             let held = per_address.entry(address).or_insert(0);
@@ -112,30 +130,25 @@ impl Admission {
                 return Err(Refused::Full);
             }
         };
-        let pending = Arc::new(Pending::default());
-        let evict = {
+        let pending = Arc::new(Pending {
+            address,
+            state: AtomicU8::new(WAITING),
+            evicted: Notify::new(),
+        });
+        let evicted = {
             let mut w = self.waiting.lock();
             w.queue.push_back(pending.clone());
             w.count += 1;
-            let mut evict = None;
-            if w.count > self.max_pending {
-                while let Some(oldest) = w.queue.pop_front() {
-                    if oldest.leave(DISMISSED) {
-                        w.count -= 1;
-                        evict = Some(oldest);
-                        break;
-                    }
-                }
-            }
+            *w.per_address.entry(address).or_insert(0) += 1;
+            let evicted = (w.count > self.max_pending).then(|| w.evict()).flatten();
             w.tidy(self.max_pending);
-            evict
+            evicted
         };
-        if let Some(oldest) = evict {
-            oldest.evicted.notify_one();
+        if let Some(p) = evicted {
+            p.evicted.notify_one();
         }
         Ok(Ticket {
             admission: self.clone(),
-            address,
             pending,
             _slot: slot,
         })
@@ -151,13 +164,42 @@ impl Admission {
         }
     }
 
-    /// A connection stopped waiting, one way or another.
-    fn left(&self) {
-        self.waiting.lock().count -= 1;
+    /// Moves `p` from waiting to `to`; false if it had already left.
+    fn leave(&self, p: &Pending, to: u8) -> bool {
+        let mut w = self.waiting.lock();
+        w.leave(p, to)
     }
 }
 
 impl Waiting {
+    fn leave(&mut self, p: &Pending, to: u8) -> bool {
+        if p.state
+            .compare_exchange(WAITING, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        self.count -= 1;
+        if let Some(n) = self.per_address.get_mut(&p.address) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_address.remove(&p.address);
+            }
+        }
+        true
+    }
+
+    /// Dismisses the longest waiter of the address with the most waiters.
+    fn evict(&mut self) -> Option<Arc<Pending>> {
+        let (&address, _) = self.per_address.iter().max_by_key(|(_, n)| **n)?;
+        let i = self
+            .queue
+            .iter()
+            .position(|p| p.address == address && p.is_waiting())?;
+        let p = self.queue.remove(i)?;
+        self.leave(&p, DISMISSED).then_some(p)
+    }
+
     /// Drops entries that stopped waiting: from the front always, everywhere once
     /// the queue has grown well past the cap (a long waiter at the front would
     /// otherwise keep every later entry).
@@ -174,13 +216,6 @@ impl Waiting {
 impl Pending {
     fn is_waiting(&self) -> bool {
         self.state.load(Ordering::Acquire) == WAITING
-    }
-
-    /// Moves from waiting to `to`; false if it had already left.
-    fn leave(&self, to: u8) -> bool {
-        self.state
-            .compare_exchange(WAITING, to, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
     }
 }
 
@@ -200,8 +235,7 @@ impl Ticket {
         tokio::select! {
             () = self.pending.evicted.notified() => "evicted: too many connections waiting for a first request",
             () = tokio::time::sleep(deadline) => {
-                if self.pending.leave(DISMISSED) {
-                    self.admission.left();
+                if self.admission.leave(&self.pending, DISMISSED) {
                     "no request within first_request_timeout_ms"
                 } else {
                     std::future::pending().await
@@ -221,18 +255,16 @@ pub(crate) struct Arrivals {
 impl Arrivals {
     /// Called for every request on the connection: the first one ends the wait.
     pub(crate) fn request_arrived(&self) {
-        if self.pending.is_waiting() && self.pending.leave(STARTED) {
-            self.admission.left();
+        if self.pending.is_waiting() {
+            self.admission.leave(&self.pending, STARTED);
         }
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if self.pending.leave(DISMISSED) {
-            self.admission.left();
-        }
-        self.admission.release_address(self.address);
+        self.admission.leave(&self.pending, DISMISSED);
+        self.admission.release_address(self.pending.address);
     }
 }
 
@@ -266,6 +298,46 @@ mod tests {
         assert!(a.per_address.lock().len() <= 2);
     }
 
+    #[test]
+    fn ipv6_clients_count_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(address_key(mapped), ip_v4(10, 0, 0, 1));
+        let adm = Admission::new(&limits(100, 2, 50));
+        let _t = (adm.admit(a).unwrap(), adm.admit(b).unwrap());
+        assert_eq!(adm.admit(c).map(|_| ()), Ok(()));
+        assert_eq!(adm.admit(a).unwrap_err(), Refused::AddressFull);
+    }
+
+    fn ip_v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+        IpAddr::from([a, b, c, d])
+    }
+
+    #[tokio::test]
+    async fn a_flooding_address_evicts_its_own_waiters_first() {
+        let a = Admission::new(&limits(100, 100, 4));
+        let honest = a.admit(ip(1)).unwrap();
+        let flood: Vec<Ticket> = (0..10).map(|_| a.admit(ip(2)).unwrap()).collect();
+        assert_eq!(a.waiting.lock().count, 4);
+        // The honest connection waited longest, yet the flood made room from itself.
+        assert!(
+            tokio::time::timeout(
+                Duration::from_millis(50),
+                honest.dismissed(Duration::from_secs(60))
+            )
+            .await
+            .is_err(),
+            "the honest waiter stays"
+        );
+        assert_eq!(a.waiting.lock().per_address.get(&ip(2)), Some(&3));
+        drop(flood);
+        assert_eq!(a.waiting.lock().count, 1);
+    }
+
     #[tokio::test]
     async fn the_longest_waiting_connection_makes_room_and_started_ones_never_do() {
         let a = Admission::new(&limits(100, 100, 2));
@@ -273,9 +345,9 @@ mod tests {
         let second = a.admit(ip(1)).unwrap();
         // The first sends its request: it no longer waits, so it is never evicted.
         first.arrivals().request_arrived();
-        let third = a.admit(ip(2)).unwrap();
+        let third = a.admit(ip(1)).unwrap();
         assert_eq!(a.waiting.lock().count, 2);
-        let fourth = a.admit(ip(2)).unwrap();
+        let fourth = a.admit(ip(1)).unwrap();
         // `second` waited longest: dismissed at once.
         let why = tokio::time::timeout(
             Duration::from_secs(1),
