@@ -153,6 +153,20 @@ async fn count_request(
 }
 
 /// A 200 with a JSON body written by hand.
+/// Runs `f` on the blocking pool (it compiles, writes files or waits on storage);
+/// a panic in it answers 500 `internal_error`.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, problem::Problem> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        problem::Problem::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            e.to_string(),
+        )
+    })
+}
+
 pub(crate) fn json_response(body: Vec<u8>) -> axum::response::Response {
     let mut resp = body.into_response();
     resp.headers_mut().insert(

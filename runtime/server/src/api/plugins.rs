@@ -80,17 +80,10 @@ pub async fn rollback(
     state.guard.require(principal.as_deref(), checks).await?;
     let to = {
         let (name, expected) = (name.clone(), target.hash().to_string());
-        tokio::task::spawn_blocking(move || {
+        super::blocking(move || {
             registry.rollback(&name, Some(&expected), "rollback requested through the API")
         })
-        .await
-        .map_err(|e| {
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                e.to_string(),
-            )
-        })?
+        .await?
         .map_err(plugin_problem)?
     };
     Ok(Json(json!({
@@ -147,17 +140,10 @@ pub async fn deploy(
     let reloader = state.plugins.clone();
     let outcome = {
         let name = name.clone();
-        tokio::task::spawn_blocking(move || {
+        super::blocking(move || {
             reloader.deploy(&name, manifest, component.to_vec(), replaces.as_deref())
         })
-        .await
-        .map_err(|e| {
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                e.to_string(),
-            )
-        })?
+        .await?
     };
     match outcome {
         Outcome::Activated {

@@ -89,15 +89,7 @@ pub async fn create(
     let store = state.broker.store().clone();
     let created = {
         let name = name.clone();
-        tokio::task::spawn_blocking(move || store.create_topic(&name, config))
-            .await
-            .map_err(|e| {
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    format!("topic creation did not finish: {e}"),
-                )
-            })??
+        super::blocking(move || store.create_topic(&name, config)).await??
     };
     let topic = state.broker.store().topic(&name)?;
     if let Some(steps) = pipeline {
