@@ -65,7 +65,7 @@ fn main() {
         let release = build(&root.join(workspace), &target, &[]);
         for name in crates {
             let component = out.join(format!("{name}.wasm"));
-            componentize(&weir_toolchain::core_module(&release, name), &component);
+            componentize(module(&release, name), &component);
             let _ = writeln!(
                 consts,
                 "/// The `{name}` component, built from `{workspace}/{name}`."
@@ -95,10 +95,7 @@ fn main() {
             &["-p", "hostile", "--features", feature],
         );
         let component = out.join(format!("hostile-{feature}.wasm"));
-        componentize(
-            &weir_toolchain::core_module(&release, "hostile"),
-            &component,
-        );
+        componentize(module(&release, "hostile"), &component);
         let _ = writeln!(consts, "/// The hostile guest built with `{feature}`.");
         let _ = writeln!(
             consts,
@@ -111,10 +108,7 @@ fn main() {
     // workspace).
     let release = build(&root.join("tests/guests"), &target, &["-p", "hostile-acl"]);
     let component = out.join("hostile-acl.wasm");
-    componentize(
-        &weir_toolchain::core_module(&release, "hostile-acl"),
-        &component,
-    );
+    componentize(module(&release, "hostile-acl"), &component);
     let _ = writeln!(
         consts,
         "/// An ACL policy that traps on `trap` and loops on `loop`."
@@ -143,7 +137,7 @@ fn main() {
         ),
     ] {
         let component = out.join(format!("{name}.wasm"));
-        componentize(&weir_toolchain::core_module(&release, name), &component);
+        componentize(module(&release, name), &component);
         let _ = writeln!(consts, "/// {doc}");
         let _ = writeln!(
             consts,
@@ -159,8 +153,12 @@ fn const_name(name: &str) -> String {
     name.replace('-', "_").to_uppercase()
 }
 
-fn build(dir: &Path, target: &Path, extra: &[&str]) -> PathBuf {
+fn build(dir: &Path, target: &Path, extra: &[&str]) -> weir_toolchain::Built {
     weir_toolchain::cargo_build(dir, target, extra).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn module<'a>(built: &'a weir_toolchain::Built, name: &str) -> &'a Path {
+    built.module(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn componentize(core: &Path, component: &Path) {

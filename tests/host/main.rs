@@ -148,6 +148,72 @@ fn examples_work_through_the_host() {
     assert_eq!(routes[0].topic, "users-b");
 }
 
+/// Every first-party plugin and tutorial ships a `plugin.toml` beside its crate, and
+/// each loads as shipped with its component.
+#[test]
+fn every_shipped_manifest_loads_with_its_component() {
+    let engine = Engine::new().unwrap();
+    for (dir, component) in [
+        (art::JSON_FILTER_DIR, art::JSON_FILTER),
+        (art::REDACT_DIR, art::REDACT),
+        (art::HEADER_ROUTER_DIR, art::HEADER_ROUTER),
+        (art::JSON_SCHEMA_DIR, art::JSON_SCHEMA),
+        (art::ACL_RULES_DIR, art::ACL_RULES),
+        (art::HELLO_FILTER_DIR, art::HELLO_FILTER),
+        (art::SHOUT_TRANSFORM_DIR, art::SHOUT_TRANSFORM),
+        (art::KEY_ROUTER_DIR, art::KEY_ROUTER),
+        (art::TEAM_ACL_DIR, art::TEAM_ACL),
+    ] {
+        let p = load(&engine, &shipped(dir, component)).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        assert!(p.manifest().load_problem().is_none(), "{dir}");
+    }
+}
+
+/// A component that instantiates more core modules (or tables, or memories) than
+/// its `[limits]` allow is refused at load with `plugin_limit`, naming the limit, what
+/// it needs and the key that raises it; raising the key loads it.
+#[test]
+fn a_component_over_its_instance_limit_is_refused_at_load_naming_the_key() {
+    let engine = Engine::new().unwrap();
+    let needed =
+        weir_host::limits::Footprint::of(&std::fs::read(art::HELLO_FILTER).unwrap()).unwrap();
+    assert!(needed.instances >= 1, "{needed:?}");
+    let tight = folder(
+        &simple(
+            "hello",
+            "filter",
+            &format!(
+                "[limits]\ninstances = {}\n[config]\nword = \"hi\"",
+                needed.instances - 1
+            ),
+        ),
+        art::HELLO_FILTER,
+        "p.wasm",
+    );
+    let err = load(&engine, &tight).unwrap_err();
+    assert_eq!(err.code(), "plugin_limit");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("needs {} core instances", needed.instances))
+            && text.contains(&format!("limit of {}", needed.instances - 1))
+            && text.contains("limits.instances"),
+        "{text}"
+    );
+    let enough = folder(
+        &simple(
+            "hello",
+            "filter",
+            &format!(
+                "[limits]\ninstances = {}\n[config]\nword = \"hi\"",
+                needed.instances
+            ),
+        ),
+        art::HELLO_FILTER,
+        "p.wasm",
+    );
+    load(&engine, &enough).unwrap();
+}
+
 /// A healthy plugin that must keep answering while a hostile one misbehaves.
 fn healthy(engine: &Engine) -> Plugin {
     load(engine, &shipped(art::JSON_FILTER_DIR, art::JSON_FILTER)).unwrap()

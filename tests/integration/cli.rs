@@ -7,9 +7,36 @@ use serde_json::Value;
 
 use crate::harness::{TestServer, WEIR};
 
-async fn weir(url: &str, args: &[&str], stdin: Option<String>) -> Output {
+/// The repository's root.
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `weir` with the plugin builds' shared target directory set to the test build's
+/// guests folder, where the wasm32 standard library is already built.
+fn weir_command(url: &str) -> Command {
     let mut cmd = Command::new(WEIR);
-    cmd.args(args).env("WEIR_URL", url);
+    cmd.env("WEIR_URL", url)
+        .env("WEIR_PLUGIN_TARGET_DIR", repo().join("target/wasm-guests"));
+    cmd
+}
+
+async fn weir(url: &str, args: &[&str], stdin: Option<String>) -> Output {
+    weir_in(None, url, args, stdin).await
+}
+
+/// [`weir`] run in `cwd`.
+async fn weir_in(
+    cwd: Option<&std::path::Path>,
+    url: &str,
+    args: &[&str],
+    stdin: Option<String>,
+) -> Output {
+    let mut cmd = weir_command(url);
+    cmd.args(args);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     let stdin_text = stdin.unwrap_or_default();
     tokio::task::spawn_blocking(move || {
         let mut child = cmd
@@ -256,7 +283,7 @@ async fn bench_connectors_quick_drains_every_case() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_compare_quick_measures_every_workload_on_every_system() {
-    // Real peers: nats-server and redis-server (installed by .ci/run, or by the
+    // Real peers: nats-server and redis-server (installed by tests/install.sh, or by the
     // command itself), each on its own loopback port with a temp data dir.
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("compare.md");
@@ -428,7 +455,7 @@ async fn plugin_new_build_test_outside_the_repository() {
 
     let input = dir.path().join("events.ndjson");
     std::fs::write(&input, "{\"value\":\"hello there\"}\n{\"value\":\"bye\"}\n{\"key\":\"k\",\"value\":\"say hello\"}\n").unwrap();
-    let out = ok(&weir(
+    let tested = weir(
         "http://unused",
         &[
             "plugin",
@@ -439,7 +466,10 @@ async fn plugin_new_build_test_outside_the_repository() {
         ],
         None,
     )
-    .await);
+    .await;
+    let out = ok(&tested);
+    let summary = String::from_utf8_lossy(&tested.stderr);
+    assert!(summary.contains("2 of 3 records kept"), "{summary}");
     let kept: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -469,7 +499,7 @@ async fn plugin_new_build_test_outside_the_repository() {
     let first = out.split_whitespace().nth(2).unwrap().to_string();
     let plugins = server.dir.join("plugins");
     let log = dir.path().join("watch.log");
-    let mut watch = std::process::Command::new(WEIR)
+    let mut watch = weir_command(&url)
         .args([
             "plugin",
             "watch",
@@ -512,6 +542,116 @@ async fn plugin_new_build_test_outside_the_repository() {
     let out = ok(&weir(&url, &["plugin", "rollback", "shouty"], None).await);
     assert!(out.contains(&format!("to {first}")), "{out}");
     server.stop().await;
+}
+
+/// `weir plugin build`, `test` and `watch` take a plugin crate by a relative or an
+/// absolute path from any directory, for a crate of its own and for a member of a
+/// workspace (whose output is in the workspace's target directory, as cargo reports).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_commands_take_relative_and_absolute_paths_from_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path();
+    let root = repo().canonicalize().unwrap();
+    ok(&weir_in(
+        Some(tmp),
+        "http://unused",
+        &["plugin", "new", "solo", "--kind", "filter"],
+        None,
+    )
+    .await);
+    std::fs::write(
+        tmp.join("events.ndjson"),
+        "{\"value\":\"hello\"}\n{\"value\":\"bye\"}\n{\"value\":{\"status\":\"paid\"}}\n",
+    )
+    .unwrap();
+    let solo_abs = tmp.join("solo");
+    let member_abs = root.join("plugins/json-filter");
+    let events_abs = tmp.join("events.ndjson");
+    // (working directory, crate as typed, its plugin name, events kept by `test`)
+    let cases: [(&std::path::Path, String, &str, usize); 4] = [
+        (tmp, "solo".into(), "solo", 1),
+        (
+            std::path::Path::new("/"),
+            solo_abs.display().to_string(),
+            "solo",
+            1,
+        ),
+        (&root, "plugins/json-filter".into(), "json-filter", 1),
+        (tmp, member_abs.display().to_string(), "json-filter", 1),
+    ];
+    for (i, (cwd, krate, name, kept)) in cases.iter().enumerate() {
+        // build: relative output folders are taken from the working directory too.
+        let out = format!("out-{i}");
+        ok(&weir_in(
+            Some(cwd),
+            "http://unused",
+            &["plugin", "build", krate, "--out", &out],
+            None,
+        )
+        .await);
+        let folder = cwd.join(&out).join(name);
+        assert!(
+            folder.join("plugin.toml").is_file(),
+            "case {i}: {}",
+            folder.display()
+        );
+        std::fs::remove_dir_all(cwd.join(&out)).unwrap();
+        // test: builds the crate and runs it over the events.
+        let tested = weir_in(
+            Some(cwd),
+            "http://unused",
+            &[
+                "plugin",
+                "test",
+                krate,
+                "--input",
+                events_abs.to_str().unwrap(),
+            ],
+            None,
+        )
+        .await;
+        ok(&tested);
+        let summary = String::from_utf8_lossy(&tested.stderr);
+        assert!(
+            summary.contains(&format!("{kept} of 3 records kept")),
+            "case {i}: {summary}"
+        );
+    }
+    // watch: a relative crate and plugin directory, for each kind of crate.
+    for (cwd, krate, name) in [
+        (tmp, "solo", "solo"),
+        (root.as_path(), "plugins/json-filter", "json-filter"),
+    ] {
+        let plugin_dir = tmp.join(format!("watched-{name}"));
+        let relative_dir = pathdiff(&plugin_dir, cwd);
+        let log = tmp.join(format!("watch-{name}.log"));
+        let mut watch = weir_command("http://unused")
+            .current_dir(cwd)
+            .args(["plugin", "watch", krate, "--plugin-dir", &relative_dir])
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        wait_until(&log, &format!("built {name} ")).await;
+        let _ = watch.kill();
+        let _ = watch.wait();
+        assert!(
+            plugin_dir.join(name).join("plugin.toml").is_file(),
+            "{name}"
+        );
+    }
+}
+
+/// `path` relative to `base` (both absolute): `../..` up to their common part.
+fn pathdiff(path: &std::path::Path, base: &std::path::Path) -> String {
+    let (p, b): (Vec<_>, Vec<_>) = (path.components().collect(), base.components().collect());
+    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut rel: Vec<String> = vec!["..".into(); b.len() - common];
+    rel.extend(
+        p[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    rel.join("/")
 }
 
 /// Waits until `log` contains `text`.

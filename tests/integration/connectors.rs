@@ -617,7 +617,7 @@ async fn connectors_pause_resume_and_stay_paused_across_a_restart() {
     let r = api
         .post("/v1/connectors/archive/explode", "application/json", "")
         .await;
-    assert_eq!(r.status, 404);
+    r.assert_problem(400, "invalid_request");
     let list = api.get("/v1/connectors").await;
     assert_eq!(list.body["connectors"][0]["name"], "archive");
     server.stop().await;

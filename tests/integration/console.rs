@@ -36,7 +36,7 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("chromium is needed for the console test (.ci/run installs Debian's chromium)");
+            .expect("chromium is needed for the console test (tests/install.sh installs Debian's chromium)");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

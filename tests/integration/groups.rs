@@ -438,3 +438,46 @@ async fn auto_commit_keeps_each_topics_positions_apart() {
     );
     server.stop().await;
 }
+
+/// `max_records=0` joins a group (or probes a position) without reading: no records,
+/// no position moves, no waiting, on both read paths; `max_bytes` below one record
+/// still returns one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_records_zero_reads_and_moves_nothing() {
+    let server = TestServer::start().await;
+    let api = server.client();
+    api.create_topic("z", json!({ "partitions": 1 })).await;
+    api.publish("z", json!([{ "value": "first" }, { "value": "second" }]))
+        .await;
+    let started = Instant::now();
+    let join = api
+        .get("/v1/topics/z/records?group=zg&member=m1&max_records=0&timeout_ms=5000&commit=auto")
+        .await;
+    assert_eq!(join.status, 200, "{}", join.body);
+    assert_eq!(join.body["records"], json!([]));
+    let member = join.body["member"].as_str().unwrap().to_string();
+    let probe = api
+        .get("/v1/topics/z/partitions/0/records?offset=2&max_records=0&timeout_ms=5000")
+        .await;
+    assert_eq!(probe.body["records"], json!([]));
+    assert!(started.elapsed() < Duration::from_secs(4), "neither waited");
+    let probe = api
+        .get("/v1/topics/z/partitions/0/records?offset=0&max_records=0")
+        .await;
+    assert_eq!(probe.body["records"], json!([]));
+    assert_eq!(probe.body["next_offset"], 0, "{}", probe.body);
+    // The member's next fetch starts at the first record: nothing was skipped.
+    let body = poll(&api, "z", "zg", &member, "&max_bytes=1&commit=auto").await;
+    let values: Vec<&Value> = body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["value"])
+        .collect();
+    assert_eq!(
+        values,
+        [&json!("first")],
+        "one record although over max_bytes"
+    );
+    server.stop().await;
+}

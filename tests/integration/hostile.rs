@@ -450,3 +450,60 @@ async fn a_stalled_body_gets_408_and_writes_nothing() {
     assert_eq!(t.body["partitions"][0]["high_watermark"], 0);
     server.stop().await;
 }
+
+/// An early answer (a 413 from `Content-Length`, before the body is read) reaches a
+/// client that writes its whole body before reading, as Python's urllib does: the
+/// server drains the body (a lingering close) instead of resetting the connection.
+/// A client that keeps trickling is still closed within the lingering bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_answers_reach_clients_that_send_their_whole_body_first() {
+    let server = TestServer::start().await;
+    server
+        .client()
+        .create_topic("t", serde_json::json!({ "partitions": 1 }))
+        .await;
+    // A real client: urllib posting 8 MiB against the test's 64 KiB limit.
+    let script = format!(
+        "import urllib.request, urllib.error\n\
+         req = urllib.request.Request('{}/v1/topics/t/records', data=b'x' * (8 << 20), \
+         headers={{'content-type': 'application/json'}}, method='POST')\n\
+         try:\n    urllib.request.urlopen(req, timeout=20)\n    print('accepted')\n\
+         except urllib.error.HTTPError as e:\n    print(e.code, e.read().decode())\n",
+        server.url
+    );
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .await
+        .expect("python3 runs (tests/install.sh installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.starts_with("413") && stdout.contains("payload_too_large"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+
+    // A client that announces a huge body and trickles it forever.
+    let mut s = TcpStream::connect(addr(&server)).await.unwrap();
+    s.write_all(
+        b"POST /v1/topics/t/records HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 1000000000\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let trickle = async {
+        loop {
+            if s.write_all(b"x").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(15), trickle).await;
+    let held = started.elapsed();
+    assert!(
+        held < Duration::from_secs(10),
+        "a trickling client was held {held:?}"
+    );
+    server.stop().await;
+}

@@ -15,6 +15,7 @@ mod faults;
 mod groups;
 mod hostile;
 mod observability;
+mod openapi;
 mod pipelines;
 mod produce_fetch;
 mod reload;

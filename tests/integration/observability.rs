@@ -47,11 +47,23 @@ async fn metrics_move_by_exactly_the_known_traffic() {
         )
         .await;
     assert_eq!(r.status, 200);
-    let mut read = 0;
+    // acks=none answers before the flush that makes the record visible: wait for it
+    // as a client would, with a long poll from its offset.
+    let (p, o) = (
+        &r.body["offsets"][0]["partition"],
+        &r.body["offsets"][0]["offset"],
+    );
+    let visible = api
+        .get(&format!(
+            "/v1/topics/m/partitions/{p}/records?offset={o}&timeout_ms=10000"
+        ))
+        .await;
+    assert_eq!(visible.body["records"].as_array().map(Vec::len), Some(1));
+    let mut read = 1;
     for p in 0..2 {
         read += api.fetch_all("m", p, 0).await.len();
     }
-    assert_eq!(read, 11);
+    assert_eq!(read, 1 + 11);
     let r = api.get("/v1/topics/m/records?group=g&max_records=3").await;
     assert_eq!(r.status, 200, "{}", r.body);
     let grouped = r.body["records"].as_array().unwrap().len();

@@ -1,13 +1,5 @@
-//! Tutorial 1: the smallest useful filter. Keeps events whose value contains a word.
-//!
-//! ```toml
-//! # plugin.toml
-//! name = "hello-filter"
-//! kind = "filter"
-//! component = "hello_filter.wasm"
-//! [config]
-//! word = "hello"
-//! ```
+//! Tutorial 1: the smallest useful filter. Keeps events whose value contains a word
+//! (`word` in the `[config]` of `plugin.toml`, beside this crate).
 
 use weir_sdk::{Event, Filter, Result};
 

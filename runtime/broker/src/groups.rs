@@ -447,7 +447,8 @@ impl Groups {
             let results = self.read_round(&topic, &starts, limits)?;
             let got = results.iter().map(|(_, r)| r.count).sum::<usize>();
             let now = tokio::time::Instant::now();
-            if got > 0 || now >= deadline {
+            // max_records 0 joins (or probes) without reading: answer at once.
+            if got > 0 || now >= deadline || limits.max_records == 0 {
                 self.advance(&g, &member_id, topic_name, generation, &results);
                 return Ok(GroupFetch {
                     member: member_id,

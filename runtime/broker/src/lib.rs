@@ -270,7 +270,8 @@ impl Broker {
     }
 
     /// Reads from one partition; at the end of the log waits up to `wait` for records
-    /// (woken by the flush that makes them visible).
+    /// (woken by the flush that makes them visible). With `max_records` 0 it answers
+    /// at once with no records (a position probe).
     pub async fn fetch(
         &self,
         topic: &Topic,
@@ -281,7 +282,11 @@ impl Broker {
     ) -> Result<ReadResult> {
         let part = topic.partition(partition)?;
         let result = self.store.read(topic, partition, offset, limits)?;
-        if result.count > 0 || wait.is_zero() || result.next_offset < result.high_watermark {
+        if result.count > 0
+            || wait.is_zero()
+            || limits.max_records == 0
+            || result.next_offset < result.high_watermark
+        {
             return Ok(result);
         }
         part.wait_beyond(offset, wait).await;

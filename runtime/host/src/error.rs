@@ -106,6 +106,22 @@ pub enum PluginError {
         /// Why.
         reason: String,
     },
+    /// The component needs more of something than its `[limits]` allow.
+    #[error(
+        "plugin '{plugin}' needs {needed} {limit}, above its limit of {allowed}; raise {key} in plugin.toml"
+    )]
+    Limit {
+        /// Plugin name.
+        plugin: String,
+        /// What ran short: `core instances`, `tables`, `memories`.
+        limit: &'static str,
+        /// How many it needs (`more than N` when only the failure told).
+        needed: String,
+        /// The limit now.
+        allowed: u64,
+        /// The manifest key that raises it.
+        key: &'static str,
+    },
     /// A connector's grant is outside what the operator allows (`[connectors]`).
     #[error("plugin '{plugin}': grant {grant} is not allowed: {reason}")]
     GrantNotAllowed {
@@ -176,6 +192,7 @@ impl PluginError {
             Self::NoPreviousVersion { .. } => "plugin_no_previous_version",
             Self::Io { .. } => "plugin_dir_io",
             Self::GrantNotAllowed { .. } => "plugin_grant_not_allowed",
+            Self::Limit { .. } => "plugin_limit",
             Self::ChangedMeanwhile { .. } => "plugin_changed_meanwhile",
         }
     }

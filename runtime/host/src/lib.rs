@@ -2,6 +2,8 @@
 //!
 //! - [`engine`]: the wasmtime engine (component model, Cranelift, epoch clock).
 //! - [`manifest`]: the `plugin.toml` of a plugin folder.
+//! - [`limits`]: what one instance may hold (core instances, tables, memories, memory
+//!   in total), counted from the component at load and enforced at run time.
 //! - [`plugin`]: loading (compile once, pre-link, type-check against the declared
 //!   world, `init`), pooled instances, calls under a deadline and a memory cap.
 //! - [`state`]: the per-plugin key-value state the broker provides.
@@ -20,6 +22,7 @@ mod error;
 mod grants;
 pub mod health;
 pub mod history;
+pub mod limits;
 pub mod manifest;
 pub mod plugin;
 pub mod registry;

@@ -15,19 +15,20 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Store, Trap};
 
 use crate::bindings::{acl, filter, router, sink, source, transform, types};
 use crate::engine::{EPOCH_TICK, Engine};
 use crate::error::{PluginError, Result};
 use crate::grants::{self, Capabilities};
+use crate::limits::{Footprint, Limiter, MemoryCapReached};
 use crate::manifest::{Kind, Manifest};
 use crate::state::PluginState;
 
 /// Store data of one instance.
 pub(crate) struct Ctx {
     plugin: Arc<str>,
-    limits: StoreLimits,
+    limits: Limiter,
     state: Arc<dyn PluginState>,
     /// A connector's grants (`None`: a pipeline plugin, which has none).
     caps: Option<Arc<Capabilities>>,
@@ -422,6 +423,9 @@ impl Plugin {
                 manifest.limits.max_component_mb
             )));
         }
+        if let Some(footprint) = Footprint::of(bytes) {
+            footprint.check(&manifest.name, &manifest.limits)?;
+        }
         let hash = hex(&Sha256::digest(bytes));
         let component = engine
             .compile(&hash, bytes)
@@ -552,13 +556,7 @@ impl Plugin {
     }
 
     fn new_store(&self) -> Store<Ctx> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size((self.manifest.limits.memory_mb << 20) as usize)
-            .trap_on_grow_failure(true)
-            .instances(4)
-            .tables(8)
-            .memories(4)
-            .build();
+        let limits = Limiter::new(&self.manifest.limits);
         let mut store = Store::new(
             self.engine.wasmtime(),
             Ctx {
@@ -838,10 +836,26 @@ impl Plugin {
                 timeout_ms: self.manifest.limits.timeout_ms,
             },
             Some(Trap::StackOverflow) => PluginError::StackOverflow { plugin },
-            _ if format!("{e:?}").contains("forcing trap when growing memory") => {
-                PluginError::MemoryLimit {
+            _ if e.downcast_ref::<MemoryCapReached>().is_some() => PluginError::MemoryLimit {
+                plugin,
+                limit_mb: self.manifest.limits.memory_mb,
+            },
+            // What the footprint count at load did not see (nested components).
+            _ if root_cause(&e).contains("count too high") => {
+                let limits = &self.manifest.limits;
+                let (limit, allowed, key) = match root_cause(&e) {
+                    c if c.contains("table count") => ("tables", limits.tables, "limits.tables"),
+                    c if c.contains("memory count") => {
+                        ("memories", limits.memories, "limits.memories")
+                    }
+                    _ => ("core instances", limits.instances, "limits.instances"),
+                };
+                PluginError::Limit {
                     plugin,
-                    limit_mb: self.manifest.limits.memory_mb,
+                    limit,
+                    needed: format!("more than {allowed}"),
+                    allowed,
+                    key,
                 }
             }
             _ => PluginError::Trap {

@@ -73,18 +73,72 @@ pub fn check() -> Result<(), BuildError> {
     }
 }
 
-/// Runs `cargo build --release` for wasm32 in `dir` (a crate or a workspace whose
-/// `.cargo/config.toml` sets the target and build-std), into `target_dir`, with
-/// `extra` arguments (e.g. `--features x`). Returns the release output folder.
-pub fn cargo_build(dir: &Path, target_dir: &Path, extra: &[&str]) -> Result<PathBuf, BuildError> {
+/// The core modules one build produced, by crate name (as cargo reported them).
+#[derive(Debug, Clone, Default)]
+pub struct Built {
+    modules: Vec<(String, PathBuf)>,
+}
+
+impl Built {
+    /// The core module of crate `name` (`-` and `_` alike).
+    pub fn module(&self, name: &str) -> Result<&Path, BuildError> {
+        let name = name.replace('-', "_");
+        self.modules
+            .iter()
+            .find(|(n, _)| n.replace('-', "_") == name)
+            .map(|(_, p)| p.as_path())
+            .ok_or_else(|| BuildError::Cargo {
+                dir: name.clone(),
+                reason: format!(
+                    "cargo built no cdylib named '{name}' (built: {}); is crate-type = [\"cdylib\"] set?",
+                    self.modules
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+}
+
+/// Where plugin builds share their output by default: one folder per toolchain in the
+/// user's cache, so the wasm32 standard library (a minute to build) is built once for
+/// every plugin, not once per crate. `WEIR_PLUGIN_TARGET_DIR` overrides it.
+pub fn shared_target_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("WEIR_PLUGIN_TARGET_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(cache.join("weir/plugin-target"))
+}
+
+/// `path` made absolute against the current directory (cargo runs in another one).
+fn absolute(path: &Path) -> Result<PathBuf, BuildError> {
+    std::path::absolute(path).map_err(|source| BuildError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Runs `cargo build --release` for wasm32 in `dir` (a crate, a workspace member or
+/// a workspace), into `target_dir`, with `extra` arguments (e.g. `--features x`).
+/// Relative paths are taken from the current directory. Returns the core modules as
+/// cargo reports them (never guessed from the folder layout: a workspace member's
+/// output is wherever cargo puts it).
+pub fn cargo_build(dir: &Path, target_dir: &Path, extra: &[&str]) -> Result<Built, BuildError> {
     check()?;
+    let (dir, target_dir) = (absolute(dir)?, absolute(target_dir)?);
     let mut cmd = Command::new(CARGO);
     cmd.env_clear()
-        .current_dir(dir)
+        .current_dir(&dir)
         .args([
             "build",
             "--release",
             "--quiet",
+            "--message-format=json-render-diagnostics",
             "--target",
             "wasm32-unknown-unknown",
             "-Zbuild-std=std,panic_abort",
@@ -97,7 +151,8 @@ pub fn cargo_build(dir: &Path, target_dir: &Path, extra: &[&str]) -> Result<Path
         .env("RUSTFLAGS", "-C target-feature=+simd128")
         .env("RUSTC", RUSTC)
         .env("RUSTDOC", "/usr/bin/rustdoc")
-        .env("CARGO_TARGET_DIR", target_dir);
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .stdout(std::process::Stdio::piped());
     for keep in [
         "PATH",
         "HOME",
@@ -114,17 +169,44 @@ pub fn cargo_build(dir: &Path, target_dir: &Path, extra: &[&str]) -> Result<Path
             cmd.env(keep, v);
         }
     }
-    let status = cmd.status().map_err(|e| BuildError::Cargo {
+    // Diagnostics go to stderr as cargo renders them; stdout carries its JSON
+    // messages, which name every artifact.
+    let out = cmd.output().map_err(|e| BuildError::Cargo {
         dir: dir.display().to_string(),
         reason: format!("cannot run {CARGO}: {e}"),
     })?;
-    if !status.success() {
+    if !out.status.success() {
         return Err(BuildError::Cargo {
             dir: dir.display().to_string(),
-            reason: format!("cargo exited with {status} (its output is above)"),
+            reason: format!("cargo exited with {} (its output is above)", out.status),
         });
     }
-    Ok(target_dir.join("wasm32-unknown-unknown/release"))
+    Ok(Built {
+        modules: String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(cdylib_artifact)
+            .collect(),
+    })
+}
+
+/// A `compiler-artifact` message of a cdylib: (crate name, its `.wasm` file).
+fn cdylib_artifact(line: &str) -> Option<(String, PathBuf)> {
+    let msg: serde_json::Value = serde_json::from_str(line).ok()?;
+    if msg["reason"] != "compiler-artifact" {
+        return None;
+    }
+    let target = &msg["target"];
+    target["crate_types"]
+        .as_array()?
+        .iter()
+        .any(|k| k == "cdylib")
+        .then_some(())?;
+    let wasm = msg["filenames"]
+        .as_array()?
+        .iter()
+        .filter_map(|f| f.as_str())
+        .find(|f| f.ends_with(".wasm"))?;
+    Some((target["name"].as_str()?.to_string(), PathBuf::from(wasm)))
 }
 
 /// Turns a core module built with weir-sdk into a component.
@@ -146,7 +228,36 @@ pub fn componentize(core: &Path) -> Result<Vec<u8>, BuildError> {
     encoder.encode().map_err(|e| fail(&format!("{e:#}")))
 }
 
-/// The core module cargo writes for crate `name` in `release_dir`.
-pub fn core_module(release_dir: &Path, crate_name: &str) -> PathBuf {
-    release_dir.join(format!("{}.wasm", crate_name.replace('-', "_")))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cdylib_artifacts_are_read_from_cargos_messages() {
+        let line = r#"{"reason":"compiler-artifact","target":{"name":"my_filter","crate_types":["cdylib","rlib"]},"filenames":["/t/wasm32-unknown-unknown/release/my_filter.wasm","/t/wasm32-unknown-unknown/release/libmy_filter.rlib"],"fresh":true}"#;
+        assert_eq!(
+            cdylib_artifact(line),
+            Some((
+                "my_filter".into(),
+                PathBuf::from("/t/wasm32-unknown-unknown/release/my_filter.wasm")
+            ))
+        );
+        let rlib = r#"{"reason":"compiler-artifact","target":{"name":"serde","crate_types":["lib"]},"filenames":["/t/libserde.rlib"]}"#;
+        assert_eq!(cdylib_artifact(rlib), None);
+        assert_eq!(
+            cdylib_artifact(r#"{"reason":"build-finished","success":true}"#),
+            None
+        );
+        let built = Built {
+            modules: vec![("my_filter".into(), PathBuf::from("/m.wasm"))],
+        };
+        assert_eq!(built.module("my-filter").unwrap(), Path::new("/m.wasm"));
+        assert!(
+            built
+                .module("other")
+                .unwrap_err()
+                .to_string()
+                .contains("my_filter")
+        );
+    }
 }

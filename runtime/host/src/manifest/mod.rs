@@ -60,6 +60,13 @@ pub struct Limits {
     pub memory_mb: u64,
     /// Largest component file accepted, in MiB.
     pub max_component_mb: u64,
+    /// Core module instances one plugin instance may create (a Rust plugin needs a
+    /// handful; componentize-py and componentize-js components dozens).
+    pub instances: u64,
+    /// Tables those may define.
+    pub tables: u64,
+    /// Linear memories those may define (`memory_mb` caps them together).
+    pub memories: u64,
 }
 
 impl Default for Limits {
@@ -68,6 +75,9 @@ impl Default for Limits {
             timeout_ms: 100,
             memory_mb: 64,
             max_component_mb: 32,
+            instances: 64,
+            tables: 64,
+            memories: 16,
         }
     }
 }
@@ -262,13 +272,7 @@ impl Manifest {
             // short for them.
             m.limits.timeout_ms = CONNECTOR_TIMEOUT_MS;
         }
-        if !m
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            || m.name.is_empty()
-            || m.name.starts_with('.')
-        {
+        if !is_valid_plugin_name(&m.name) {
             return Err(PluginError::Manifest {
                 path: path.display().to_string(),
                 reason: format!("invalid plugin name '{}'", m.name),
@@ -429,6 +433,16 @@ impl Manifest {
     pub fn config_json(&self) -> String {
         serde_json::to_string(&self.config).unwrap_or_else(|_| "{}".into())
     }
+}
+
+/// A plugin name: letters, digits, `-`, `_` and `.`, not empty, not starting with `.`
+/// (it names a folder in the plugin directory).
+pub fn is_valid_plugin_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// The shortest wait of an idle connector, in ms.

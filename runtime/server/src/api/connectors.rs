@@ -42,11 +42,9 @@ pub async fn control(
         "resume" | "start" => Desired::Running,
         "stop" => Desired::Stopped,
         other => {
-            return Err(Problem::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no connector action '{other}' (pause, resume, stop, start)"),
-            ));
+            return Err(Problem::invalid_request(format!(
+                "no connector action '{other}' (pause, resume, stop, start)"
+            )));
         }
     };
     state

@@ -56,7 +56,7 @@ pub async fn stream(
         match k.as_str() {
             "from" => from = Some(v.as_str()),
             "group" => group = Some(v.clone()),
-            "member" => member = Some(v.clone()),
+            "member" => member = Some(super::params::non_empty(k, v)?.to_string()),
             "auto_offset_reset" => reset = parse_reset(v)?,
             other if filter.take(other, v)? => {}
             other => {

@@ -13,7 +13,9 @@ use weir_broker::groups::{FetchRequest, GroupInfo, OffsetReset, ResetTarget};
 
 use super::AppState;
 use super::body::read_limited;
-use super::params::{FILTER_PARAMS, FetchParams, FilterParams, filter_reads, unknown_param};
+use super::params::{
+    FILTER_PARAMS, FetchParams, FilterParams, filter_reads, non_empty, unknown_param,
+};
 use super::problem::Problem;
 use crate::auth::{Principal, check};
 use crate::wire::records::group_fetch_response;
@@ -44,7 +46,7 @@ pub async fn fetch(
     for (k, v) in &query {
         match k.as_str() {
             "group" => group = Some(v.as_str()),
-            "member" => member = Some(v.as_str()),
+            "member" => member = Some(non_empty(k, v)?),
             other if fetch.take(other, v, &state.limits)? => {}
             other if filter.take(other, v)? => {}
             "commit" => {
@@ -142,7 +144,7 @@ pub async fn commit(
     let mut member = None;
     for (k, v) in &query {
         match k.as_str() {
-            "member" => member = Some(v.clone()),
+            "member" => member = Some(non_empty(k, v)?.to_string()),
             other => return Err(unknown_param(other, "member")),
         }
     }

@@ -91,6 +91,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/topics/{topic}/partitions/{partition}/records",
             get(records::fetch),
         )
+        // Then names in the path that could not exist are refused.
+        .route_layer(axum::middleware::from_fn(params::check_path_names))
         // Every matched route is authenticated and authorized first.
         .route_layer(axum::middleware::from_fn_with_state(
             guard,

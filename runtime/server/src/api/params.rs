@@ -17,6 +17,47 @@ pub fn parse_num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, Pro
     })
 }
 
+/// Refuses a request whose path names a topic, group or plugin that could not exist
+/// (400 rather than a 404 that hides the typo), before any handler or lookup.
+pub async fn check_path_names(
+    params: axum::extract::RawPathParams,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    for (key, value) in &params {
+        let (valid, what) = match key {
+            "topic" | "group" => (
+                weir_broker::weir_storage::config::is_valid_name(value),
+                "1-249 characters of A-Z, a-z, 0-9, '.', '_', '-' (not '.' or '..')",
+            ),
+            "name" => (
+                weir_host::manifest::is_valid_plugin_name(value),
+                "letters, digits, '.', '_', '-', not starting with '.'",
+            ),
+            _ => continue,
+        };
+        if !valid {
+            return Problem::invalid_request(format!(
+                "'{value}' is not a valid {key} name: use {what}"
+            ))
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// A query parameter that names something (a member, a plugin) must not be empty.
+pub fn non_empty<'a>(name: &str, value: &'a str) -> Result<&'a str, Problem> {
+    if value.is_empty() {
+        Err(Problem::invalid_request(format!(
+            "query parameter '{name}' must not be empty"
+        )))
+    } else {
+        Ok(value)
+    }
+}
+
 /// The error for a parameter the route does not know.
 pub fn unknown_param(name: &str, known: &str) -> Problem {
     Problem::invalid_request(format!("unknown query parameter '{name}' (known: {known})"))
@@ -50,9 +91,10 @@ impl FetchParams {
     /// limits); returns false for any other parameter.
     pub fn take(&mut self, name: &str, value: &str, server: &Limits) -> Result<bool, Problem> {
         match name {
+            // 0 is a join or a position probe: no records, nothing moves.
             "max_records" => {
                 self.limits.max_records =
-                    parse_num::<usize>(name, value)?.clamp(1, server.max_fetch_records)
+                    parse_num::<usize>(name, value)?.min(server.max_fetch_records)
             }
             "max_bytes" => self.limits.max_bytes = parse_num::<usize>(name, value)?.max(1),
             "timeout_ms" => {
@@ -81,7 +123,7 @@ impl FilterParams {
     /// Takes a filter parameter; returns false for any other.
     pub fn take(&mut self, name: &str, value: &str) -> Result<bool, Problem> {
         if name == "filter" {
-            self.plugin = Some(value.to_string());
+            self.plugin = Some(non_empty(name, value)?.to_string());
         } else if name == "filter_config" {
             let v: serde_json::Value = serde_json::from_str(value)
                 .map_err(|e| Problem::invalid_request(format!("filter_config is not JSON: {e}")))?;

@@ -2,10 +2,12 @@
 //! needs: admission bounds checked before any request is read ([`admission`]: a total
 //! cap, a cap per client address, and room made among connections that have not sent
 //! a request yet), 503 beyond them, a deadline for the first request and for request
-//! headers (slow-header clients are closed), no Nagle delay, and a graceful shutdown
-//! that gives open requests 5 s.
+//! headers (slow-header clients are closed), a lingering close ([`linger`]) so early
+//! answers reach clients still sending their body, no Nagle delay, and a graceful
+//! shutdown that gives open requests 5 s.
 
 mod admission;
+mod linger;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use tower::ServiceExt as _;
 use crate::auth::ClientIdentity;
 use crate::config::Limits;
 use admission::{Admission, Arrivals, Refused};
+use linger::Lingering;
 
 /// The answer to a connection over the cap: written without reading the request (no
 /// task, no parser, no buffers spent on it), then the connection is closed.
@@ -159,7 +162,10 @@ async fn connection<S>(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        .serve_connection(
+            TokioIo::new(Lingering::new(stream)),
+            TowerToHyperService::new(service),
+        );
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(error = %e, "connection ended with an error");
     }

@@ -244,9 +244,11 @@ fn new(name: &str, kind: &str, parent: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the crate and writes `<out>/<name>/` with `plugin.toml` and the component.
-fn build(crate_dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
-    build_in(crate_dir, out, &crate_dir.join("target"))
+/// Builds the crate and writes `<out>/<name>/` with `plugin.toml` and the component,
+/// in the target directory plugins share (see [`weir_toolchain::shared_target_dir`]).
+pub(crate) fn build(crate_dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let target = weir_toolchain::shared_target_dir().unwrap_or_else(|| crate_dir.join("target"));
+    build_in(crate_dir, out, &target)
 }
 
 /// [`build`] with cargo's target directory at `target` (several plugins can share
@@ -269,9 +271,8 @@ pub(crate) fn build_in(
             crate_dir.join("Cargo.toml").display()
         )
     })?;
-    let release = weir_toolchain::cargo_build(crate_dir, target, &[])?;
-    let component =
-        weir_toolchain::componentize(&weir_toolchain::core_module(&release, &crate_name))?;
+    let built = weir_toolchain::cargo_build(crate_dir, target, &[])?;
+    let component = weir_toolchain::componentize(built.module(&crate_name)?)?;
     let out = out.map_or_else(|| crate_dir.join("target/plugin"), Path::to_path_buf);
     let folder = out.join(&manifest.name);
     std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
@@ -303,8 +304,10 @@ fn package_name(cargo_toml: &str) -> Option<String> {
 
 /// Loads the plugin in the real host and runs it over the input records.
 fn test(dir: &Path, input: &Path, topic: &str) -> anyhow::Result<()> {
+    // A crate is built into a scratch folder: testing leaves nothing behind.
+    let scratch = tempfile::tempdir()?;
     let folder = if dir.join("Cargo.toml").exists() {
-        build(dir, None)?
+        build(dir, Some(scratch.path()))?
     } else {
         dir.to_path_buf()
     };
@@ -335,12 +338,14 @@ fn test(dir: &Path, input: &Path, topic: &str) -> anyhow::Result<()> {
         Kind::Filter => {
             let keep = plugin.filter(&info, &batch, records.len())?;
             let events = packed::decode(&batch)?;
+            let mut kept = 0;
             for (e, k) in events.iter().zip(keep) {
                 if k {
+                    kept += 1;
                     writeln!(out, "{}", event_json(e))?;
                 }
             }
-            eprintln!("{} of {} records kept", events.len(), records.len());
+            eprintln!("{kept} of {} records kept", records.len());
         }
         Kind::Transform => {
             let t = plugin.transform(&info, &batch, records.len())?;

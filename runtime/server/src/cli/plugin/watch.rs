@@ -64,7 +64,7 @@ async fn build_and_deploy(crate_dir: &Path, plugin_dir: &Path, check: Option<&Cl
     let started = Instant::now();
     let (dir, out) = (crate_dir.to_path_buf(), plugin_dir.to_path_buf());
     let built: anyhow::Result<PathBuf> =
-        tokio::task::spawn_blocking(move || super::build_in(&dir, Some(&out), &dir.join("target")))
+        tokio::task::spawn_blocking(move || super::build(&dir, Some(&out)))
             .await
             .unwrap_or_else(|e| Err(e.into()));
     let folder = match built {

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything Weir's test suite needs on a Debian/Ubuntu machine: the WASM
+# toolchain that builds the plugins (sdk/install-toolchain.sh), chromium for the
+# console test, NATS and Redis for the benchmark comparison's smoke test, g++ for
+# cargo-fuzz's libFuzzer, procps (kill) for the SIGTERM tests and python3 for the
+# real-client tests. Idempotent and quiet when everything is present; tests/run.sh
+# and .ci/run call it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v kill >/dev/null 2>&1 || need+=(procps)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "test dependencies: installing ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+bash sdk/install-toolchain.sh >/dev/null
