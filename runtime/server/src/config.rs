@@ -394,15 +394,11 @@ impl Config {
         Ok(config)
     }
 
-    /// What the types cannot say: values that would refuse everyone, and settings
-    /// that are checked again where they are used but must fail before the broker
-    /// says it is serving.
+    /// What the types cannot say: values that would refuse everyone, and paths and
+    /// hosts that are not what they must be. (Keys and certificates are loaded by
+    /// [`crate::check`], before the broker opens its port.)
     pub fn validate(&self) -> anyhow::Result<()> {
         self.limits.validate()?;
-        crate::auth::Authenticator::new(&self.auth)?;
-        if let Some(tls) = &self.tls {
-            crate::tls::acceptor(tls)?;
-        }
         for d in &self.connectors.allowed_dirs {
             anyhow::ensure!(
                 weir_host::manifest::is_plain_absolute(d),

@@ -61,6 +61,17 @@ fn store_open_error(
     }
 }
 
+/// Checks everything in `config` that can refuse it, keys and certificates included,
+/// so a bad setting stops the broker before it opens its port or says it serves.
+pub fn check(config: &Config) -> anyhow::Result<()> {
+    config.validate()?;
+    auth::Authenticator::new(&config.auth)?;
+    if let Some(t) = &config.tls {
+        tls::acceptor(t)?;
+    }
+    Ok(())
+}
+
 /// Opens the store in `config.data_dir`, loads the plugin directory and builds the
 /// broker.
 pub fn open_broker(config: &Config) -> anyhow::Result<Opened> {

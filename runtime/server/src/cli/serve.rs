@@ -32,7 +32,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.plugin_dir {
         config.plugin_dir = dir;
     }
-    config.validate()?;
+    crate::check(&config)?;
     // Storage before the listener: we only accept connections once we can serve them.
     // `run` says "serving" only once credentials, TLS and the policy are set up too.
     let opened = crate::open_broker(&config)?;
