@@ -1,18 +1,18 @@
-//! weir-server: the HTTP API, the configuration, and the `weir` command line.
+//! weir-server: the HTTP server: the API, authentication and authorization, the
+//! listener, TLS, metrics and the configuration. The `weir` command line (weir-cli)
+//! runs it.
 //!
 //! - [`api`]: routes and handlers; errors as problem details.
 //! - [`wire`]: JSON shapes of records in and out (the only crate that knows them).
 //! - [`config`]: the `weir.toml` file.
 //! - [`auth`]: authentication (tokens, JWT, client certificates) and authorization
 //!   (the ACL policy plugin).
-//! - [`cli`]: the `weir` subcommands, which talk to a server over HTTP.
 //!
 //! [`run`] takes a bound listener and a shutdown future, so tests bind `127.0.0.1:0`
 //! and stop the server themselves.
 
 pub mod api;
 pub mod auth;
-pub mod cli;
 pub mod config;
 pub mod listen;
 pub mod telemetry;

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use weir_host::{PluginFiles, Registry};
 
 use super::{Client, InProcess};
-use crate::cli::produce::percentile_ms;
+use crate::produce::percentile_ms;
 
 /// `weir bench reload` options.
 #[derive(Debug, clap::Args)]
@@ -386,7 +386,7 @@ fn build_redact(src: Option<&Path>, plugin_dir: &Path) -> anyhow::Result<PathBuf
     );
     weir_toolchain::check()?;
     eprintln!("building plugin redact...");
-    crate::cli::plugin::build_in(
+    crate::plugin::build_in(
         &src.join("redact"),
         Some(plugin_dir),
         &src.join("../target/wasm-guests"),

@@ -52,9 +52,8 @@ pub(super) fn build_plugins(src: Option<&Path>, plugin_dir: &Path) -> anyhow::Re
         ),
     ] {
         eprintln!("building plugin {name} for the pipeline cases...");
-        let folder: PathBuf =
-            crate::cli::plugin::build_in(&src.join(name), Some(plugin_dir), &target)
-                .with_context(|| format!("building {name}"))?;
+        let folder: PathBuf = crate::plugin::build_in(&src.join(name), Some(plugin_dir), &target)
+            .with_context(|| format!("building {name}"))?;
         std::fs::write(folder.join("plugin.toml"), manifest)?;
     }
     Ok(true)

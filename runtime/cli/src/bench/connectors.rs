@@ -22,7 +22,7 @@ use serde_json::Value;
 use std::sync::Mutex;
 
 use super::{Client, InProcess};
-use crate::cli::produce::percentile_ms;
+use crate::produce::percentile_ms;
 
 /// `weir bench connectors` options.
 #[derive(Debug, clap::Args)]
@@ -63,7 +63,7 @@ pub(super) async fn run(mut args: ConnectorArgs) -> anyhow::Result<()> {
     let out_dir = tempfile::tempdir()?;
     let receiver = Receiver::start().await?;
     build(&args, plugin_dir.path(), out_dir.path(), &receiver)?;
-    let bounds = crate::config::ConnectorsConfig {
+    let bounds = weir_server::config::ConnectorsConfig {
         allowed_dirs: vec![out_dir.path().to_path_buf()],
         allowed_hosts: vec![receiver.url.trim_start_matches("http://").to_string()],
     };
@@ -165,7 +165,7 @@ fn build(
         ),
     ] {
         eprintln!("building plugin {crate_name}...");
-        let built = crate::cli::plugin::build_in(&src.join(crate_name), Some(plugin_dir), &target)
+        let built = crate::plugin::build_in(&src.join(crate_name), Some(plugin_dir), &target)
             .with_context(|| format!("building {crate_name}"))?;
         let dest = plugin_dir.join(folder);
         std::fs::rename(&built, &dest)?;

@@ -4,7 +4,7 @@ use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
 use super::{LogFormat, ServeArgs};
-use crate::Config;
+use weir_server::Config;
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Logging first, so every later step can report.
@@ -32,14 +32,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.plugin_dir {
         config.plugin_dir = dir;
     }
-    crate::check(&config)?;
+    weir_server::check(&config)?;
     // Storage before the listener: we only accept connections once we can serve them.
     // `run` says "serving" only once credentials, TLS and the policy are set up too.
-    let opened = crate::open_broker(&config)?;
+    let opened = weir_server::open_broker(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    crate::run(listener, opened, &config, shutdown_signal()).await
+    weir_server::run(listener, opened, &config, shutdown_signal()).await
 }
 
 /// Resolves on SIGINT or SIGTERM.

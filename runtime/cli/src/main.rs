@@ -5,7 +5,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     one_line_panics();
-    let cli = weir_server::cli::Cli::parse();
+    let cli = weir_cli::Cli::parse();
     // One multi-threaded runtime for every subcommand; storage has its own threads.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

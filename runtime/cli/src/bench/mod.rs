@@ -517,29 +517,29 @@ struct InProcess {
 
 impl InProcess {
     async fn start(plugin_dir: &std::path::Path) -> anyhow::Result<InProcess> {
-        Self::start_with(plugin_dir, crate::config::ConnectorsConfig::default()).await
+        Self::start_with(plugin_dir, weir_server::config::ConnectorsConfig::default()).await
     }
 
     /// [`InProcess::start`] with what connectors may be granted.
     async fn start_with(
         plugin_dir: &std::path::Path,
-        connectors: crate::config::ConnectorsConfig,
+        connectors: weir_server::config::ConnectorsConfig,
     ) -> anyhow::Result<InProcess> {
         let dir = tempfile::tempdir()?;
-        let config = crate::Config {
+        let config = weir_server::Config {
             data_dir: dir.path().join("data"),
             plugin_dir: plugin_dir.to_path_buf(),
             connectors,
-            ..crate::Config::default()
+            ..weir_server::Config::default()
         };
-        let opened = crate::open_broker(&config)?;
+        let opened = weir_server::open_broker(&config)?;
         let broker = opened.broker.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = opened;
         let task = tokio::spawn(async move {
-            crate::run(listener, serving, &config, async {
+            weir_server::run(listener, serving, &config, async {
                 let _ = stopped.await;
             })
             .await

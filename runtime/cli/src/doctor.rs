@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::Config;
+use weir_server::Config;
 
 /// `weir doctor` options.
 #[derive(Debug, clap::Args)]

@@ -23,39 +23,11 @@ use weir_host::packed::{self, FLAG_VALUE_JSON, Writer};
 use weir_host::{BatchInfo, Engine, Kind, Manifest, MemoryState, Plugin};
 
 use super::{Client, Remote};
-use crate::wire::produce::{BodyFormat, parse};
+use weir_server::wire::produce::{BodyFormat, parse};
 
-/// The SDK and WIT sources, embedded so `plugin new` works outside this repository.
-const SDK_FILES: [(&str, &str); 7] = [
-    (
-        "sdk/Cargo.toml",
-        include_str!("../../../../../sdk/Cargo.toml"),
-    ),
-    (
-        "sdk/src/lib.rs",
-        include_str!("../../../../../sdk/src/lib.rs"),
-    ),
-    (
-        "sdk/src/guest.rs",
-        include_str!("../../../../../sdk/src/guest.rs"),
-    ),
-    (
-        "sdk/src/packed.rs",
-        include_str!("../../../../../sdk/src/packed.rs"),
-    ),
-    (
-        "sdk/src/json.rs",
-        include_str!("../../../../../sdk/src/json.rs"),
-    ),
-    (
-        "sdk/src/connector.rs",
-        include_str!("../../../../../sdk/src/connector.rs"),
-    ),
-    (
-        "wit/weir-plugin.wit",
-        include_str!("../../../../../wit/weir-plugin.wit"),
-    ),
-];
+// The SDK and WIT sources, embedded so `plugin new` works outside this repository:
+// `SDK_FILES`, written by this crate's build script from `sdk/` and `wit/`.
+include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
@@ -573,20 +545,3 @@ impl Router for Plugin {
 
 weir_sdk::export_router!(Plugin);
 "#;
-
-#[cfg(test)]
-mod tests {
-    /// `plugin new` vendors the SDK: every source file of it must be embedded.
-    #[test]
-    fn every_sdk_source_file_is_embedded() {
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/src");
-        for entry in std::fs::read_dir(src).unwrap() {
-            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-            let path = format!("sdk/src/{name}");
-            assert!(
-                super::SDK_FILES.iter().any(|(p, _)| *p == path),
-                "{path} is not in SDK_FILES"
-            );
-        }
-    }
-}
