@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use weir_host::PluginFiles;
+use weir_broker::plugins::PluginFiles;
 use weir_test_artifacts as artifacts;
 
 use crate::harness::{Api, TestServer, install_plugin};

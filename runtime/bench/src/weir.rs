@@ -257,8 +257,8 @@ impl System for WeirInProcess {
 
     async fn create(&self, stream: &str) -> anyhow::Result<()> {
         self.broker
-            .store()
-            .create_topic(stream, TopicConfig::with_partitions(1))?;
+            .create_topic(stream, TopicConfig::with_partitions(1))
+            .await?;
         Ok(())
     }
 

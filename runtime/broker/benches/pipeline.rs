@@ -64,7 +64,7 @@ fn publish(c: &mut Criterion) {
         art::REDACT,
         "[config]\nfields = [\"/card/number\"]\n[[attach]]\ntopic = \"chain\"",
     );
-    let broker = Broker::new(store.clone(), BrokerOptions::default())
+    let broker = Broker::new(Arc::new(store.clone()), BrokerOptions::default())
         .with_plugins(registry, PipelineOptions::default());
     for t in ["plain", "noop", "chain"] {
         store

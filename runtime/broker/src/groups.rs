@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
-use weir_storage::{KvOp, ReadLimits, ReadResult, Store, Topic};
+use weir_storage::{KvOp, Log, ReadLimits, ReadResult, Topic};
 
 use crate::error::{BrokerError, Result};
 
@@ -143,7 +143,7 @@ pub struct Groups {
 
 #[derive(Debug)]
 struct Inner {
-    store: Store,
+    log: Arc<dyn Log>,
     groups: DashMap<String, Arc<Group>>,
     session_timeout: Duration,
     member_seq: AtomicU64,
@@ -305,11 +305,11 @@ impl GroupState {
 }
 
 impl Groups {
-    /// A coordinator over `store` with the given session timeout.
-    pub fn new(store: Store, session_timeout: Duration) -> Self {
+    /// A coordinator keeping offsets in `log` with the given session timeout.
+    pub fn new(log: Arc<dyn Log>, session_timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
-                store,
+                log,
                 groups: DashMap::new(),
                 session_timeout,
                 member_seq: AtomicU64::new(1),
@@ -337,7 +337,7 @@ impl Groups {
 
     fn partition_counts(&self) -> HashMap<String, u32> {
         self.inner
-            .store
+            .log
             .topics()
             .iter()
             .map(|t| (t.name().to_string(), t.partition_count()))
@@ -360,7 +360,7 @@ impl Groups {
     ) -> Result<Option<(u64, i64)>> {
         Ok(self
             .inner
-            .store
+            .log
             .kv_get(&offset_key(group, topic, partition))?
             .and_then(|v| decode_offset(&v)))
     }
@@ -386,7 +386,7 @@ impl Groups {
                 ))
             })?;
         }
-        let topic = self.inner.store.topic(topic_name)?;
+        let topic = self.inner.log.topic(topic_name)?;
         let g = self.group(group);
         let member_id = member.map_or_else(|| self.new_member_id(), str::to_string);
         let to_commit = {
@@ -444,7 +444,7 @@ impl Groups {
                 partitions,
                 starts,
             } = self.positions(&g, group, &member_id, &topic, reset)?;
-            let results = self.read_round(&topic, &starts, limits)?;
+            let results = self.read_round(&topic, &starts, limits).await?;
             let got = results.iter().map(|(_, r)| r.count).sum::<usize>();
             let now = tokio::time::Instant::now();
             // max_records 0 joins (or probes) without reading: answer at once.
@@ -518,7 +518,7 @@ impl Groups {
         })
     }
 
-    fn read_round(
+    async fn read_round(
         &self,
         topic: &Topic,
         starts: &[(u32, u64)],
@@ -534,15 +534,19 @@ impl Groups {
         };
         for i in 0..starts.len() {
             let (p, offset) = starts[(i + rotate) % starts.len()];
-            let r = self.inner.store.read(
-                topic,
-                p,
-                offset,
-                ReadLimits {
-                    max_records: remaining,
-                    max_bytes: limits.max_bytes,
-                },
-            )?;
+            let r = self
+                .inner
+                .log
+                .read(
+                    topic,
+                    p,
+                    offset,
+                    ReadLimits {
+                        max_records: remaining,
+                        max_bytes: limits.max_bytes,
+                    },
+                )
+                .await?;
             remaining = remaining.saturating_sub(r.count);
             out.push((p, r));
             if remaining == 0 {
@@ -591,7 +595,7 @@ impl Groups {
         // Validate everything before anything is written.
         let mut keys = Vec::with_capacity(offsets.len());
         for (topic, p, offset) in offsets {
-            let t = self.inner.store.topic(topic)?;
+            let t = self.inner.log.topic(topic)?;
             let part = t.partition(*p)?;
             let (start, hw) = (part.log_start_offset(), part.high_watermark());
             if *offset > hw || *offset < start {
@@ -635,7 +639,7 @@ impl Groups {
             .into_iter()
             .map(|(key, offset)| (key, Some(encode_offset(offset, now))))
             .collect();
-        self.inner.store.kv_write(ops).await?;
+        self.inner.log.kv_write(ops).await?;
         Ok(())
     }
 
@@ -650,7 +654,7 @@ impl Groups {
             .iter()
             .map(|(p, o)| (offset_key(group, topic, *p), Some(encode_offset(*o, now))))
             .collect();
-        Ok(self.inner.store.kv_write(ops).await?)
+        Ok(self.inner.log.kv_write(ops).await?)
     }
 
     /// Removes a member at once (a clean leave), handing its partitions to the others.
@@ -676,7 +680,7 @@ impl Groups {
                 names.insert(entry.key().clone());
             }
         }
-        for (key, _) in self.inner.store.kv_scan(b"group/")? {
+        for (key, _) in self.inner.log.kv_scan(b"group/")? {
             let rest = &key[b"group/".len()..];
             if let Some(end) = rest.iter().position(|&b| b == 0) {
                 names.insert(String::from_utf8_lossy(&rest[..end]).into_owned());
@@ -685,14 +689,18 @@ impl Groups {
         Ok(names.into_iter().collect())
     }
 
-    /// Members, assignments, committed offsets and lag of a group.
-    pub fn describe(&self, group: &str) -> Result<GroupInfo> {
-        validate_group_name(group)?;
-        let topics = self.inner.store.topics();
-        let by_id: HashMap<u32, Arc<Topic>> = topics.iter().map(|t| (t.id(), t.clone())).collect();
-        let mut committed: BTreeMap<(String, u32), (u64, i64)> = BTreeMap::new();
-        for (key, value) in self.inner.store.kv_scan(&group_prefix(group))? {
-            let rest = &key[group_prefix(group).len()..];
+    /// The group's committed offsets and when they were committed, by (topic,
+    /// partition), over the topics that exist.
+    fn committed_all(
+        &self,
+        group: &str,
+        topics: &[Arc<Topic>],
+    ) -> Result<BTreeMap<(String, u32), (u64, i64)>> {
+        let by_id: HashMap<u32, &Arc<Topic>> = topics.iter().map(|t| (t.id(), t)).collect();
+        let mut committed = BTreeMap::new();
+        let prefix = group_prefix(group);
+        for (key, value) in self.inner.log.kv_scan(&prefix)? {
+            let rest = &key[prefix.len()..];
             if rest.len() != 8 {
                 continue;
             }
@@ -702,6 +710,34 @@ impl Groups {
                 committed.insert((t.name().to_string(), p), v);
             }
         }
+        Ok(committed)
+    }
+
+    /// Records of `topics` the group has not consumed: from its committed offsets (or
+    /// the log start) to the high watermarks. Answered from memory and the offsets,
+    /// without reading records (unlike [`describe`](Self::describe)'s age of the
+    /// oldest).
+    pub fn lag_records(&self, group: &str, topics: &[String]) -> Result<u64> {
+        validate_group_name(group)?;
+        let all = self.inner.log.topics();
+        let committed = self.committed_all(group, &all)?;
+        let mut lag = 0;
+        for topic in all.iter().filter(|t| topics.iter().any(|n| n == t.name())) {
+            for p in 0..topic.partition_count() {
+                let part = topic.partition(p)?;
+                let (start, hw) = (part.log_start_offset(), part.high_watermark());
+                let c = committed.get(&(topic.name().to_string(), p));
+                lag += hw - c.map_or(start, |(o, _)| (*o).max(start)).min(hw);
+            }
+        }
+        Ok(lag)
+    }
+
+    /// Members, assignments, committed offsets and lag of a group.
+    pub async fn describe(&self, group: &str) -> Result<GroupInfo> {
+        validate_group_name(group)?;
+        let topics = self.inner.log.topics();
+        let committed = self.committed_all(group, &topics)?;
         let (generation, members, owners) = match self.inner.groups.get(group).map(|g| g.clone()) {
             Some(g) => {
                 let mut st = g.state.lock();
@@ -752,15 +788,19 @@ impl Groups {
                 let lag_ms = if lag_records == 0 {
                     0
                 } else {
-                    let r = self.inner.store.read(
-                        topic,
-                        p,
-                        from,
-                        ReadLimits {
-                            max_records: 1,
-                            max_bytes: 1,
-                        },
-                    )?;
+                    let r = self
+                        .inner
+                        .log
+                        .read(
+                            topic,
+                            p,
+                            from,
+                            ReadLimits {
+                                max_records: 1,
+                                max_bytes: 1,
+                            },
+                        )
+                        .await?;
                     r.records()
                         .next()
                         .map_or(0, |rec| (now - rec.timestamp_ms).max(0) as u64)
@@ -808,13 +848,13 @@ impl Groups {
     pub async fn delete(&self, group: &str) -> Result<()> {
         validate_group_name(group)?;
         self.require_empty(group)?;
-        let keys = self.inner.store.kv_scan(&group_prefix(group))?;
+        let keys = self.inner.log.kv_scan(&group_prefix(group))?;
         let known = self.inner.groups.remove(group).is_some();
         if keys.is_empty() && !known {
             return Err(BrokerError::GroupNotFound(group.to_string()));
         }
         self.inner
-            .store
+            .log
             .kv_write(keys.into_iter().map(|(k, _)| (k, None)).collect())
             .await?;
         Ok(())
@@ -830,7 +870,7 @@ impl Groups {
         target: ResetTarget,
     ) -> Result<Vec<(u32, u64)>> {
         validate_group_name(group)?;
-        let topic = self.inner.store.topic(topic_name)?;
+        let topic = self.inner.log.topic(topic_name)?;
         self.require_empty(group)?;
         let all: Vec<u32> = (0..topic.partition_count()).collect();
         let mut out = Vec::new();
@@ -851,7 +891,7 @@ impl Groups {
                     ));
                 }
                 ResetTarget::Timestamp(ts) => {
-                    self.inner.store.offset_for_timestamp(&topic, p, ts)?
+                    self.inner.log.offset_for_timestamp(&topic, p, ts).await?
                 }
             };
             out.push((p, offset));

@@ -6,6 +6,11 @@
 //! - [`groups`]: consumer groups, assignment, committed offsets and lag.
 //! - [`plugin_state`]: the plugins' durable key-value state on the store.
 //! - [`pipeline`]: plugins in-line on the produce path and per subscription.
+//! - [`plugins`]: the plugin host's API as the server and connectors use it.
+//!
+//! The broker is the one door to the domain: the server and the connector runtime
+//! reach topics, records, groups and plugins through it, never storage or the host
+//! directly. It reaches the log through [`Log`], which any backend implements.
 //!
 //! It knows no HTTP or JSON: the server turns wire formats into [`NewRecord`]s and
 //! [`ReadResult`]s back into wire formats.
@@ -15,6 +20,7 @@ pub mod groups;
 pub mod partitioner;
 pub mod pipeline;
 pub mod plugin_state;
+pub mod plugins;
 pub mod produce;
 
 use std::sync::Arc;
@@ -22,13 +28,18 @@ use std::time::Duration;
 
 pub use error::{BrokerError, Result};
 pub use produce::{NewRecord, RecordPosition};
-pub use weir_host;
-pub use weir_storage;
+pub use weir_storage::config::{MAX_PARTITIONS, is_valid_name};
 pub use weir_storage::now_ms;
 pub use weir_storage::{
-    Acks, CleanupPolicy, Created, PartitionOffsets, ReadLimits, ReadResult, RecordView,
-    StatsSnapshot, StorageError, Store, StoreOptions, Topic, TopicConfig,
+    Acks, CleanupPolicy, Created, Health, HistogramSnapshot, KvOp, Log, PartitionOffsets,
+    ReadLimits, ReadResult, RecordView, Stats, StatsSnapshot, StorageError, Store, StoreOptions,
+    Topic, TopicConfig,
 };
+
+/// Offline checks and repair of a stopped broker's store (`weir store verify|recover`).
+pub mod maintenance {
+    pub use weir_storage::repair::*;
+}
 
 use groups::Groups;
 use partitioner::Sticky;
@@ -36,7 +47,7 @@ use pipeline::chain::Pipelines;
 use pipeline::{PipelineOptions, RecordResult};
 use weir_host::packed::{FLAG_VALUE_JSON, Writer};
 use weir_host::{BatchInfo, Registry};
-use weir_storage::{KvOp, TopicBatch};
+use weir_storage::TopicBatch;
 
 /// The broker's settings.
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +70,8 @@ impl Default for BrokerOptions {
 /// The broker. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Broker {
-    store: Store,
+    /// The log: every topic, record and key-value write goes through it.
+    log: Arc<dyn Log>,
     limits: BrokerOptions,
     sticky: Arc<Sticky>,
     groups: Groups,
@@ -77,11 +89,11 @@ pub enum Published {
 }
 
 impl Broker {
-    /// A broker over an open store.
-    pub fn new(store: Store, options: BrokerOptions) -> Self {
+    /// A broker over an open log.
+    pub fn new(log: Arc<dyn Log>, options: BrokerOptions) -> Self {
         Self {
-            groups: Groups::new(store.clone(), options.session_timeout),
-            store,
+            groups: Groups::new(log.clone(), options.session_timeout),
+            log,
             limits: options,
             sticky: Arc::new(Sticky::default()),
             pipelines: None,
@@ -91,7 +103,7 @@ impl Broker {
     /// Runs topics' pipelines with the plugins of `registry`.
     pub fn with_plugins(mut self, registry: Arc<Registry>, options: PipelineOptions) -> Self {
         self.pipelines = Some(Arc::new(Pipelines::new(
-            self.store.clone(),
+            self.log.clone(),
             registry,
             options,
         )));
@@ -105,8 +117,8 @@ impl Broker {
 
     /// Deletes a topic with its data and its pipeline configuration.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
-        let topic = self.store.topic(name)?;
-        self.store.delete_topic(name).await?;
+        let topic = self.log.topic(name)?;
+        self.log.delete_topic(name).await?;
         if let Some(p) = &self.pipelines {
             p.forget(&topic).await?;
         }
@@ -173,8 +185,8 @@ impl Broker {
             );
         }
         let input = writer.finish();
-        let (store, sticky, max_record_bytes) = (
-            self.store.clone(),
+        let (log, sticky, max_record_bytes) = (
+            self.log.clone(),
             self.sticky.clone(),
             self.limits.max_record_bytes,
         );
@@ -192,7 +204,7 @@ impl Broker {
             };
             let executed = pipeline::exec::run(&chain, &info, batch);
             let cx = pipeline::plan::PlanContext {
-                store: &store,
+                log: &*log,
                 topic: &topic_for_plan,
                 chain: &chain,
                 options: pipelines.options(),
@@ -205,13 +217,96 @@ impl Broker {
         .await
         .map_err(|e| BrokerError::Internal(format!("pipeline did not finish: {e}")))??;
         let batches = std::mem::take(&mut plan.batches);
-        let bases = self.store.append_committing(batches, commit, acks).await?;
+        let bases = self.log.append(batches, commit, acks).await?;
         Ok(Published::Pipeline(plan.finish(&bases)))
     }
 
-    /// The underlying store (topic admin goes straight to it).
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// Creates topic `name`, or finds an identical one (`TopicExists` when its config
+    /// differs). Durable when it returns.
+    pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Created> {
+        Ok(self.log.create_topic(name, config).await?)
+    }
+
+    /// Topic `name`, created with `partitions` partitions if it does not exist (the
+    /// audit topic, dead-letter topics).
+    pub async fn ensure_topic(&self, name: &str, partitions: u32) -> Result<Arc<Topic>> {
+        match self.log.topic(name) {
+            Ok(t) => Ok(t),
+            Err(StorageError::TopicNotFound(_)) => {
+                match self
+                    .log
+                    .create_topic(name, TopicConfig::with_partitions(partitions))
+                    .await
+                {
+                    Ok(_) | Err(StorageError::TopicExists(_)) => Ok(self.log.topic(name)?),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every topic, by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.log.topics()
+    }
+
+    /// The first offset of `partition` appended at or after `timestamp_ms` (the high
+    /// watermark if none was).
+    pub async fn offset_for_timestamp(
+        &self,
+        topic: &Topic,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Result<u64> {
+        topic.partition(partition)?;
+        Ok(self
+            .log
+            .offset_for_timestamp(topic, partition, timestamp_ms)
+            .await?)
+    }
+
+    /// Whether the log takes writes, and its space.
+    pub fn health(&self) -> Health {
+        self.log.health()
+    }
+
+    /// The write path's counters (flushes, records, durations).
+    pub fn write_stats(&self) -> StatsSnapshot {
+        self.log.stats().snapshot()
+    }
+
+    /// The write path's counters and histograms, live.
+    pub fn stats(&self) -> &Stats {
+        self.log.stats()
+    }
+
+    /// Where the log keeps its files on this machine, if it does.
+    pub fn local_path(&self) -> Option<&std::path::Path> {
+        self.log.local_path()
+    }
+
+    /// A small durable record of one of the broker's components (a connector's
+    /// paused or stopped state), by namespace and name.
+    pub fn state(&self, namespace: &str, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.log.kv_get(format!("{namespace}/{name}").as_bytes())?)
+    }
+
+    /// Writes (or with `None` removes) a [`state`](Self::state) record; durable when
+    /// it returns.
+    pub async fn save_state(
+        &self,
+        namespace: &str,
+        name: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<()> {
+        let key = format!("{namespace}/{name}").into_bytes();
+        Ok(self.log.kv_write(vec![(key, value)]).await?)
+    }
+
+    /// Stops the log after the work queued so far, with a final flush.
+    pub async fn shutdown(&self) {
+        self.log.shutdown().await;
     }
 
     /// The consumer group coordinator.
@@ -221,7 +316,7 @@ impl Broker {
 
     /// The topic named `name` (callers resolve it once per request).
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
-        Ok(self.store.topic(name)?)
+        Ok(self.log.topic(name)?)
     }
 
     /// Publishes `records` to `topic` atomically: all are stored or none. Returns each
@@ -245,7 +340,7 @@ impl Broker {
         acks: Acks,
     ) -> Result<Vec<RecordPosition>> {
         if records.is_empty() {
-            self.store.kv_write(commit).await?;
+            self.log.kv_write(commit).await?;
             return Ok(Vec::new());
         }
         let produce::Encoded { batches, placement } = produce::encode(
@@ -265,7 +360,7 @@ impl Broker {
                 batch,
             })
             .collect();
-        let bases = self.store.append_committing(batches, commit, acks).await?;
+        let bases = self.log.append(batches, commit, acks).await?;
         Ok(produce::positions(&partitions, &bases, &placement))
     }
 
@@ -281,7 +376,7 @@ impl Broker {
         wait: Duration,
     ) -> Result<ReadResult> {
         let part = topic.partition(partition)?;
-        let result = self.store.read(topic, partition, offset, limits)?;
+        let result = self.log.read(topic, partition, offset, limits).await?;
         if result.count > 0
             || wait.is_zero()
             || limits.max_records == 0
@@ -290,7 +385,7 @@ impl Broker {
             return Ok(result);
         }
         part.wait_beyond(offset, wait).await;
-        Ok(self.store.read(topic, partition, offset, limits)?)
+        Ok(self.log.read(topic, partition, offset, limits).await?)
     }
 }
 
@@ -307,7 +402,7 @@ mod tests {
         store
             .create_topic("t", TopicConfig::with_partitions(3))
             .unwrap();
-        let broker = Broker::new(store.clone(), BrokerOptions::default());
+        let broker = Broker::new(Arc::new(store.clone()), BrokerOptions::default());
         let values: Vec<String> = (0..5000).map(|i| format!("{i:0>200}")).collect();
         let records: Vec<NewRecord<'_>> = values
             .iter()

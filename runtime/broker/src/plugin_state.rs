@@ -1,19 +1,21 @@
 //! The plugins' durable key-value state, kept in the store's key-value tree under
 //! `plugin/<name>\0<key>`.
 
+use std::sync::Arc;
 use weir_host::PluginState;
-use weir_storage::Store;
+
+use weir_storage::Log;
 
 /// [`PluginState`] on the broker's store.
 #[derive(Debug, Clone)]
 pub struct StoredPluginState {
-    store: Store,
+    log: Arc<dyn Log>,
 }
 
 impl StoredPluginState {
-    /// State on `store`.
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    /// State in `log`'s key-value store.
+    pub fn new(log: Arc<dyn Log>) -> Self {
+        Self { log }
     }
 
     /// Where `plugin`'s `key` lives in the store's key-value tree (for writes that
@@ -30,7 +32,7 @@ impl StoredPluginState {
 
 impl PluginState for StoredPluginState {
     fn get(&self, plugin: &str, key: &[u8]) -> Option<Vec<u8>> {
-        match self.store.kv_get(&Self::key(plugin, key)) {
+        match self.log.kv_get(&Self::key(plugin, key)) {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(plugin, error = %e, "reading plugin state failed");
@@ -40,13 +42,13 @@ impl PluginState for StoredPluginState {
     }
 
     fn set(&self, plugin: &str, key: &[u8], value: &[u8]) {
-        if let Err(e) = self.store.kv_put_now(&Self::key(plugin, key), Some(value)) {
+        if let Err(e) = self.log.kv_put_now(&Self::key(plugin, key), Some(value)) {
             tracing::error!(plugin, error = %e, "writing plugin state failed");
         }
     }
 
     fn delete(&self, plugin: &str, key: &[u8]) {
-        if let Err(e) = self.store.kv_put_now(&Self::key(plugin, key), None) {
+        if let Err(e) = self.log.kv_put_now(&Self::key(plugin, key), None) {
             tracing::error!(plugin, error = %e, "deleting plugin state failed");
         }
     }
@@ -55,14 +57,14 @@ impl PluginState for StoredPluginState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_storage::StoreOptions;
+    use weir_storage::{Store, StoreOptions};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn state_is_per_plugin_and_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-            let state = StoredPluginState::new(store.clone());
+            let state = StoredPluginState::new(Arc::new(store.clone()));
             state.set("a", b"count", b"7");
             state.set("b", b"count", b"1");
             state.set("a", b"gone", b"x");
@@ -71,7 +73,7 @@ mod tests {
             store.shutdown().await;
         }
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        let state = StoredPluginState::new(store.clone());
+        let state = StoredPluginState::new(Arc::new(store.clone()));
         assert_eq!(state.get("a", b"count").as_deref(), Some(&b"7"[..]));
         assert_eq!(state.get("b", b"count").as_deref(), Some(&b"1"[..]));
         assert_eq!(state.get("a", b"gone"), None);

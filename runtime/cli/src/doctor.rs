@@ -183,7 +183,7 @@ fn check_plugin_dir(report: &mut Report, dir: &Path) {
             continue;
         }
         plugins += 1;
-        match weir_host::PluginFiles::read(&path) {
+        match weir_broker::plugins::PluginFiles::read(&path) {
             Ok(files) => report.line(
                 Verdict::Ok,
                 "plugin",

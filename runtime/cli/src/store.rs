@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use weir_broker::weir_storage::repair::{self, PartitionCheck, StoreCheck};
+use weir_broker::maintenance::{self as repair, PartitionCheck, StoreCheck};
 
 /// `weir store` subcommands.
 #[derive(Debug, Subcommand)]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use weir_host::ConnectorSettings;
+use weir_broker::plugins::ConnectorSettings;
 
 /// Doubling delays from `initial` up to `max`.
 #[derive(Debug, Clone, Copy)]

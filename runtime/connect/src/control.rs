@@ -2,7 +2,7 @@
 //! the store, so a restart keeps a paused connector paused.
 
 use serde::Serialize;
-use weir_storage::Store;
+use weir_broker::Broker;
 
 /// The state an operator asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -34,13 +34,12 @@ impl Desired {
     }
 }
 
-fn key(name: &str) -> Vec<u8> {
-    format!("connector/{name}").into_bytes()
-}
+/// The namespace of these records in the broker's state.
+const NAMESPACE: &str = "connector";
 
 /// The persisted wish for `name` (running when none was recorded).
-pub(crate) fn load(store: &Store, name: &str) -> Desired {
-    match store.kv_get(&key(name)) {
+pub(crate) fn load(broker: &Broker, name: &str) -> Desired {
+    match broker.state(NAMESPACE, name) {
         Ok(Some(v)) => Desired::parse(&v),
         Ok(None) => Desired::Running,
         Err(e) => {
@@ -51,7 +50,7 @@ pub(crate) fn load(store: &Store, name: &str) -> Desired {
 }
 
 /// Records the wish for `name`, durably.
-pub(crate) async fn save(store: &Store, name: &str, desired: Desired) -> weir_storage::Result<()> {
+pub(crate) async fn save(broker: &Broker, name: &str, desired: Desired) -> weir_broker::Result<()> {
     let value = (desired != Desired::Running).then(|| desired.as_bytes().to_vec());
-    store.kv_write(vec![(key(name), value)]).await
+    broker.save_state(NAMESPACE, name, value).await
 }

@@ -11,7 +11,7 @@ pub enum ConnectError {
     NotFound(String),
     /// Recording the requested state failed.
     #[error(transparent)]
-    Storage(#[from] weir_storage::StorageError),
+    Broker(#[from] weir_broker::BrokerError),
 }
 
 impl ConnectError {
@@ -19,7 +19,7 @@ impl ConnectError {
     pub fn code(&self) -> &'static str {
         match self {
             ConnectError::NotFound(_) => "connector_not_found",
-            ConnectError::Storage(e) => e.code(),
+            ConnectError::Broker(e) => e.code(),
         }
     }
 }

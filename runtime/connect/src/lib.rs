@@ -33,7 +33,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use weir_broker::Broker;
-use weir_host::{Kind, Manifest, Registry, Slot};
+use weir_broker::plugins::{Kind, Manifest, Registry, Slot};
 
 pub use control::Desired;
 pub use error::ConnectError;
@@ -148,13 +148,7 @@ impl Connectors {
         let topics: Vec<String> = manifest.attach.iter().map(|a| a.topic.clone()).collect();
         let (group, lag_records) = if manifest.kind == Kind::Sink {
             let group = settings.group_of(name);
-            let lag = self.inner.broker.groups().describe(&group).ok().map(|g| {
-                g.partitions
-                    .iter()
-                    .filter(|p| topics.contains(&p.topic))
-                    .map(|p| p.lag_records)
-                    .sum()
-            });
+            let lag = self.inner.broker.groups().lag_records(&group, &topics).ok();
             (Some(group), lag)
         } else {
             (None, None)
@@ -169,7 +163,7 @@ impl Connectors {
             } else {
                 tracker.state()
             },
-            desired: control::load(self.inner.broker.store(), name),
+            desired: control::load(&self.inner.broker, name),
             version: current.as_ref().map(|p| p.version_tag()),
             topics,
             group,
@@ -213,7 +207,7 @@ impl Connectors {
             .get(name)
             .filter(|s| connector_manifest(s).is_some())
             .ok_or_else(|| ConnectError::NotFound(name.to_string()))?;
-        control::save(self.inner.broker.store(), slot.name(), desired).await?;
+        control::save(&self.inner.broker, slot.name(), desired).await?;
         if let Some(run) = self.inner.runs.lock().get(name) {
             run.desired.send_replace(desired);
         }
@@ -263,7 +257,7 @@ impl Inner {
             if runs.contains_key(&name) {
                 continue;
             }
-            let desired = control::load(self.broker.store(), &name);
+            let desired = control::load(&self.broker, &name);
             let (tx, rx) = watch::channel(desired);
             let settings = manifest.connector_settings();
             let ctx = RunContext {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use weir_broker::Broker;
-use weir_host::{ConnectorSettings, Slot};
-use weir_storage::{Topic, TopicConfig};
+use weir_broker::Topic;
+use weir_broker::plugins::{ConnectorSettings, Slot};
 
 use crate::backoff::Backoff;
 use crate::control::Desired;
@@ -27,19 +27,12 @@ pub(crate) struct RunContext {
     pub fingerprint: String,
 }
 
-/// The dead-letter topic `name`, created with one partition if missing (off the
-/// async threads: creating a topic writes and flushes the store's metadata).
+/// The dead-letter topic `name`, created with one partition if missing.
 pub(crate) async fn dead_letter_topic(broker: &Broker, name: &str) -> Result<Arc<Topic>, String> {
-    let (store, name) = (broker.store().clone(), name.to_string());
-    tokio::task::spawn_blocking(move || {
-        store.topic(&name).or_else(|_| {
-            let _ = store.create_topic(&name, TopicConfig::with_partitions(1));
-            store.topic(&name)
-        })
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())
+    broker
+        .ensure_topic(name, 1)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Why a task stopped working on the current batch.

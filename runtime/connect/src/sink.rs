@@ -20,9 +20,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use weir_broker::NewRecord;
-use weir_host::packed::{FLAG_VALUE_JSON, Writer};
-use weir_host::{CallKind, Delivery, OnFailure, Plugin, PluginError};
-use weir_storage::{Acks, ReadLimits, ReadResult, RecordView, Topic};
+use weir_broker::plugins::packed::{FLAG_VALUE_JSON, Writer};
+use weir_broker::plugins::{CallKind, Delivery, OnFailure, Plugin, PluginError};
+use weir_broker::{Acks, ReadLimits, ReadResult, RecordView, Topic};
 
 use crate::run::{Halt, RunContext};
 use crate::status::RunState;

@@ -13,9 +13,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use weir_broker::plugin_state::StoredPluginState;
+use weir_broker::plugins::{CallKind, OnFailure, Plugin, PluginError, PollInfo, Polled};
+use weir_broker::{Acks, KvOp};
 use weir_broker::{BrokerError, NewRecord};
-use weir_host::{CallKind, OnFailure, Plugin, PluginError, PollInfo, Polled};
-use weir_storage::{Acks, KvOp};
 
 use crate::run::{Halt, RunContext};
 use crate::status::RunState;
@@ -89,10 +89,10 @@ async fn poll_and_publish(
         topic: name.clone(),
         partitions: topic.partition_count(),
         max: ctx.settings.batch_max,
-        now_ms: weir_storage::now_ms(),
+        now_ms: weir_broker::now_ms(),
     };
     let polled = poll(ctx, plugin, info).await.map_err(|e| e.to_string())?;
-    let events = weir_host::packed::decode(&polled.events).map_err(|e| e.to_string())?;
+    let events = weir_broker::plugins::packed::decode(&polled.events).map_err(|e| e.to_string())?;
     let records: Vec<NewRecord<'_>> = events
         .iter()
         .map(|e| NewRecord {

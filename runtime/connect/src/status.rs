@@ -90,7 +90,7 @@ impl Tracker {
 
     pub(crate) fn failed(&self, message: String) {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
-        *self.last_error.lock() = Some((weir_storage::now_ms(), message));
+        *self.last_error.lock() = Some((weir_broker::now_ms(), message));
     }
 
     pub(crate) fn succeeded(&self, records: usize) {
@@ -99,7 +99,7 @@ impl Tracker {
             .fetch_add(records as u64, Ordering::Relaxed);
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
         self.last_success_ms
-            .store(weir_storage::now_ms().max(0) as u64, Ordering::Relaxed);
+            .store(weir_broker::now_ms().max(0) as u64, Ordering::Relaxed);
     }
 }
 
@@ -143,7 +143,7 @@ pub struct ConnectorStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastFailure>,
     /// How it runs (`[connector]` with defaults filled in).
-    pub settings: weir_host::ConnectorSettings,
+    pub settings: weir_broker::plugins::ConnectorSettings,
 }
 
 /// A failure as shown in a status.

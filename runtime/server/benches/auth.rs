@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use sha2::{Digest, Sha256};
-use weir_host::{Engine, HealthPolicy, Manifest, MemoryState, Plugin, Registry};
+use weir_broker::plugins::{Engine, HealthPolicy, Manifest, MemoryState, Plugin, Registry};
 use weir_server::auth::{Authenticator, Authorizer, Principal, Verdict, check};
 use weir_server::config::{AuthConfig, TokenConfig};
 use weir_test_artifacts as art;

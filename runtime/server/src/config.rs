@@ -401,14 +401,14 @@ impl Config {
         self.limits.validate()?;
         for d in &self.connectors.allowed_dirs {
             anyhow::ensure!(
-                weir_host::manifest::is_plain_absolute(d),
+                weir_broker::plugins::is_plain_absolute(d),
                 "connectors.allowed_dirs: '{}' is not an absolute path without '.' or '..'",
                 d.display()
             );
         }
         for h in &self.connectors.allowed_hosts {
             anyhow::ensure!(
-                weir_host::manifest::is_host_grant(h),
+                weir_broker::plugins::is_host_grant(h),
                 "connectors.allowed_hosts: '{h}' is not a host or host:port"
             );
         }

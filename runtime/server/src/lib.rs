@@ -28,9 +28,11 @@ use tokio::net::TcpListener;
 
 use weir_broker::pipeline::PipelineOptions;
 use weir_broker::plugin_state::StoredPluginState;
+use weir_broker::plugins::WatchOptions;
+use weir_broker::plugins::{
+    Engine, GrantBounds, HealthPolicy, ProbationPolicy, Registry, Reloader,
+};
 use weir_broker::{Broker, BrokerOptions, Store, StoreOptions};
-use weir_host::reload::WatchOptions;
-use weir_host::{Engine, GrantBounds, HealthPolicy, ProbationPolicy, Registry, Reloader};
 
 pub use config::Config;
 
@@ -44,10 +46,7 @@ pub struct Opened {
 }
 
 /// One line that names the damaged store and the way out.
-fn store_open_error(
-    dir: &std::path::Path,
-    e: weir_broker::weir_storage::StorageError,
-) -> anyhow::Error {
+fn store_open_error(dir: &std::path::Path, e: weir_broker::StorageError) -> anyhow::Error {
     if e.is_damage() {
         let d = dir.display();
         anyhow::anyhow!(
@@ -89,12 +88,13 @@ pub fn open_broker(config: &Config) -> anyhow::Result<Opened> {
         },
     )
     .map_err(|e| store_open_error(&config.data_dir, e))?;
+    let log: Arc<dyn weir_broker::Log> = Arc::new(store);
     let engine = Engine::new().map_err(|e| anyhow::anyhow!("starting the WASM engine: {e}"))?;
     let p = &config.plugins;
     let registry = Arc::new(
         Registry::new(
             engine,
-            Arc::new(StoredPluginState::new(store.clone())),
+            Arc::new(StoredPluginState::new(log.clone())),
             HealthPolicy {
                 max_failures: p.quarantine_failures.max(1),
                 window: Duration::from_millis(p.quarantine_window_ms),
@@ -136,7 +136,7 @@ pub fn open_broker(config: &Config) -> anyhow::Result<Opened> {
         dead_letter_partitions: config.pipelines.dead_letter_partitions.max(1),
     };
     let broker = Broker::new(
-        store,
+        log,
         BrokerOptions {
             max_record_bytes: config.limits.max_record_bytes,
             session_timeout: Duration::from_millis(config.groups.session_timeout_ms),
@@ -169,23 +169,16 @@ pub async fn run(
         tracing::info!("plugin directory not watched ([plugins] watch = false)");
         None
     };
-    let guard = Arc::new(auth::Guard::new(
-        config,
-        plugins.registry().clone(),
-        &broker,
-    )?);
+    let guard = Arc::new(auth::Guard::new(config, plugins.registry().clone(), &broker).await?);
     let connectors = weir_connect::Connectors::start(broker.clone(), plugins.registry().clone());
-    let telemetry = Arc::new(telemetry::Telemetry::new(vec![
-        Box::new(telemetry::BrokerMetrics::new(
-            broker.clone(),
-            &config.data_dir,
-        )),
-        Box::new(api::metrics::PluginMetrics {
+    let telemetry = Arc::new(telemetry::Telemetry::new(
+        Arc::new(telemetry::BrokerMetrics::new(broker.clone())),
+        vec![Box::new(api::metrics::PluginMetrics {
             plugins: plugins.registry().clone(),
             connectors: connectors.clone(),
             guard: guard.clone(),
-        }),
-    ]));
+        })],
+    ));
     let state = api::AppState {
         telemetry,
         broker: broker.clone(),
@@ -215,7 +208,7 @@ pub async fn run(
     );
     listen::serve(listener, tls, app, config.limits, shutdown).await;
     connectors.shutdown().await;
-    broker.store().shutdown().await;
+    broker.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -23,8 +23,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+use weir_broker::HistogramSnapshot;
 use weir_broker::{Acks, Broker, ReadResult};
-use weir_storage::HistogramSnapshot;
 
 /// Latency buckets in seconds: 100 µs to 10 s.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -61,6 +61,8 @@ fn latency_histogram() -> Histogram {
 /// The broker's metrics.
 pub struct Telemetry {
     registry: Registry,
+    /// Figures read at scrape time that need the broker asynchronously first.
+    broker: Arc<BrokerMetrics>,
     records_in: Family<TopicLabels, Counter>,
     bytes_in: Family<TopicLabels, Counter>,
     records_out: Family<TopicLabels, Counter>,
@@ -78,10 +80,13 @@ impl std::fmt::Debug for Telemetry {
 }
 
 impl Telemetry {
-    /// Registers every metric; `collectors` supply the figures read at scrape time.
-    pub fn new(collectors: Vec<Box<dyn Collector>>) -> Self {
+    /// Registers every metric; `broker` and `collectors` supply the figures read at
+    /// scrape time.
+    pub fn new(broker: Arc<BrokerMetrics>, collectors: Vec<Box<dyn Collector>>) -> Self {
         let mut registry = Registry::default();
+        registry.register_collector(Box::new(SharedBrokerMetrics(broker.clone())));
         let t = Telemetry {
+            broker,
             records_in: Family::default(),
             bytes_in: Family::default(),
             records_out: Family::default(),
@@ -143,8 +148,9 @@ impl Telemetry {
         Telemetry { registry, ..t }
     }
 
-    /// The exposition text (OpenMetrics).
-    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+    /// The exposition text (OpenMetrics), with the broker's figures read now.
+    pub async fn encode(&self) -> Result<String, std::fmt::Error> {
+        self.broker.refresh().await;
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
@@ -263,23 +269,45 @@ pub(crate) fn family(
 #[derive(Debug)]
 pub struct BrokerMetrics {
     broker: Broker,
-    data_dir: std::path::PathBuf,
+    /// Every group as described at the last [`refresh`](Self::refresh): describing
+    /// one may read the log, which the synchronous encoder cannot wait for.
+    groups: parking_lot::Mutex<Vec<weir_broker::groups::GroupInfo>>,
 }
 
 impl BrokerMetrics {
-    /// Figures of `broker`, whose data lives in `data_dir`.
-    pub fn new(broker: Broker, data_dir: &std::path::Path) -> Self {
+    /// Figures of `broker`.
+    pub fn new(broker: Broker) -> Self {
         Self {
             broker,
-            data_dir: data_dir.to_path_buf(),
+            groups: parking_lot::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Reads what the next encoding shows and cannot read itself.
+    async fn refresh(&self) {
+        let mut groups = Vec::new();
+        for name in self.broker.groups().list().unwrap_or_default() {
+            if let Ok(g) = self.broker.groups().describe(&name).await {
+                groups.push(g);
+            }
+        }
+        *self.groups.lock() = groups;
     }
 }
 
-impl Collector for BrokerMetrics {
+/// [`BrokerMetrics`] as the registry's collector, shared with [`Telemetry`].
+#[derive(Debug)]
+struct SharedBrokerMetrics(Arc<BrokerMetrics>);
+
+impl Collector for SharedBrokerMetrics {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+}
+
+impl BrokerMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let store = self.broker.store();
-        let topics = store.topics();
+        let topics = self.broker.topics();
         let mut hw = Vec::new();
         let mut start = Vec::new();
         let mut size = Vec::new();
@@ -325,14 +353,7 @@ impl Collector for BrokerMetrics {
             MetricType::Gauge,
             size,
         )?;
-        let groups: Vec<weir_broker::groups::GroupInfo> = self
-            .broker
-            .groups()
-            .list()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|g| self.broker.groups().describe(g).ok())
-            .collect();
+        let groups = self.groups.lock().clone();
         let partition_names: Vec<Vec<String>> = groups
             .iter()
             .map(|g| {
@@ -371,7 +392,7 @@ impl Collector for BrokerMetrics {
             MetricType::Gauge,
             lag_seconds,
         )?;
-        let stats = store.stats();
+        let stats = self.broker.stats();
         for (name, help, unit, snapshot) in [
             (
                 "weir_flush_duration",
@@ -397,7 +418,7 @@ impl Collector for BrokerMetrics {
             MetricType::Gauge,
             vec![(vec![], Num::Count(used))],
         )?;
-        if let Ok(free) = fs2::available_space(&self.data_dir) {
+        if let Some(free) = self.broker.health().free_bytes {
             family(
                 &mut encoder,
                 "weir_storage_free",

@@ -1,7 +1,10 @@
-//! weir-storage: the partitioned, durable log under Weir, on sled.
+//! weir-storage: the partitioned, durable log under Weir: what the broker needs of it
+//! ([`log::Log`]) and the embedded backend on sled ([`Store`]).
 //!
 //! It knows nothing of WASM or HTTP. Its parts:
 //!
+//! - [`log`]: the [`Log`] trait, the seam every backend implements, with each
+//!   operation's atomicity and durability stated.
 //! - [`batch`]: the record batch format (CRC32C per batch, offsets as deltas).
 //! - [`checkpoint`]: the acknowledged watermarks, kept beside sled to catch a short
 //!   recovery.
@@ -25,6 +28,7 @@ pub mod config;
 mod error;
 mod fsync;
 mod keys;
+pub mod log;
 pub mod repair;
 mod space;
 mod stats;
@@ -36,6 +40,7 @@ pub use batch::{BatchBuilder, EncodedBatch, RecordView};
 pub use cleaner::{CleanReport, now_ms};
 pub use config::{CleanupPolicy, TopicConfig};
 pub use error::{Result, StorageError};
+pub use log::{Health, Log, LogFuture};
 pub use space::DiskSpace;
 pub use stats::{AtomicHistogram, HistogramSnapshot, Stats, StatsSnapshot};
 pub use store::{Created, ReadLimits, ReadResult, Store, StoreOptions};

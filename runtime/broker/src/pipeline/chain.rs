@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use weir_host::{Kind, Plugin, Registry, Slot};
-use weir_storage::{Store, Topic};
+use weir_storage::{Log, Topic};
 
 use super::spec::{OnError, PipelineOptions, StepSpec};
 use crate::error::{BrokerError, Result};
@@ -76,7 +76,7 @@ impl Chain {
 /// tree, per topic id, so a re-created topic starts without them) and the registry.
 #[derive(Debug)]
 pub struct Pipelines {
-    store: Store,
+    log: Arc<dyn Log>,
     registry: Arc<Registry>,
     options: PipelineOptions,
     configured: DashMap<u32, Arc<Vec<StepSpec>>>,
@@ -91,10 +91,10 @@ fn config_key(topic: &Topic) -> Vec<u8> {
 }
 
 impl Pipelines {
-    /// Pipelines over `store` with the plugins of `registry`.
-    pub fn new(store: Store, registry: Arc<Registry>, options: PipelineOptions) -> Self {
+    /// Pipelines kept in `log` with the plugins of `registry`.
+    pub fn new(log: Arc<dyn Log>, registry: Arc<Registry>, options: PipelineOptions) -> Self {
         Self {
-            store,
+            log,
             registry,
             options,
             configured: DashMap::new(),
@@ -132,7 +132,7 @@ impl Pipelines {
         if let Some(steps) = self.configured.get(&topic.id()) {
             return Ok(steps.clone());
         }
-        let steps = match self.store.kv_get(&config_key(topic))? {
+        let steps = match self.log.kv_get(&config_key(topic))? {
             Some(json) => serde_json::from_slice(&json).map_err(|e| {
                 BrokerError::Storage(weir_storage::StorageError::corrupt(format!(
                     "pipeline of topic '{}': {e}",
@@ -188,7 +188,7 @@ impl Pipelines {
         } else {
             Some(serde_json::to_vec(&steps).expect("steps serialise"))
         };
-        self.store.kv_write(vec![(key, value)]).await?;
+        self.log.kv_write(vec![(key, value)]).await?;
         self.configured.insert(topic.id(), Arc::new(steps));
         Ok(())
     }
@@ -196,7 +196,7 @@ impl Pipelines {
     /// Forgets the configured steps of a deleted topic.
     pub async fn forget(&self, topic: &Topic) -> Result<()> {
         self.configured.remove(&topic.id());
-        self.store.kv_write(vec![(config_key(topic), None)]).await?;
+        self.log.kv_write(vec![(config_key(topic), None)]).await?;
         Ok(())
     }
 

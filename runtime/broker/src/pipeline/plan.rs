@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use weir_host::packed::{self, FLAG_VALUE_JSON};
 use weir_host::{PluginError, PolicyAction};
-use weir_storage::{Store, Topic, TopicBatch, TopicConfig};
+use weir_storage::{Log, Topic, TopicBatch, TopicConfig};
 
 use super::LINEAGE_HEADER;
 use super::chain::{Chain, Step};
@@ -84,7 +84,7 @@ impl RecordResult {
 
 /// What the planner needs besides the chain's result.
 pub(crate) struct PlanContext<'a> {
-    pub store: &'a Store,
+    pub log: &'a dyn Log,
     pub topic: &'a Arc<Topic>,
     pub chain: &'a Chain,
     pub options: PipelineOptions,
@@ -114,7 +114,7 @@ pub(crate) struct Plan {
 
 /// Topics of one plan by name, created on demand.
 struct Destinations<'a> {
-    store: &'a Store,
+    log: &'a dyn Log,
     topics: Vec<Arc<Topic>>,
 }
 
@@ -123,14 +123,15 @@ impl Destinations<'_> {
         if let Some(i) = self.topics.iter().position(|t| t.name() == name) {
             return Ok(Some(i));
         }
-        let topic = match self.store.topic(name) {
+        let topic = match self.log.topic(name) {
             Ok(t) => t,
             Err(weir_storage::StorageError::TopicNotFound(_)) => match create_partitions {
                 None => return Ok(None),
                 Some(_) if !weir_storage::config::is_valid_name(name) => return Ok(None),
                 Some(n) => {
-                    self.store
-                        .create_topic(name, TopicConfig::with_partitions(n))
+                    // The planner runs on a blocking thread: it may wait here.
+                    tokio::runtime::Handle::current()
+                        .block_on(self.log.create_topic(name, TopicConfig::with_partitions(n)))
                         .or_else(|e| match e {
                             // Created meanwhile with another config: use it.
                             weir_storage::StorageError::TopicExists(_) => {
@@ -139,7 +140,7 @@ impl Destinations<'_> {
                             e => Err(e),
                         })?;
                     tracing::info!(topic = name, partitions = n, "topic created by a pipeline");
-                    self.store.topic(name)?
+                    self.log.topic(name)?
                 }
             },
             Err(e) => return Err(e.into()),
@@ -155,7 +156,7 @@ pub(crate) fn build(cx: &PlanContext<'_>, input: &[u8], mut executed: Executed) 
     let inputs = packed::decode(input).expect("the broker packed the request");
     let outs = packed::decode(&executed.out.buf).expect("checked by the chain");
     let mut dest = Destinations {
-        store: cx.store,
+        log: cx.log,
         topics: vec![cx.topic.clone()],
     };
     // (topic index, output event, key override)

@@ -188,8 +188,8 @@ async fn measure(
     ] {
         server
             .broker
-            .store()
-            .create_topic(topic, weir_broker::TopicConfig::with_partitions(PARTITIONS))?;
+            .create_topic(topic, weir_broker::TopicConfig::with_partitions(PARTITIONS))
+            .await?;
     }
     let mut rows = Vec::new();
     for (case, connector, topic) in [
@@ -241,18 +241,12 @@ async fn sink_case(
     control("pause").await?;
     let bytes = publish(server, topic, args.records, args.value_bytes).await?;
     let group = format!("connector.{connector}");
+    let topics = [topic.to_string()];
     let lag = || -> u64 {
         server
             .broker
             .groups()
-            .describe(&group)
-            .map(|g| {
-                g.partitions
-                    .iter()
-                    .filter(|p| p.topic == topic)
-                    .map(|p| p.lag_records)
-                    .sum()
-            })
+            .lag_records(&group, &topics)
             .unwrap_or(u64::MAX)
     };
     let started = Instant::now();
@@ -287,12 +281,16 @@ async fn source_case(args: &ConnectorArgs, server: &InProcess) -> anyhow::Result
     for p in 0..PARTITIONS {
         let mut offset = 0;
         loop {
-            let read = server.broker.store().read(
-                &topic,
-                p,
-                offset,
-                weir_broker::ReadLimits::default(),
-            )?;
+            let read = server
+                .broker
+                .fetch(
+                    &topic,
+                    p,
+                    offset,
+                    weir_broker::ReadLimits::default(),
+                    Duration::ZERO,
+                )
+                .await?;
             if read.count == 0 {
                 break;
             }

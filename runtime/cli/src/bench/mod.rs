@@ -174,12 +174,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     )
                     .await?;
                 anyhow::ensure!(status == 201 || status == 200, "creating {topic} failed");
-                let before = server.as_ref().map(|s| s.broker.store().stats().snapshot());
+                let before = server.as_ref().map(|s| s.broker.write_stats());
                 let row =
                     produce_cell(&client, &topic, value_bytes, batch, concurrency, seconds).await?;
                 row.print();
                 if let (Some(s), Some(before)) = (&server, before) {
-                    print_write_path(before, s.broker.store().stats().snapshot());
+                    print_write_path(before, s.broker.write_stats());
                 }
                 if fetch_topic.is_none() && batch == *args.batch.iter().max().unwrap_or(&1) {
                     fetch_topic = Some((topic, value_bytes));

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
-use weir_host::{PluginFiles, Registry};
+use weir_broker::plugins::{PluginFiles, Registry};
 
 use super::{Client, InProcess};
 use crate::produce::percentile_ms;

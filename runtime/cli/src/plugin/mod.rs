@@ -19,8 +19,8 @@ use anyhow::{Context, bail};
 use axum::http::HeaderMap;
 use clap::Subcommand;
 use weir_broker::NewRecord;
-use weir_host::packed::{self, FLAG_VALUE_JSON, Writer};
-use weir_host::{BatchInfo, Engine, Kind, Manifest, MemoryState, Plugin};
+use weir_broker::plugins::packed::{self, FLAG_VALUE_JSON, Writer};
+use weir_broker::plugins::{BatchInfo, Engine, Kind, Manifest, MemoryState, Plugin};
 
 use super::{Client, Remote};
 use weir_server::wire::produce::{BodyFormat, parse};

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use weir_host::PluginFiles;
+use weir_broker::plugins::PluginFiles;
 
 use super::Client;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use notify::{RecursiveMode, Watcher};
-use weir_host::PluginFiles;
+use weir_broker::plugins::PluginFiles;
 
 use super::Client;
 

@@ -58,7 +58,7 @@ pub async fn control(
 fn problem(e: ConnectError) -> Problem {
     match e {
         ConnectError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, e.code(), e.to_string()),
-        ConnectError::Storage(e) => e.into(),
+        ConnectError::Broker(e) => e.into(),
         _ => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.code(), e.to_string()),
     }
 }

@@ -67,7 +67,7 @@ pub async fn stream(
             }
         }
     }
-    let t = state.broker.store().topic(&topic)?;
+    let t = state.broker.topic(&topic)?;
     let filter = filter.build(&state.broker)?;
     let keep_alive = KeepAlive::new().interval(Duration::from_secs(15));
     if let Some(group) = group {
@@ -313,8 +313,8 @@ impl PlainStream {
             };
             let r = self
                 .broker
-                .store()
-                .read(&self.topic, p as u32, self.next[p], limits)?;
+                .fetch(&self.topic, p as u32, self.next[p], limits, Duration::ZERO)
+                .await?;
             budget -= r.count;
             let read_to = r.next_offset;
             for (offset, data) in record_events(

@@ -188,7 +188,7 @@ pub async fn list(
     let mut groups = Vec::with_capacity(names.len());
     for name in names {
         // A group can vanish between listing and describing; skip it then.
-        if let Ok(info) = state.broker.groups().describe(&name) {
+        if let Ok(info) = state.broker.groups().describe(&name).await {
             groups.push(summary(&visible(&state, principal.as_deref(), info).await?));
         }
     }
@@ -289,7 +289,7 @@ pub async fn get(
     Path(group): Path<String>,
     principal: Option<Extension<Principal>>,
 ) -> Result<Json<Value>, Problem> {
-    let info = state.broker.groups().describe(&group)?;
+    let info = state.broker.groups().describe(&group).await?;
     let info = visible(&state, principal.as_deref(), info).await?;
     Ok(Json(describe_json(&info)))
 }
@@ -300,7 +300,7 @@ pub async fn offsets(
     Path(group): Path<String>,
     principal: Option<Extension<Principal>>,
 ) -> Result<Json<Value>, Problem> {
-    let info = state.broker.groups().describe(&group)?;
+    let info = state.broker.groups().describe(&group).await?;
     let info = visible(&state, principal.as_deref(), info).await?;
     let full = describe_json(&info);
     Ok(Json(
@@ -316,7 +316,7 @@ pub async fn delete(
     Path(group): Path<String>,
     principal: Option<Extension<Principal>>,
 ) -> Result<StatusCode, Problem> {
-    let info = state.broker.groups().describe(&group)?;
+    let info = state.broker.groups().describe(&group).await?;
     let mut checks: Vec<_> = info
         .partitions
         .iter()

@@ -18,14 +18,14 @@ use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
-use weir_host::Registry;
+use weir_broker::plugins::Registry;
 
 use super::AppState;
 use crate::telemetry::{Labels, Num};
 
 /// `GET /metrics`.
 pub async fn scrape(State(state): State<AppState>) -> Response {
-    let text = match state.telemetry.encode() {
+    let text = match state.telemetry.encode().await {
         Ok(t) => t,
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     };
@@ -58,7 +58,7 @@ impl Collector for PluginMetrics {
                           points: Vec<(Labels<'_>, Num)>| {
             crate::telemetry::family(&mut encoder, name, help, unit, kind, points)
         };
-        let per_plugin = |f: &dyn Fn(&weir_host::PluginStatus) -> Num| {
+        let per_plugin = |f: &dyn Fn(&weir_broker::plugins::PluginStatus) -> Num| {
             statuses
                 .iter()
                 .map(|s| (vec![("plugin", s.name.as_str())], f(s)))

@@ -33,7 +33,7 @@ pub struct AppState {
     /// The broker.
     pub broker: Broker,
     /// The plugin directory (deploys, rollbacks, status).
-    pub plugins: std::sync::Arc<weir_host::Reloader>,
+    pub plugins: std::sync::Arc<weir_broker::plugins::Reloader>,
     /// Metrics.
     pub telemetry: crate::telemetry::SharedTelemetry,
     /// Source and sink connectors.
@@ -185,7 +185,7 @@ async fn healthz() -> Json<serde_json::Value> {
 async fn readyz(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> axum::response::Response {
-    match state.broker.store().stats().failure() {
+    match state.broker.health().failure {
         None => Json(json!({ "status": "ready" })).into_response(),
         Some(reason) => {
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason).into_response()

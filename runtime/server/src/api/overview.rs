@@ -21,7 +21,7 @@ use super::problem::Problem;
 
 /// `GET /v1/overview`.
 pub async fn get(State(state): State<AppState>) -> Json<Value> {
-    Json(document(&state))
+    Json(document(&state).await)
 }
 
 /// `GET /v1/overview/stream?interval_ms=`: the overview every second (or
@@ -54,16 +54,16 @@ pub async fn stream(
         }
         let event = Event::default()
             .event("overview")
-            .data(document(&state).to_string());
+            .data(document(&state).await.to_string());
         Some((Ok(event), (state, false)))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 /// The document.
-fn document(state: &AppState) -> Value {
-    let store = state.broker.store();
-    let topics: Vec<Value> = store
+async fn document(state: &AppState) -> Value {
+    let broker = &state.broker;
+    let topics: Vec<Value> = broker
         .topics()
         .iter()
         .map(|t| {
@@ -81,15 +81,12 @@ fn document(state: &AppState) -> Value {
             json!({ "name": t.name(), "partitions": partitions })
         })
         .collect();
-    let groups: Vec<Value> = state
-        .broker
-        .groups()
-        .list()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|g| state.broker.groups().describe(g).ok())
-        .map(|g| describe_json(&g))
-        .collect();
+    let mut groups = Vec::new();
+    for name in broker.groups().list().unwrap_or_default() {
+        if let Ok(g) = broker.groups().describe(&name).await {
+            groups.push(describe_json(&g));
+        }
+    }
     let plugins: Vec<Value> = state
         .plugins
         .registry()
@@ -97,7 +94,8 @@ fn document(state: &AppState) -> Value {
         .iter()
         .map(|s| json!(s.status()))
         .collect();
-    let stats = store.stats().snapshot();
+    let stats = broker.write_stats();
+    let health = broker.health();
     json!({
         "at_ms": weir_broker::now_ms(),
         "topics": topics,
@@ -105,11 +103,11 @@ fn document(state: &AppState) -> Value {
         "plugins": plugins,
         "connectors": state.connectors.list(),
         "health": {
-            "ready": store.stats().failure().is_none(),
-            "failure": store.stats().failure(),
-            "disk_free_bytes": fs2::available_space(store.path()).ok(),
-            "disk_floor_bytes": store.space().floor(),
-            "storage_full": store.space().is_full(),
+            "ready": health.failure.is_none(),
+            "failure": health.failure,
+            "disk_free_bytes": health.free_bytes,
+            "disk_floor_bytes": health.floor_bytes,
+            "storage_full": health.full,
             "flushes": stats.flushes,
             "flush_seconds_total": stats.flush_nanos as f64 / 1e9,
             "records_written": stats.records_written,

@@ -28,11 +28,11 @@ pub async fn check_path_names(
     for (key, value) in &params {
         let (valid, what) = match key {
             "topic" | "group" => (
-                weir_broker::weir_storage::config::is_valid_name(value),
+                weir_broker::is_valid_name(value),
                 "1-249 characters of A-Z, a-z, 0-9, '.', '_', '-' (not '.' or '..')",
             ),
             "name" => (
-                weir_host::manifest::is_valid_plugin_name(value),
+                weir_broker::plugins::is_valid_plugin_name(value),
                 "letters, digits, '.', '_', '-', not starting with '.'",
             ),
             _ => continue,

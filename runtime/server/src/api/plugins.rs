@@ -15,8 +15,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use serde_json::{Value, json};
-use weir_host::reload::Outcome;
-use weir_host::{PluginError, Slot};
+use weir_broker::plugins::Outcome;
+use weir_broker::plugins::{PluginError, Slot};
 
 use super::AppState;
 use super::body::read_limited;
@@ -132,7 +132,9 @@ pub async fn deploy(
     let slot = state.plugins.registry().get(&name);
     let replaces = slot.as_ref().and_then(|s| s.current());
     let current = slot.as_ref().and_then(|s| s.manifest());
-    if let Ok(parsed) = weir_host::Manifest::parse(&manifest, std::path::Path::new(&origin)) {
+    if let Ok(parsed) =
+        weir_broker::plugins::Manifest::parse(&manifest, std::path::Path::new(&origin))
+    {
         let checks = deploy_checks(&parsed, current.as_ref(), state.guard.policy());
         state.guard.require(principal.as_deref(), checks).await?;
     }

@@ -83,7 +83,7 @@ pub async fn fetch(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Problem> {
     let partition: u32 = parse_num("partition", &partition)?;
-    let t = state.broker.store().topic(&topic)?;
+    let t = state.broker.topic(&topic)?;
     let part = t.partition(partition)?;
     let mut offset = part.log_start_offset();
     let mut fetch = FetchParams::new();
@@ -96,10 +96,7 @@ pub async fn fetch(
                         "timestamp_ms must be milliseconds since the epoch, got '{v}'"
                     ))
                 })?;
-                offset = state
-                    .broker
-                    .store()
-                    .offset_for_timestamp(&t, partition, ts)?;
+                offset = state.broker.offset_for_timestamp(&t, partition, ts).await?;
             }
             "offset" => {
                 offset = match v.as_str() {

@@ -86,12 +86,8 @@ pub async fn create(
     if let Some(steps) = &mut pipeline {
         authorize_steps(&state, principal.as_deref(), &name, steps).await?;
     }
-    let store = state.broker.store().clone();
-    let created = {
-        let name = name.clone();
-        super::blocking(move || store.create_topic(&name, config)).await??
-    };
-    let topic = state.broker.store().topic(&name)?;
+    let created = state.broker.create_topic(&name, config).await?;
+    let topic = state.broker.topic(&name)?;
     if let Some(steps) = pipeline {
         set_steps(&state, &topic, steps).await?;
     }
@@ -155,7 +151,7 @@ pub async fn get_pipeline(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let topic = state.broker.store().topic(&name)?;
+    let topic = state.broker.topic(&name)?;
     let d = describe(&state.broker, &topic);
     Ok(Json(
         json!({ "pipeline": d["pipeline"], "chain": d["chain"] }),
@@ -171,7 +167,7 @@ pub async fn put_pipeline(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, Problem> {
-    let topic = state.broker.store().topic(&name)?;
+    let topic = state.broker.topic(&name)?;
     let bytes = read_limited(&headers, body, 64 << 10, state.limits.body_idle_timeout()).await?;
     let mut v: Value =
         serde_json::from_slice(&bytes).map_err(|e| Problem::from_json("pipeline", &e))?;
@@ -192,7 +188,6 @@ pub async fn put_pipeline(
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
     let topics: Vec<Value> = state
         .broker
-        .store()
         .topics()
         .iter()
         .map(|t| describe(&state.broker, t))
@@ -205,7 +200,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let topic = state.broker.store().topic(&name)?;
+    let topic = state.broker.topic(&name)?;
     Ok(Json(describe(&state.broker, &topic)))
 }
 

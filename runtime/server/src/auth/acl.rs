@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use weir_host::{AclRequest, CallKind, Decision, Registry};
+use weir_broker::plugins::{AclRequest, CallKind, Decision, Registry};
 
 use super::Principal;
 use super::operations::Check;

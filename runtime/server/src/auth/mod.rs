@@ -21,8 +21,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use weir_broker::{Acks, Broker, NewRecord, TopicConfig};
-use weir_host::Registry;
+use weir_broker::plugins::Registry;
+use weir_broker::{Acks, Broker, NewRecord};
 
 pub use acl::{Authorizer, Verdict};
 pub use credentials::{Authenticator, ClientIdentity, Principal, Refusal};
@@ -46,7 +46,11 @@ pub struct Guard {
 impl Guard {
     /// From `[auth]` and `[acl]`; the plugin is looked up in `registry` on each check,
     /// so policy reloads apply at once.
-    pub fn new(config: &Config, registry: Arc<Registry>, broker: &Broker) -> anyhow::Result<Self> {
+    pub async fn new(
+        config: &Config,
+        registry: Arc<Registry>,
+        broker: &Broker,
+    ) -> anyhow::Result<Self> {
         let authn = Authenticator::new(&config.auth)?;
         let authz = Authorizer::new(
             registry,
@@ -54,7 +58,7 @@ impl Guard {
             Duration::from_millis(config.acl.cache_ttl_ms),
         );
         let audit = match &config.acl.audit_topic {
-            Some(topic) if config.auth.enabled => Some(Audit::open(broker, topic)?),
+            Some(topic) if config.auth.enabled => Some(Audit::open(broker, topic).await?),
             _ => None,
         };
         if !config.auth.enabled {
@@ -327,10 +331,10 @@ struct Audit {
 }
 
 impl Audit {
-    fn open(broker: &Broker, topic: &str) -> anyhow::Result<Self> {
+    async fn open(broker: &Broker, topic: &str) -> anyhow::Result<Self> {
         broker
-            .store()
-            .create_topic(topic, TopicConfig::with_partitions(1))
+            .ensure_topic(topic, 1)
+            .await
             .map_err(|e| anyhow::anyhow!("creating the audit topic '{topic}': {e}"))?;
         Ok(Self {
             broker: broker.clone(),

@@ -103,14 +103,15 @@ pub fn checks(
 /// - each topic `next` writes (dead letters, a router's declared destinations, a
 ///   source's output): `produce`.
 pub fn deploy_checks(
-    next: &weir_host::Manifest,
-    current: Option<&weir_host::Manifest>,
+    next: &weir_broker::plugins::Manifest,
+    current: Option<&weir_broker::plugins::Manifest>,
     policy: Option<&str>,
 ) -> Vec<Check> {
     let reach = next.reach();
     let mut checks = Vec::new();
-    let is_policy =
-        |m: &weir_host::Manifest| m.kind == weir_host::Kind::Acl || policy == Some(m.name.as_str());
+    let is_policy = |m: &weir_broker::plugins::Manifest| {
+        m.kind == weir_broker::plugins::Kind::Acl || policy == Some(m.name.as_str())
+    };
     if is_policy(next) || current.is_some_and(is_policy) {
         checks.push(check("plugin-admin", "cluster", "weir"));
     }
@@ -145,7 +146,8 @@ mod tests {
     #[test]
     fn a_deploy_needs_permission_on_everything_its_manifest_carries() {
         let manifest = |text: &str| {
-            weir_host::Manifest::parse(text, std::path::Path::new("p/plugin.toml")).unwrap()
+            weir_broker::plugins::Manifest::parse(text, std::path::Path::new("p/plugin.toml"))
+                .unwrap()
         };
         let named = |checks: Vec<Check>| -> Vec<String> {
             checks

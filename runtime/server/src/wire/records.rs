@@ -5,8 +5,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use weir_broker::groups::GroupFetch;
 use weir_broker::pipeline::Delivery;
+use weir_broker::plugins::packed::{self, Event};
 use weir_broker::{ReadResult, RecordView};
-use weir_host::packed::{self, Event};
 
 /// Appends one record object. `position` adds `topic`/`partition` members for
 /// responses that mix partitions.

@@ -73,7 +73,7 @@ pub(super) fn topic_config() -> Value {
         "additionalProperties": false,
         "required": ["partitions"],
         "properties": {
-            "partitions": { "type": "integer", "minimum": 1, "maximum": weir_broker::weir_storage::config::MAX_PARTITIONS },
+            "partitions": { "type": "integer", "minimum": 1, "maximum": weir_broker::MAX_PARTITIONS },
             "retention_ms": { "type": "integer", "minimum": 1 },
             "retention_bytes": { "type": "integer", "minimum": 1 },
             "cleanup_policy": { "type": "string", "enum": ["delete", "compact"] },

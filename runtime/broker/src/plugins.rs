@@ -1,0 +1,12 @@
+//! The plugin host as the broker's users see it: loading, reloading and calling
+//! plugins, their manifests, status and errors, and the packed batch codec. The
+//! server deploys and reports plugins through these; the connector runtime calls
+//! sources and sinks with them. The host itself (wasmtime, instances) stays behind.
+
+pub use weir_host::manifest::{is_host_grant, is_plain_absolute, is_valid_plugin_name};
+pub use weir_host::reload::{Outcome, WatchOptions};
+pub use weir_host::{
+    AclRequest, BatchInfo, CallKind, ConnectorSettings, Decision, Delivery, Engine, GrantBounds,
+    HealthPolicy, Kind, Manifest, MemoryState, OnFailure, Plugin, PluginError, PluginFiles,
+    PluginStatus, PollInfo, Polled, ProbationPolicy, Registry, Reloader, Slot, packed,
+};
