@@ -3,7 +3,9 @@
 //! server deploys and reports plugins through these; the connector runtime calls
 //! sources and sinks with them. The host itself (wasmtime, instances) stays behind.
 
-pub use weir_host::manifest::{is_host_grant, is_plain_absolute, is_valid_plugin_name};
+pub use weir_host::history::{Entry, Origin as HistoryOrigin, Outcome as HistoryOutcome};
+pub use weir_host::manifest::{Attachment, is_host_grant, is_plain_absolute, is_valid_plugin_name};
+pub use weir_host::registry::LastError;
 pub use weir_host::reload::{Outcome, WatchOptions};
 pub use weir_host::{
     AclRequest, BatchInfo, CallKind, ConnectorSettings, Decision, Delivery, Engine, GrantBounds,

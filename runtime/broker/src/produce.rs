@@ -2,9 +2,7 @@
 
 use std::borrow::Cow;
 
-use weir_storage::{
-    Acks, BatchBuilder, CleanupPolicy, EncodedBatch, Topic, batch::ATTR_VALUE_JSON,
-};
+use weir_storage::{BatchBuilder, CleanupPolicy, EncodedBatch, Topic, batch::ATTR_VALUE_JSON};
 
 use crate::error::{BrokerError, Result};
 use crate::partitioner::{Sticky, partition_for_key};
@@ -172,15 +170,4 @@ pub(crate) fn positions(
                 + u64::from(index),
         })
         .collect()
-}
-
-/// Maps the acks word of the API.
-pub fn parse_acks(s: &str) -> Result<Acks> {
-    match s {
-        "all" | "1" | "-1" => Ok(Acks::All),
-        "none" | "0" => Ok(Acks::None),
-        other => Err(BrokerError::InvalidRequest(format!(
-            "acks must be 'all' or 'none', got '{other}'"
-        ))),
-    }
 }

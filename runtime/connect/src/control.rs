@@ -1,12 +1,10 @@
 //! What an operator asked a connector to be: running, paused or stopped. Kept in
 //! the store, so a restart keeps a paused connector paused.
 
-use serde::Serialize;
 use weir_broker::Broker;
 
 /// The state an operator asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Desired {
     /// Polling or writing.
     Running,

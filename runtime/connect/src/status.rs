@@ -4,13 +4,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use serde::Serialize;
 
 use crate::control::Desired;
 
 /// What a connector is doing now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunState {
     /// Waiting for its first call.
     Starting,
@@ -104,7 +102,7 @@ impl Tracker {
 }
 
 /// One connector as `GET /v1/connectors/{name}` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ConnectorStatus {
     /// Plugin name.
     pub name: String,
@@ -119,10 +117,8 @@ pub struct ConnectorStatus {
     /// Topics it reads (sink) or publishes to (source).
     pub topics: Vec<String>,
     /// A sink's consumer group.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// A sink's lag: records not yet delivered, over all partitions.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub lag_records: Option<u64>,
     /// Events published or delivered.
     pub records: u64,
@@ -137,17 +133,15 @@ pub struct ConnectorStatus {
     /// Calls refused because they were outside the grants.
     pub capability_refusals: u64,
     /// Last success (ms since the epoch).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_success_ms: Option<u64>,
     /// Last failure and when (ms since the epoch).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastFailure>,
     /// How it runs (`[connector]` with defaults filled in).
     pub settings: weir_broker::plugins::ConnectorSettings,
 }
 
 /// A failure as shown in a status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct LastFailure {
     /// When (ms since the epoch).
     pub at_ms: i64,

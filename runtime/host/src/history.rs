@@ -11,8 +11,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-
 use crate::plugin::Plugin;
 
 /// Entries kept per plugin.
@@ -21,8 +19,7 @@ const MAX_ENTRIES: usize = 64;
 const MAX_KEPT: usize = 4;
 
 /// Where a version came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     /// The plugin directory at start-up.
     Startup,
@@ -35,8 +32,7 @@ pub enum Origin {
 }
 
 /// How a version ended, or that it still serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Serving now.
     Active,
@@ -51,11 +47,10 @@ pub enum Outcome {
 }
 
 /// One version event in a plugin's history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     /// The version's content hash (empty, shown as `null`, when its files could not
     /// be read).
-    #[serde(serialize_with = "empty_as_null")]
     pub version: String,
     /// Where it came from.
     pub origin: Origin,
@@ -74,7 +69,6 @@ pub struct Entry {
     /// `running` while on probation, `passed` after.
     pub probation: Option<&'static str>,
     /// Kept loaded for a rollback.
-    #[serde(skip)]
     plugin: Option<Arc<Plugin>>,
 }
 
@@ -300,14 +294,6 @@ impl Probation {
         } else {
             Verdict::Running
         }
-    }
-}
-
-fn empty_as_null<S: serde::Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
-    if v.is_empty() {
-        s.serialize_none()
-    } else {
-        s.serialize_str(v)
     }
 }
 

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use parking_lot::{Mutex, RwLock};
-use serde::Serialize;
 
 use crate::engine::Engine;
 use crate::error::{PluginError, Result};
@@ -708,7 +707,7 @@ struct Counters {
 }
 
 /// A plugin's most recent error.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LastError {
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
@@ -732,7 +731,7 @@ impl LastError {
 }
 
 /// A snapshot of one plugin for the API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct PluginStatus {
     /// Name.
     pub name: String,
@@ -765,7 +764,7 @@ pub struct PluginStatus {
 }
 
 /// Version changes shown in a status.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct ReloadsView {
     /// Versions activated (at start-up, from files or deploys, by rollbacks).
     pub activated: u64,
@@ -776,7 +775,7 @@ pub struct ReloadsView {
 }
 
 /// Limits shown in a status.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct LimitsView {
     /// Deadline per call.
     pub timeout_ms: u64,
@@ -785,7 +784,7 @@ pub struct LimitsView {
 }
 
 /// Counters shown in a status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct CountersView {
     /// Calls made.
     pub calls: u64,
@@ -806,7 +805,7 @@ pub struct CountersView {
 }
 
 /// Quarantine details shown in a status.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct QuarantineView {
     /// How long it has been quarantined.
     pub for_ms: u64,

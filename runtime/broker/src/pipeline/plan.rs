@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use serde::Serialize;
 use weir_host::packed::{self, FLAG_VALUE_JSON};
 use weir_host::{PluginError, PolicyAction};
 use weir_storage::{Log, Topic, TopicBatch, TopicConfig};
@@ -21,12 +20,11 @@ use crate::produce::{self, NewRecord, RecordPosition};
 pub const TRACEPARENT: &str = "traceparent";
 
 /// Why a step failed on an event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepFailure {
     /// The plugin.
     pub plugin: String,
     /// Its version (SHA-256 of the component), if one was loaded.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// The stable error code (`plugin_trap`, `plugin_timeout`, `unknown_topic`, ...).
     pub kind: &'static str,
@@ -46,7 +44,7 @@ impl StepFailure {
 }
 
 /// Where one output was stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placed {
     /// Topic.
     pub topic: Arc<str>,
@@ -57,15 +55,13 @@ pub struct Placed {
 }
 
 /// What became of one input record of a request that went through a pipeline.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordResult {
     /// Its stored outputs (empty: filtered out, or failed).
     pub outputs: Vec<Placed>,
     /// Where the original went when a step failed on it under `dead_letter`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letter: Option<Placed>,
     /// The failure, under `skip` or `dead_letter`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<StepFailure>,
 }
 

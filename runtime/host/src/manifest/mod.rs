@@ -9,12 +9,12 @@ pub use reach::Reach;
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::{PluginError, Result};
 
 /// The kind of plugin, i.e. the WIT world its component implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// Keeps or drops events.
@@ -83,7 +83,7 @@ impl Default for Limits {
 }
 
 /// Where a plugin attaches (used by the pipelines).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Attachment {
     /// Topic.
@@ -95,7 +95,7 @@ pub struct Attachment {
     #[serde(default = "default_on_error")]
     pub on_error: String,
     /// Where `dead_letter` sends failed events (default `<topic>.dlq`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub dead_letter_topic: Option<String>,
 }
 
@@ -120,7 +120,7 @@ fn default_on_error() -> String {
 
 /// What a connector may reach beyond the broker. Plugins get nothing else: no
 /// WASI, no ambient file system or network.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grants {
     /// Hosts reachable over HTTP: `host` (any port) or `host:port`.
@@ -139,7 +139,7 @@ impl Grants {
 }
 
 /// What a sink does with a batch it could not write after its retries.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnFailure {
     /// Store the events in the dead-letter topic, commit, go on.
@@ -150,7 +150,7 @@ pub enum OnFailure {
 }
 
 /// How the broker runs a connector (`[connector]`); every field has a default.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConnectorSettings {
     /// Most events per `write` (sinks) or per `poll` (sources).
@@ -167,10 +167,8 @@ pub struct ConnectorSettings {
     /// What a sink does once retries are exhausted.
     pub on_failure: OnFailure,
     /// Where a sink's failed events go (default `<topic>.dlq`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letter_topic: Option<String>,
     /// The sink's consumer group (default `connector.<name>`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// Where a new sink group starts: `earliest` (default) or `latest`.
     pub start: String,
@@ -215,7 +213,7 @@ impl Default for ConnectorSettings {
 /// needs `produce` on each), and at run time a route to any other topic is refused
 /// (`route_not_declared`) under the step's error policy. Names are exact; a pattern
 /// could not be checked against a policy that denies single topics.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterSettings {
     /// Every topic the router may choose.

@@ -14,10 +14,17 @@ use weir_connect::{ConnectError, Desired};
 
 use super::AppState;
 use super::problem::Problem;
+use crate::wire::plugins::connector_status;
 
 /// `GET /v1/connectors`.
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "connectors": state.connectors.list() }))
+    let list: Vec<Value> = state
+        .connectors
+        .list()
+        .iter()
+        .map(connector_status)
+        .collect();
+    Json(json!({ "connectors": list }))
 }
 
 /// `GET /v1/connectors/{name}`.
@@ -28,7 +35,7 @@ pub async fn get(
     state
         .connectors
         .status(&name)
-        .map(|s| Json(json!(s)))
+        .map(|s| Json(connector_status(&s)))
         .ok_or_else(|| problem(ConnectError::NotFound(name)))
 }
 
@@ -51,7 +58,7 @@ pub async fn control(
         .connectors
         .set_desired(&name, desired)
         .await
-        .map(|s| Json(json!(s)))
+        .map(|s| Json(connector_status(&s)))
         .map_err(problem)
 }
 

@@ -92,7 +92,7 @@ async fn document(state: &AppState) -> Value {
         .registry()
         .slots()
         .iter()
-        .map(|s| json!(s.status()))
+        .map(|s| crate::wire::plugins::plugin_status(&s.status()))
         .collect();
     let stats = broker.write_stats();
     let health = broker.health();
@@ -101,7 +101,12 @@ async fn document(state: &AppState) -> Value {
         "topics": topics,
         "groups": groups,
         "plugins": plugins,
-        "connectors": state.connectors.list(),
+        "connectors": state
+            .connectors
+            .list()
+            .iter()
+            .map(crate::wire::plugins::connector_status)
+            .collect::<Vec<_>>(),
         "health": {
             "ready": health.failure.is_none(),
             "failure": health.failure,

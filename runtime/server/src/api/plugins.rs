@@ -23,6 +23,7 @@ use super::body::read_limited;
 use super::problem::Problem;
 use crate::auth::Principal;
 use crate::auth::operations::deploy_checks;
+use crate::wire::plugins::{history_entry, plugin_status};
 
 /// Largest deploy body (manifest and component together).
 const MAX_DEPLOY_BYTES: usize = 64 << 20;
@@ -34,7 +35,7 @@ pub async fn list(State(state): State<AppState>) -> Json<Value> {
         .registry()
         .slots()
         .iter()
-        .map(|s| json!(s.status()))
+        .map(|s| plugin_status(&s.status()))
         .collect();
     Json(json!({ "plugins": plugins }))
 }
@@ -44,7 +45,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    Ok(Json(json!(slot(&state, &name)?.status())))
+    Ok(Json(plugin_status(&slot(&state, &name)?.status())))
 }
 
 /// `GET /v1/plugins/{name}/versions`.
@@ -56,7 +57,7 @@ pub async fn versions(
     Ok(Json(json!({
         "plugin": name,
         "current": slot.current().map(|p| p.hash().to_string()),
-        "versions": slot.versions(),
+        "versions": slot.versions().iter().map(history_entry).collect::<Vec<_>>(),
     })))
 }
 

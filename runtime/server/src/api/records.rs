@@ -30,7 +30,7 @@ pub async fn produce(
     let mut acks = Acks::All;
     for (k, v) in &query {
         match k.as_str() {
-            "acks" => acks = weir_broker::produce::parse_acks(v)?,
+            "acks" => acks = parse_acks(v)?,
             other => return Err(unknown_param(other, "acks")),
         }
     }
@@ -138,4 +138,15 @@ pub async fn fetch(
     let (_, result) = reads.pop().expect("one read in, one out");
     state.telemetry.delivered(t.name(), &result);
     Ok(json_response(fetch_response(&result, deliveries.first())))
+}
+
+/// The `acks` word: `all` (after fsync) or `none`, and Kafka's `-1`/`1`/`0`.
+fn parse_acks(word: &str) -> Result<Acks, Problem> {
+    match word {
+        "all" | "1" | "-1" => Ok(Acks::All),
+        "none" | "0" => Ok(Acks::None),
+        other => Err(Problem::invalid_request(format!(
+            "acks must be 'all' or 'none', got '{other}'"
+        ))),
+    }
 }

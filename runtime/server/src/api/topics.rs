@@ -13,6 +13,7 @@ use super::AppState;
 use super::body::read_limited;
 use super::problem::Problem;
 use crate::auth::{Principal, check};
+use crate::wire::pipeline;
 
 /// The JSON description of a topic, with its pipeline when plugins are enabled:
 /// `pipeline` is the configured steps, `chain` what a publish runs now (configured
@@ -31,16 +32,16 @@ pub fn describe(broker: &Broker, topic: &Topic) -> Value {
                 .map(|s| {
                     json!({
                         "plugin": s.name,
-                        "kind": s.kind(),
+                        "kind": s.kind().map(|k| k.as_str()),
                         "version": s.plugin.as_ref().map(|p| p.hash().to_string()),
-                        "on_error": s.on_error,
+                        "on_error": pipeline::on_error(s.on_error),
                         "dead_letter_topic": s.dead_letter_topic,
                     })
                 })
                 .collect(),
             Err(e) => vec![json!({ "error": e.to_string(), "code": e.code() })],
         };
-        v["pipeline"] = json!(configured);
+        v["pipeline"] = json!(configured.iter().map(pipeline::step).collect::<Vec<_>>());
         v["chain"] = json!(chain);
     }
     v
@@ -59,7 +60,11 @@ fn describe_log(topic: &Topic) -> Value {
             })
         })
         .collect();
-    json!({ "name": topic.name(), "config": topic.config(), "partitions": partitions })
+    json!({
+        "name": topic.name(),
+        "config": pipeline::topic_config(topic.config()),
+        "partitions": partitions,
+    })
 }
 
 /// `PUT /v1/topics/{t}`: 201 created, 200 identical exists, 409 different exists.
@@ -74,15 +79,14 @@ pub async fn create(
     let mut body: Value = serde_json::from_slice(if bytes.is_empty() { b"{}" } else { &bytes })
         .map_err(|e| Problem::from_json("topic config", &e))?;
     // `pipeline` is the broker's; the rest is the log's config.
-    let mut pipeline: Option<Vec<StepSpec>> = match body
-        .as_object_mut()
-        .and_then(|o| o.remove("pipeline"))
-    {
-        Some(p) => Some(serde_json::from_value(p).map_err(|e| Problem::from_json("pipeline", &e))?),
-        None => None,
-    };
-    let config: TopicConfig =
-        serde_json::from_value(body).map_err(|e| Problem::from_json("topic config", &e))?;
+    let mut pipeline: Option<Vec<StepSpec>> =
+        match body.as_object_mut().and_then(|o| o.remove("pipeline")) {
+            Some(p) => Some(pipeline::steps(p).map_err(|e| Problem::from_json("pipeline", &e))?),
+            None => None,
+        };
+    let config: TopicConfig = serde_json::from_value::<pipeline::TopicConfigBody>(body)
+        .map_err(|e| Problem::from_json("topic config", &e))?
+        .into();
     if let Some(steps) = &mut pipeline {
         authorize_steps(&state, principal.as_deref(), &name, steps).await?;
     }
@@ -174,8 +178,7 @@ pub async fn put_pipeline(
     if let Some(steps) = v.as_object_mut().and_then(|o| o.remove("steps")) {
         v = steps;
     }
-    let mut steps: Vec<StepSpec> =
-        serde_json::from_value(v).map_err(|e| Problem::from_json("pipeline", &e))?;
+    let mut steps = pipeline::steps(v).map_err(|e| Problem::from_json("pipeline", &e))?;
     authorize_steps(&state, principal.as_deref(), &name, &mut steps).await?;
     set_steps(&state, &topic, steps).await?;
     let d = describe(&state.broker, &topic);

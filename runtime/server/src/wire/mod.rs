@@ -1,5 +1,8 @@
-//! Wire formats: the only place that knows JSON shapes of records.
+//! Wire formats: the only place that knows the JSON shapes of requests and answers.
+//! Domain crates hand over plain types; these map them.
 
+pub mod pipeline;
+pub mod plugins;
 pub mod produce;
 pub mod published;
 pub mod records;

@@ -10,7 +10,7 @@
 use std::io::Write as _;
 
 use weir_broker::Published;
-use weir_broker::pipeline::Placed;
+use weir_broker::pipeline::{Placed, StepFailure};
 
 /// The response body for `published`.
 pub fn response(published: &Published) -> Vec<u8> {
@@ -55,8 +55,7 @@ pub fn response(published: &Published) -> Vec<u8> {
                 }
                 if let Some(e) = &r.error {
                     out.extend_from_slice(b",\"error\":");
-                    // A small struct of strings: cannot fail.
-                    let _ = serde_json::to_writer(&mut out, e);
+                    write_failure(&mut out, e);
                 }
                 out.push(b'}');
             }
@@ -64,6 +63,24 @@ pub fn response(published: &Published) -> Vec<u8> {
             out
         }
     }
+}
+
+/// `{"plugin","version"?,"kind","message"}`, strings escaped by serde_json.
+fn write_failure(out: &mut Vec<u8>, f: &StepFailure) {
+    let string = |out: &mut Vec<u8>, s: &str| {
+        let _ = serde_json::to_writer(&mut *out, s);
+    };
+    out.extend_from_slice(b"{\"plugin\":");
+    string(out, &f.plugin);
+    if let Some(v) = &f.version {
+        out.extend_from_slice(b",\"version\":");
+        string(out, v);
+    }
+    out.extend_from_slice(b",\"kind\":");
+    string(out, f.kind);
+    out.extend_from_slice(b",\"message\":");
+    string(out, &f.message);
+    out.push(b'}');
 }
 
 fn write_placed(out: &mut Vec<u8>, p: &Placed) {

@@ -275,8 +275,8 @@ pub(super) const OPERATIONS: &[Operation] = &[
             TOPIC,
             query(
                 "acks",
-                "`all` (default: after fsync) or `none`",
-                Schema::Word(&["all", "none"]),
+                "`all` (default: after fsync) or `none`; Kafka's `-1`, `1` and `0` too",
+                Schema::Word(&["all", "none", "-1", "1", "0"]),
                 "all",
             ),
         ],

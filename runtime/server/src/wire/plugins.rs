@@ -1,0 +1,140 @@
+//! Plugins and connectors as the API shows them: the host's and the connector
+//! runtime's plain status types mapped to JSON here, so their shapes are the
+//! server's to keep stable.
+
+use serde_json::{Value, json};
+use weir_broker::plugins::{
+    Attachment, ConnectorSettings, Entry, HistoryOrigin, HistoryOutcome, LastError, OnFailure,
+    PluginStatus,
+};
+use weir_connect::{ConnectorStatus, Desired, LastFailure};
+
+/// `GET /v1/plugins/{name}`.
+pub fn plugin_status(s: &PluginStatus) -> Value {
+    json!({
+        "name": s.name,
+        "kind": s.kind.map(|k| k.as_str()),
+        "version": s.version,
+        "state": s.state,
+        "attachments": s.attachments.iter().map(attachment).collect::<Vec<_>>(),
+        "limits": s.limits.map(|l| json!({ "timeout_ms": l.timeout_ms, "memory_mb": l.memory_mb })),
+        "counters": {
+            "calls": s.counters.calls,
+            "events_in": s.counters.events_in,
+            "events_out": s.counters.events_out,
+            "time_ms": s.counters.time_ms,
+            "errors": s.counters.errors,
+            "rejected": s.counters.rejected,
+            "skipped": s.counters.skipped,
+            "dead_lettered": s.counters.dead_lettered,
+        },
+        "quarantine": s.quarantine.map(|q| json!({ "for_ms": q.for_ms, "next_retry_in_ms": q.next_retry_in_ms })),
+        "recent_failures": s.recent_failures,
+        "times_quarantined": s.times_quarantined,
+        "last_error": s.last_error.as_ref().map(last_error),
+        "probation": s.probation,
+        "rejected_versions": s.rejected_versions.iter().map(history_entry).collect::<Vec<_>>(),
+        "reloads": {
+            "activated": s.reloads.activated,
+            "rejected": s.reloads.rejected,
+            "rolled_back": s.reloads.rolled_back,
+        },
+    })
+}
+
+fn last_error(e: &LastError) -> Value {
+    json!({ "at_ms": e.at_ms, "kind": e.kind, "message": e.message })
+}
+
+fn attachment(a: &Attachment) -> Value {
+    let mut v = json!({ "topic": a.topic, "stage": a.stage, "on_error": a.on_error });
+    if let Some(d) = &a.dead_letter_topic {
+        v["dead_letter_topic"] = json!(d);
+    }
+    v
+}
+
+/// One entry of `GET /v1/plugins/{name}/versions` (and a status's rejected versions).
+pub fn history_entry(e: &Entry) -> Value {
+    json!({
+        // Empty when the version's files could not be read.
+        "version": (!e.version.is_empty()).then_some(&e.version),
+        "origin": match e.origin {
+            HistoryOrigin::Startup => "startup",
+            HistoryOrigin::File => "file",
+            HistoryOrigin::Http => "http",
+            HistoryOrigin::Rollback => "rollback",
+        },
+        "file": e.file,
+        "at_ms": e.at_ms,
+        "ended_at_ms": e.ended_at_ms,
+        "outcome": match e.outcome {
+            HistoryOutcome::Active => "active",
+            HistoryOutcome::Replaced => "replaced",
+            HistoryOutcome::RolledBack => "rolled_back",
+            HistoryOutcome::Rejected => "rejected",
+            HistoryOutcome::Removed => "removed",
+        },
+        "reason": e.reason,
+        "load_ms": e.load_ms,
+        "probation": e.probation,
+    })
+}
+
+/// `GET /v1/connectors/{name}`.
+pub fn connector_status(s: &ConnectorStatus) -> Value {
+    let mut v = json!({
+        "name": s.name,
+        "kind": s.kind,
+        "state": s.state.as_str(),
+        "desired": match s.desired {
+            Desired::Running => "running",
+            Desired::Paused => "paused",
+            Desired::Stopped => "stopped",
+        },
+        "version": s.version,
+        "topics": s.topics,
+        "records": s.records,
+        "batches": s.batches,
+        "errors": s.errors,
+        "retries": s.retries,
+        "dead_lettered": s.dead_lettered,
+        "capability_refusals": s.capability_refusals,
+        "settings": connector_settings(&s.settings),
+    });
+    if let Some(g) = &s.group {
+        v["group"] = json!(g);
+    }
+    if let Some(l) = s.lag_records {
+        v["lag_records"] = json!(l);
+    }
+    if let Some(t) = s.last_success_ms {
+        v["last_success_ms"] = json!(t);
+    }
+    if let Some(LastFailure { at_ms, message }) = &s.last_error {
+        v["last_error"] = json!({ "at_ms": at_ms, "message": message });
+    }
+    v
+}
+
+fn connector_settings(c: &ConnectorSettings) -> Value {
+    let mut v = json!({
+        "batch_max": c.batch_max,
+        "poll_interval_ms": c.poll_interval_ms,
+        "max_retries": c.max_retries,
+        "backoff_initial_ms": c.backoff_initial_ms,
+        "backoff_max_ms": c.backoff_max_ms,
+        "on_failure": match c.on_failure {
+            OnFailure::DeadLetter => "dead_letter",
+            OnFailure::Pause => "pause",
+        },
+        "start": c.start,
+    });
+    if let Some(d) = &c.dead_letter_topic {
+        v["dead_letter_topic"] = json!(d);
+    }
+    if let Some(g) = &c.group {
+        v["group"] = json!(g);
+    }
+    v
+}
