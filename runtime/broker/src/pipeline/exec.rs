@@ -15,7 +15,7 @@ use weir_host::packed::{self, Writer};
 use weir_host::{BatchInfo, CallKind, Kind, PluginError};
 
 use super::chain::{Chain, Step};
-use super::plan::StepFailure;
+use super::outcome::StepFailure;
 
 /// Most extra calls a step makes to isolate failing events in one batch.
 const ISOLATION_BUDGET: u32 = 64;

@@ -13,17 +13,19 @@
 //! - [`chain`]: resolving a topic's chain at request time.
 //! - [`exec`]: running the chain over a batch, isolating failing events.
 //! - [`plan`]: outputs and dead letters into batches, and the per-record results.
+//! - [`outcome`]: what became of each record: where it was stored, or why not.
 //! - [`consume`]: a subscription's own filter or transform.
 
 pub mod chain;
 pub mod consume;
 pub(crate) mod exec;
+pub mod outcome;
 pub(crate) mod plan;
 pub mod spec;
 
 pub use chain::{Chain, Step};
 pub use consume::{Delivery, SubscriptionFilter};
-pub use plan::{Placed, RecordResult, StepFailure};
+pub use outcome::{Placed, RecordResult, StepFailure};
 pub use spec::{MissingTopic, OnError, PipelineOptions, StepSpec};
 
 /// The header that names the plugin versions (`name@hash`) that produced a record.

@@ -13,7 +13,7 @@
 //! topic *id*, so a topic deleted and created again starts with no offsets. A committed
 //! offset is the next offset to read (Kafka's convention).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +25,14 @@ use tokio::sync::Notify;
 use weir_storage::{KvOp, Log, ReadLimits, ReadResult, Topic};
 
 use crate::error::{BrokerError, Result};
+
+mod describe;
+mod membership;
+mod offsets;
+
+use membership::{Group, GroupState, Member};
+pub use offsets::validate_group_name;
+use offsets::{decode_offset, encode_offset, group_prefix, offset_key};
 
 /// Where a group starts on a partition it has no committed offset for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -147,161 +155,6 @@ struct Inner {
     groups: DashMap<String, Arc<Group>>,
     session_timeout: Duration,
     member_seq: AtomicU64,
-}
-
-#[derive(Debug)]
-struct Group {
-    state: Mutex<GroupState>,
-    /// Woken when the assignment changes, so long polls return and members see it.
-    changed: Notify,
-}
-
-#[derive(Debug, Default)]
-struct GroupState {
-    members: BTreeMap<String, Member>,
-    generation: u64,
-    /// Per topic: the owner of each partition.
-    owners: HashMap<String, Vec<Option<String>>>,
-}
-
-#[derive(Debug)]
-struct Member {
-    topics: BTreeSet<String>,
-    last_seen: Instant,
-    in_flight: u32,
-    /// Next offset to hand out, per (topic, partition) this member owns.
-    positions: HashMap<(String, u32), u64>,
-    /// What `commit=auto` commits on the next fetch: positions after the last fetch.
-    uncommitted: HashMap<(String, u32), u64>,
-}
-
-impl Member {
-    fn new() -> Self {
-        Self {
-            topics: BTreeSet::new(),
-            last_seen: Instant::now(),
-            in_flight: 0,
-            positions: HashMap::new(),
-            uncommitted: HashMap::new(),
-        }
-    }
-}
-
-/// Checks a group name (Kafka's naming rule).
-pub fn validate_group_name(name: &str) -> Result<()> {
-    if weir_storage::config::is_valid_name(name) {
-        Ok(())
-    } else {
-        Err(BrokerError::InvalidRequest(format!(
-            "invalid group name '{name}': use 1-249 characters of A-Z, a-z, 0-9, '.', '_', '-'"
-        )))
-    }
-}
-
-fn offset_key(group: &str, topic: &Topic, partition: u32) -> Vec<u8> {
-    let mut k = group_prefix(group);
-    k.extend_from_slice(&topic.id().to_be_bytes());
-    k.extend_from_slice(&partition.to_be_bytes());
-    k
-}
-
-fn group_prefix(group: &str) -> Vec<u8> {
-    let mut k = b"group/".to_vec();
-    k.extend_from_slice(group.as_bytes());
-    k.push(0);
-    k
-}
-
-fn encode_offset(offset: u64, at_ms: i64) -> Vec<u8> {
-    let mut v = offset.to_be_bytes().to_vec();
-    v.extend_from_slice(&at_ms.to_be_bytes());
-    v
-}
-
-fn decode_offset(v: &[u8]) -> Option<(u64, i64)> {
-    if v.len() != 16 {
-        return None;
-    }
-    let offset = u64::from_be_bytes(v[0..8].try_into().ok()?);
-    let at = i64::from_be_bytes(v[8..16].try_into().ok()?);
-    Some((offset, at))
-}
-
-impl GroupState {
-    fn evict_expired(&mut self, timeout: Duration) -> bool {
-        let now = Instant::now();
-        let before = self.members.len();
-        self.members
-            .retain(|_, m| m.in_flight > 0 || now.duration_since(m.last_seen) < timeout);
-        before != self.members.len()
-    }
-
-    /// Deals every topic's partitions over its members; true if anything moved.
-    fn rebalance(&mut self, partition_counts: &HashMap<String, u32>) -> bool {
-        let mut changed = false;
-        let mut topics: BTreeSet<String> = self.owners.keys().cloned().collect();
-        for m in self.members.values() {
-            topics.extend(m.topics.iter().cloned());
-        }
-        for topic in topics {
-            let readers: Vec<&String> = self
-                .members
-                .iter()
-                .filter(|(_, m)| m.topics.contains(&topic))
-                .map(|(id, _)| id)
-                .collect();
-            let count = partition_counts.get(&topic).copied().unwrap_or(0);
-            let owners: Vec<Option<String>> = (0..count as usize)
-                .map(|p| (!readers.is_empty()).then(|| readers[p % readers.len()].clone()))
-                .collect();
-            let old = self.owners.get(&topic);
-            if old != Some(&owners) {
-                changed = true;
-                if owners.iter().all(Option::is_none) {
-                    self.owners.remove(&topic);
-                } else {
-                    self.owners.insert(topic.clone(), owners);
-                }
-            }
-        }
-        if changed {
-            self.generation += 1;
-            // Positions of partitions a member no longer owns are forgotten; the new
-            // owner starts from the committed offset.
-            let owners = &self.owners;
-            for (id, m) in self.members.iter_mut() {
-                let owns = |(t, p): &(String, u32)| {
-                    owners
-                        .get(t)
-                        .and_then(|o| o.get(*p as usize))
-                        .is_some_and(|o| o.as_deref() == Some(id.as_str()))
-                };
-                m.positions.retain(|k, _| owns(k));
-                m.uncommitted.retain(|k, _| owns(k));
-            }
-        }
-        changed
-    }
-
-    fn owner(&self, topic: &str, partition: u32) -> Option<&str> {
-        self.owners
-            .get(topic)
-            .and_then(|o| o.get(partition as usize))
-            .and_then(|o| o.as_deref())
-    }
-
-    fn assigned(&self, topic: &str, member: &str) -> Vec<u32> {
-        self.owners
-            .get(topic)
-            .map(|o| {
-                o.iter()
-                    .enumerate()
-                    .filter(|(_, owner)| owner.as_deref() == Some(member))
-                    .map(|(p, _)| p as u32)
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
 }
 
 impl Groups {
@@ -668,166 +521,6 @@ impl Groups {
             g.changed.notify_waiters();
         }
         removed
-    }
-
-    /// Names of all groups with live members or committed offsets.
-    pub fn list(&self) -> Result<Vec<String>> {
-        let mut names: BTreeSet<String> = BTreeSet::new();
-        for entry in self.inner.groups.iter() {
-            let mut st = entry.value().state.lock();
-            st.evict_expired(self.inner.session_timeout);
-            if !st.members.is_empty() {
-                names.insert(entry.key().clone());
-            }
-        }
-        for (key, _) in self.inner.log.kv_scan(b"group/")? {
-            let rest = &key[b"group/".len()..];
-            if let Some(end) = rest.iter().position(|&b| b == 0) {
-                names.insert(String::from_utf8_lossy(&rest[..end]).into_owned());
-            }
-        }
-        Ok(names.into_iter().collect())
-    }
-
-    /// The group's committed offsets and when they were committed, by (topic,
-    /// partition), over the topics that exist.
-    fn committed_all(
-        &self,
-        group: &str,
-        topics: &[Arc<Topic>],
-    ) -> Result<BTreeMap<(String, u32), (u64, i64)>> {
-        let by_id: HashMap<u32, &Arc<Topic>> = topics.iter().map(|t| (t.id(), t)).collect();
-        let mut committed = BTreeMap::new();
-        let prefix = group_prefix(group);
-        for (key, value) in self.inner.log.kv_scan(&prefix)? {
-            let rest = &key[prefix.len()..];
-            if rest.len() != 8 {
-                continue;
-            }
-            let id = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
-            let p = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]);
-            if let (Some(t), Some(v)) = (by_id.get(&id), decode_offset(&value)) {
-                committed.insert((t.name().to_string(), p), v);
-            }
-        }
-        Ok(committed)
-    }
-
-    /// Records of `topics` the group has not consumed: from its committed offsets (or
-    /// the log start) to the high watermarks. Answered from memory and the offsets,
-    /// without reading records (unlike [`describe`](Self::describe)'s age of the
-    /// oldest).
-    pub fn lag_records(&self, group: &str, topics: &[String]) -> Result<u64> {
-        validate_group_name(group)?;
-        let all = self.inner.log.topics();
-        let committed = self.committed_all(group, &all)?;
-        let mut lag = 0;
-        for topic in all.iter().filter(|t| topics.iter().any(|n| n == t.name())) {
-            for p in 0..topic.partition_count() {
-                let part = topic.partition(p)?;
-                let (start, hw) = (part.log_start_offset(), part.high_watermark());
-                let c = committed.get(&(topic.name().to_string(), p));
-                lag += hw - c.map_or(start, |(o, _)| (*o).max(start)).min(hw);
-            }
-        }
-        Ok(lag)
-    }
-
-    /// Members, assignments, committed offsets and lag of a group.
-    pub async fn describe(&self, group: &str) -> Result<GroupInfo> {
-        validate_group_name(group)?;
-        let topics = self.inner.log.topics();
-        let committed = self.committed_all(group, &topics)?;
-        let (generation, members, owners) = match self.inner.groups.get(group).map(|g| g.clone()) {
-            Some(g) => {
-                let mut st = g.state.lock();
-                if st.evict_expired(self.inner.session_timeout)
-                    && st.rebalance(&self.partition_counts())
-                {
-                    g.changed.notify_waiters();
-                }
-                let now = Instant::now();
-                let members: Vec<MemberInfo> = st
-                    .members
-                    .iter()
-                    .map(|(id, m)| MemberInfo {
-                        member: id.clone(),
-                        assignments: m
-                            .topics
-                            .iter()
-                            .map(|t| (t.clone(), st.assigned(t, id)))
-                            .collect(),
-                        idle_ms: if m.in_flight > 0 {
-                            0
-                        } else {
-                            now.duration_since(m.last_seen).as_millis() as u64
-                        },
-                    })
-                    .collect();
-                (st.generation, members, st.owners.clone())
-            }
-            None => (0, Vec::new(), HashMap::new()),
-        };
-        if members.is_empty() && committed.is_empty() {
-            return Err(BrokerError::GroupNotFound(group.to_string()));
-        }
-        let mut topic_names: BTreeSet<String> = committed.keys().map(|(t, _)| t.clone()).collect();
-        topic_names.extend(owners.keys().cloned());
-        let mut partitions = Vec::new();
-        let now = weir_storage::now_ms();
-        for name in topic_names {
-            let Some(topic) = topics.iter().find(|t| t.name() == name) else {
-                continue;
-            };
-            for p in 0..topic.partition_count() {
-                let part = topic.partition(p)?;
-                let (start, hw) = (part.log_start_offset(), part.high_watermark());
-                let c = committed.get(&(name.clone(), p)).copied();
-                let from = c.map_or(start, |(o, _)| o.max(start)).min(hw);
-                let lag_records = hw - from;
-                let lag_ms = if lag_records == 0 {
-                    0
-                } else {
-                    let r = self
-                        .inner
-                        .log
-                        .read(
-                            topic,
-                            p,
-                            from,
-                            ReadLimits {
-                                max_records: 1,
-                                max_bytes: 1,
-                            },
-                        )
-                        .await?;
-                    r.records()
-                        .next()
-                        .map_or(0, |rec| (now - rec.timestamp_ms).max(0) as u64)
-                };
-                partitions.push(PartitionLag {
-                    topic: name.clone(),
-                    partition: p,
-                    committed_offset: c.map(|(o, _)| o),
-                    committed_at_ms: c.map(|(_, at)| at),
-                    high_watermark: hw,
-                    log_start_offset: start,
-                    lag_records,
-                    lag_ms,
-                    owner: owners
-                        .get(&name)
-                        .and_then(|o| o.get(p as usize))
-                        .cloned()
-                        .flatten(),
-                });
-            }
-        }
-        Ok(GroupInfo {
-            group: group.to_string(),
-            generation,
-            members,
-            partitions,
-        })
     }
 
     fn require_empty(&self, group: &str) -> Result<()> {
