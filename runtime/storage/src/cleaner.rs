@@ -12,15 +12,18 @@
 //! compare-and-swap; records keep their offsets, leaving gaps that readers skip.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+
+use dashmap::DashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::batch::{self, BatchBuilder};
 use crate::config::CleanupPolicy;
 use crate::error::{Result, StorageError};
 use crate::keys;
-use crate::store::Store;
 use crate::topic::Topic;
+use crate::writer::WriteContext;
 
 /// How long tombstones stay on a compacted topic without `retention_ms`.
 pub const DEFAULT_TOMBSTONE_RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
@@ -34,17 +37,40 @@ pub struct CleanReport {
     pub records_compacted: u64,
 }
 
-pub(crate) fn run(store: &Store, interval: Duration, stop: std::sync::mpsc::Receiver<()>) {
-    loop {
-        match stop.recv_timeout(interval) {
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            _ => return,
+/// What the cleaner works on: the store's trees and its topics (shared with the
+/// store, so topics created or deleted meanwhile are seen on the next pass).
+#[derive(Debug)]
+pub(crate) struct Cleaner {
+    ctx: Arc<WriteContext>,
+    topics: Arc<DashMap<String, Arc<Topic>>>,
+}
+
+impl Cleaner {
+    pub(crate) fn new(ctx: Arc<WriteContext>, topics: Arc<DashMap<String, Arc<Topic>>>) -> Self {
+        Self { ctx, topics }
+    }
+
+    /// Cleans every `interval` until `stop` fires or is dropped.
+    pub(crate) fn run(&self, interval: Duration, stop: std::sync::mpsc::Receiver<()>) {
+        loop {
+            match stop.recv_timeout(interval) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+            // A panic in sled on damaged data must not end retention for good (the
+            // disk would then fill up): report it and try again next pass.
+            if let Err(e) = crate::engine::catch_engine_panic(|| self.clean_all()) {
+                tracing::warn!(error = %e, "cleaning pass failed; will retry");
+            }
         }
-        // A panic in sled on damaged data must not end retention for good (the disk
-        // would then fill up): report it and try again next pass.
-        if let Err(e) = crate::store::catch_engine_panic(|| store.clean_all()) {
-            tracing::warn!(error = %e, "cleaning pass failed; will retry");
-        }
+    }
+
+    fn ctx(&self) -> &WriteContext {
+        &self.ctx
+    }
+
+    fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics.iter().map(|t| t.clone()).collect()
     }
 }
 
@@ -55,9 +81,9 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-impl Store {
+impl Cleaner {
     /// Applies retention and compaction to every topic once.
-    pub fn clean_all(&self) -> Result<CleanReport> {
+    pub(crate) fn clean_all(&self) -> Result<CleanReport> {
         let mut total = CleanReport::default();
         for topic in self.topics() {
             for p in 0..topic.partition_count() {

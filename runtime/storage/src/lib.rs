@@ -25,6 +25,7 @@ pub mod batch;
 pub mod checkpoint;
 mod cleaner;
 pub mod config;
+mod engine;
 mod error;
 mod fsync;
 mod keys;

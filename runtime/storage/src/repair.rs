@@ -14,9 +14,10 @@ use std::path::Path;
 use crate::batch::{self, BatchBuilder};
 use crate::checkpoint::{Checkpoint, TopicMark};
 use crate::config::CleanupPolicy;
+use crate::engine::catch_engine_panic;
 use crate::error::{Result, StorageError};
 use crate::keys;
-use crate::store::{TopicRecord, catch_engine_panic};
+use crate::topic::TopicRecord;
 
 /// What [`verify`] found in one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,7 +192,7 @@ fn open(dir: &Path) -> Result<sled::Db> {
             dir.display()
         )));
     }
-    crate::store::open_sled(sled::Config::new().path(dir))
+    crate::engine::open_sled(sled::Config::new().path(dir))
 }
 
 /// Where `recover` moves files sled cannot use, inside the data dir.

@@ -179,3 +179,10 @@ impl Partition {
         }
     }
 }
+
+/// A topic as persisted in the metadata tree: its id and config.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct TopicRecord {
+    pub(crate) id: u32,
+    pub(crate) config: TopicConfig,
+}

@@ -122,6 +122,7 @@ impl FlushJob {
 }
 
 /// Shared by the writer and the flusher.
+#[derive(Debug)]
 pub(crate) struct WriteContext {
     pub db: sled::Db,
     pub data: sled::Tree,
@@ -373,7 +374,7 @@ fn delete_topic(ctx: &WriteContext, topic: &Topic) -> Result<()> {
     // while it is still this topic's.
     let key = keys::topic_meta(&topic.name);
     if let Some(current) = ctx.meta.get(&key)? {
-        let same = serde_json::from_slice::<crate::store::TopicRecord>(&current)
+        let same = serde_json::from_slice::<crate::topic::TopicRecord>(&current)
             .is_ok_and(|r| r.id == topic.id);
         if same {
             let _ = ctx

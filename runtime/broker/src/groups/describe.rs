@@ -12,7 +12,6 @@ use super::{GroupInfo, Groups, MemberInfo, PartitionLag};
 use crate::error::{BrokerError, Result};
 
 impl Groups {
-
     /// Names of all groups with live members or committed offsets.
     pub fn list(&self) -> Result<Vec<String>> {
         let mut names: BTreeSet<String> = BTreeSet::new();

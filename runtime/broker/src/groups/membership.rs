@@ -46,7 +46,6 @@ impl Member {
     }
 }
 
-
 impl GroupState {
     pub(super) fn evict_expired(&mut self, timeout: Duration) -> bool {
         let now = Instant::now();
@@ -177,9 +176,21 @@ mod tests {
         let topics = counts(&[("t", 2)]);
         st.rebalance(&topics);
         // a reads partition 0, b partition 1; both have positions.
-        st.members.get_mut("a").unwrap().positions.insert(("t".into(), 0), 7);
-        st.members.get_mut("b").unwrap().positions.insert(("t".into(), 1), 9);
-        st.members.get_mut("b").unwrap().uncommitted.insert(("t".into(), 1), 9);
+        st.members
+            .get_mut("a")
+            .unwrap()
+            .positions
+            .insert(("t".into(), 0), 7);
+        st.members
+            .get_mut("b")
+            .unwrap()
+            .positions
+            .insert(("t".into(), 1), 9);
+        st.members
+            .get_mut("b")
+            .unwrap()
+            .uncommitted
+            .insert(("t".into(), 1), 9);
         st.members.remove("b");
         assert!(st.rebalance(&topics));
         assert_eq!(st.assigned("t", "a"), [0, 1]);
@@ -205,6 +216,9 @@ mod tests {
         assert!(st.evict_expired(Duration::from_secs(30)));
         let left: Vec<&String> = st.members.keys().collect();
         assert_eq!(left, ["busy", "fresh"]);
-        assert!(!st.evict_expired(Duration::from_secs(30)), "nothing more to evict");
+        assert!(
+            !st.evict_expired(Duration::from_secs(30)),
+            "nothing more to evict"
+        );
     }
 }

@@ -4,8 +4,8 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use weir_host::packed::{self, FLAG_VALUE_JSON};
 use weir_host::PolicyAction;
+use weir_host::packed::{self, FLAG_VALUE_JSON};
 use weir_storage::{Log, Topic, TopicBatch, TopicConfig};
 
 use super::LINEAGE_HEADER;

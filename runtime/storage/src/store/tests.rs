@@ -1,0 +1,224 @@
+use super::*;
+use crate::batch::{BatchBuilder, EncodedBatch};
+use crate::config::TopicConfig;
+use crate::writer::Acks;
+
+fn batch_of(values: &[&str]) -> EncodedBatch {
+    let mut b = BatchBuilder::default();
+    for v in values {
+        b.push(1, 0, None, Some(v.as_bytes()), std::iter::empty())
+            .unwrap();
+    }
+    b.finish()
+}
+
+/// A store in `dir` with a topic "t" of `partitions` partitions.
+fn with_topic(dir: &Path, partitions: u32) -> (Store, Arc<Topic>) {
+    let store = Store::open(dir, StoreOptions::default()).unwrap();
+    store
+        .create_topic("t", TopicConfig::with_partitions(partitions))
+        .unwrap();
+    let t = store.topic("t").unwrap();
+    (store, t)
+}
+
+/// A store with topic "t" whose one partition holds three chunks, one record each
+/// (separate acknowledged appends are separate rounds): "first", "second", "third".
+async fn with_three_chunks(dir: &Path) -> (Store, Arc<Topic>) {
+    let (store, t) = with_topic(dir, 1);
+    for v in ["first", "second", "third"] {
+        store
+            .append(&t, vec![(0, batch_of(&[v]))], Acks::All)
+            .await
+            .unwrap();
+    }
+    (store, t)
+}
+
+fn values(r: &ReadResult) -> Vec<(u64, String)> {
+    r.records()
+        .map(|r| {
+            (
+                r.offset,
+                String::from_utf8(r.value.unwrap().to_vec()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_partition_appends_get_contiguous_offsets_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, t) = with_topic(dir.path(), 2);
+        let bases = store
+            .append(
+                &t,
+                vec![(0, batch_of(&["a", "b"])), (1, batch_of(&["c"]))],
+                Acks::All,
+            )
+            .await
+            .unwrap();
+        assert_eq!(bases, [0, 0]);
+        let bases = store
+            .append(&t, vec![(0, batch_of(&["d"]))], Acks::None)
+            .await
+            .unwrap();
+        assert_eq!(bases, [2]);
+        store.flush().await.unwrap();
+        let r = store.read(&t, 0, 1, ReadLimits::default()).unwrap();
+        assert_eq!(values(&r), [(1, "b".into()), (2, "d".into())]);
+        store.shutdown().await;
+    }
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let t = store.topic("t").unwrap();
+    assert_eq!(t.partition(0).unwrap().high_watermark(), 3);
+    assert_eq!(t.partition(1).unwrap().high_watermark(), 1);
+    let r = store.read(&t, 1, 0, ReadLimits::default()).unwrap();
+    assert_eq!(values(&r), [(0, "c".into())]);
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_chunks_are_errors_never_short_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, t) = with_three_chunks(dir.path()).await;
+    // Flip one bit in the middle chunk's value bytes.
+    let key = keys::data_key(t.id, 0, 1);
+    let mut chunk = store.ctx().data.get(key).unwrap().unwrap().to_vec();
+    let at = chunk.len() - 2;
+    chunk[at] ^= 0x10;
+    store.ctx().data.insert(key, chunk).unwrap();
+    // Reads that touch it fail; reads past it still work.
+    for from in [0, 1] {
+        let err = store.read(&t, 0, from, ReadLimits::default()).unwrap_err();
+        assert_eq!(err.code(), "storage_corrupt", "{err}");
+    }
+    let r = store.read(&t, 0, 2, ReadLimits::default()).unwrap();
+    assert_eq!(values(&r), [(2, "third".into())]);
+    store.shutdown().await;
+    drop(store);
+
+    // verify finds it; recover truncates to the last good batch and says so.
+    let found = crate::repair::verify(dir.path()).unwrap();
+    assert!(!found.is_clean());
+    let p = &found.partitions[0];
+    assert_eq!((p.good_end, p.stored_end, p.records), (1, 3, 1));
+    assert!(p.damage.as_ref().unwrap().contains("CRC mismatch"), "{p:?}");
+    let (_, dropped) = crate::repair::recover(dir.path()).unwrap();
+    assert_eq!(dropped.len(), 1);
+    assert_eq!((dropped[0].truncated_to, dropped[0].dropped_to), (1, 3));
+    assert_eq!(dropped[0].chunks, 2);
+    assert!(crate::repair::verify(dir.path()).unwrap().is_clean());
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let t = store.topic("t").unwrap();
+    // Offsets are not reused: [1, 3) is an empty span now.
+    assert_eq!(t.partitions[0].high_watermark(), 3);
+    let r = store.read(&t, 0, 0, ReadLimits::default()).unwrap();
+    assert_eq!(values(&r), [(0, "first".into())]);
+    assert_eq!(r.next_offset, 3);
+    let base = store
+        .append(&t, vec![(0, batch_of(&["again"]))], Acks::All)
+        .await
+        .unwrap();
+    assert_eq!(base, [3]);
+    let r = store.read(&t, 0, 1, ReadLimits::default()).unwrap();
+    assert_eq!(values(&r), [(3, "again".into())]);
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_chunk_is_an_error_never_a_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, t) = with_three_chunks(dir.path()).await;
+    store.ctx().data.remove(keys::data_key(t.id, 0, 1)).unwrap();
+    let err = store.read(&t, 0, 0, ReadLimits::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("offsets [1, 2) are missing"),
+        "{err}"
+    );
+    let err = store.read(&t, 0, 1, ReadLimits::default()).unwrap_err();
+    assert_eq!(err.code(), "storage_corrupt");
+    store.shutdown().await;
+    drop(store);
+    let found = crate::repair::verify(dir.path()).unwrap();
+    assert_eq!(found.partitions[0].good_end, 1);
+    assert!(
+        found.partitions[0]
+            .damage
+            .as_ref()
+            .unwrap()
+            .contains("missing")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_recovered_short_of_the_checkpoint_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, t) = with_three_chunks(dir.path()).await;
+    store.shutdown().await;
+    drop(store);
+    // What sled does with a damaged log tail: recover less, silently.
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let data = db.open_tree("data").unwrap();
+        data.remove(keys::data_key(t.id, 0, 2)).unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(dir.path(), StoreOptions::default()).unwrap_err();
+    assert!(err.is_damage());
+    assert!(
+        err.to_string().contains(
+            "topic 't' partition 0 ends at offset 2 but offsets up to 3 were acknowledged"
+        ),
+        "{err}"
+    );
+    let (_, dropped) = crate::repair::recover(dir.path()).unwrap();
+    assert_eq!((dropped[0].truncated_to, dropped[0].dropped_to), (2, 3));
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(store.topic("t").unwrap().partitions[0].high_watermark(), 3);
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_share_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, t) = with_topic(dir.path(), 1);
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (store, t) = (store.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..20 {
+                store
+                    .append(&t, vec![(0, batch_of(&["x"]))], Acks::All)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stats = store.stats().snapshot();
+    assert_eq!(stats.requests_flushed, 64 * 20);
+    assert!(
+        stats.flushes < 64 * 20 / 2,
+        "{} flushes for {} requests: no group commit",
+        stats.flushes,
+        64 * 20
+    );
+    let all = store
+        .read(
+            &t,
+            0,
+            0,
+            ReadLimits {
+                max_records: 10_000,
+                max_bytes: usize::MAX,
+            },
+        )
+        .unwrap();
+    let offsets: Vec<u64> = all.records().map(|r| r.offset).collect();
+    assert_eq!(offsets, (0..64 * 20).collect::<Vec<_>>());
+    store.shutdown().await;
+}
