@@ -12,11 +12,8 @@ fn main() {
         .expect("the repository root");
     let mut files = vec![root.join("sdk/Cargo.toml")];
     for (dir, ext) in [("sdk/src", "rs"), ("wit", "wit")] {
-        let mut found: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
-            .unwrap_or_else(|e| panic!("{dir}: {e}"))
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == ext))
-            .collect();
+        let mut found = Vec::new();
+        walk(&root.join(dir), ext, &mut found);
         found.sort();
         files.extend(found);
     }
@@ -35,9 +32,21 @@ fn main() {
         );
     }
     out.push_str("];\n");
-    for dir in ["sdk/src", "wit"] {
+    for dir in ["sdk/src", "sdk/src/guest", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let dest = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("sdk_files.rs");
     std::fs::write(dest, out).expect("writing sdk_files.rs");
+}
+
+/// Every file under `dir` (recursively) ending in `.ext`.
+fn walk(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            walk(&path, ext, out);
+        } else if path.extension().is_some_and(|x| x == ext) {
+            out.push(path);
+        }
+    }
 }

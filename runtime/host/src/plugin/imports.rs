@@ -1,0 +1,145 @@
+//! What the broker offers a plugin through its imports: structured logging, its
+//! durable key-value state, and for connectors the `http` and `files`
+//! capabilities, each checked against the plugin's grants.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::bindings::{filter, source, types};
+use crate::error::Result;
+use crate::grants::{self, Capabilities};
+use crate::limits::Limiter;
+use crate::state::PluginState;
+
+/// Store data of one instance.
+pub(crate) struct Ctx {
+    pub(super) plugin: Arc<str>,
+    pub(super) limits: Limiter,
+    pub(super) state: Arc<dyn PluginState>,
+    /// A connector's grants (`None`: a pipeline plugin, which has none).
+    pub(super) caps: Option<Arc<Capabilities>>,
+    /// State writes of a source's poll, held back to be committed with its events.
+    pub(super) staged: Option<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+    /// When the current call's deadline passes (caps outbound request timeouts).
+    pub(super) deadline: Instant,
+}
+
+impl Ctx {
+    fn caps(&self) -> Result<&Capabilities, String> {
+        self.caps
+            .as_deref()
+            .ok_or_else(|| "capability_denied: only connectors have grants".to_string())
+    }
+
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+impl types::Host for Ctx {}
+
+impl filter::weir::plugin::host::Host for Ctx {
+    fn log(&mut self, level: types::Level, message: String) {
+        let plugin = &*self.plugin;
+        match level {
+            types::Level::Trace => tracing::trace!(plugin, "{message}"),
+            types::Level::Debug => tracing::debug!(plugin, "{message}"),
+            types::Level::Info => tracing::info!(plugin, "{message}"),
+            types::Level::Warn => tracing::warn!(plugin, "{message}"),
+            types::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn state_get(&mut self, key: Vec<u8>) -> Option<Vec<u8>> {
+        if let Some(staged) = self.staged.as_ref().and_then(|s| s.get(&key)) {
+            return staged.clone();
+        }
+        self.state.get(&self.plugin, &key)
+    }
+
+    fn state_set(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        match &mut self.staged {
+            Some(staged) => {
+                staged.insert(key, Some(value));
+            }
+            None => self.state.set(&self.plugin, &key, &value),
+        }
+    }
+
+    fn state_delete(&mut self, key: Vec<u8>) {
+        match &mut self.staged {
+            Some(staged) => {
+                staged.insert(key, None);
+            }
+            None => self.state.delete(&self.plugin, &key),
+        }
+    }
+}
+
+impl source::weir::plugin::http::Host for Ctx {
+    fn send(
+        &mut self,
+        req: source::weir::plugin::http::Request,
+    ) -> std::result::Result<source::weir::plugin::http::Response, String> {
+        let deadline = self.remaining();
+        let r = self.caps()?.send(
+            grants::http::Request {
+                method: req.method,
+                url: req.url,
+                headers: req.headers,
+                body: req.body,
+                timeout: (req.timeout_ms > 0).then(|| Duration::from_millis(req.timeout_ms.into())),
+            },
+            deadline,
+        )?;
+        Ok(source::weir::plugin::http::Response {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        })
+    }
+}
+
+impl source::weir::plugin::files::Host for Ctx {
+    fn list_dir(
+        &mut self,
+        path: String,
+    ) -> std::result::Result<Vec<source::weir::plugin::files::Entry>, String> {
+        Ok(self
+            .caps()?
+            .list_dir(&path)?
+            .into_iter()
+            .map(|e| source::weir::plugin::files::Entry {
+                name: e.name,
+                size: e.size,
+                is_dir: e.is_dir,
+            })
+            .collect())
+    }
+
+    fn read_at(
+        &mut self,
+        path: String,
+        offset: u64,
+        max: u32,
+    ) -> std::result::Result<Vec<u8>, String> {
+        self.caps()?.read_at(&path, offset, max)
+    }
+
+    fn append(&mut self, path: String, data: Vec<u8>) -> std::result::Result<u64, String> {
+        self.caps()?.append(&path, &data)
+    }
+
+    fn sync(&mut self, path: String) -> std::result::Result<(), String> {
+        self.caps()?.sync(&path)
+    }
+
+    fn rename(&mut self, from: String, to: String) -> std::result::Result<(), String> {
+        self.caps()?.rename(&from, &to)
+    }
+
+    fn create_dir(&mut self, path: String) -> std::result::Result<(), String> {
+        self.caps()?.create_dir(&path)
+    }
+}
