@@ -112,6 +112,20 @@ pub fn decode(buf: &[u8]) -> Result<Vec<Event<'_>>, DecodeError> {
     Ok(out)
 }
 
+/// Checks a packed batch as [`decode`] does and returns how many events it holds,
+/// without collecting them: for a host that only needs to know the batch is sound.
+pub fn validate(buf: &[u8]) -> Result<usize, DecodeError> {
+    let mut r = Reader { buf };
+    let count = r.u32()? as usize;
+    for _ in 0..count {
+        r.event()?;
+    }
+    if !r.buf.is_empty() {
+        return Err(DecodeError("trailing bytes after the last event"));
+    }
+    Ok(count)
+}
+
 /// Builds a packed batch.
 #[derive(Debug, Clone)]
 pub struct Writer {
@@ -276,8 +290,14 @@ mod tests {
         assert_eq!(events[0].header("a"), Some(&b"1"[..]));
         assert!(events[0].value_is_json());
         assert_eq!(events[1].value, None);
+        assert_eq!(validate(&buf), Ok(2));
         for cut in 0..buf.len() {
             assert!(decode(&buf[..cut]).is_err());
+            assert!(validate(&buf[..cut]).is_err());
         }
+        let mut long = buf.clone();
+        long.push(0);
+        assert!(decode(&long).is_err());
+        assert!(validate(&long).is_err());
     }
 }

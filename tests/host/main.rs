@@ -447,9 +447,7 @@ fn versions_swap_while_status_and_calls_run_concurrently() {
             while Instant::now() < deadline {
                 let slot = registry.get("hello").unwrap();
                 let p = slot.current().unwrap();
-                let _ = slot.call(&p, CallKind::Batch, 1, |p| {
-                    p.filter(&info(), &batch, 1).map(|k| (k, 1))
-                });
+                let _ = slot.filter(&p, CallKind::Batch, &info(), &batch, 1);
             }
         });
         while Instant::now() < deadline {

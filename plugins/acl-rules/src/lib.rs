@@ -74,12 +74,20 @@ impl Acl for AclRules {
     fn init(config: Config) -> Result<Self, String> {
         for (i, r) in config.rules.iter().enumerate() {
             if r.principals.is_empty() && r.groups.is_empty() {
-                return Err(format!("rule {i}: name principals or groups (\"*\" for everyone)"));
+                return Err(format!(
+                    "rule {i}: name principals or groups (\"*\" for everyone)"
+                ));
             }
             if r.operations.is_empty() || r.resources.is_empty() {
-                return Err(format!("rule {i}: operations and resources must not be empty"));
+                return Err(format!(
+                    "rule {i}: operations and resources must not be empty"
+                ));
             }
-            if let Some(op) = r.operations.iter().find(|o| *o != "*" && !OPERATIONS.contains(&o.as_str())) {
+            if let Some(op) = r
+                .operations
+                .iter()
+                .find(|o| *o != "*" && !OPERATIONS.contains(&o.as_str()))
+            {
                 return Err(format!(
                     "rule {i}: unknown operation '{op}' (one of {}, or \"*\")",
                     OPERATIONS.join(", ")
@@ -95,7 +103,9 @@ impl Acl for AclRules {
                 }
             }
         }
-        Ok(AclRules { rules: config.rules })
+        Ok(AclRules {
+            rules: config.rules,
+        })
     }
 
     fn authorize(&self, request: &AclRequest) -> Decision {
@@ -125,10 +135,19 @@ impl Acl for AclRules {
 
 impl Rule {
     fn applies(&self, r: &AclRequest, resource: &str) -> bool {
-        let who = self.principals.iter().any(|p| p == "*" || *p == r.principal)
+        let who = self
+            .principals
+            .iter()
+            .any(|p| p == "*" || *p == r.principal)
             || self.groups.iter().any(|g| r.groups.contains(g));
-        who && self.operations.iter().any(|o| o == "*" || *o == r.operation)
-            && self.resources.iter().any(|p| p == "*" || glob(p.as_bytes(), resource.as_bytes()))
+        who && self
+            .operations
+            .iter()
+            .any(|o| o == "*" || *o == r.operation)
+            && self
+                .resources
+                .iter()
+                .any(|p| p == "*" || glob(p.as_bytes(), resource.as_bytes()))
     }
 }
 
@@ -181,10 +200,16 @@ mod tests {
             { "effect": "allow", "principals": ["alice"], "operations": ["produce", "consume"], "resources": ["topic:orders*"] },
             { "effect": "deny", "groups": ["interns"], "operations": ["*"], "resources": ["topic:orders-secret"] },
         ]});
-        let ask = |r: AclRequest| run_acl::<AclRules>(config.clone(), &r).unwrap() == Decision::Allow;
+        let ask =
+            |r: AclRequest| run_acl::<AclRules>(config.clone(), &r).unwrap() == Decision::Allow;
         assert!(ask(req("alice", &[], "produce", "topic:orders")));
         assert!(ask(req("alice", &[], "consume", "topic:orders-eu")));
-        assert!(!ask(req("alice", &["interns"], "consume", "topic:orders-secret")));
+        assert!(!ask(req(
+            "alice",
+            &["interns"],
+            "consume",
+            "topic:orders-secret"
+        )));
         assert!(!ask(req("alice", &[], "topic-admin", "topic:orders")));
         assert!(!ask(req("bob", &[], "produce", "topic:orders")));
         // Look-alikes do not match.
@@ -209,10 +234,13 @@ mod tests {
 
     #[test]
     fn bad_rules_are_refused_at_init() {
-        let bad = json!({ "rules": [{ "effect": "allow", "operations": ["*"], "resources": ["*"] }] });
+        let bad =
+            json!({ "rules": [{ "effect": "allow", "operations": ["*"], "resources": ["*"] }] });
         assert!(run_acl::<AclRules>(bad, &req("a", &[], "produce", "topic:x")).is_err());
         let bad = json!({ "rules": [{ "effect": "deny", "principals": ["a"], "operations": ["prodcue"], "resources": ["topic:x"] }] });
-        let e = AclRules::init(serde_json::from_value(bad).unwrap()).err().unwrap();
+        let e = AclRules::init(serde_json::from_value(bad).unwrap())
+            .err()
+            .unwrap();
         assert!(e.contains("unknown operation 'prodcue'"), "{e}");
         let bad = json!({ "rules": [{ "effect": "deny", "principals": ["a"], "operations": ["*"], "resources": ["topics:x"] }] });
         assert!(AclRules::init(serde_json::from_value(bad).unwrap()).is_err());

@@ -37,7 +37,10 @@ impl Router for HeaderRouter {
         let value = event
             .header(&self.config.header)
             .and_then(|v| std::str::from_utf8(v).ok());
-        match value.and_then(|v| self.config.routes.get(v)).or(self.config.default.as_ref()) {
+        match value
+            .and_then(|v| self.config.routes.get(v))
+            .or(self.config.default.as_ref())
+        {
             Some(topic) => routes.to(topic.clone()),
             None => {}
         }
@@ -51,7 +54,7 @@ weir_sdk::export_router!(HeaderRouter);
 mod tests {
     use super::*;
     use serde_json::json;
-    use weir_sdk::testing::{TestEvent, run_router};
+    use weir_sdk::testing::{run_router, TestEvent};
 
     #[test]
     fn routes_by_header() {

@@ -81,14 +81,22 @@ impl Filter for JsonFilter {
             .map_err(|e| Error::BadInput(format!("value is not JSON: {e}")))?;
         let parse = |raw: &str| serde_json::from_str::<Value>(raw).ok();
         Ok(match &self.condition {
-            Condition::Equals(v, text) => raw.is_some_and(|r| r == text || parse(r).as_ref() == Some(v)),
-            Condition::NotEquals(v, text) => !raw.is_some_and(|r| r == text || parse(r).as_ref() == Some(v)),
+            Condition::Equals(v, text) => {
+                raw.is_some_and(|r| r == text || parse(r).as_ref() == Some(v))
+            }
+            Condition::NotEquals(v, text) => {
+                !raw.is_some_and(|r| r == text || parse(r).as_ref() == Some(v))
+            }
             Condition::Exists(want) => raw.is_some() == *want,
             Condition::Matches(re) => raw
                 .and_then(|r| serde_json::from_str::<std::borrow::Cow<'_, str>>(r).ok())
                 .is_some_and(|s| re.is_match(&s)),
-            Condition::Gt(n) => raw.and_then(|r| serde_json::from_str::<f64>(r).ok()).is_some_and(|x| x > *n),
-            Condition::Lt(n) => raw.and_then(|r| serde_json::from_str::<f64>(r).ok()).is_some_and(|x| x < *n),
+            Condition::Gt(n) => raw
+                .and_then(|r| serde_json::from_str::<f64>(r).ok())
+                .is_some_and(|x| x > *n),
+            Condition::Lt(n) => raw
+                .and_then(|r| serde_json::from_str::<f64>(r).ok())
+                .is_some_and(|x| x < *n),
         })
     }
 }
@@ -99,7 +107,7 @@ weir_sdk::export_filter!(JsonFilter);
 mod tests {
     use super::*;
     use serde_json::json;
-    use weir_sdk::testing::{TestEvent, run_filter};
+    use weir_sdk::testing::{run_filter, TestEvent};
 
     #[test]
     fn conditions() {
@@ -109,19 +117,41 @@ mod tests {
             TestEvent::json(json!({"n": 1})),
         ];
         let run = |c| run_filter::<JsonFilter>(c, &events).unwrap();
-        assert_eq!(run(json!({"path": "/status", "equals": "paid"})), [true, false, false]);
-        assert_eq!(run(json!({"path": "/status", "not_equals": "paid"})), [false, true, true]);
-        assert_eq!(run(json!({"path": "/status", "exists": false})), [false, false, true]);
-        assert_eq!(run(json!({"path": "/status", "matches": "^o"})), [false, true, false]);
+        assert_eq!(
+            run(json!({"path": "/status", "equals": "paid"})),
+            [true, false, false]
+        );
+        assert_eq!(
+            run(json!({"path": "/status", "not_equals": "paid"})),
+            [false, true, true]
+        );
+        assert_eq!(
+            run(json!({"path": "/status", "exists": false})),
+            [false, false, true]
+        );
+        assert_eq!(
+            run(json!({"path": "/status", "matches": "^o"})),
+            [false, true, false]
+        );
         assert_eq!(run(json!({"path": "/n", "gt": 4})), [true, true, false]);
         assert_eq!(run(json!({"path": "/n", "lt": 4})), [false, false, true]);
         assert!(run_filter::<JsonFilter>(json!({"path": "/n"}), &events).is_err());
         assert!(run_filter::<JsonFilter>(json!({"path": "n", "gt": 1}), &events).is_err());
         // Equal values in other spellings still match; bad JSON is bad input.
-        let text = |t: &str| TestEvent { value: Some(t.as_bytes().to_vec()), json: true, ..TestEvent::default() };
+        let text = |t: &str| TestEvent {
+            value: Some(t.as_bytes().to_vec()),
+            json: true,
+            ..TestEvent::default()
+        };
         let spaced = [text(r#"{ "status" : "pa\u0069d" }"#)];
-        assert_eq!(run_filter::<JsonFilter>(json!({"path": "/status", "equals": "paid"}), &spaced).unwrap(), [true]);
+        assert_eq!(
+            run_filter::<JsonFilter>(json!({"path": "/status", "equals": "paid"}), &spaced)
+                .unwrap(),
+            [true]
+        );
         let bad = [text("{\"status\": ")];
-        assert!(run_filter::<JsonFilter>(json!({"path": "/status", "equals": "paid"}), &bad).is_err());
+        assert!(
+            run_filter::<JsonFilter>(json!({"path": "/status", "equals": "paid"}), &bad).is_err()
+        );
     }
 }

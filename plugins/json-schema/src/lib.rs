@@ -19,18 +19,45 @@ pub struct JsonSchema {
     patterns: HashMap<String, regex::Regex>,
 }
 
-const ANNOTATIONS: [&str; 7] = ["$schema", "$id", "title", "description", "default", "examples", "format"];
+const ANNOTATIONS: [&str; 7] = [
+    "$schema",
+    "$id",
+    "title",
+    "description",
+    "default",
+    "examples",
+    "format",
+];
 const KEYWORDS: [&str; 21] = [
-    "type", "enum", "const", "properties", "required", "additionalProperties", "items",
-    "minItems", "maxItems", "minLength", "maxLength", "pattern", "minimum", "maximum",
-    "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "allOf", "anyOf", "oneOf", "not",
+    "type",
+    "enum",
+    "const",
+    "properties",
+    "required",
+    "additionalProperties",
+    "items",
+    "minItems",
+    "maxItems",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
 ];
 
 impl Filter for JsonSchema {
     type Config = Config;
 
     fn init(c: Config) -> std::result::Result<Self, String> {
-        let schema: Value = serde_json::from_str(&c.schema).map_err(|e| format!("schema is not JSON: {e}"))?;
+        let schema: Value =
+            serde_json::from_str(&c.schema).map_err(|e| format!("schema is not JSON: {e}"))?;
         let mut patterns = HashMap::new();
         check_schema(&schema, "", &mut patterns)?;
         Ok(JsonSchema { schema, patterns })
@@ -45,7 +72,11 @@ impl Filter for JsonSchema {
 }
 
 /// Walks the schema once: unknown keywords are refused, patterns are compiled.
-fn check_schema(s: &Value, at: &str, patterns: &mut HashMap<String, regex::Regex>) -> std::result::Result<(), String> {
+fn check_schema(
+    s: &Value,
+    at: &str,
+    patterns: &mut HashMap<String, regex::Regex>,
+) -> std::result::Result<(), String> {
     let obj = match s {
         Value::Bool(_) => return Ok(()),
         Value::Object(o) => o,
@@ -56,7 +87,9 @@ fn check_schema(s: &Value, at: &str, patterns: &mut HashMap<String, regex::Regex
             continue;
         }
         if !KEYWORDS.contains(&k.as_str()) {
-            return Err(format!("unsupported keyword '{k}' at '{at}' (see the plugin's README)"));
+            return Err(format!(
+                "unsupported keyword '{k}' at '{at}' (see the plugin's README)"
+            ));
         }
         match k.as_str() {
             "properties" => {
@@ -64,9 +97,16 @@ fn check_schema(s: &Value, at: &str, patterns: &mut HashMap<String, regex::Regex
                     check_schema(sub, &format!("{at}/properties/{name}"), patterns)?;
                 }
             }
-            "additionalProperties" | "items" | "not" => check_schema(v, &format!("{at}/{k}"), patterns)?,
+            "additionalProperties" | "items" | "not" => {
+                check_schema(v, &format!("{at}/{k}"), patterns)?
+            }
             "allOf" | "anyOf" | "oneOf" => {
-                for (i, sub) in v.as_array().ok_or(format!("{k} must be an array"))?.iter().enumerate() {
+                for (i, sub) in v
+                    .as_array()
+                    .ok_or(format!("{k} must be an array"))?
+                    .iter()
+                    .enumerate()
+                {
                     check_schema(sub, &format!("{at}/{k}/{i}"), patterns)?;
                 }
             }
@@ -103,7 +143,8 @@ fn has_type(v: &Value, t: &str) -> bool {
 
 impl JsonSchema {
     fn validate(&self, s: &Value, v: &Value, at: &mut String) -> std::result::Result<(), String> {
-        let here = |msg: String, at: &str| Err(format!("{}: {msg}", if at.is_empty() { "/" } else { at }));
+        let here =
+            |msg: String, at: &str| Err(format!("{}: {msg}", if at.is_empty() { "/" } else { at }));
         let obj: &Map<String, Value> = match s {
             Value::Bool(true) => return Ok(()),
             Value::Bool(false) => return here("no value is allowed here".into(), at),
@@ -122,7 +163,10 @@ impl JsonSchema {
         }
         if let Some(Value::Array(options)) = obj.get("enum") {
             if !options.contains(v) {
-                return here(format!("{v} is not one of {}", Value::Array(options.clone())), at);
+                return here(
+                    format!("{v} is not one of {}", Value::Array(options.clone())),
+                    at,
+                );
             }
         }
         if let Some(c) = obj.get("const") {
@@ -144,16 +188,26 @@ impl JsonSchema {
             if let Some(m) = bound("exclusiveMaximum").filter(|m| n >= *m) {
                 return here(format!("{v} is not less than {m}"), at);
             }
-            if let Some(m) = bound("multipleOf").filter(|m| *m > 0.0 && (n / m).fract().abs() > 1e-9) {
+            if let Some(m) =
+                bound("multipleOf").filter(|m| *m > 0.0 && (n / m).fract().abs() > 1e-9)
+            {
                 return here(format!("{v} is not a multiple of {m}"), at);
             }
         }
         if let Value::String(text) = v {
             let len = text.chars().count() as u64;
-            if let Some(m) = obj.get("minLength").and_then(Value::as_u64).filter(|m| len < *m) {
+            if let Some(m) = obj
+                .get("minLength")
+                .and_then(Value::as_u64)
+                .filter(|m| len < *m)
+            {
                 return here(format!("string is shorter than {m} characters"), at);
             }
-            if let Some(m) = obj.get("maxLength").and_then(Value::as_u64).filter(|m| len > *m) {
+            if let Some(m) = obj
+                .get("maxLength")
+                .and_then(Value::as_u64)
+                .filter(|m| len > *m)
+            {
                 return here(format!("string is longer than {m} characters"), at);
             }
             if let Some(p) = obj.get("pattern").and_then(Value::as_str) {
@@ -164,10 +218,18 @@ impl JsonSchema {
         }
         if let Value::Array(items) = v {
             let n = items.len() as u64;
-            if let Some(m) = obj.get("minItems").and_then(Value::as_u64).filter(|m| n < *m) {
+            if let Some(m) = obj
+                .get("minItems")
+                .and_then(Value::as_u64)
+                .filter(|m| n < *m)
+            {
                 return here(format!("fewer than {m} items"), at);
             }
-            if let Some(m) = obj.get("maxItems").and_then(Value::as_u64).filter(|m| n > *m) {
+            if let Some(m) = obj
+                .get("maxItems")
+                .and_then(Value::as_u64)
+                .filter(|m| n > *m)
+            {
                 return here(format!("more than {m} items"), at);
             }
             if let Some(item_schema) = obj.get("items") {
@@ -189,7 +251,9 @@ impl JsonSchema {
             }
             let props = obj.get("properties").and_then(Value::as_object);
             for (name, field) in fields {
-                let sub = props.and_then(|p| p.get(name)).or_else(|| obj.get("additionalProperties"));
+                let sub = props
+                    .and_then(|p| p.get(name))
+                    .or_else(|| obj.get("additionalProperties"));
                 if let Some(sub) = sub {
                     let len = at.len();
                     at.push('/');
@@ -205,12 +269,18 @@ impl JsonSchema {
             }
         }
         if let Some(Value::Array(any)) = obj.get("anyOf") {
-            if !any.iter().any(|sub| self.validate(sub, v, &mut at.clone()).is_ok()) {
+            if !any
+                .iter()
+                .any(|sub| self.validate(sub, v, &mut at.clone()).is_ok())
+            {
                 return here("matches none of anyOf".into(), at);
             }
         }
         if let Some(Value::Array(one)) = obj.get("oneOf") {
-            let n = one.iter().filter(|sub| self.validate(sub, v, &mut at.clone()).is_ok()).count();
+            let n = one
+                .iter()
+                .filter(|sub| self.validate(sub, v, &mut at.clone()).is_ok())
+                .count();
             if n != 1 {
                 return here(format!("matches {n} of oneOf, not exactly one"), at);
             }
@@ -230,10 +300,13 @@ weir_sdk::export_filter!(JsonSchema);
 mod tests {
     use super::*;
     use serde_json::json;
-    use weir_sdk::testing::{TestEvent, run_filter};
+    use weir_sdk::testing::{run_filter, TestEvent};
 
     fn check(schema: Value, value: Value) -> std::result::Result<Vec<bool>, String> {
-        run_filter::<JsonSchema>(json!({ "schema": schema.to_string() }), &[TestEvent::json(value)])
+        run_filter::<JsonSchema>(
+            json!({ "schema": schema.to_string() }),
+            &[TestEvent::json(value)],
+        )
     }
 
     #[test]
@@ -247,8 +320,19 @@ mod tests {
             },
             "additionalProperties": false
         });
-        assert_eq!(check(schema.clone(), json!({"id": "o-1", "items": [{"price": 3}]})).unwrap(), [true]);
-        let e = check(schema.clone(), json!({"id": "o-1", "items": [{"price": 3}, {"price": 12.5}]})).unwrap_err();
+        assert_eq!(
+            check(
+                schema.clone(),
+                json!({"id": "o-1", "items": [{"price": 3}]})
+            )
+            .unwrap(),
+            [true]
+        );
+        let e = check(
+            schema.clone(),
+            json!({"id": "o-1", "items": [{"price": 3}, {"price": 12.5}]}),
+        )
+        .unwrap_err();
         assert!(e.contains("/items/1/price") && e.contains("maximum"), "{e}");
         let e = check(schema.clone(), json!({"items": []})).unwrap_err();
         assert!(e.contains("required property 'id'"), "{e}");
@@ -256,6 +340,8 @@ mod tests {
         assert!(e.contains("pattern"), "{e}");
         let e = check(schema, json!({"id": "o-2", "extra": 1})).unwrap_err();
         assert!(e.contains("/extra"), "{e}");
-        assert!(check(json!({"$ref": "#/x"}), json!(1)).unwrap_err().contains("unsupported keyword"));
+        assert!(check(json!({"$ref": "#/x"}), json!(1))
+            .unwrap_err()
+            .contains("unsupported keyword"));
     }
 }

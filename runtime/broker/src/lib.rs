@@ -199,7 +199,7 @@ impl Broker {
                 partitions: topic_for_plan.partition_count(),
             };
             let batch = pipeline::exec::Batch {
-                buf: input.clone(),
+                buf: std::borrow::Cow::Borrowed(&input),
                 origins: (0..partitions.len() as u32).collect(),
             };
             let executed = pipeline::exec::run(&chain, &info, batch);

@@ -35,6 +35,54 @@ impl NewRecord<'_> {
     }
 }
 
+/// What the encoder needs of a record: a client's [`NewRecord`], or a pipeline's
+/// output read straight from the plugin's packed buffer (no copy, no allocation per
+/// record).
+pub(crate) trait Record {
+    /// The key, which decides the partition unless one is given.
+    fn key(&self) -> Option<&[u8]>;
+    /// The value (`None`: a tombstone).
+    fn value(&self) -> Option<&[u8]>;
+    /// Whether the value is JSON text.
+    fn value_is_json(&self) -> bool;
+    /// The explicit partition, if any.
+    fn partition(&self) -> Option<u32>;
+    /// The headers, in order.
+    fn headers(&self) -> impl Iterator<Item = (&str, &[u8])>;
+
+    /// Bytes of key, value and headers: what the per-record limit applies to.
+    fn size(&self) -> usize {
+        self.key().map_or(0, <[u8]>::len)
+            + self.value().map_or(0, <[u8]>::len)
+            + self
+                .headers()
+                .map(|(n, v)| n.len() + v.len())
+                .sum::<usize>()
+    }
+}
+
+impl Record for NewRecord<'_> {
+    fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+
+    fn value(&self) -> Option<&[u8]> {
+        self.value.as_deref()
+    }
+
+    fn value_is_json(&self) -> bool {
+        self.value_is_json
+    }
+
+    fn partition(&self) -> Option<u32> {
+        self.partition
+    }
+
+    fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+    }
+}
+
 /// Where one produced record went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordPosition {
@@ -68,9 +116,9 @@ struct PartitionBatches {
 
 /// Partitions and encodes `records` into batches of about [`TARGET_BATCH_BYTES`].
 /// `shared` headers are stored once per batch and read back on every record.
-pub(crate) fn encode(
+pub(crate) fn encode<R: Record>(
     topic: &Topic,
-    records: &[NewRecord<'_>],
+    records: &[R],
     shared: &[(&str, &[u8])],
     sticky: &Sticky,
     timestamp_ms: i64,
@@ -93,13 +141,13 @@ pub(crate) fn encode(
                 limit: max_record_bytes,
             });
         }
-        if compacted && r.key.is_none() {
+        if compacted && r.key().is_none() {
             return Err(BrokerError::InvalidRequest(format!(
                 "record {index} has no key, but topic '{}' is compacted and needs one",
                 topic.name()
             )));
         }
-        let p = match (r.partition, &r.key) {
+        let p = match (r.partition(), r.key()) {
             (Some(p), _) => {
                 topic.partition(p)?;
                 p
@@ -129,10 +177,14 @@ pub(crate) fn encode(
         part.count += 1;
         part.current.push(
             timestamp_ms,
-            if r.value_is_json { ATTR_VALUE_JSON } else { 0 },
-            r.key.as_deref(),
-            r.value.as_deref(),
-            r.headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref())),
+            if r.value_is_json() {
+                ATTR_VALUE_JSON
+            } else {
+                0
+            },
+            r.key(),
+            r.value(),
+            r.headers(),
         )?;
     }
     let mut batches = Vec::with_capacity(parts.iter().map(|p| p.done.len() + 1).sum());

@@ -512,16 +512,12 @@ async fn write(
     };
     let n = records.len();
     let (slot, plugin, events) = (ctx.slot.clone(), plugin.clone(), writer.finish());
-    tokio::task::spawn_blocking(move || {
-        slot.call(&plugin, kind, n, |p| {
-            p.write(&delivery, &events).map(|()| ((), n))
+    tokio::task::spawn_blocking(move || slot.write(&plugin, kind, &delivery, &events, n))
+        .await
+        .unwrap_or_else(|e| {
+            Err(PluginError::Failed {
+                plugin: "connector".into(),
+                reason: format!("the call did not finish: {e}"),
+            })
         })
-    })
-    .await
-    .unwrap_or_else(|e| {
-        Err(PluginError::Failed {
-            plugin: "connector".into(),
-            reason: format!("the call did not finish: {e}"),
-        })
-    })
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use weir_broker::plugin_state::StoredPluginState;
-use weir_broker::plugins::{CallKind, OnFailure, Plugin, PluginError, PollInfo, Polled};
+use weir_broker::plugins::{OnFailure, Plugin, PluginError, PollInfo, Polled};
 use weir_broker::{Acks, KvOp};
 use weir_broker::{BrokerError, NewRecord};
 
@@ -191,19 +191,12 @@ async fn poll(
     info: PollInfo,
 ) -> Result<Polled, PluginError> {
     let (slot, plugin) = (ctx.slot.clone(), plugin.clone());
-    tokio::task::spawn_blocking(move || {
-        slot.call(&plugin, CallKind::Batch, 0, |p| {
-            p.poll(&info).map(|polled| {
-                let n = polled.count;
-                (polled, n)
+    tokio::task::spawn_blocking(move || slot.poll(&plugin, &info))
+        .await
+        .unwrap_or_else(|e| {
+            Err(PluginError::Failed {
+                plugin: "connector".into(),
+                reason: format!("the call did not finish: {e}"),
             })
         })
-    })
-    .await
-    .unwrap_or_else(|e| {
-        Err(PluginError::Failed {
-            plugin: "connector".into(),
-            reason: format!("the call did not finish: {e}"),
-        })
-    })
 }

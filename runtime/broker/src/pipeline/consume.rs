@@ -81,31 +81,28 @@ impl SubscriptionFilter {
             return Ok(Delivery::Keep(Vec::new()));
         }
         let buf = w.finish();
-        let delivery =
-            self.slot
-                .call(&self.plugin, CallKind::Batch, count, |p| match p.kind() {
-                    Kind::Filter => {
-                        let flags = p.filter(info, &buf, count)?;
-                        let kept = flags.iter().filter(|k| **k).count();
-                        Ok((Delivery::Keep(flags), kept))
-                    }
-                    _ => {
-                        // The host checked that the outputs decode and match the counts.
-                        let t = p.transform(info, &buf, count)?;
-                        let mut out = Vec::with_capacity(offsets.len());
-                        for (offset, n) in offsets.iter().zip(&t.counts) {
-                            out.extend(std::iter::repeat_n(*offset, *n as usize));
-                        }
-                        let produced = out.len();
-                        Ok((
-                            Delivery::Rewritten {
-                                packed: t.events,
-                                offsets: out,
-                            },
-                            produced,
-                        ))
-                    }
-                })?;
+        let delivery = match self.plugin.kind() {
+            Kind::Filter => Delivery::Keep(self.slot.filter(
+                &self.plugin,
+                CallKind::Batch,
+                info,
+                &buf,
+                count,
+            )?),
+            _ => {
+                let t = self
+                    .slot
+                    .transform(&self.plugin, CallKind::Batch, info, &buf, count)?;
+                let mut out = Vec::with_capacity(offsets.len());
+                for (offset, n) in offsets.iter().zip(&t.counts) {
+                    out.extend(std::iter::repeat_n(*offset, *n as usize));
+                }
+                Delivery::Rewritten {
+                    packed: t.events,
+                    offsets: out,
+                }
+            }
+        };
         Ok(delivery)
     }
 }

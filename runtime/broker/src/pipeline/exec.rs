@@ -9,6 +9,7 @@
 //! deadline); quarantine and missing plugins fail the batch without a call. Only the
 //! first call of a step counts toward the plugin's quarantine.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use weir_host::packed::{self, Writer};
@@ -20,15 +21,15 @@ use super::outcome::StepFailure;
 /// Most extra calls a step makes to isolate failing events in one batch.
 const ISOLATION_BUDGET: u32 = 64;
 
-/// Events in flight: a packed buffer and, per event, the index of the input record
-/// it came from.
+/// Events in flight: a packed buffer (the request's own until a step rewrites it)
+/// and, per event, the index of the input record it came from.
 #[derive(Debug, Default)]
-pub(crate) struct Batch {
-    pub buf: Vec<u8>,
+pub(crate) struct Batch<'a> {
+    pub buf: Cow<'a, [u8]>,
     pub origins: Vec<u32>,
 }
 
-impl Batch {
+impl Batch<'_> {
     pub fn len(&self) -> usize {
         self.origins.len()
     }
@@ -54,9 +55,9 @@ pub(crate) struct Failure {
 
 /// What a chain made of a batch.
 #[derive(Debug)]
-pub(crate) struct Executed {
+pub(crate) struct Executed<'a> {
     /// The events that passed every step (before routing).
-    pub out: Batch,
+    pub out: Batch<'a>,
     /// The router's choices, if the chain ends with a router.
     pub routes: Option<Vec<Route>>,
     /// Events that failed a step.
@@ -71,7 +72,7 @@ enum Output {
 }
 
 /// Runs `chain` over `input`.
-pub(crate) fn run(chain: &Chain, info: &BatchInfo, input: Batch) -> Executed {
+pub(crate) fn run<'a>(chain: &Chain, info: &BatchInfo, input: Batch<'a>) -> Executed<'a> {
     let mut batch = input;
     let mut failures = Vec::new();
     for (index, step) in chain.steps.iter().enumerate() {
@@ -192,14 +193,14 @@ impl Next {
         }
     }
 
-    fn finish(self) -> Batch {
+    fn finish(self) -> Batch<'static> {
         let buf = match (self.taken, self.writer) {
             (Some(buf), _) => buf,
             (None, Some(w)) => w.finish(),
             (None, None) => Writer::default().finish(),
         };
         Batch {
-            buf,
+            buf: Cow::Owned(buf),
             origins: self.origins,
         }
     }
@@ -209,7 +210,7 @@ type Piece = (Range<usize>, Result<Output, PluginError>);
 
 /// Calls the step on the whole batch, then on halves of what failed, while the
 /// failure may be event-specific and the budget lasts.
-fn run_isolating(step: &Step, info: &BatchInfo, batch: &Batch) -> Vec<Piece> {
+fn run_isolating(step: &Step, info: &BatchInfo, batch: &Batch<'_>) -> Vec<Piece> {
     let n = batch.len();
     match call(step, CallKind::Batch, info, &batch.buf, n) {
         Err(e) if e.isolatable() && n > 1 => {
@@ -284,28 +285,19 @@ fn call(
     )
     .entered();
     match plugin.kind() {
-        Kind::Filter => slot.call(plugin, kind, count, |p| {
-            let flags = p.filter(info, buf, count)?;
-            let kept = flags.iter().filter(|k| **k).count();
-            Ok((Output::Keep(flags), kept))
-        }),
-        Kind::Transform => slot.call(plugin, kind, count, |p| {
-            // The host checked that the outputs decode and match the counts.
-            let t = p.transform(info, buf, count)?;
-            let produced = t.counts.iter().map(|c| *c as usize).sum();
-            Ok((
-                Output::Rewrite {
+        Kind::Filter => slot
+            .filter(plugin, kind, info, buf, count)
+            .map(Output::Keep),
+        Kind::Transform => {
+            slot.transform(plugin, kind, info, buf, count)
+                .map(|t| Output::Rewrite {
                     events: t.events,
                     counts: t.counts,
-                },
-                produced,
-            ))
-        }),
-        Kind::Router => slot.call(plugin, kind, count, |p| {
-            let d = p.route(info, buf, count)?;
-            let n = d.len();
-            Ok((Output::Route(d), n))
-        }),
+                })
+        }
+        Kind::Router => slot
+            .route(plugin, kind, info, buf, count)
+            .map(Output::Route),
         other => Err(PluginError::WrongKind {
             plugin: step.name.clone(),
             expected: "filter, transform or router",

@@ -46,8 +46,9 @@ pub struct Placed {
 /// What became of one input record of a request that went through a pipeline.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordResult {
-    /// Its stored outputs (empty: filtered out, or failed).
-    pub outputs: Vec<Placed>,
+    /// Its stored outputs (empty: filtered out, or failed); almost always one, kept
+    /// inline.
+    pub outputs: smallvec::SmallVec<[Placed; 1]>,
     /// Where the original went when a step failed on it under `dead_letter`.
     pub dead_letter: Option<Placed>,
     /// The failure, under `skip` or `dead_letter`.

@@ -90,9 +90,21 @@ impl Destinations<'_> {
 
 /// Turns a chain's result into the batches of one append. A failure under `reject`
 /// fails the whole request here, before anything is stored.
-pub(crate) fn build(cx: &PlanContext<'_>, input: &[u8], mut executed: Executed) -> Result<Plan> {
+pub(crate) fn build(
+    cx: &PlanContext<'_>,
+    input: &[u8],
+    mut executed: Executed<'_>,
+) -> Result<Plan> {
     let inputs = packed::decode(input).expect("the broker packed the request");
-    let outs = packed::decode(&executed.out.buf).expect("checked by the chain");
+    // Decoded once each: the outputs are the input itself when no step rewrote or
+    // dropped anything.
+    let rewritten;
+    let outs: &[packed::Event<'_>] = if std::ptr::eq(executed.out.buf.as_ref(), input) {
+        &inputs
+    } else {
+        rewritten = packed::decode(&executed.out.buf).expect("checked by the chain");
+        &rewritten
+    };
     let mut dest = Destinations {
         log: cx.log,
         topics: vec![cx.topic.clone()],
@@ -163,46 +175,37 @@ pub(crate) fn build(cx: &PlanContext<'_>, input: &[u8], mut executed: Executed) 
     let mut results = vec![RecordResult::default(); inputs.len()];
     apply_policies(cx, &mut executed.failures, &mut results)?;
 
-    let mut records: Vec<Vec<NewRecord<'_>>> = Vec::new();
-    let mut targets: Vec<Vec<(u32, bool)>> = Vec::new();
-    // The lineage is the same for every output: stored once per batch.
-    let lineage = [(LINEAGE_HEADER, cx.chain.lineage.as_bytes())];
-    for (t, j, key) in sends {
-        let e = &outs[j];
-        let origin = executed.out.origins[j];
+    // The outputs, per destination topic, read straight from the chain's packed
+    // buffer; dead letters apart (rare, and with headers of their own).
+    let mut outputs: Vec<Vec<Out<'_>>> = Vec::new();
+    let mut output_targets: Vec<Vec<(u32, bool)>> = Vec::new();
+    for (t, j, key) in &sends {
+        let e = outs[*j];
+        let origin = executed.out.origins[*j];
         let original = &inputs[origin as usize];
-        let key: Option<Cow<'_, [u8]>> = match key {
-            Some(k) => Some(Cow::Owned(k)),
-            None => e.key.map(Cow::Borrowed),
+        let key = match key {
+            Some(k) => Some(&k[..]),
+            None => e.key,
         };
         let partition = match cx.partitions[origin as usize] {
-            Some(p) if t == 0 && key.as_deref() == original.key => Some(p),
+            Some(p) if *t == 0 && key == original.key => Some(p),
             _ => None,
         };
-        let mut headers: Vec<(Cow<'_, str>, Cow<'_, [u8]>)> = e
-            .headers()
-            .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
-            .collect();
         // The trace goes on through the chain, whatever the plugins did with headers.
-        if let Some(parent) = original.header(TRACEPARENT)
-            && !headers.iter().any(|(n, _)| n == TRACEPARENT)
-        {
-            headers.push((Cow::Borrowed(TRACEPARENT), Cow::Borrowed(parent)));
-        }
-        push(
-            &mut records,
-            &mut targets,
-            Bucket::output(t),
-            (origin, false),
-            NewRecord {
-                key,
-                value: e.value.map(Cow::Borrowed),
-                value_is_json: e.flags & FLAG_VALUE_JSON != 0,
-                headers,
-                partition,
-            },
-        );
+        let trace = original
+            .header(TRACEPARENT)
+            .filter(|_| e.header(TRACEPARENT).is_none());
+        grow(&mut outputs, &mut output_targets, *t);
+        outputs[*t].push(Out {
+            event: e,
+            key,
+            partition,
+            trace,
+        });
+        output_targets[*t].push((origin, false));
     }
+    let mut dead: Vec<Vec<NewRecord<'_>>> = Vec::new();
+    let mut dead_targets: Vec<Vec<(u32, bool)>> = Vec::new();
     for f in &executed.failures {
         let step = &cx.chain.steps[f.step];
         let result = &mut results[f.origin as usize];
@@ -235,36 +238,24 @@ pub(crate) fn build(cx: &PlanContext<'_>, input: &[u8], mut executed: Executed) 
         }
         headers.push(("weir-dlq-error-kind".into(), e.kind.as_bytes().into()));
         headers.push(("weir-dlq-error".into(), e.message.as_bytes().into()));
-        push(
-            &mut records,
-            &mut targets,
-            Bucket::dead_letter(t),
-            (f.origin, true),
-            NewRecord {
-                key: original.key.map(Cow::Borrowed),
-                value: original.value.map(Cow::Borrowed),
-                value_is_json: original.flags & FLAG_VALUE_JSON != 0,
-                headers,
-                partition: None,
-            },
-        );
+        grow(&mut dead, &mut dead_targets, t);
+        dead[t].push(NewRecord {
+            key: original.key.map(Cow::Borrowed),
+            value: original.value.map(Cow::Borrowed),
+            value_is_json: original.flags & FLAG_VALUE_JSON != 0,
+            headers,
+            partition: None,
+        });
+        dead_targets[t].push((f.origin, true));
     }
 
     let now = weir_storage::now_ms();
     let mut batches = Vec::new();
     let mut groups = Vec::new();
-    for (bucket, (recs, targets)) in records.into_iter().zip(targets).enumerate() {
-        if recs.is_empty() {
-            continue;
-        }
-        let (t, dead) = Bucket::split(bucket);
-        let topic = &dest.topics[t];
-        let shared: &[(&str, &[u8])] = if dead || cx.chain.lineage.is_empty() {
-            &[]
-        } else {
-            &lineage
-        };
-        let encoded = produce::encode(topic, &recs, shared, cx.sticky, now, cx.max_record_bytes)?;
+    let mut add = |topic: &Arc<Topic>,
+                   encoded: produce::Encoded,
+                   targets: Vec<(u32, bool)>,
+                   batches: &mut Vec<TopicBatch>| {
         let start = batches.len();
         batches.extend(
             encoded
@@ -283,6 +274,28 @@ pub(crate) fn build(cx: &PlanContext<'_>, input: &[u8], mut executed: Executed) 
             placement: encoded.placement,
             targets,
         });
+    };
+    for (t, (recs, targets)) in outputs.into_iter().zip(output_targets).enumerate() {
+        if recs.is_empty() {
+            continue;
+        }
+        let topic = &dest.topics[t];
+        // The lineage is the same for every output: stored once per batch.
+        let shared: &[(&str, &[u8])] = if cx.chain.lineage.is_empty() {
+            &[]
+        } else {
+            &[(LINEAGE_HEADER, cx.chain.lineage.as_bytes())]
+        };
+        let encoded = produce::encode(topic, &recs, shared, cx.sticky, now, cx.max_record_bytes)?;
+        add(topic, encoded, targets, &mut batches);
+    }
+    for (t, (recs, targets)) in dead.into_iter().zip(dead_targets).enumerate() {
+        if recs.is_empty() {
+            continue;
+        }
+        let topic = &dest.topics[t];
+        let encoded = produce::encode(topic, &recs, &[], cx.sticky, now, cx.max_record_bytes)?;
+        add(topic, encoded, targets, &mut batches);
     }
     Ok(Plan {
         batches,
@@ -291,35 +304,46 @@ pub(crate) fn build(cx: &PlanContext<'_>, input: &[u8], mut executed: Executed) 
     })
 }
 
-/// Outputs and dead letters of one topic are encoded apart: only outputs carry the
-/// lineage. Bucket `2t` holds topic `t`'s outputs, `2t + 1` its dead letters.
-struct Bucket;
+/// One output as the encoder reads it: the plugin's event in place, with the
+/// router's key (if it chose one), the pinned partition and the input's trace.
+struct Out<'a> {
+    event: packed::Event<'a>,
+    key: Option<&'a [u8]>,
+    partition: Option<u32>,
+    /// The input's `traceparent`, when the output lacks one.
+    trace: Option<&'a [u8]>,
+}
 
-impl Bucket {
-    fn output(topic: usize) -> usize {
-        topic * 2
+impl produce::Record for Out<'_> {
+    fn key(&self) -> Option<&[u8]> {
+        self.key
     }
-    fn dead_letter(topic: usize) -> usize {
-        topic * 2 + 1
+
+    fn value(&self) -> Option<&[u8]> {
+        self.event.value
     }
-    fn split(bucket: usize) -> (usize, bool) {
-        (bucket / 2, bucket % 2 == 1)
+
+    fn value_is_json(&self) -> bool {
+        self.event.flags & FLAG_VALUE_JSON != 0
+    }
+
+    fn partition(&self) -> Option<u32> {
+        self.partition
+    }
+
+    fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.event
+            .headers()
+            .chain(self.trace.map(|t| (TRACEPARENT, t)))
     }
 }
 
-fn push<'a>(
-    records: &mut Vec<Vec<NewRecord<'a>>>,
-    targets: &mut Vec<Vec<(u32, bool)>>,
-    bucket: usize,
-    target: (u32, bool),
-    record: NewRecord<'a>,
-) {
-    while records.len() <= bucket {
+/// Grows per-topic lists to hold topic `t`.
+fn grow<T>(records: &mut Vec<Vec<T>>, targets: &mut Vec<Vec<(u32, bool)>>, t: usize) {
+    while records.len() <= t {
         records.push(Vec::new());
         targets.push(Vec::new());
     }
-    records[bucket].push(record);
-    targets[bucket].push(target);
 }
 
 /// `reject` fails the request; `skip` and `dead_letter` mark the record's result.

@@ -42,9 +42,8 @@ impl Plugin {
             return Err(self.invalid(format!("{} counts for {count} events", out.counts.len())));
         }
         // The outputs must decode and match the counts, so callers can trust both.
-        let produced = crate::packed::decode(&out.events)
-            .map_err(|e| self.invalid(e.to_string()))?
-            .len();
+        let produced =
+            crate::packed::validate(&out.events).map_err(|e| self.invalid(e.to_string()))?;
         let promised: u64 = out.counts.iter().map(|c| u64::from(*c)).sum();
         if promised != produced as u64 {
             return Err(self.invalid(format!(

@@ -8,9 +8,11 @@
 
 //!
 //! Split by job: the map of plugins by name here; [`slot`] (one name's versions,
-//! health, probation and the one call entry every caller uses); [`status`] (the
+//! health and probation); `calls` (the one way to call a plugin, a method per
+//! export, every call admitted, timed, counted and observed); [`status`] (the
 //! counters and the snapshot the API shows).
 
+mod calls;
 mod slot;
 mod status;
 

@@ -289,7 +289,7 @@ impl Slot {
     /// makes the call and returns its result with the number of events out. The
     /// breaker admits batch calls; a quarantined plugin is not called and the result
     /// is `plugin_quarantined`.
-    pub fn call<T>(
+    pub(super) fn call<T>(
         &self,
         plugin: &Plugin,
         kind: CallKind,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use weir_broker::plugins::{AclRequest, CallKind, Decision, Registry};
+use weir_broker::plugins::{AclRequest, Decision, Registry};
 
 use super::Principal;
 use super::operations::Check;
@@ -166,9 +166,7 @@ impl Authorizer {
             resource_name: c.name.clone(),
             headers: Vec::new(),
         };
-        let decision = slot.call(&plugin, CallKind::Batch, 1, |p| {
-            p.authorize(&request).map(|d| (d, 1))
-        });
+        let decision = slot.authorize(&plugin, &request);
         let verdict = match decision {
             Ok(Decision::Allow) => Verdict::Allow,
             Ok(Decision::Deny(reason)) => Verdict::Deny(reason),
