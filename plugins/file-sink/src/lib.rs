@@ -126,11 +126,15 @@ mod tests {
     use weir_sdk::connector::testing;
     use weir_sdk::testing::TestEvent;
 
-    fn temp_dir(name: &str) -> String {
-        let dir =
-            std::env::temp_dir().join(format!("weir-file-sink-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir.display().to_string()
+    /// A fresh directory removed when the guard drops, and its path as the config
+    /// takes it.
+    fn temp_dir() -> (tempfile::TempDir, String) {
+        let dir = tempfile::Builder::new()
+            .prefix("weir-file-sink-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().display().to_string();
+        (dir, path)
     }
 
     fn lines(path: &str) -> Vec<Value> {
@@ -143,7 +147,7 @@ mod tests {
 
     #[test]
     fn appends_one_line_per_event() {
-        let dir = temp_dir("append");
+        let (_guard, dir) = temp_dir();
         let mut sink = testing::sink::<FileSink>(json!({ "dir": dir })).unwrap();
         let events = [
             TestEvent::json(json!({"a": 1})).key("k"),
@@ -165,7 +169,7 @@ mod tests {
 
     #[test]
     fn rotates_full_files_with_increasing_indexes() {
-        let dir = temp_dir("rotate");
+        let (_guard, dir) = temp_dir();
         let mut sink =
             testing::sink::<FileSink>(json!({ "dir": dir, "max_file_bytes": 10 })).unwrap();
         for offset in 0..3 {
@@ -198,18 +202,14 @@ mod tests {
     fn config_is_checked() {
         assert!(testing::sink::<FileSink>(json!({ "dir": "relative" })).is_err());
         assert!(testing::sink::<FileSink>(json!({})).is_err());
-        assert!(
-            testing::sink::<FileSink>(json!({ "dir": temp_dir("cfg"), "format": "csv" })).is_err()
-        );
-        assert!(
-            testing::sink::<FileSink>(json!({ "dir": temp_dir("cfg"), "max_file_bytes": 0 }))
-                .is_err()
-        );
+        let (_guard, dir) = temp_dir();
+        assert!(testing::sink::<FileSink>(json!({ "dir": dir, "format": "csv" })).is_err());
+        assert!(testing::sink::<FileSink>(json!({ "dir": dir, "max_file_bytes": 0 })).is_err());
     }
 
     #[test]
     fn file_errors_are_retryable() {
-        let dir = temp_dir("errors");
+        let (_guard, dir) = temp_dir();
         let mut sink = testing::sink::<FileSink>(json!({ "dir": dir })).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         let err = testing::write(&mut sink, "t", 0, &[TestEvent::json(json!(1))]).unwrap_err();

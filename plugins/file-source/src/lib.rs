@@ -189,12 +189,15 @@ mod tests {
     use weir_sdk::connector::testing;
     use weir_sdk::testing::TestEvent;
 
-    fn temp_dir(name: &str) -> String {
-        let dir =
-            std::env::temp_dir().join(format!("weir-file-source-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.display().to_string()
+    /// A fresh directory removed when the guard drops, and its path as the config
+    /// takes it.
+    fn temp_dir() -> (tempfile::TempDir, String) {
+        let dir = tempfile::Builder::new()
+            .prefix("weir-file-source-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().display().to_string();
+        (dir, path)
     }
 
     fn info(max: u32) -> PollInfo {
@@ -219,7 +222,7 @@ mod tests {
 
     #[test]
     fn emits_complete_lines_and_resumes_from_state() {
-        let dir = temp_dir("lines");
+        let (_guard, dir) = temp_dir();
         let file = format!("{dir}/a.ndjson");
         append(&file, "{\"n\":1}\nplain text\n\n{\"n\":2");
         append(&format!("{dir}/ignored.txt"), "nope\n");
@@ -240,7 +243,7 @@ mod tests {
 
     #[test]
     fn stops_at_max_across_files() {
-        let dir = temp_dir("max");
+        let (_guard, dir) = temp_dir();
         append(&format!("{dir}/a.ndjson"), "1\n2\n3\n");
         append(&format!("{dir}/b.ndjson"), "4\n5\n");
         let mut s = testing::source::<FileSource>(json!({ "dir": dir })).unwrap();
@@ -259,7 +262,7 @@ mod tests {
 
     #[test]
     fn truncated_files_restart_from_zero() {
-        let dir = temp_dir("truncate");
+        let (_guard, dir) = temp_dir();
         let file = format!("{dir}/a.ndjson");
         append(&file, "one\ntwo\n");
         let mut s = testing::source::<FileSource>(json!({ "dir": dir })).unwrap();
@@ -271,7 +274,7 @@ mod tests {
 
     #[test]
     fn keys_come_from_the_key_field() {
-        let dir = temp_dir("keys");
+        let (_guard, dir) = temp_dir();
         append(
             &format!("{dir}/a.log"),
             "{\"user\":\"ann\"}\n{\"user\":{\"id\":7}}\n{\"x\":1}\nnot json\n",
@@ -294,7 +297,7 @@ mod tests {
 
     #[test]
     fn overlong_lines_are_reported() {
-        let dir = temp_dir("long");
+        let (_guard, dir) = temp_dir();
         append(&format!("{dir}/a.ndjson"), "0123456789\n");
         let mut s = testing::source::<FileSource>(json!({ "dir": dir, "read_bytes": 4 })).unwrap();
         let err = testing::poll(&mut s, &info(10)).unwrap_err();
@@ -306,7 +309,7 @@ mod tests {
         assert!(testing::source::<FileSource>(json!({ "dir": "rel" })).is_err());
         assert!(testing::source::<FileSource>(json!({ "dir": "/x", "read_bytes": 0 })).is_err());
         assert!(testing::source::<FileSource>(json!({ "dir": "/x", "key_field": "" })).is_err());
-        let dir = temp_dir("state");
+        let (_guard, dir) = temp_dir();
         append(&format!("{dir}/a.ndjson"), "1\n");
         state::set(b"pos/a.ndjson", b"junk");
         let mut s = testing::source::<FileSource>(json!({ "dir": dir })).unwrap();
