@@ -51,6 +51,10 @@ impl Engine {
         config.epoch_interruption(true);
         // Deep recursion must trap cleanly, well before the host thread's stack.
         config.max_wasm_stack(512 << 10);
+        // `perf` can name plugin functions when asked (the map costs a little per load).
+        if std::env::var_os("WEIR_WASM_PERFMAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = wasmtime::Engine::new(&config)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (ticking, flag) = (engine.clone(), stop.clone());

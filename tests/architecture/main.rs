@@ -1,0 +1,235 @@
+//! The architecture invariants of `runtime/README.md`, checked against the real
+//! dependency graph (`cargo metadata`) and the domain crates' sources, so a change
+//! that breaks a wall fails CI instead of waiting for a reviewer to notice.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// The workspace's crates and, per crate, its normal (non-dev, non-build)
+/// dependencies by package name.
+struct Graph {
+    direct: BTreeMap<String, BTreeSet<String>>,
+    root: PathBuf,
+}
+
+impl Graph {
+    fn load() -> Graph {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let out = Command::new(env!("CARGO"))
+            .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+            .current_dir(&root)
+            .output()
+            .expect("cargo metadata runs");
+        assert!(
+            out.status.success(),
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let meta: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata is JSON");
+        let names: BTreeMap<&str, &str> = meta["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
+            .collect();
+        let mut direct = BTreeMap::new();
+        for node in meta["resolve"]["nodes"].as_array().unwrap() {
+            let normal = node["deps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| {
+                    d["dep_kinds"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|k| k["kind"].is_null())
+                })
+                .map(|d| names[d["pkg"].as_str().unwrap()].to_string())
+                .collect();
+            direct.insert(names[node["id"].as_str().unwrap()].to_string(), normal);
+        }
+        Graph { direct, root }
+    }
+
+    fn direct(&self, krate: &str) -> &BTreeSet<String> {
+        self.direct
+            .get(krate)
+            .unwrap_or_else(|| panic!("{krate} is not in the workspace's graph"))
+    }
+
+    /// Everything `krate` links, through any path of normal dependencies.
+    fn reach(&self, krate: &str) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![krate.to_string()];
+        while let Some(k) = todo.pop() {
+            for d in self.direct.get(&k).into_iter().flatten() {
+                if seen.insert(d.clone()) {
+                    todo.push(d.clone());
+                }
+            }
+        }
+        seen
+    }
+}
+
+const CRATES: [&str; 8] = [
+    "weir-storage",
+    "weir-broker",
+    "weir-host",
+    "weir-connect",
+    "weir-toolchain",
+    "weir-server",
+    "weir-cli",
+    "weir-bench",
+];
+
+fn assert_never(graph: &Graph, krate: &str, links: &BTreeSet<String>, never: &[&str], how: &str) {
+    let broken: Vec<&&str> = never.iter().filter(|n| links.contains(**n)).collect();
+    assert!(
+        broken.is_empty(),
+        "{krate} must never {how} {broken:?} (runtime/README.md, Invariants); its direct deps: {:?}",
+        graph.direct(krate)
+    );
+}
+
+#[test]
+fn storage_knows_no_wasm_or_http() {
+    let g = Graph::load();
+    let links = g.reach("weir-storage");
+    let never = [
+        "wasmtime",
+        "weir-sdk",
+        "weir-host",
+        "weir-broker",
+        "axum",
+        "hyper",
+        "reqwest",
+        "ureq",
+    ];
+    assert_never(&g, "weir-storage", &links, &never, "link");
+}
+
+#[test]
+fn host_knows_no_storage_or_http_server() {
+    let g = Graph::load();
+    let links = g.reach("weir-host");
+    let never = ["sled", "weir-storage", "weir-broker", "axum", "hyper"];
+    assert_never(&g, "weir-host", &links, &never, "link");
+}
+
+#[test]
+fn the_broker_is_the_only_door_to_storage_and_host() {
+    let g = Graph::load();
+    for krate in CRATES {
+        if krate == "weir-broker" {
+            continue;
+        }
+        let never = ["weir-storage", "weir-host"];
+        assert_never(&g, krate, g.direct(krate), &never, "depend directly on");
+    }
+    // The broker holds the log as a trait object, never sled or wasmtime itself.
+    let never = ["sled", "wasmtime", "axum", "hyper"];
+    assert_never(
+        &g,
+        "weir-broker",
+        g.direct("weir-broker"),
+        &never,
+        "depend directly on",
+    );
+    let links = g.reach("weir-broker");
+    assert_never(&g, "weir-broker", &links, &["axum", "hyper"], "link");
+}
+
+#[test]
+fn connectors_serve_no_http() {
+    let g = Graph::load();
+    let links = g.reach("weir-connect");
+    assert_never(
+        &g,
+        "weir-connect",
+        &links,
+        &["axum", "hyper", "weir-server"],
+        "link",
+    );
+}
+
+#[test]
+fn the_server_is_the_http_library_alone() {
+    let g = Graph::load();
+    let links = g.reach("weir-server");
+    let never = [
+        "weir-cli",
+        "weir-bench",
+        "weir-toolchain",
+        "clap",
+        "reqwest",
+        "async-nats",
+        "redis",
+    ];
+    assert_never(&g, "weir-server", &links, &never, "link");
+}
+
+/// Files of the domain crates that may derive `Serialize`, and why: each is a record
+/// the crate writes to its own storage, not a request or response body.
+const PERSISTED: [(&str, &str); 4] = [
+    (
+        "runtime/storage/src/config.rs",
+        "topic configs in the meta tree",
+    ),
+    (
+        "runtime/storage/src/topic.rs",
+        "the topic record in the meta tree",
+    ),
+    ("runtime/storage/src/checkpoint.rs", "the checkpoint file"),
+    (
+        "runtime/broker/src/pipeline/spec.rs",
+        "pipeline steps in topic state",
+    ),
+];
+
+#[test]
+fn only_the_server_has_wire_types() {
+    let g = Graph::load();
+    let mut offenders = Vec::new();
+    for krate in ["storage", "broker", "host", "connect"] {
+        for file in rust_files(&g.root.join("runtime").join(krate).join("src")) {
+            let rel = file
+                .strip_prefix(&g.root)
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            let text = std::fs::read_to_string(&file).unwrap();
+            let serializes = text.lines().any(|l| {
+                let l = l.trim_start();
+                l.starts_with("#[derive(") && l.contains("Serialize")
+                    || l.starts_with("impl Serialize")
+                    || l.starts_with("impl serde::Serialize")
+            });
+            if serializes && !PERSISTED.iter().any(|(p, _)| *p == rel) {
+                offenders.push(rel);
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "Serialize outside runtime/server (wire types belong there; map domain types in \
+         runtime/server/src/wire/): {offenders:?}"
+    );
+}
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    out
+}
