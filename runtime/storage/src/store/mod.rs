@@ -136,7 +136,7 @@ impl Store {
             stats: Arc::new(Stats::default()),
             dir: path.clone(),
         });
-        let recovered = recover::recover_topics(&ctx)?;
+        let (recovered, orphans) = recover::recover_topics(&ctx)?;
         let checkpoint = Checkpoint::load(&path)?;
         if let Some(c) = &checkpoint {
             let short = c.shortfalls(&recovered);
@@ -148,6 +148,11 @@ impl Store {
                     what.join("; ")
                 )));
             }
+        }
+        // Past every acknowledged offset (or the checkpoint would have refused): safe
+        // to remove before the writer can reuse those offsets.
+        for o in &orphans {
+            o.remove(&ctx)?;
         }
         let topics = Arc::new(DashMap::new());
         for topic in recovered {
