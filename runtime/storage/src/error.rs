@@ -63,6 +63,19 @@ pub enum StorageError {
     /// The store is shutting down.
     #[error("storage is shutting down")]
     ShuttingDown,
+    /// A replicated log did not answer in time or refused the write for now (no quorum,
+    /// a leader election, a lost connection). Nothing was acknowledged; a retry may
+    /// succeed.
+    #[error("the replicated log is unavailable: {0}")]
+    Unavailable(String),
+    /// The replicated log cannot be used as configured (a server too old, a feature
+    /// off, bad credentials). Fixed by the operator, not by retrying.
+    #[error("{0}")]
+    Unusable(String),
+    /// A compare-and-set write lost: the key changed since it was read. Nothing was
+    /// written.
+    #[error("a concurrent change won: {0}")]
+    VersionConflict(String),
     /// sled reported an error.
     #[error("storage engine error: {0}")]
     Engine(#[from] sled::Error),
@@ -104,6 +117,9 @@ impl StorageError {
             Self::Corrupt(_) => "storage_corrupt",
             Self::Engine(_) if self.is_damage() => "storage_corrupt",
             Self::Full { .. } => "storage_full",
+            Self::Unavailable(_) => "storage_unavailable",
+            Self::VersionConflict(_) => "version_conflict",
+            Self::Unusable(_) => "storage_error",
             Self::Failed(_) | Self::ShuttingDown | Self::Engine(_) => "storage_error",
         }
     }

@@ -41,7 +41,7 @@ pub use batch::{BatchBuilder, EncodedBatch, RecordView};
 pub use cleaner::{CleanReport, now_ms};
 pub use config::{CleanupPolicy, TopicConfig};
 pub use error::{Result, StorageError};
-pub use log::{Health, Log, LogFuture};
+pub use log::{Health, Log, LogFuture, SharedKv};
 pub use space::DiskSpace;
 pub use stats::{AtomicHistogram, HistogramSnapshot, Stats, StatsSnapshot};
 pub use store::{Created, ReadLimits, ReadResult, Store, StoreOptions};

@@ -38,6 +38,20 @@ pub struct Health {
     pub floor_bytes: u64,
 }
 
+/// Compare-and-set over the key-value store of a log that several nodes serve.
+pub trait SharedKv: Send + Sync {
+    /// A value (`None`: absent or deleted) and its version: it changes with every
+    /// write of the key, and is 0 for a key never written.
+    fn get_versioned(&self, key: &[u8]) -> (Option<Vec<u8>>, u64);
+
+    /// Applies `ops` atomically if `guard` is still at `version` when the write
+    /// lands (`guard` may be one of the keys written). Refused with
+    /// [`StorageError::VersionConflict`](crate::StorageError::VersionConflict)
+    /// otherwise, once this node has seen the write that won, so a retry reads fresh
+    /// state. Durable when it returns.
+    fn write_if<'a>(&'a self, guard: &'a [u8], version: u64, ops: Vec<KvOp>) -> LogFuture<'a, ()>;
+}
+
 /// A partitioned, durable log of record batches, with a small key-value store
 /// beside it (consumer offsets, pipeline configurations, plugin and connector state).
 pub trait Log: Send + Sync + std::fmt::Debug + 'static {
@@ -101,6 +115,21 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every pair whose key starts with `prefix`, in key order.
     fn kv_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    /// Records stored in `[from, to)` of a partition, for lag. Offsets are dense in
+    /// the embedded store, so it is `to - from` there; a log whose offsets have gaps
+    /// counts what it holds.
+    fn records_between(&self, topic: &Topic, partition: u32, from: u64, to: u64) -> u64 {
+        let _ = (topic, partition);
+        to.saturating_sub(from)
+    }
+
+    /// Key-value pairs that several broker nodes change at once, with
+    /// compare-and-set; `None` when one node owns the log (the embedded store), and
+    /// the broker keeps such state (a consumer group's members) in its own memory.
+    fn shared_kv(&self) -> Option<&dyn SharedKv> {
+        None
+    }
 
     /// Whether writes are taken, and the space.
     fn health(&self) -> Health;

@@ -132,14 +132,17 @@ impl Default for Stats {
 }
 
 impl Stats {
-    pub(crate) fn record_write(&self, took: Duration, records: u64) {
+    /// Counts one write of `records` records that took `took` (a log's write step).
+    pub fn record_write(&self, took: Duration, records: u64) {
         self.writes.fetch_add(1, Ordering::Relaxed);
         self.write_nanos
             .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
         self.records_written.fetch_add(records, Ordering::Relaxed);
     }
 
-    pub(crate) fn record_flush(&self, took: Duration, requests: u64, records: u64) {
+    /// Counts one flush (the step that makes writes durable) covering `requests`
+    /// appends of `records` records.
+    pub fn record_flush(&self, took: Duration, requests: u64, records: u64) {
         self.flush_duration.observe(took.as_nanos() as u64);
         if records > 0 {
             self.flush_records.observe(records);

@@ -22,7 +22,9 @@ pub struct Topic {
 }
 
 impl Topic {
-    pub(crate) fn new(id: u32, name: String, config: TopicConfig) -> Self {
+    /// A topic handle with empty partitions. For [`Log`](crate::Log) implementations:
+    /// the broker only ever gets handles from its log.
+    pub fn new(id: u32, name: String, config: TopicConfig) -> Self {
         let partitions = (0..config.partitions)
             .map(|_| Partition::default())
             .collect();
@@ -70,6 +72,12 @@ impl Topic {
     /// Whether the topic was deleted.
     pub fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Acquire)
+    }
+
+    /// Marks the topic deleted, so appends holding its handle fail. For
+    /// [`Log`](crate::Log) implementations.
+    pub fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
     }
 
     /// Offsets of every partition.
@@ -153,6 +161,13 @@ impl Partition {
         self.size_bytes.load(Ordering::Relaxed)
     }
 
+    /// Sets the first stored offset (retention moved it) and the stored bytes. For
+    /// [`Log`](crate::Log) implementations.
+    pub fn set_extent(&self, log_start: u64, size_bytes: u64) {
+        self.log_start.fetch_max(log_start, Ordering::AcqRel);
+        self.size_bytes.store(size_bytes, Ordering::Relaxed);
+    }
+
     /// Waits until the high watermark passes `offset`, or `timeout` elapses.
     /// Returns whether data is available. Woken by the flusher, not by polling.
     pub async fn wait_beyond(&self, offset: u64, timeout: Duration) -> bool {
@@ -172,7 +187,9 @@ impl Partition {
         }
     }
 
-    pub(crate) fn advance_to(&self, end: u64) {
+    /// Moves the high watermark to `end` (never back) and wakes waiting readers. For
+    /// [`Log`](crate::Log) implementations, once everything below `end` is durable.
+    pub fn advance_to(&self, end: u64) {
         let prev = self.high_watermark.fetch_max(end, Ordering::AcqRel);
         if end > prev {
             self.advanced.notify_waiters();

@@ -44,6 +44,27 @@ pub struct ReadResult {
 }
 
 impl ReadResult {
+    /// A result over `chunks` (whole sealed batches with their real offsets): the
+    /// records in `[from, next_offset)`. For [`Log`](crate::Log) implementations, which
+    /// checked every batch's CRC and counted `count` records in that range.
+    pub fn from_chunks(
+        chunks: Vec<Vec<u8>>,
+        from: u64,
+        next_offset: u64,
+        count: usize,
+        high_watermark: u64,
+        log_start_offset: u64,
+    ) -> Self {
+        ReadResult {
+            chunks: chunks.into_iter().map(sled::IVec::from).collect(),
+            from,
+            next_offset,
+            count,
+            high_watermark,
+            log_start_offset,
+        }
+    }
+
     /// The records, in offset order, borrowing from the stored chunks.
     pub fn records(&self) -> impl Iterator<Item = RecordView<'_>> {
         let (from, to) = (self.from, self.next_offset);
