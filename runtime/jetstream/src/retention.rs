@@ -1,0 +1,96 @@
+//! Retention by time and size in cluster mode: whole messages of a partition are
+//! purged from the stream once they are older than `retention_ms` or beyond
+//! `retention_bytes`, and the partition's new log start is published so every node
+//! moves it. Every node runs this; purging what is already gone is harmless.
+//!
+//! Compaction (`cleanup_policy = "compact"`) is not done in cluster mode yet: such
+//! topics keep every record (README, Cluster mode).
+
+use std::time::Duration;
+
+use weir_storage::{CleanupPolicy, StorageError, Topic, now_ms};
+
+use crate::JetStreamLog;
+use crate::chunk::base_of;
+use crate::publish::OutMsg;
+use crate::unavailable;
+
+pub(crate) fn spawn(log: JetStreamLog, mut stop: tokio::sync::watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let every = log
+            .inner
+            .options
+            .retention_interval
+            .max(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            for topic in log.inner.view.topics() {
+                if let Err(e) = log.retain(&topic).await {
+                    tracing::warn!(topic = topic.name(), error = %e, "retention pass failed");
+                }
+            }
+        }
+    });
+}
+
+impl JetStreamLog {
+    async fn retain(&self, topic: &Topic) -> Result<(), StorageError> {
+        let config = topic.config();
+        if config.cleanup_policy != CleanupPolicy::Delete
+            || (config.retention_ms.is_none() && config.retention_bytes.is_none())
+        {
+            return Ok(());
+        }
+        let now = now_ms();
+        for p in 0..topic.partition_count() {
+            // The first message to keep, and the log start that goes with it.
+            let cut = {
+                let index = self.inner.view.index(topic.id(), p);
+                let index = index.lock();
+                let mut keep_from = 0;
+                if let Some(ms) = config.retention_ms {
+                    keep_from = index
+                        .entries
+                        .partition_point(|e| e.time_ms < now - ms as i64);
+                }
+                if let Some(max) = config.retention_bytes {
+                    let mut kept = 0u64;
+                    let mut i = index.entries.len();
+                    while i > keep_from && kept + index.entries[i - 1].bytes <= max {
+                        kept += index.entries[i - 1].bytes;
+                        i -= 1;
+                    }
+                    keep_from = keep_from.max(i);
+                }
+                if keep_from == 0 {
+                    continue;
+                }
+                match index.entries.get(keep_from) {
+                    Some(e) => (e.seq, base_of(e.seq)),
+                    None => {
+                        let last = &index.entries[keep_from - 1];
+                        (last.seq + 1, last.end())
+                    }
+                }
+            };
+            let subject = self.inner.subjects.records(topic.id(), p);
+            self.inner
+                .stream
+                .purge()
+                .filter(subject)
+                .sequence(cut.0)
+                .await
+                .map_err(unavailable("purging expired records"))?;
+            let start = OutMsg::new(
+                self.inner.subjects.log_start(topic.id(), p),
+                cut.1.to_string(),
+            )
+            .rollup();
+            self.publish(&[start]).await.map_err(StorageError::from)?;
+        }
+        Ok(())
+    }
+}
