@@ -36,6 +36,9 @@ pub use weir_storage::{
     Topic, TopicConfig,
 };
 
+/// Cluster mode: the log on a NATS JetStream cluster (`[cluster]` in weir.toml).
+pub use weir_jetstream::{ClusterOptions, JetStreamLog};
+
 /// Offline checks and repair of a stopped broker's store (`weir store verify|recover`).
 pub mod maintenance {
     pub use weir_storage::repair::*;

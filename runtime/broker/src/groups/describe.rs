@@ -8,6 +8,7 @@ use std::time::Instant;
 use weir_storage::{ReadLimits, Topic};
 
 use super::offsets::{decode_offset, group_prefix, validate_group_name};
+use super::roster::Want;
 use super::{GroupInfo, Groups, MemberInfo, PartitionLag};
 use crate::error::{BrokerError, Result};
 
@@ -17,10 +18,15 @@ impl Groups {
         let mut names: BTreeSet<String> = BTreeSet::new();
         for entry in self.inner.groups.iter() {
             let mut st = entry.value().state.lock();
-            st.evict_expired(self.inner.session_timeout);
+            if self.shared().is_none() {
+                st.evict_expired(self.inner.session_timeout);
+            }
             if !st.members.is_empty() {
                 names.insert(entry.key().clone());
             }
+        }
+        if self.shared().is_some() {
+            names.extend(self.roster_groups()?);
         }
         for (key, _) in self.inner.log.kv_scan(b"group/")? {
             let rest = &key[b"group/".len()..];
@@ -69,7 +75,8 @@ impl Groups {
                 let part = topic.partition(p)?;
                 let (start, hw) = (part.log_start_offset(), part.high_watermark());
                 let c = committed.get(&(topic.name().to_string(), p));
-                lag += hw - c.map_or(start, |(o, _)| (*o).max(start)).min(hw);
+                let from = c.map_or(start, |(o, _)| (*o).max(start)).min(hw);
+                lag += self.inner.log.records_between(topic, p, from, hw);
             }
         }
         Ok(lag)
@@ -80,10 +87,16 @@ impl Groups {
         validate_group_name(group)?;
         let topics = self.inner.log.topics();
         let committed = self.committed_all(group, &topics)?;
+        if self.shared().is_some() {
+            self.update_roster(&self.group(group), group, Want::Read)
+                .await?;
+        }
         let (generation, members, owners) = match self.inner.groups.get(group).map(|g| g.clone()) {
             Some(g) => {
                 let mut st = g.state.lock();
-                if st.evict_expired(self.inner.session_timeout)
+                // In a shared store the roster (read above) decides who is alive.
+                if self.shared().is_none()
+                    && st.evict_expired(self.inner.session_timeout)
                     && st.rebalance(&self.partition_counts())
                 {
                     g.changed.notify_waiters();
@@ -126,7 +139,7 @@ impl Groups {
                 let (start, hw) = (part.log_start_offset(), part.high_watermark());
                 let c = committed.get(&(name.clone(), p)).copied();
                 let from = c.map_or(start, |(o, _)| o.max(start)).min(hw);
-                let lag_records = hw - from;
+                let lag_records = self.inner.log.records_between(topic, p, from, hw);
                 let lag_ms = if lag_records == 0 {
                     0
                 } else {

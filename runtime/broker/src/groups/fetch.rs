@@ -8,6 +8,7 @@ use weir_storage::{ReadLimits, ReadResult, Topic};
 
 use super::membership::{Group, Member};
 use super::offsets::validate_group_name;
+use super::roster::Want;
 use super::{FetchRequest, GroupFetch, Groups, InFlight, OffsetReset};
 use crate::error::{BrokerError, Result};
 
@@ -43,9 +44,18 @@ impl Groups {
         let topic = self.inner.log.topic(topic_name)?;
         let g = self.group(group);
         let member_id = member.map_or_else(|| self.new_member_id(), str::to_string);
+        let shared = self.shared().is_some();
+        if shared {
+            let join = Want::Join {
+                member: &member_id,
+                topic: topic_name,
+                lease: self.inner.session_timeout + wait,
+            };
+            self.update_roster(&g, group, join).await?;
+        }
         let to_commit = {
             let mut st = g.state.lock();
-            let mut changed = st.evict_expired(self.inner.session_timeout);
+            let mut changed = !shared && st.evict_expired(self.inner.session_timeout);
             let m = st.members.entry(member_id.clone()).or_insert_with(|| {
                 changed = true;
                 Member::new()
@@ -67,7 +77,7 @@ impl Groups {
             } else {
                 Vec::new()
             };
-            if changed && st.rebalance(&self.partition_counts()) {
+            if changed && !shared && st.rebalance(&self.partition_counts()) {
                 g.changed.notify_waiters();
             }
             to_commit
@@ -77,7 +87,17 @@ impl Groups {
             group: g.clone(),
             member: member_id.clone(),
         };
-        if !to_commit.is_empty() {
+        if !to_commit.is_empty() && shared {
+            let named: Vec<(String, u32, u64)> = to_commit
+                .into_iter()
+                .map(|(p, o)| (topic_name.to_string(), p, o))
+                .collect();
+            match self.commit(group, Some(&member_id), &named).await {
+                // The partitions moved meanwhile: their new owner reads them again.
+                Ok(()) | Err(BrokerError::NotAssigned { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        } else if !to_commit.is_empty() {
             let owned: Vec<(u32, u64)> = {
                 let st = g.state.lock();
                 to_commit
@@ -93,6 +113,10 @@ impl Groups {
             let notified = g.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if shared {
+                // Other nodes' members may have come or gone meanwhile.
+                self.update_roster(&g, group, Want::Read).await?;
+            }
             let Assigned {
                 generation,
                 partitions,

@@ -8,6 +8,10 @@
 //! membership recomputes the assignment and bumps the generation; members learn their
 //! new partitions in their next response.
 //!
+//! When several Weir nodes serve one log (cluster mode), the members live in the
+//! log's shared key-value store instead, and commits are fenced by compare-and-set
+//! ([`roster`]).
+//!
 //! Positions (the next offset to hand a member) live in memory, per member and
 //! partition. Committed offsets live in storage's durable key-value tree, keyed by
 //! topic *id*, so a topic deleted and created again starts with no offsets. A committed
@@ -30,10 +34,12 @@ mod describe;
 mod fetch;
 mod membership;
 mod offsets;
+mod roster;
 
 use membership::{Group, GroupState};
 pub use offsets::validate_group_name;
 use offsets::{decode_offset, encode_offset, group_prefix, offset_key};
+use roster::{Want, roster_key};
 
 /// Where a group starts on a partition it has no committed offset for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -239,37 +245,67 @@ impl Groups {
             }
             keys.push((offset_key(group, &t, *p), *offset));
         }
-        {
-            let mut st = g.state.lock();
-            if st.evict_expired(self.inner.session_timeout)
-                && st.rebalance(&self.partition_counts())
-            {
-                g.changed.notify_waiters();
-            }
-            for (topic, p, _) in offsets {
-                let owner = st.owner(topic, *p);
-                if owner != member && (member.is_some() || owner.is_some()) {
-                    return Err(BrokerError::NotAssigned {
-                        group: group.to_string(),
-                        topic: topic.clone(),
-                        partition: *p,
-                        owner: owner.map(str::to_string),
-                    });
-                }
-            }
-            if let Some(m) = member.and_then(|m| st.members.get_mut(m)) {
-                m.last_seen = Instant::now();
-                for (topic, p, _) in offsets {
-                    m.uncommitted.remove(&(topic.clone(), *p));
-                }
-            }
-        }
         let now = weir_storage::now_ms();
         let ops: Vec<KvOp> = keys
             .into_iter()
             .map(|(key, offset)| (key, Some(encode_offset(offset, now))))
             .collect();
-        self.inner.log.kv_write(ops).await?;
+        let Some(kv) = self.shared() else {
+            self.check_owners(&g, group, member, offsets, true)?;
+            self.inner.log.kv_write(ops).await?;
+            return Ok(());
+        };
+        // Written only if the roster the owners were checked against still stands.
+        for _ in 0..roster::ROUNDS {
+            let (_, version) = self.update_roster(&g, group, Want::Read).await?;
+            self.check_owners(&g, group, member, offsets, false)?;
+            match kv.write_if(&roster_key(group), version, ops.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(weir_storage::StorageError::VersionConflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(BrokerError::Storage(
+            weir_storage::StorageError::Unavailable(format!(
+                "group '{group}': its members kept changing during a commit; retry"
+            )),
+        ))
+    }
+
+    /// Refuses unless `member` owns every partition (or, without one, no member
+    /// owns them); marks a member's commit done. `local` expires members first.
+    fn check_owners(
+        &self,
+        g: &Group,
+        group: &str,
+        member: Option<&str>,
+        offsets: &[(String, u32, u64)],
+        local: bool,
+    ) -> Result<()> {
+        let mut st = g.state.lock();
+        if local
+            && st.evict_expired(self.inner.session_timeout)
+            && st.rebalance(&self.partition_counts())
+        {
+            g.changed.notify_waiters();
+        }
+        for (topic, p, _) in offsets {
+            let owner = st.owner(topic, *p);
+            if owner != member && (member.is_some() || owner.is_some()) {
+                return Err(BrokerError::NotAssigned {
+                    group: group.to_string(),
+                    topic: topic.clone(),
+                    partition: *p,
+                    owner: owner.map(str::to_string),
+                });
+            }
+        }
+        if let Some(m) = member.and_then(|m| st.members.get_mut(m)) {
+            m.last_seen = Instant::now();
+            for (topic, p, _) in offsets {
+                m.uncommitted.remove(&(topic.clone(), *p));
+            }
+        }
         Ok(())
     }
 
@@ -288,19 +324,45 @@ impl Groups {
     }
 
     /// Removes a member at once (a clean leave), handing its partitions to the others.
-    pub fn leave(&self, group: &str, member: &str) -> bool {
+    /// False when the group has no such member.
+    pub async fn leave(&self, group: &str, member: &str) -> Result<bool> {
+        if self.shared().is_some() {
+            let g = self.group(group);
+            let present = g.state.lock().members.contains_key(member)
+                || self
+                    .update_roster(&g, group, Want::Read)
+                    .await?
+                    .0
+                    .members
+                    .contains_key(member);
+            if present {
+                self.update_roster(&g, group, Want::Leave { member })
+                    .await?;
+            }
+            return Ok(present);
+        }
         let Some(g) = self.inner.groups.get(group).map(|g| g.clone()) else {
-            return false;
+            return Ok(false);
         };
         let mut st = g.state.lock();
         let removed = st.members.remove(member).is_some();
         if removed && st.rebalance(&self.partition_counts()) {
             g.changed.notify_waiters();
         }
-        removed
+        Ok(removed)
     }
 
     fn require_empty(&self, group: &str) -> Result<()> {
+        if self.shared().is_some() {
+            let members = self.roster_live(group)?;
+            if members > 0 {
+                return Err(BrokerError::GroupNotEmpty {
+                    group: group.to_string(),
+                    members,
+                });
+            }
+            return Ok(());
+        }
         if let Some(g) = self.inner.groups.get(group).map(|g| g.clone()) {
             let mut st = g.state.lock();
             st.evict_expired(self.inner.session_timeout);
