@@ -162,6 +162,14 @@ pub struct ServeArgs {
     /// TOML config file (unknown keys are errors).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Cluster mode: serve a NATS JetStream cluster's log instead of the embedded
+    /// store, e.g. `nats://h1:4222,nats://h2:4222` (the `[cluster]` section's
+    /// servers; its other settings keep their values or defaults).
+    #[arg(long, value_delimiter = ',', value_name = "URLS")]
+    pub cluster: Vec<String>,
+    /// Copies of the cluster's stream [default: 3].
+    #[arg(long, requires = "cluster")]
+    pub cluster_replicas: Option<usize>,
     /// Log filter, e.g. `info` or `weir=debug` (also `RUST_LOG`).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log: String,

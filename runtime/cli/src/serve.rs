@@ -32,10 +32,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.plugin_dir {
         config.plugin_dir = dir;
     }
+    if !args.cluster.is_empty() {
+        let mut cluster = config
+            .cluster
+            .take()
+            .unwrap_or_else(|| weir_server::ClusterConfig::with_servers(Vec::new()));
+        cluster.servers = args.cluster;
+        if let Some(replicas) = args.cluster_replicas {
+            cluster.replicas = replicas;
+        }
+        config.cluster = Some(cluster);
+    }
     weir_server::check(&config)?;
     // Storage before the listener: we only accept connections once we can serve them.
     // `run` says "serving" only once credentials, TLS and the policy are set up too.
-    let opened = weir_server::open_broker(&config)?;
+    let opened = weir_server::open_broker(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

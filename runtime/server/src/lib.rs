@@ -32,9 +32,9 @@ use weir_broker::plugins::WatchOptions;
 use weir_broker::plugins::{
     Engine, GrantBounds, HealthPolicy, ProbationPolicy, Registry, Reloader,
 };
-use weir_broker::{Broker, BrokerOptions, Store, StoreOptions};
+use weir_broker::{Broker, BrokerOptions, JetStreamLog, Store, StoreOptions};
 
-pub use config::Config;
+pub use config::{ClusterConfig, Config};
 
 /// An opened broker and the plugin directory it follows.
 #[derive(Debug, Clone)]
@@ -60,6 +60,31 @@ fn store_open_error(dir: &std::path::Path, e: weir_broker::StorageError) -> anyh
     }
 }
 
+/// The log the config names: the embedded store in `data_dir`, or the cluster.
+async fn open_log(config: &Config) -> anyhow::Result<Arc<dyn weir_broker::Log>> {
+    if let Some(cluster) = &config.cluster {
+        let options = cluster.options()?;
+        let servers = options.servers.join(",");
+        let log = JetStreamLog::open(options).await.map_err(|e| {
+            anyhow::Error::new(e).context(format!("opening the cluster log at {servers}"))
+        })?;
+        return Ok(Arc::new(log));
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let store = Store::open(
+        &config.data_dir,
+        StoreOptions {
+            cleaner_interval: Duration::from_millis(config.storage.cleaner_interval_ms.max(10)),
+            cache_bytes: config.storage.cache_bytes,
+            min_free_bytes: config.storage.min_free_bytes,
+            ..StoreOptions::default()
+        },
+    )
+    .map_err(|e| store_open_error(&config.data_dir, e))?;
+    Ok(Arc::new(store))
+}
+
 /// Checks everything in `config` that can refuse it, keys and certificates included,
 /// so a bad setting stops the broker before it opens its port or says it serves.
 pub fn check(config: &Config) -> anyhow::Result<()> {
@@ -73,22 +98,10 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
 
 /// Opens the store in `config.data_dir`, loads the plugin directory and builds the
 /// broker.
-pub fn open_broker(config: &Config) -> anyhow::Result<Opened> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+pub async fn open_broker(config: &Config) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(&config.plugin_dir)
         .with_context(|| format!("creating plugin dir {}", config.plugin_dir.display()))?;
-    let store = Store::open(
-        &config.data_dir,
-        StoreOptions {
-            cleaner_interval: Duration::from_millis(config.storage.cleaner_interval_ms.max(10)),
-            cache_bytes: config.storage.cache_bytes,
-            min_free_bytes: config.storage.min_free_bytes,
-            ..StoreOptions::default()
-        },
-    )
-    .map_err(|e| store_open_error(&config.data_dir, e))?;
-    let log: Arc<dyn weir_broker::Log> = Arc::new(store);
+    let log = open_log(config).await?;
     let engine = Engine::new().map_err(|e| anyhow::anyhow!("starting the WASM engine: {e}"))?;
     let p = &config.plugins;
     let registry = Arc::new(
@@ -202,7 +215,10 @@ pub async fn run(
     // never says "serving" for a broker that then exits.
     tracing::info!(
         listen = %listener.local_addr()?,
-        data_dir = %config.data_dir.display(),
+        log = %match &config.cluster {
+            Some(c) => format!("cluster {}", c.servers.join(",")),
+            None => format!("embedded {}", config.data_dir.display()),
+        },
         plugin_dir = %config.plugin_dir.display(),
         "weir is serving"
     );

@@ -532,7 +532,7 @@ impl InProcess {
             connectors,
             ..weir_server::Config::default()
         };
-        let opened = weir_server::open_broker(&config)?;
+        let opened = weir_server::open_broker(&config).await?;
         let broker = opened.broker.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);

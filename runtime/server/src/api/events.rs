@@ -380,7 +380,15 @@ struct LeaveOnDrop {
 
 impl Drop for LeaveOnDrop {
     fn drop(&mut self) {
-        self.groups.leave(&self.group, &self.member);
+        let (groups, group, member) =
+            (self.groups.clone(), self.group.clone(), self.member.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = groups.leave(&group, &member).await {
+                    tracing::warn!(error = %e, group, member, "leaving a group failed");
+                }
+            });
+        }
     }
 }
 

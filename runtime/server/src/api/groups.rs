@@ -334,7 +334,7 @@ pub async fn leave(
     State(state): State<AppState>,
     Path((group, member)): Path<(String, String)>,
 ) -> Result<StatusCode, Problem> {
-    if state.broker.groups().leave(&group, &member) {
+    if state.broker.groups().leave(&group, &member).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Problem::new(

@@ -76,9 +76,8 @@ impl From<BrokerError> for Problem {
         let status = match e.code() {
             "invalid_request" => StatusCode::BAD_REQUEST,
             "topic_not_found" | "partition_not_found" | "group_not_found" => StatusCode::NOT_FOUND,
-            "topic_exists" | "not_assigned" | "group_not_empty" | "pipeline_invalid" => {
-                StatusCode::CONFLICT
-            }
+            "topic_exists" | "not_assigned" | "group_not_empty" | "pipeline_invalid"
+            | "version_conflict" => StatusCode::CONFLICT,
             "plugin_rejected" | "plugin_bad_input" => StatusCode::UNPROCESSABLE_ENTITY,
             "plugin_unavailable" => StatusCode::NOT_FOUND,
             "plugin_wrong_kind" | "plugin_init_rejected" => StatusCode::BAD_REQUEST,

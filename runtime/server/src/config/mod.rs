@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
+
+mod cluster;
+
+pub use cluster::ClusterConfig;
 use weir_broker::pipeline::{MissingTopic, PipelineOptions};
 
 /// The whole configuration file.
@@ -36,6 +40,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// What connectors may be granted.
     pub connectors: ConnectorsConfig,
+    /// Cluster mode: the log on NATS JetStream instead of `data_dir`.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// The operator's bound on connector grants: a manifest's `[grants]` must lie within
@@ -258,6 +264,7 @@ impl Default for Config {
             acl: AclConfig::default(),
             tls: None,
             connectors: ConnectorsConfig::default(),
+            cluster: None,
         }
     }
 }
@@ -399,6 +406,9 @@ impl Config {
     /// [`crate::check`], before the broker opens its port.)
     pub fn validate(&self) -> anyhow::Result<()> {
         self.limits.validate()?;
+        if let Some(c) = &self.cluster {
+            c.options()?;
+        }
         for d in &self.connectors.allowed_dirs {
             anyhow::ensure!(
                 weir_broker::plugins::is_plain_absolute(d),
@@ -455,7 +465,7 @@ mod tests {
 
     #[test]
     fn the_example_config_states_the_defaults() {
-        let text = include_str!("../../../examples/weir.toml");
+        let text = include_str!("../../../../examples/weir.toml");
         let c: Config = toml::from_str(text).unwrap();
         let d = Config::default();
         assert_eq!(format!("{c:?}"), format!("{d:?}"));

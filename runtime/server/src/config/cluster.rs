@@ -1,0 +1,102 @@
+//! `[cluster]`: run on a NATS JetStream cluster instead of the embedded store.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use weir_broker::ClusterOptions;
+
+/// Cluster mode. Without this section (the default) the log is the embedded sled
+/// store in `data_dir`; with it, topics, records, offsets and plugin state live in a
+/// replicated JetStream stream and this node keeps nothing durable of its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// NATS server URLs, e.g. `["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]`.
+    pub servers: Vec<String>,
+    /// Prefix of the stream and its subjects (several Weir clusters may share NATS).
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// Copies of the stream: 3 survives the loss of one server.
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+    /// A NATS credentials file.
+    #[serde(default)]
+    pub credentials: Option<PathBuf>,
+    /// CA (PEM) to verify the NATS servers with; turns TLS on.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS, with `tls_key`.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// How long one request to the cluster may take (ms).
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// How long a publish keeps retrying through a leader election before it gets
+    /// 503 (ms). A retried publish is never stored twice.
+    #[serde(default = "default_append_deadline_ms")]
+    pub append_deadline_ms: u64,
+    /// Recent records each node keeps per partition to answer reads from memory.
+    #[serde(default = "default_cache_bytes")]
+    pub cache_bytes_per_partition: usize,
+}
+
+fn default_prefix() -> String {
+    ClusterOptions::default().prefix
+}
+fn default_replicas() -> usize {
+    ClusterOptions::default().replicas
+}
+fn default_request_timeout_ms() -> u64 {
+    ClusterOptions::default().request_timeout.as_millis() as u64
+}
+fn default_append_deadline_ms() -> u64 {
+    ClusterOptions::default().append_deadline.as_millis() as u64
+}
+fn default_cache_bytes() -> usize {
+    ClusterOptions::default().cache_bytes_per_partition
+}
+
+impl ClusterConfig {
+    /// The section for `servers` with every other setting at its default.
+    pub fn with_servers(servers: Vec<String>) -> Self {
+        ClusterConfig {
+            servers,
+            prefix: default_prefix(),
+            replicas: default_replicas(),
+            credentials: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            request_timeout_ms: default_request_timeout_ms(),
+            append_deadline_ms: default_append_deadline_ms(),
+            cache_bytes_per_partition: default_cache_bytes(),
+        }
+    }
+
+    /// The log's options, checked.
+    pub fn options(&self) -> anyhow::Result<ClusterOptions> {
+        let tls_client = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            _ => anyhow::bail!("cluster.tls_cert and cluster.tls_key go together"),
+        };
+        let options = ClusterOptions {
+            servers: self.servers.clone(),
+            prefix: self.prefix.clone(),
+            replicas: self.replicas,
+            credentials: self.credentials.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_client,
+            request_timeout: Duration::from_millis(self.request_timeout_ms.max(1)),
+            append_deadline: Duration::from_millis(self.append_deadline_ms),
+            cache_bytes_per_partition: self.cache_bytes_per_partition,
+            ..ClusterOptions::default()
+        };
+        options.validate().map_err(anyhow::Error::msg)?;
+        Ok(options)
+    }
+}
