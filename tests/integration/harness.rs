@@ -77,7 +77,7 @@ impl TestServer {
         // file lock (a connection task finishing after the graceful shutdown).
         let mut tries = 0;
         let opened = loop {
-            match weir_server::open_broker(&config) {
+            match weir_server::open_broker(&config).await {
                 Ok(b) => break b,
                 Err(e) if tries < 100 && format!("{e:#}").contains("could not acquire lock") => {
                     tries += 1;

@@ -6,6 +6,7 @@ mod harness;
 mod acl;
 mod api_errors;
 mod cli;
+mod cluster;
 mod connectors;
 mod console;
 mod corruption;
