@@ -29,6 +29,7 @@ use weir_storage::{
 
 mod append;
 mod chunk;
+mod compaction;
 mod connect;
 mod publish;
 mod read;
@@ -62,6 +63,9 @@ struct Inner {
     /// Key-value writes made inside a plugin call, written with the next append.
     pending_kv: Mutex<Vec<KvOp>>,
     stop: tokio::sync::watch::Sender<bool>,
+    /// Per partition, the high watermark compaction last cleaned up to and when its
+    /// oldest kept tombstone expires, so a clean partition is not read again.
+    compacted: Mutex<std::collections::HashMap<(u32, u32), (u64, Option<i64>)>>,
     /// Why the last write failed for want of the cluster, while it lasts.
     trouble: Mutex<Option<String>>,
 }
@@ -99,6 +103,7 @@ impl JetStreamLog {
                 options,
                 stats: Stats::default(),
                 pending_kv: Mutex::new(Vec::new()),
+                compacted: Mutex::default(),
                 stop,
                 trouble: Mutex::new(None),
             }),

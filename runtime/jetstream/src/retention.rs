@@ -3,8 +3,7 @@
 //! `retention_bytes`, and the partition's new log start is published so every node
 //! moves it. Every node runs this; purging what is already gone is harmless.
 //!
-//! Compaction (`cleanup_policy = "compact"`) is not done in cluster mode yet: such
-//! topics keep every record (README, Cluster mode).
+//! Compact topics are cleaned by [`compaction`](crate::compaction) in the same loop.
 
 use std::time::Duration;
 
@@ -28,8 +27,12 @@ pub(crate) fn spawn(log: JetStreamLog, mut stop: tokio::sync::watch::Receiver<bo
                 _ = tokio::time::sleep(every) => {}
             }
             for topic in log.inner.view.topics() {
-                if let Err(e) = log.retain(&topic).await {
-                    tracing::warn!(topic = topic.name(), error = %e, "retention pass failed");
+                let pass = match topic.config().cleanup_policy {
+                    CleanupPolicy::Compact => log.compact(&topic).await,
+                    _ => log.retain(&topic).await,
+                };
+                if let Err(e) = pass {
+                    tracing::warn!(topic = topic.name(), error = %e, "cleaner pass failed");
                 }
             }
         }

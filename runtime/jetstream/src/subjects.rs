@@ -9,6 +9,7 @@
 //! <prefix>.m.t.<hex of topic name>    a topic's id and config (or its deletion)
 //! <prefix>.m.id                       the next topic id
 //! <prefix>.m.s.<topic id>.<partition> a partition's log start after retention
+//! <prefix>.m.c.<topic id>.<partition> messages compaction deletes (the last pass)
 //! <prefix>.k.<hex of key>             one key-value pair (rolled up: the last wins)
 //! <prefix>.probe                      duplicate checks of a retried append
 //! ```
@@ -29,6 +30,7 @@ pub(crate) enum Subject {
     Topic { name: String },
     NextTopicId,
     LogStart { topic: u32, partition: u32 },
+    Compacted { topic: u32, partition: u32 },
     Kv { key: Vec<u8> },
     Other,
 }
@@ -73,6 +75,15 @@ impl Subjects {
         format!("{}.m.s.{topic}.>", self.prefix)
     }
 
+    /// Which messages of a partition compaction deletes (announced before it does).
+    pub(crate) fn compacted(&self, topic: u32, partition: u32) -> String {
+        format!("{}.m.c.{topic}.{partition}", self.prefix)
+    }
+
+    pub(crate) fn topic_compacted(&self, topic: u32) -> String {
+        format!("{}.m.c.{topic}.>", self.prefix)
+    }
+
     pub(crate) fn all_meta(&self) -> String {
         format!("{}.m.>", self.prefix)
     }
@@ -111,6 +122,10 @@ impl Subjects {
             ["m", "id"] => Subject::NextTopicId,
             ["m", "s", t, p] => match (num(t), num(p)) {
                 (Some(topic), Some(partition)) => Subject::LogStart { topic, partition },
+                _ => Subject::Other,
+            },
+            ["m", "c", t, p] => match (num(t), num(p)) {
+                (Some(topic), Some(partition)) => Subject::Compacted { topic, partition },
                 _ => Subject::Other,
             },
             ["k", key] => match key.strip_prefix('x').and_then(unhex) {

@@ -86,6 +86,7 @@ impl JetStreamLog {
                     for filter in [
                         inner.subjects.topic_records(topic.id()),
                         inner.subjects.topic_log_starts(topic.id()),
+                        inner.subjects.topic_compacted(topic.id()),
                     ] {
                         inner
                             .stream

@@ -175,6 +175,11 @@ impl View {
                     self.apply_log_start(topic, partition, start);
                 }
             }
+            Subject::Compacted { topic, partition } => {
+                let text = m.payload.map(String::from_utf8_lossy).unwrap_or_default();
+                let seqs: Vec<u64> = text.split(',').filter_map(|s| s.parse().ok()).collect();
+                self.apply_compacted(topic, partition, &seqs);
+            }
             Subject::Kv { key } => {
                 let mut kv = self.kv.write();
                 if kv.get(&key).is_none_or(|e| e.seq < m.seq) {
@@ -299,6 +304,30 @@ impl View {
         }
         part.set_extent(start, index.bytes());
         part.advance_to(start);
+    }
+
+    /// Drops messages compaction is deleting (never the last: it holds the log end).
+    fn apply_compacted(&self, id: u32, p: u32, seqs: &[u64]) {
+        let Some(topic) = self.topic_by_id(id) else {
+            return;
+        };
+        let Ok(part) = topic.partition(p) else {
+            return;
+        };
+        let index = self.index(id, p);
+        let mut index = index.lock();
+        let last = index.entries.back().map(|e| e.seq);
+        let doomed: std::collections::HashSet<u64> = seqs.iter().copied().collect();
+        let mut freed = 0;
+        index.entries.retain(|e| {
+            let gone = doomed.contains(&e.seq) && Some(e.seq) != last;
+            if gone {
+                freed += e.chunk.as_ref().map_or(0, |c| c.len());
+            }
+            !gone
+        });
+        index.cached -= freed;
+        part.set_extent(part.log_start_offset(), index.bytes());
     }
 
     /// The index of one partition.

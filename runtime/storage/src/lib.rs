@@ -38,7 +38,7 @@ pub mod topic;
 mod writer;
 
 pub use batch::{BatchBuilder, EncodedBatch, RecordView};
-pub use cleaner::{CleanReport, now_ms};
+pub use cleaner::{CleanReport, DEFAULT_TOMBSTONE_RETENTION_MS, now_ms};
 pub use config::{CleanupPolicy, TopicConfig};
 pub use error::{Result, StorageError};
 pub use log::{Health, Log, LogFuture, SharedKv};

@@ -127,3 +127,53 @@ async fn every_node_serves_the_same_topics_records_and_events() {
     a.create_topic("t", json!({ "partitions": 1 })).await;
     assert!(a.fetch_all("t", 0, 0).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_the_latest_value_of_each_key_on_every_node() {
+    let nats = NatsCluster::start().await;
+    let temp = tempfile::tempdir().unwrap();
+    let a = weir_node(&temp.path().join("a"), &nats, "");
+    let b = weir_node(&temp.path().join("b"), &nats, "");
+    let (a, b) = (a.client(), b.client());
+    a.create_topic(
+        "table",
+        json!({ "partitions": 1, "cleanup_policy": "compact" }),
+    )
+    .await;
+    // One record per publish (one message each), then a batch of two keys.
+    for (k, v) in [("k1", "v1"), ("k2", "v1"), ("k1", "v2"), ("k1", "v3")] {
+        a.publish("table", json!([{ "key": k, "value": v }])).await;
+    }
+    a.publish(
+        "table",
+        json!([{ "key": "k2", "value": "v2" }, { "key": "k3", "value": "v1" }]),
+    )
+    .await;
+    let expected = [("k1", "v3"), ("k2", "v2"), ("k3", "v1")];
+    for api in [a, b] {
+        crate::harness::eventually_within(
+            Duration::from_secs(30),
+            "compaction to leave the latest value per key",
+            || {
+                let api = api.clone();
+                async move {
+                    let got: Vec<(String, String)> = api
+                        .fetch_all("table", 0, 0)
+                        .await
+                        .iter()
+                        .map(|r| {
+                            (
+                                r["key"].as_str().unwrap().to_string(),
+                                r["value"].as_str().unwrap().to_string(),
+                            )
+                        })
+                        .collect();
+                    got.iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .eq(expected.iter().copied())
+                }
+            },
+        )
+        .await;
+    }
+}
