@@ -17,6 +17,7 @@ use super::Client;
 use super::produce::percentile_ms;
 use weir_bench::system::micros_now;
 
+mod cluster;
 mod compare;
 mod connectors;
 mod pipeline;
@@ -88,6 +89,13 @@ enum BenchCommand {
         after_help = "Examples:\n  weir bench compare\n  weir bench compare --quick --out /tmp/compare.md\n  weir bench compare --peers redis --seconds 5"
     )]
     Compare(compare::CompareArgs),
+    /// Cluster mode beside the embedded store, same run: publish in batches with 1
+    /// and 8 producers on one and two Weir nodes, single records at concurrency 64,
+    /// consume, publish-to-SSE latency across nodes, and the time to resume after
+    /// the stream leader is killed. Starts a local 3-node NATS cluster (R3, fsync
+    /// before every ack) with the pinned server (`tests/cluster/nats.sh install`).
+    #[command(after_help = "Examples:\n  weir bench cluster\n  weir bench cluster --quick")]
+    Cluster(cluster::ClusterArgs),
 }
 
 /// One line of the results table.
@@ -128,6 +136,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchCommand::Reload(a)) => return reload::run(a).await,
         Some(BenchCommand::Connectors(a)) => return connectors::run(a).await,
         Some(BenchCommand::Compare(a)) => return compare::run(a).await,
+        Some(BenchCommand::Cluster(a)) => return cluster::run(a).await,
         None => {}
     }
     let seconds = if args.quick { 0.2 } else { args.seconds };
@@ -302,15 +311,28 @@ async fn publish_cell(
     concurrency: usize,
     seconds: f64,
 ) -> anyhow::Result<Row> {
-    let url = client.url(&format!("/v1/topics/{topic}/records?acks=all"));
+    let clients = std::slice::from_ref(client);
+    publish_spread(clients, topic, body, batch, concurrency, seconds).await
+}
+
+/// [`publish_cell`] with the producers dealt over several servers (cluster nodes).
+async fn publish_spread(
+    clients: &[Client],
+    topic: &str,
+    body: Bytes,
+    batch: usize,
+    concurrency: usize,
+    seconds: f64,
+) -> anyhow::Result<Row> {
     let records = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
+    for i in 0..concurrency {
+        let client = &clients[i % clients.len()];
         let (http, url, body, records) = (
             client.http().clone(),
-            url.clone(),
+            client.url(&format!("/v1/topics/{topic}/records?acks=all")),
             body.clone(),
             records.clone(),
         );
@@ -410,11 +432,23 @@ async fn fetch_all(
 /// a producer publishing at `rate` records/s (acks=all), each record carrying its send
 /// time; latency is receive time minus send time, both from this process's clock.
 async fn sse_latency(client: &Client, rate: u64, seconds: f64) -> anyhow::Result<Row> {
+    sse_latency_across(client, client, rate, seconds).await
+}
+
+/// [`sse_latency`] with the subscriber on `subscriber` and the producer on `client`
+/// (two cluster nodes).
+async fn sse_latency_across(
+    subscriber: &Client,
+    client: &Client,
+    rate: u64,
+    seconds: f64,
+) -> anyhow::Result<Row> {
     let topic = format!("bench-latency-{rate}");
     client
         .put(&format!("/v1/topics/{topic}"), &json!({ "partitions": 1 }))
         .await?;
-    let mut resp = client
+    cluster::wait_for_topic(subscriber, &topic).await?;
+    let mut resp = subscriber
         .http()
         .get(client.url(&format!("/v1/topics/{topic}/events?from=latest")))
         .send()
@@ -450,11 +484,11 @@ async fn sse_latency(client: &Client, rate: u64, seconds: f64) -> anyhow::Result
                     .body(json!({ "records": records }).to_string())
                     .send()
                     .await?;
-                anyhow::ensure!(
-                    resp.status().is_success(),
-                    "publish failed: {}",
-                    resp.status()
-                );
+                let status = resp.status();
+                if !status.is_success() {
+                    let why = resp.text().await.unwrap_or_default();
+                    anyhow::bail!("publish failed: {status} {why}");
+                }
                 Ok::<_, anyhow::Error>(per_tick as u64)
             }));
         }
@@ -525,13 +559,18 @@ impl InProcess {
         plugin_dir: &std::path::Path,
         connectors: weir_server::config::ConnectorsConfig,
     ) -> anyhow::Result<InProcess> {
-        let dir = tempfile::tempdir()?;
-        let config = weir_server::Config {
-            data_dir: dir.path().join("data"),
+        Self::start_configured(weir_server::Config {
             plugin_dir: plugin_dir.to_path_buf(),
             connectors,
             ..weir_server::Config::default()
-        };
+        })
+        .await
+    }
+
+    /// A broker with `config`, its data dir a temporary one.
+    async fn start_configured(mut config: weir_server::Config) -> anyhow::Result<InProcess> {
+        let dir = tempfile::tempdir()?;
+        config.data_dir = dir.path().join("data");
         let opened = weir_server::open_broker(&config).await?;
         let broker = opened.broker.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
