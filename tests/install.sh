@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything Weir's test suite needs on a Debian/Ubuntu machine: the WASM
 # toolchain that builds the plugins (sdk/install-toolchain.sh), chromium for the
-# console test, NATS and Redis for the benchmark comparison's smoke test, g++ for
+# console test, NATS and Redis for the benchmark comparison's smoke test (Debian's
+# nats-server also stands for a too-old cluster), the pinned nats-server for cluster
+# mode (tests/cluster/nats.sh, into the project's .venv), g++ for
 # cargo-fuzz's libFuzzer, procps (kill) for the SIGTERM tests and python3 for the
 # real-client tests. Idempotent and quiet when everything is present; tests/run.sh
 # and .ci/run call it.
@@ -24,3 +26,4 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 bash sdk/install-toolchain.sh >/dev/null
+bash tests/cluster/nats.sh install >/dev/null
