@@ -55,6 +55,7 @@ impl JetStreamLog {
             })
             .collect();
         let plugin_state = std::mem::take(&mut *inner.pending_kv.lock());
+        let restore = plugin_state.clone();
         for (key, value) in plugin_state.into_iter().chain(commit) {
             let subject = inner.subjects.kv(&key);
             messages.push(match value {
@@ -62,10 +63,28 @@ impl JetStreamLog {
                 None => OutMsg::new(subject, Vec::new()).header(DELETED, 1).rollup(),
             });
         }
-        let seqs = self.publish(&messages).await.map_err(|e| match e {
-            PublishError::Conflict(m) => StorageError::Unavailable(m),
-            PublishError::Storage(s) => s,
-        })?;
+        let limit = inner.options.max_message_bytes;
+        let published = match messages.iter().find(|m| m.payload.len() > limit) {
+            Some(m) => Err(PublishError::Storage(StorageError::InvalidRecord(format!(
+                "{} bytes for one partition or key is more than one cluster message holds \
+                 ({limit} bytes, below the servers' max_payload); send smaller records",
+                m.payload.len()
+            )))),
+            None => self.publish(&messages).await,
+        };
+        let seqs = match published {
+            Ok(seqs) => seqs,
+            Err(e) => {
+                // Plugin state set meanwhile goes out with the next write instead.
+                let mut pending = inner.pending_kv.lock();
+                let later = std::mem::replace(&mut *pending, restore);
+                pending.extend(later);
+                return Err(match e {
+                    PublishError::Conflict(m) => StorageError::Unavailable(m),
+                    PublishError::Storage(s) => s,
+                });
+            }
+        };
         if let Some(last) = seqs.last() {
             self.visible(*last).await;
         }

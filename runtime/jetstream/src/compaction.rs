@@ -25,6 +25,10 @@ use crate::publish::OutMsg;
 /// Most messages one pass deletes per partition (one announcement must fit a message).
 const MAX_DELETES: usize = 20_000;
 
+/// A partition's state after a pass: the high watermark it covered, and when its
+/// oldest kept tombstone expires (the next reason to look again).
+pub(crate) type Clean = (u64, Option<i64>);
+
 /// One record as compaction needs it.
 struct Seen {
     offset: u64,
@@ -58,27 +62,53 @@ impl JetStreamLog {
                 }
             }
             let last_seq = seen.last().map_or(0, |r| r.offset >> SHIFT);
-            // Per message: whether any record in it must stay.
-            let mut keep: Vec<(u64, bool)> = Vec::new();
-            let mut next_expiry: Option<i64> = None;
+            let expired = |r: &Seen| r.tombstone && r.timestamp_ms + tombstone_ms <= now;
+            // A message stays if it holds a keyless record or a key's latest record
+            // (a tombstone only until it expires).
+            let mut keep: HashMap<u64, bool> = HashMap::new();
             for r in &seen {
                 let stays = match &r.key {
                     None => true,
-                    Some(k) if latest.get(k.as_slice()) != Some(&r.offset) => false,
-                    Some(_) if r.tombstone && r.timestamp_ms + tombstone_ms <= now => false,
-                    Some(_) if r.tombstone => {
-                        let at = r.timestamp_ms + tombstone_ms;
-                        next_expiry = Some(next_expiry.map_or(at, |t| t.min(at)));
-                        true
-                    }
-                    Some(_) => true,
+                    Some(k) => latest.get(k.as_slice()) == Some(&r.offset) && !expired(r),
                 };
-                let seq = r.offset >> SHIFT;
-                match keep.last_mut() {
-                    Some((s, k)) if *s == seq => *k |= stays,
-                    _ => keep.push((seq, stays)),
+                *keep.entry(r.offset >> SHIFT).or_default() |= stays;
+            }
+            // An expired tombstone must still stay while an older record of its key
+            // survives in a message kept for another key's sake, or the key would
+            // come back. Keeping it may keep more such records: repeat until settled.
+            loop {
+                let mut shadowed: std::collections::HashSet<&[u8]> = Default::default();
+                for r in &seen {
+                    if let Some(k) = &r.key
+                        && keep[&(r.offset >> SHIFT)]
+                        && latest.get(k.as_slice()) != Some(&r.offset)
+                    {
+                        shadowed.insert(k);
+                    }
+                }
+                let mut changed = false;
+                for r in &seen {
+                    if let Some(k) = &r.key
+                        && expired(r)
+                        && latest.get(k.as_slice()) == Some(&r.offset)
+                        && shadowed.contains(k.as_slice())
+                        && !keep[&(r.offset >> SHIFT)]
+                    {
+                        keep.insert(r.offset >> SHIFT, true);
+                        changed = true;
+                    }
+                }
+                if !changed {
+                    break;
                 }
             }
+            let mut next_expiry: Option<i64> = None;
+            for r in seen.iter().filter(|r| r.tombstone && !expired(r)) {
+                let at = r.timestamp_ms + tombstone_ms;
+                next_expiry = Some(next_expiry.map_or(at, |t| t.min(at)));
+            }
+            let mut keep: Vec<(u64, bool)> = keep.into_iter().collect();
+            keep.sort_unstable();
             let doomed: Vec<u64> = keep
                 .iter()
                 .filter(|(seq, stays)| !stays && *seq != last_seq)

@@ -11,8 +11,10 @@ use weir_storage::StorageError;
 
 use crate::subjects::Subjects;
 
-/// The oldest NATS server cluster mode runs on: 2.12 brought atomic batch publish.
-const MIN_VERSION: (u64, u64) = (2, 12);
+/// The oldest NATS server cluster mode runs on: 2.12.0 brought atomic batch
+/// publish, 2.12.1 its deduplication (a retried batch refused as a duplicate), which
+/// exactly-once appends rest on.
+const MIN_VERSION: (u64, u64, u64) = (2, 12, 1);
 
 /// How to reach the cluster and what to create in it.
 #[derive(Debug, Clone)]
@@ -87,9 +89,10 @@ impl ClusterOptions {
 }
 
 /// Parses "2.15.1" (or "2.12.0-beta") into (major, minor).
-fn version(v: &str) -> Option<(u64, u64)> {
+fn version(v: &str) -> Option<(u64, u64, u64)> {
     let mut parts = v.trim_start_matches('v').split(['.', '-']);
-    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    let mut next = || parts.next()?.parse().ok();
+    Some((next()?, next()?, next()?))
 }
 
 pub(crate) async fn connect(
@@ -125,9 +128,9 @@ pub(crate) async fn connect(
         Some(v) if v >= MIN_VERSION => {}
         _ => {
             return Err(StorageError::Unusable(format!(
-                "NATS server {} at {servers} is version {}; cluster mode needs {}.{} or newer \
-                 (atomic batch publish)",
-                info.server_name, info.version, MIN_VERSION.0, MIN_VERSION.1
+                "NATS server {} at {servers} is version {}; cluster mode needs {}.{}.{} or \
+                 newer (atomic batch publish with deduplication)",
+                info.server_name, info.version, MIN_VERSION.0, MIN_VERSION.1, MIN_VERSION.2
             )));
         }
     }
@@ -172,8 +175,10 @@ mod tests {
 
     #[test]
     fn versions_and_options_are_checked() {
-        assert_eq!(version("2.15.1"), Some((2, 15)));
-        assert_eq!(version("v2.12.0-beta.1"), Some((2, 12)));
+        assert_eq!(version("2.15.1"), Some((2, 15, 1)));
+        assert_eq!(version("v2.12.0-beta.1"), Some((2, 12, 0)));
+        assert!(version("2.12.0").unwrap() < MIN_VERSION);
+        assert!(version("2.12.1").unwrap() >= MIN_VERSION);
         assert!(version("2.9.10").unwrap() < MIN_VERSION);
         assert!(version("x").is_none());
         assert!(ClusterOptions::default().validate().is_ok());

@@ -1,8 +1,9 @@
 //! Cluster mode: Weir's partitioned log on a NATS JetStream cluster.
 //!
 //! Weir does not replicate anything itself. Every topic, record, consumer offset and
-//! piece of plugin state lives in one replicated JetStream stream (R3 by default,
-//! each server fsyncing before it acknowledges), and any number of stateless Weir
+//! piece of plugin state lives in one replicated JetStream stream (R3 by default; a
+//! server fsyncs before it acknowledges when run with `sync_interval: always`, which
+//! is the server's setting, not Weir's), and any number of stateless Weir
 //! nodes serve it: each node follows the stream into an in-memory [view](view) and
 //! writes with atomic batches. [`JetStreamLog`] implements the same
 //! [`Log`](weir_storage::Log) trait as the embedded sled store, so the broker, the
@@ -65,7 +66,7 @@ struct Inner {
     stop: tokio::sync::watch::Sender<bool>,
     /// Per partition, the high watermark compaction last cleaned up to and when its
     /// oldest kept tombstone expires, so a clean partition is not read again.
-    compacted: Mutex<std::collections::HashMap<(u32, u32), (u64, Option<i64>)>>,
+    compacted: Mutex<std::collections::HashMap<(u32, u32), compaction::Clean>>,
     /// Why the last write failed for want of the cluster, while it lasts.
     trouble: Mutex<Option<String>>,
 }
@@ -80,6 +81,12 @@ impl JetStreamLog {
     /// stream if needed, loads this node's view and starts following the stream.
     pub async fn open(options: ClusterOptions) -> Result<JetStreamLog, StorageError> {
         let (client, mut stream, stream_name) = connect::connect(&options).await?;
+        // A message (payload and headers) must fit the servers' max_payload.
+        let mut options = options;
+        let max_payload = client.server_info().max_payload;
+        options.max_message_bytes = options
+            .max_message_bytes
+            .min(max_payload.saturating_sub(16 << 10));
         let subjects = Subjects::new(&options.prefix);
         let view = Arc::new(View::new(
             subjects.clone(),
@@ -151,6 +158,11 @@ impl JetStreamLog {
             .wait_applied(last, self.inner.options.request_timeout)
             .await;
         Ok(())
+    }
+
+    /// Forgets the last write failure: the cluster answered since.
+    fn clear_trouble(&self) {
+        self.inner.trouble.lock().take();
     }
 
     /// Records a failure to reach the cluster for `health`, or clears it.

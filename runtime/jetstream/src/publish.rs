@@ -11,6 +11,7 @@
 
 use std::time::{Duration, Instant};
 
+use async_nats::client::RequestErrorKind;
 use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -100,7 +101,21 @@ struct ApiError {
 enum Attempt {
     Stored(u64),
     AlreadyStored,
-    Retry(String),
+    /// Not taken; `sent` when the commit went out, so it may have landed unheard.
+    Retry {
+        why: String,
+        sent: bool,
+    },
+}
+
+/// What a duplicate probe learned.
+enum Probe {
+    /// The append's first message is at this sequence.
+    Found(u64),
+    /// The append is not stored, and now never will be (the probe took its id).
+    Absent,
+    /// The server could not say yet (the append is in flight, or no answer).
+    Pending,
 }
 
 /// Publishes `messages` atomically; returns each message's stream sequence. Retries
@@ -125,33 +140,59 @@ pub(crate) async fn publish_atomic(
     let append_id = nuid::next().to_string();
     let started = Instant::now();
     let mut backoff = Duration::from_millis(50);
+    // Whether an attempt may have landed without our hearing of it.
+    let mut maybe_landed = false;
     loop {
-        let last_seq = match attempt(client, &append_id, messages, timeout).await? {
-            Attempt::Stored(last) => last,
-            Attempt::AlreadyStored => first_of_duplicate(client, probe, &append_id, timeout)
-                .await?
-                .map(|first| first + n as u64 - 1)
-                .ok_or_else(|| {
-                    PublishError::Storage(StorageError::Unavailable(
-                        "a retried append was refused as a duplicate, but its first message \
-                         is no longer in the duplicate window"
-                            .into(),
-                    ))
-                })?,
-            Attempt::Retry(why) => {
-                if started.elapsed() + backoff > deadline {
-                    return Err(PublishError::Storage(StorageError::Unavailable(format!(
-                        "the cluster did not take the append within {deadline:?}: {why}"
-                    ))));
+        let attempt = attempt(client, &append_id, messages, timeout).await?;
+        let first = match attempt {
+            Attempt::Stored(last) => last + 1 - n as u64,
+            Attempt::AlreadyStored => {
+                match settle(client, probe, &append_id, timeout, started + deadline).await? {
+                    Probe::Found(first) => first,
+                    _ => {
+                        return Err(PublishError::Storage(StorageError::Unavailable(
+                            "a retried append was refused as a duplicate, but where the first \
+                             attempt landed could not be learned"
+                                .into(),
+                        )));
+                    }
                 }
-                tracing::debug!(why, "append not taken yet; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
+            }
+            Attempt::Retry { why, sent } => {
+                maybe_landed |= sent;
+                if started.elapsed() + backoff <= deadline {
+                    tracing::debug!(why, "append not taken yet; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+                // Out of time. An answer may have been lost: ask once more where the
+                // append went. A probe that finds nothing claims the id, so the append
+                // can no longer land later.
+                let outcome = if maybe_landed {
+                    let until = Instant::now() + timeout;
+                    settle(client, probe, &append_id, timeout, until).await?
+                } else {
+                    Probe::Absent
+                };
+                match outcome {
+                    Probe::Found(first) => first,
+                    Probe::Absent => {
+                        return Err(PublishError::Storage(StorageError::Unavailable(format!(
+                            "the cluster did not take the append within {deadline:?}, and \
+                             nothing of it was stored: {why}"
+                        ))));
+                    }
+                    Probe::Pending => {
+                        return Err(PublishError::Storage(StorageError::Unavailable(format!(
+                            "the cluster did not answer within {deadline:?}, and whether the \
+                             append was stored is unknown: {why}"
+                        ))));
+                    }
+                }
             }
         };
-        let first = last_seq + 1 - n as u64;
-        return Ok((first..=last_seq).collect());
+        return Ok((first..first + n as u64).collect());
     }
 }
 
@@ -184,7 +225,10 @@ async fn attempt(
                 .publish_with_headers(m.subject.clone(), h, m.payload.clone())
                 .await
             {
-                return Ok(Attempt::Retry(e.to_string()));
+                return Ok(Attempt::Retry {
+                    why: e.to_string(),
+                    sent: false,
+                });
             }
             continue;
         }
@@ -194,8 +238,29 @@ async fn attempt(
         let request = client.request_with_headers(m.subject.clone(), h, m.payload.clone());
         reply = Some(match tokio::time::timeout(timeout, request).await {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Ok(Attempt::Retry(e.to_string())),
-            Err(_) => return Ok(Attempt::Retry(format!("no answer within {timeout:?}"))),
+            Ok(Err(e))
+                if matches!(
+                    e.kind(),
+                    RequestErrorKind::MaxPayloadExceeded | RequestErrorKind::InvalidSubject
+                ) =>
+            {
+                // The client refused to send it: final.
+                return Err(PublishError::Storage(StorageError::InvalidRecord(format!(
+                    "the cluster refused the append: {e}"
+                ))));
+            }
+            Ok(Err(e)) => {
+                return Ok(Attempt::Retry {
+                    why: e.to_string(),
+                    sent: true,
+                });
+            }
+            Err(_) => {
+                return Ok(Attempt::Retry {
+                    why: format!("no answer within {timeout:?}"),
+                    sent: true,
+                });
+            }
         });
     }
     let reply = reply.expect("the last message is sent as a request");
@@ -215,40 +280,52 @@ async fn attempt(
         None => Ok(Attempt::Stored(ack.seq)),
         Some(e) if e.err_code == WRONG_LAST_SEQUENCE => Err(PublishError::Conflict(e.description)),
         Some(e) if e.err_code == DUPLICATE_IN_BATCH => Ok(Attempt::AlreadyStored),
-        // A leader change, no quorum, a stream catching up: retry.
-        Some(e) => Ok(Attempt::Retry(format!(
-            "{} ({})",
-            e.description, e.err_code
-        ))),
+        // A leader change, no quorum, a stream catching up: retry. (An error answer
+        // means this attempt was not stored.)
+        Some(e) => Ok(Attempt::Retry {
+            why: format!("{} ({})", e.description, e.err_code),
+            sent: false,
+        }),
     }
 }
 
-/// Where the first message of append `append_id` landed, asked by publishing its id
-/// to the probe subject (a duplicate is answered with the original sequence and not
-/// stored). `None` when the id is no longer known.
-async fn first_of_duplicate(
+/// Probes until it learns where append `append_id` went, or `until` passes.
+async fn settle(
     client: &Client,
-    probe: &str,
+    probe_subject: &str,
     append_id: &str,
     timeout: Duration,
-) -> Result<Option<u64>, PublishError> {
+    until: Instant,
+) -> Result<Probe, PublishError> {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match probe(client, probe_subject, append_id, timeout).await {
+            Probe::Pending if Instant::now() + backoff < until => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            outcome => return Ok(outcome),
+        }
+    }
+}
+
+/// Asks where the first message of append `append_id` landed, by publishing its id
+/// to the probe subject: a known id is answered as a duplicate with the original
+/// sequence and not stored; an unknown one is stored (rolled up: the probe subject
+/// keeps one message), which takes the id so the append cannot land after.
+async fn probe(client: &Client, probe_subject: &str, append_id: &str, timeout: Duration) -> Probe {
     let mut h = HeaderMap::new();
     h.insert("Nats-Msg-Id", format!("{append_id}.0").as_str());
-    let request = client.request_with_headers(probe.to_string(), h, Bytes::new());
+    h.insert("Nats-Rollup", "sub");
+    let request = client.request_with_headers(probe_subject.to_string(), h, Bytes::new());
     let reply = match tokio::time::timeout(timeout, request).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            return Err(PublishError::Storage(StorageError::Unavailable(
-                e.to_string(),
-            )));
-        }
-        Err(_) => {
-            return Err(PublishError::Storage(StorageError::Unavailable(
-                "no answer to a duplicate check".into(),
-            )));
-        }
+        _ => return Probe::Pending,
     };
-    let ack: Ack = serde_json::from_slice(&reply.payload)
-        .map_err(|e| PublishError::Storage(StorageError::Unavailable(e.to_string())))?;
-    Ok((ack.error.is_none() && ack.duplicate).then_some(ack.seq))
+    match serde_json::from_slice::<Ack>(&reply.payload) {
+        Ok(ack) if ack.error.is_none() && ack.duplicate => Probe::Found(ack.seq),
+        Ok(ack) if ack.error.is_none() => Probe::Absent,
+        // 10158: the id is being stored right now; anything else: ask again.
+        _ => Probe::Pending,
+    }
 }

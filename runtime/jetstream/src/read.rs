@@ -90,7 +90,15 @@ impl Reader<'_> {
             }
         }
         if let Some(got) = fetched {
-            chunks = got;
+            // Only messages this node's index lists: the stream may hold newer ones
+            // (past this node's high watermark) or have lost some (compaction,
+            // retention) that the index still shows.
+            let listed: std::collections::HashSet<u64> = entries.iter().map(|e| e.seq).collect();
+            chunks = got
+                .into_iter()
+                .filter(|(seq, _)| listed.contains(seq))
+                .map(|(_, c)| c)
+                .collect();
         }
         if chunks.is_empty() {
             // The messages were removed meanwhile (retention): the caller retries.
@@ -109,6 +117,11 @@ impl Reader<'_> {
                     let r = r?;
                     if r.offset < offset {
                         continue;
+                    }
+                    if r.offset >= high_watermark {
+                        next = high_watermark;
+                        kept.push(c.to_vec());
+                        break 'chunks;
                     }
                     let size = record_size(&r);
                     if count == limits.max_records || (count > 0 && bytes + size > limits.max_bytes)
@@ -141,7 +154,7 @@ impl Reader<'_> {
         seq: u64,
         max: usize,
         max_bytes: usize,
-    ) -> Result<Vec<Arc<Vec<u8>>>, StorageError> {
+    ) -> Result<Vec<(u64, Arc<Vec<u8>>)>, StorageError> {
         let unavailable =
             |e: String| StorageError::Unavailable(format!("reading {}: {e}", self.subject));
         let inbox = self.client.new_inbox();
@@ -188,7 +201,7 @@ impl Reader<'_> {
                 .and_then(|h| h.get("Nats-Sequence"))
                 .and_then(|v| v.as_str().parse::<u64>().ok())
                 .ok_or_else(|| unavailable("a message without its sequence".into()))?;
-            out.push(Arc::new(chunk::rebase(&m.payload, seq)?));
+            out.push((seq, Arc::new(chunk::rebase(&m.payload, seq)?)));
         }
         let _ = sub.unsubscribe().await;
         Ok(out)

@@ -26,6 +26,18 @@ pub(crate) fn spawn(log: JetStreamLog, mut stop: tokio::sync::watch::Receiver<bo
                 _ = stop.changed() => return,
                 _ = tokio::time::sleep(every) => {}
             }
+            // A node that is behind the stream must not clean by its stale view (it
+            // could publish a log start below a newer one). Reaching the cluster also
+            // clears a write failure that readiness reports.
+            let timeout = log.inner.options.request_timeout;
+            match log.last_sequence().await {
+                Ok(last) if log.inner.view.wait_applied(last, timeout).await => log.clear_trouble(),
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cleaner: cannot reach the cluster");
+                    continue;
+                }
+            }
             for topic in log.inner.view.topics() {
                 let pass = match topic.config().cleanup_policy {
                     CleanupPolicy::Compact => log.compact(&topic).await,
@@ -79,6 +91,16 @@ impl JetStreamLog {
                     }
                 }
             };
+            // The new log start first, then the purge: every node stops reading below
+            // it before the messages go, and a crash in between leaves only records
+            // that the next pass purges (the start is never behind the data).
+            let start = OutMsg::new(
+                self.inner.subjects.log_start(topic.id(), p),
+                cut.1.to_string(),
+            )
+            .rollup();
+            let published = self.publish(&[start]).await.map_err(StorageError::from)?;
+            self.visible(published[0]).await;
             let subject = self.inner.subjects.records(topic.id(), p);
             self.inner
                 .stream
@@ -87,12 +109,6 @@ impl JetStreamLog {
                 .sequence(cut.0)
                 .await
                 .map_err(unavailable("purging expired records"))?;
-            let start = OutMsg::new(
-                self.inner.subjects.log_start(topic.id(), p),
-                cut.1.to_string(),
-            )
-            .rollup();
-            self.publish(&[start]).await.map_err(StorageError::from)?;
         }
         Ok(())
     }

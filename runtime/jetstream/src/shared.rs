@@ -14,10 +14,10 @@ const EXPECTED_SUBJECT: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
 
 impl SharedKv for JetStreamLog {
     fn get_versioned(&self, key: &[u8]) -> (Option<Vec<u8>>, u64) {
-        (self.inner.view.kv_get(key), self.inner.view.kv_seq(key))
+        self.inner.view.kv_get_versioned(key)
     }
 
-    fn write_if<'a>(&'a self, guard: &'a [u8], version: u64, ops: Vec<KvOp>) -> LogFuture<'a, ()> {
+    fn write_if<'a>(&'a self, guard: &'a [u8], version: u64, ops: Vec<KvOp>) -> LogFuture<'a, u64> {
         Box::pin(async move {
             let inner = &self.inner;
             let guard_subject = inner.subjects.kv(guard);
@@ -39,7 +39,7 @@ impl SharedKv for JetStreamLog {
                 .collect();
             if !messages.iter().any(|m| m.subject == guard_subject) {
                 let Some(first) = messages.first_mut() else {
-                    return Ok(());
+                    return Ok(version);
                 };
                 let checked = std::mem::replace(first, OutMsg::new(String::new(), Vec::new()));
                 *first = checked
@@ -48,10 +48,9 @@ impl SharedKv for JetStreamLog {
             }
             let result = match self.publish(&messages).await {
                 Ok(seqs) => {
-                    if let Some(last) = seqs.last() {
-                        self.visible(*last).await;
-                    }
-                    Ok(())
+                    let last = *seqs.last().expect("a non-empty batch has sequences");
+                    self.visible(last).await;
+                    Ok(last)
                 }
                 Err(PublishError::Conflict(why)) => {
                     self.catch_up().await?;

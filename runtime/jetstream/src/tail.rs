@@ -19,6 +19,9 @@ use crate::subjects::Subjects;
 use crate::unavailable;
 use crate::view::{Applied, View};
 
+/// How long the start-up load waits for the next message before it gives up.
+const IDLE: Duration = Duration::from_secs(15);
+
 /// Loads the view as of the stream's current end; returns that sequence.
 pub(crate) async fn load(
     stream: &mut Stream,
@@ -36,7 +39,7 @@ pub(crate) async fn load(
         (subjects.all_kv(), DeliverPolicy::LastPerSubject, false),
         (subjects.all_records(), DeliverPolicy::All, true),
     ] {
-        drain(stream, filter, policy, headers_only, view).await?;
+        drain(stream, filter, policy, headers_only, view, last).await?;
     }
     view.mark_applied(last);
     Ok(last)
@@ -48,6 +51,7 @@ async fn drain(
     deliver_policy: DeliverPolicy,
     headers_only: bool,
     view: &View,
+    last: u64,
 ) -> Result<(), StorageError> {
     let what = format!("loading {filter}");
     let consumer = stream
@@ -63,14 +67,22 @@ async fn drain(
         return Ok(());
     }
     let mut messages = consumer.messages().await.map_err(unavailable(&what))?;
-    while let Some(m) = messages.next().await {
+    // Up to `last` only: the follower applies everything after it. A stream whose
+    // pending tail vanishes (purged meanwhile) must not hang the start either.
+    loop {
+        let next = tokio::time::timeout(IDLE, messages.next()).await;
+        let Ok(Some(m)) = next else {
+            return Err(StorageError::Unavailable(format!(
+                "{what}: the stream stopped sending before the load was complete"
+            )));
+        };
         let m = m.map_err(unavailable(&what))?;
         let pending = apply(view, &m)?;
-        if pending == 0 {
-            break;
+        let seq = m.info().map_or(0, |i| i.stream_sequence);
+        if pending == 0 || seq >= last {
+            return Ok(());
         }
     }
-    Ok(())
 }
 
 /// Applies one consumed message; returns how many more the consumer has pending.

@@ -295,6 +295,8 @@ impl View {
         let Ok(part) = topic.partition(p) else {
             return;
         };
+        // Log starts only move forward.
+        let start = start.max(part.log_start_offset());
         let index = self.index(id, p);
         let mut index = index.lock();
         while index.entries.front().is_some_and(|e| e.end() <= start) {
@@ -372,9 +374,13 @@ impl View {
         self.kv.read().get(key).and_then(|e| e.value.clone())
     }
 
-    /// Sequence of a key's last message (0: never written), for compare-and-set.
-    pub(crate) fn kv_seq(&self, key: &[u8]) -> u64 {
-        self.kv.read().get(key).map_or(0, |e| e.seq)
+    /// A value and the sequence of its key's last message (0: never written), read
+    /// together, for compare-and-set.
+    pub(crate) fn kv_get_versioned(&self, key: &[u8]) -> (Option<Vec<u8>>, u64) {
+        match self.kv.read().get(key) {
+            Some(e) => (e.value.clone(), e.seq),
+            None => (None, 0),
+        }
     }
 
     pub(crate) fn kv_scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {

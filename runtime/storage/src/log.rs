@@ -45,11 +45,12 @@ pub trait SharedKv: Send + Sync {
     fn get_versioned(&self, key: &[u8]) -> (Option<Vec<u8>>, u64);
 
     /// Applies `ops` atomically if `guard` is still at `version` when the write
-    /// lands (`guard` may be one of the keys written). Refused with
+    /// lands (`guard` may be one of the keys written); returns the version of the
+    /// last key written (with one key: its new version). Refused with
     /// [`StorageError::VersionConflict`](crate::StorageError::VersionConflict)
-    /// otherwise, once this node has seen the write that won, so a retry reads fresh
-    /// state. Durable when it returns.
-    fn write_if<'a>(&'a self, guard: &'a [u8], version: u64, ops: Vec<KvOp>) -> LogFuture<'a, ()>;
+    /// otherwise, after this node has tried to catch up with the write that won, so a
+    /// retry usually reads fresh state. Durable when it returns.
+    fn write_if<'a>(&'a self, guard: &'a [u8], version: u64, ops: Vec<KvOp>) -> LogFuture<'a, u64>;
 }
 
 /// A partitioned, durable log of record batches, with a small key-value store

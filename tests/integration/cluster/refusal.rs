@@ -1,5 +1,5 @@
 //! A NATS cluster cluster mode cannot run on is refused at start, with one line that
-//! says why: servers older than 2.12 (no atomic batch publish), or without JetStream.
+//! says why: servers older than 2.12.1 (no deduplicated atomic batch publish), or without JetStream.
 
 use std::path::Path;
 use std::process::Command;
@@ -80,5 +80,5 @@ async fn a_server_older_than_2_12_is_refused_with_one_line() {
     assert!(!ok, "{stderr}");
     let lines = error_lines(&stderr);
     assert_eq!(lines.len(), 1, "{stderr}");
-    assert!(lines[0].contains("needs 2.12 or newer"), "{stderr}");
+    assert!(lines[0].contains("needs 2.12.1 or newer"), "{stderr}");
 }

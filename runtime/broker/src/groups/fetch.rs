@@ -88,11 +88,19 @@ impl Groups {
             member: member_id.clone(),
         };
         if !to_commit.is_empty() && shared {
-            let named: Vec<(String, u32, u64)> = to_commit
-                .into_iter()
-                .map(|(p, o)| (topic_name.to_string(), p, o))
-                .collect();
-            match self.commit(group, Some(&member_id), &named).await {
+            // Only forward: another node may have committed further for this member.
+            let mut named = Vec::new();
+            for (p, o) in to_commit {
+                if self.committed(group, &topic, p)?.is_none_or(|(c, _)| c < o) {
+                    named.push((topic_name.to_string(), p, o));
+                }
+            }
+            let committed = if named.is_empty() {
+                Ok(())
+            } else {
+                self.commit(group, Some(&member_id), &named).await
+            };
+            match committed {
                 // The partitions moved meanwhile: their new owner reads them again.
                 Ok(()) | Err(BrokerError::NotAssigned { .. }) => {}
                 Err(e) => return Err(e),
@@ -176,6 +184,12 @@ impl Groups {
         for (p, known) in partitions.iter().zip(known) {
             let part = topic.partition(*p)?;
             let start = match known {
+                // Another node may have served (and committed for) this member since:
+                // never go back behind what the group committed.
+                Some(o) if self.shared().is_some() => match self.committed(group, topic, *p)? {
+                    Some((c, _)) => o.max(c),
+                    None => o,
+                },
                 Some(o) => o,
                 None => match self.committed(group, topic, *p)? {
                     Some((o, _)) => o,

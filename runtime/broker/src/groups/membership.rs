@@ -19,6 +19,8 @@ pub(super) struct Group {
 pub(super) struct GroupState {
     pub(super) members: BTreeMap<String, Member>,
     pub(super) generation: u64,
+    /// With a shared store: the version of the roster this state mirrors.
+    pub(super) roster_version: u64,
     /// Per topic: the owner of each partition.
     pub(super) owners: HashMap<String, Vec<Option<String>>>,
 }

@@ -251,16 +251,18 @@ impl Groups {
             .map(|(key, offset)| (key, Some(encode_offset(offset, now))))
             .collect();
         let Some(kv) = self.shared() else {
-            self.check_owners(&g, group, member, offsets, true)?;
+            self.check_owners(&g, group, member, offsets, None)?;
             self.inner.log.kv_write(ops).await?;
             return Ok(());
         };
         // Written only if the roster the owners were checked against still stands.
         for _ in 0..roster::ROUNDS {
             let (_, version) = self.update_roster(&g, group, Want::Read).await?;
-            self.check_owners(&g, group, member, offsets, false)?;
+            if !self.check_owners(&g, group, member, offsets, Some(version))? {
+                continue;
+            }
             match kv.write_if(&roster_key(group), version, ops.clone()).await {
-                Ok(()) => return Ok(()),
+                Ok(_) => return Ok(()),
                 Err(weir_storage::StorageError::VersionConflict(_)) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -273,17 +275,24 @@ impl Groups {
     }
 
     /// Refuses unless `member` owns every partition (or, without one, no member
-    /// owns them); marks a member's commit done. `local` expires members first.
+    /// owns them); marks a member's commit done. Without a roster version (one node)
+    /// it expires members first; with one, it checks the deal of exactly that roster
+    /// and returns false when the state mirrors another one by now (retry).
     fn check_owners(
         &self,
         g: &Group,
         group: &str,
         member: Option<&str>,
         offsets: &[(String, u32, u64)],
-        local: bool,
-    ) -> Result<()> {
+        roster_version: Option<u64>,
+    ) -> Result<bool> {
         let mut st = g.state.lock();
-        if local
+        if let Some(version) = roster_version
+            && st.roster_version != version
+        {
+            return Ok(false);
+        }
+        if roster_version.is_none()
             && st.evict_expired(self.inner.session_timeout)
             && st.rebalance(&self.partition_counts())
         {
@@ -306,7 +315,7 @@ impl Groups {
                 m.uncommitted.remove(&(topic.clone(), *p));
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn write_offsets(
@@ -321,6 +330,35 @@ impl Groups {
             .map(|(p, o)| (offset_key(group, topic, *p), Some(encode_offset(*o, now))))
             .collect();
         Ok(self.inner.log.kv_write(ops).await?)
+    }
+
+    /// Writes an administrator's change of the group's offsets (reset, delete), only
+    /// while the group has no live member. With a shared store the write is fenced
+    /// on the roster, so a member joining meanwhile on another node wins instead.
+    async fn write_while_empty(&self, group: &str, ops: Vec<KvOp>) -> Result<()> {
+        let Some(kv) = self.shared() else {
+            return Ok(self.inner.log.kv_write(ops).await?);
+        };
+        let g = self.group(group);
+        for _ in 0..roster::ROUNDS {
+            let (roster, version) = self.update_roster(&g, group, Want::Read).await?;
+            if !roster.members.is_empty() {
+                return Err(BrokerError::GroupNotEmpty {
+                    group: group.to_string(),
+                    members: roster.members.len(),
+                });
+            }
+            match kv.write_if(&roster_key(group), version, ops.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(weir_storage::StorageError::VersionConflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(BrokerError::Storage(
+            weir_storage::StorageError::Unavailable(format!(
+                "group '{group}': its members kept changing; retry"
+            )),
+        ))
     }
 
     /// Removes a member at once (a clean leave), handing its partitions to the others.
@@ -385,11 +423,8 @@ impl Groups {
         if keys.is_empty() && !known {
             return Err(BrokerError::GroupNotFound(group.to_string()));
         }
-        self.inner
-            .log
-            .kv_write(keys.into_iter().map(|(k, _)| (k, None)).collect())
-            .await?;
-        Ok(())
+        self.write_while_empty(group, keys.into_iter().map(|(k, _)| (k, None)).collect())
+            .await
     }
 
     /// Moves the committed offsets of `topic` (all partitions, or those listed).
@@ -428,7 +463,12 @@ impl Groups {
             };
             out.push((p, offset));
         }
-        self.write_offsets(group, &topic, &out).await?;
+        let now = weir_storage::now_ms();
+        let ops = out
+            .iter()
+            .map(|(p, o)| (offset_key(group, &topic, *p), Some(encode_offset(*o, now))))
+            .collect();
+        self.write_while_empty(group, ops).await?;
         Ok(out)
     }
 }

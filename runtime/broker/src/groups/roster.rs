@@ -144,7 +144,7 @@ impl Groups {
                 Want::Leave { member } => changed |= roster.members.remove(member).is_some(),
             }
             if !changed && !renew {
-                self.mirror(g, &roster);
+                self.mirror(g, &roster, version);
                 return Ok((roster, version));
             }
             if changed {
@@ -155,9 +155,8 @@ impl Groups {
                 .write_if(&key, version, vec![(key.clone(), Some(value))])
                 .await
             {
-                Ok(()) => {
-                    self.mirror(g, &roster);
-                    let (_, version) = kv.get_versioned(&key);
+                Ok(version) => {
+                    self.mirror(g, &roster, version);
                     return Ok((roster, version));
                 }
                 Err(StorageError::VersionConflict(_)) => continue,
@@ -169,11 +168,16 @@ impl Groups {
         ))))
     }
 
-    /// Makes the node's state of the group follow the roster: the same members and
-    /// topics, so the same deal; positions of partitions still owned are kept.
-    fn mirror(&self, g: &Group, roster: &Roster) {
+    /// Makes the node's state of the group follow the roster at `version`: the same
+    /// members and topics, so the same deal; positions of partitions still owned are
+    /// kept. An older roster than the one mirrored (a slower task) is ignored.
+    fn mirror(&self, g: &Group, roster: &Roster, version: u64) {
         let counts = self.partition_counts();
         let mut st = g.state.lock();
+        if version < st.roster_version {
+            return;
+        }
+        st.roster_version = version;
         st.members.retain(|id, _| roster.members.contains_key(id));
         for (id, lease) in &roster.members {
             let m = st.members.entry(id.clone()).or_insert_with(Member::new);
