@@ -70,7 +70,7 @@ impl JetStreamLog {
                  ({limit} bytes, below the servers' max_payload); send smaller records",
                 m.payload.len()
             )))),
-            None => self.publish(&messages).await,
+            None => inner.committer.append(messages).await,
         };
         let seqs = match published {
             Ok(seqs) => seqs,
