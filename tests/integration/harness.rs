@@ -392,9 +392,14 @@ impl ServerProcess {
                 lines.lock().unwrap().push(line);
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("weir serve did not report its address");
+        let Ok(addr) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "weir serve did not report its address; it logged:\n{}",
+                log.lock().unwrap().join("\n")
+            );
+        };
         ServerProcess {
             child,
             url: format!("http://{addr}"),

@@ -216,7 +216,9 @@ async fn error_policies_contain_trapping_looping_and_memory_hungry_plugins() {
             "hog",
             "filter",
             artifacts::HOSTILE_MEMORY_BOMB,
-            "[limits]\nmemory_mb = 16\n[[attach]]\ntopic = \"t-dlq\"\ndead_letter_topic = \"hog-dead\"",
+            // A long timeout: on a busy machine the memory limit must still be
+            // what stops it.
+            "[limits]\nmemory_mb = 16\ntimeout_ms = 10000\n[[attach]]\ntopic = \"t-dlq\"\ndead_letter_topic = \"hog-dead\"",
         );
     })
     .await;

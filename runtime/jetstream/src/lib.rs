@@ -30,6 +30,7 @@ use weir_storage::{
 
 mod append;
 mod chunk;
+mod commit;
 mod compaction;
 mod connect;
 mod publish;
@@ -61,6 +62,8 @@ struct Inner {
     view: Arc<View>,
     options: ClusterOptions,
     stats: Stats,
+    /// Group commit: appends share atomic batches.
+    committer: commit::Committer,
     /// Key-value writes made inside a plugin call, written with the next append.
     pending_kv: Mutex<Vec<KvOp>>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -79,7 +82,26 @@ pub(crate) fn unavailable<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> Sto
 impl JetStreamLog {
     /// Connects to the cluster, checks it (server version, JetStream), creates the
     /// stream if needed, loads this node's view and starts following the stream.
+    ///
+    /// A cluster that is not reachable or not ready yet (starting, electing) is
+    /// waited for up to `append_deadline`; one that cannot serve Weir (too old,
+    /// JetStream off) is refused at once.
     pub async fn open(options: ClusterOptions) -> Result<JetStreamLog, StorageError> {
+        let started = std::time::Instant::now();
+        loop {
+            match Self::try_open(options.clone()).await {
+                Err(StorageError::Unavailable(why))
+                    if started.elapsed() < options.append_deadline =>
+                {
+                    tracing::warn!(why, "waiting for the NATS cluster");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                opened => return opened,
+            }
+        }
+    }
+
+    async fn try_open(options: ClusterOptions) -> Result<JetStreamLog, StorageError> {
         let (client, mut stream, stream_name) = connect::connect(&options).await?;
         // A message (payload and headers) must fit the servers' max_payload.
         let mut options = options;
@@ -100,6 +122,12 @@ impl JetStreamLog {
             view.clone(),
             stopped.clone(),
         );
+        let committer = commit::Committer::start(commit::Publisher {
+            client: client.clone(),
+            probe: subjects.probe(),
+            timeout: options.request_timeout,
+            deadline: options.append_deadline,
+        });
         let log = JetStreamLog {
             inner: Arc::new(Inner {
                 client,
@@ -109,6 +137,7 @@ impl JetStreamLog {
                 view,
                 options,
                 stats: Stats::default(),
+                committer,
                 pending_kv: Mutex::new(Vec::new()),
                 compacted: Mutex::default(),
                 stop,
@@ -116,18 +145,26 @@ impl JetStreamLog {
             }),
         };
         // Serve only once caught up with what the stream held when we looked again.
-        let now = log.last_sequence().await?.max(loaded);
-        if !log
-            .inner
-            .view
-            .wait_applied(now, log.inner.options.request_timeout * 3)
-            .await
-        {
+        let caught_up = match log.last_sequence().await {
+            Ok(now) => {
+                let now = now.max(loaded);
+                let timeout = log.inner.options.request_timeout * 3;
+                log.inner
+                    .view
+                    .wait_applied(now, timeout)
+                    .await
+                    .then_some(now)
+            }
+            Err(_) => None,
+        };
+        let Some(now) = caught_up else {
+            // Stop the follower this attempt started.
+            let _ = log.inner.stop.send(true);
             return Err(StorageError::Unavailable(format!(
-                "could not catch up with the stream (at {} of {now})",
+                "could not catch up with the stream (at {})",
                 log.inner.view.applied()
             )));
-        }
+        };
         retention::spawn(log.clone(), stopped);
         tracing::info!(
             stream = %log.inner.stream_name,
