@@ -35,6 +35,36 @@ async fn with_three_chunks(dir: &Path) -> (Store, Arc<Topic>) {
     (store, t)
 }
 
+/// Opens the store once the last handle on its files (a dropped store's or a raw
+/// sled's, whose background thread lets go a moment after the drop) is released.
+fn reopen(dir: &Path) -> crate::Result<Store> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Store::open(dir, StoreOptions::default()) {
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            opened => return opened,
+        }
+    }
+}
+
+/// sled itself on the store's files, for tests that damage them, once free.
+fn raw_sled(dir: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(dir) {
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            opened => return opened.unwrap(),
+        }
+    }
+}
+
 fn values(r: &ReadResult) -> Vec<(u64, String)> {
     r.records()
         .map(|r| {
@@ -70,7 +100,7 @@ async fn multi_partition_appends_get_contiguous_offsets_and_survive_reopen() {
         assert_eq!(values(&r), [(1, "b".into()), (2, "d".into())]);
         store.shutdown().await;
     }
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let store = reopen(dir.path()).unwrap();
     let t = store.topic("t").unwrap();
     assert_eq!(t.partition(0).unwrap().high_watermark(), 3);
     assert_eq!(t.partition(1).unwrap().high_watermark(), 1);
@@ -110,7 +140,7 @@ async fn damaged_chunks_are_errors_never_short_reads() {
     assert_eq!((dropped[0].truncated_to, dropped[0].dropped_to), (1, 3));
     assert_eq!(dropped[0].chunks, 2);
     assert!(crate::repair::verify(dir.path()).unwrap().is_clean());
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let store = reopen(dir.path()).unwrap();
     let t = store.topic("t").unwrap();
     // Offsets are not reused: [1, 3) is an empty span now.
     assert_eq!(t.partitions[0].high_watermark(), 3);
@@ -160,12 +190,12 @@ async fn a_store_recovered_short_of_the_checkpoint_refuses_to_open() {
     drop(store);
     // What sled does with a damaged log tail: recover less, silently.
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw_sled(dir.path());
         let data = db.open_tree("data").unwrap();
         data.remove(keys::data_key(t.id, 0, 2)).unwrap();
         db.flush().unwrap();
     }
-    let err = Store::open(dir.path(), StoreOptions::default()).unwrap_err();
+    let err = reopen(dir.path()).unwrap_err();
     assert!(err.is_damage());
     assert!(
         err.to_string().contains(
@@ -175,7 +205,7 @@ async fn a_store_recovered_short_of_the_checkpoint_refuses_to_open() {
     );
     let (_, dropped) = crate::repair::recover(dir.path()).unwrap();
     assert_eq!((dropped[0].truncated_to, dropped[0].dropped_to), (2, 3));
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let store = reopen(dir.path()).unwrap();
     assert_eq!(store.topic("t").unwrap().partitions[0].high_watermark(), 3);
     store.shutdown().await;
 }
@@ -189,7 +219,7 @@ async fn unacknowledged_chunks_past_a_gap_are_removed_at_open_and_the_log_contin
     store.shutdown().await;
     drop(store);
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw_sled(dir.path());
         let data = db.open_tree("data").unwrap();
         data.remove(keys::data_key(t.id, 0, 1)).unwrap();
         db.flush().unwrap();
@@ -199,7 +229,7 @@ async fn unacknowledged_chunks_past_a_gap_are_removed_at_open_and_the_log_contin
     lagging.topics.get_mut("t").unwrap().high_watermarks = vec![1];
     lagging.save(dir.path()).unwrap();
 
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let store = reopen(dir.path()).unwrap();
     let t = store.topic("t").unwrap();
     assert_eq!(t.partitions[0].high_watermark(), 1);
     let r = store.read(&t, 0, 0, ReadLimits::default()).unwrap();
@@ -211,7 +241,7 @@ async fn unacknowledged_chunks_past_a_gap_are_removed_at_open_and_the_log_contin
         .unwrap();
     store.shutdown().await;
     drop(store);
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let store = reopen(dir.path()).unwrap();
     let t = store.topic("t").unwrap();
     let r = store.read(&t, 0, 0, ReadLimits::default()).unwrap();
     assert_eq!(
@@ -228,14 +258,14 @@ async fn a_gap_below_an_acknowledged_offset_refuses_to_open_and_removes_nothing(
     store.shutdown().await;
     drop(store);
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw_sled(dir.path());
         db.open_tree("data")
             .unwrap()
             .remove(keys::data_key(t.id, 0, 1))
             .unwrap();
         db.flush().unwrap();
     }
-    let err = Store::open(dir.path(), StoreOptions::default()).unwrap_err();
+    let err = reopen(dir.path()).unwrap_err();
     assert!(err.is_damage(), "{err}");
     assert!(
         err.to_string()
@@ -243,7 +273,7 @@ async fn a_gap_below_an_acknowledged_offset_refuses_to_open_and_removes_nothing(
         "{err}"
     );
     // The chunk past the gap is still there for `weir store recover` to judge.
-    let db = sled::open(dir.path()).unwrap();
+    let db = raw_sled(dir.path());
     let data = db.open_tree("data").unwrap();
     assert!(data.get(keys::data_key(t.id, 0, 2)).unwrap().is_some());
 }
