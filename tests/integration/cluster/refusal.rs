@@ -42,21 +42,23 @@ fn serve_against(cluster: &NatsCluster) -> (bool, String) {
     )
 }
 
-fn error_lines(stderr: &str) -> Vec<&str> {
-    stderr.lines().filter(|l| l.starts_with("error:")).collect()
+/// Starts a node against `cluster` and checks it is refused with one line that
+/// says `why`.
+async fn assert_refused(cluster: NatsCluster, why: &str) {
+    let (ok, stderr) = tokio::task::spawn_blocking(move || serve_against(&cluster))
+        .await
+        .unwrap();
+    assert!(!ok, "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains(why), "{stderr}");
+    assert!(!stderr.contains("weir is serving"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_without_jetstream_is_refused_with_one_line() {
     let nats = NatsCluster::start_with(nats_server(), None).await;
-    let (ok, stderr) = tokio::task::spawn_blocking(move || serve_against(&nats))
-        .await
-        .unwrap();
-    assert!(!ok, "{stderr}");
-    let lines = error_lines(&stderr);
-    assert_eq!(lines.len(), 1, "{stderr}");
-    assert!(lines[0].contains("JetStream"), "{stderr}");
-    assert!(!stderr.contains("weir is serving"), "{stderr}");
+    assert_refused(nats, "JetStream").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,11 +76,5 @@ async fn a_server_older_than_2_12_is_refused_with_one_line() {
     );
     // It knows no `sync_interval`.
     let nats = NatsCluster::start_with(old, Some("")).await;
-    let (ok, stderr) = tokio::task::spawn_blocking(move || serve_against(&nats))
-        .await
-        .unwrap();
-    assert!(!ok, "{stderr}");
-    let lines = error_lines(&stderr);
-    assert_eq!(lines.len(), 1, "{stderr}");
-    assert!(lines[0].contains("needs 2.12.1 or newer"), "{stderr}");
+    assert_refused(nats, "needs 2.12.1 or newer").await;
 }

@@ -39,7 +39,7 @@ mod roster;
 use membership::{Group, GroupState};
 pub use offsets::validate_group_name;
 use offsets::{decode_offset, encode_offset, group_prefix, offset_key};
-use roster::{Want, roster_key};
+use roster::Want;
 
 /// Where a group starts on a partition it has no committed offset for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -250,28 +250,16 @@ impl Groups {
             .into_iter()
             .map(|(key, offset)| (key, Some(encode_offset(offset, now))))
             .collect();
-        let Some(kv) = self.shared() else {
+        if self.shared().is_none() {
             self.check_owners(&g, group, member, offsets, None)?;
             self.inner.log.kv_write(ops).await?;
             return Ok(());
-        };
-        // Written only if the roster the owners were checked against still stands.
-        for _ in 0..roster::ROUNDS {
-            let (_, version) = self.update_roster(&g, group, Want::Read).await?;
-            if !self.check_owners(&g, group, member, offsets, Some(version))? {
-                continue;
-            }
-            match kv.write_if(&roster_key(group), version, ops.clone()).await {
-                Ok(_) => return Ok(()),
-                Err(weir_storage::StorageError::VersionConflict(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
         }
-        Err(BrokerError::Storage(
-            weir_storage::StorageError::Unavailable(format!(
-                "group '{group}': its members kept changing during a commit; retry"
-            )),
-        ))
+        // Written only if the roster the owners were checked against still stands.
+        self.write_fenced(&g, group, ops, |_, version| {
+            self.check_owners(&g, group, member, offsets, Some(version))
+        })
+        .await
     }
 
     /// Refuses unless `member` owns every partition (or, without one, no member
@@ -336,29 +324,21 @@ impl Groups {
     /// while the group has no live member. With a shared store the write is fenced
     /// on the roster, so a member joining meanwhile on another node wins instead.
     async fn write_while_empty(&self, group: &str, ops: Vec<KvOp>) -> Result<()> {
-        let Some(kv) = self.shared() else {
+        if self.shared().is_none() {
             return Ok(self.inner.log.kv_write(ops).await?);
-        };
+        }
         let g = self.group(group);
-        for _ in 0..roster::ROUNDS {
-            let (roster, version) = self.update_roster(&g, group, Want::Read).await?;
-            if !roster.members.is_empty() {
-                return Err(BrokerError::GroupNotEmpty {
+        self.write_fenced(&g, group, ops, |roster, _| {
+            if roster.members.is_empty() {
+                Ok(true)
+            } else {
+                Err(BrokerError::GroupNotEmpty {
                     group: group.to_string(),
                     members: roster.members.len(),
-                });
+                })
             }
-            match kv.write_if(&roster_key(group), version, ops.clone()).await {
-                Ok(_) => return Ok(()),
-                Err(weir_storage::StorageError::VersionConflict(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(BrokerError::Storage(
-            weir_storage::StorageError::Unavailable(format!(
-                "group '{group}': its members kept changing; retry"
-            )),
-        ))
+        })
+        .await
     }
 
     /// Removes a member at once (a clean leave), handing its partitions to the others.

@@ -21,14 +21,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use weir_storage::{SharedKv, StorageError};
+use weir_storage::{KvOp, SharedKv, StorageError};
 
 use super::Groups;
 use super::membership::{Group, Member};
 use crate::error::{BrokerError, Result};
 
 /// Compare-and-set rounds before giving up (each is lost only to another change).
-pub(super) const ROUNDS: usize = 16;
+const ROUNDS: usize = 16;
 
 /// A group's members as the cluster knows them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -62,7 +62,7 @@ pub(super) enum Want<'a> {
 }
 
 /// The roster's key in the shared key-value store.
-pub(super) fn roster_key(group: &str) -> Vec<u8> {
+fn roster_key(group: &str) -> Vec<u8> {
     let mut k = ROSTER_PREFIX.to_vec();
     k.extend_from_slice(group.as_bytes());
     k
@@ -159,6 +159,34 @@ impl Groups {
                     self.mirror(g, &roster, version);
                     return Ok((roster, version));
                 }
+                Err(StorageError::VersionConflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(BrokerError::Storage(StorageError::Unavailable(format!(
+            "group '{group}': its members kept changing; retry"
+        ))))
+    }
+
+    /// Writes `ops` fenced on the group's roster: only while the roster stands at a
+    /// version `approve` accepted (`Ok(false)`: the state moved on, ask again).
+    pub(super) async fn write_fenced(
+        &self,
+        g: &Group,
+        group: &str,
+        ops: Vec<KvOp>,
+        approve: impl Fn(&Roster, u64) -> Result<bool>,
+    ) -> Result<()> {
+        let kv = self
+            .shared()
+            .expect("rosters are kept only in a shared store");
+        for _ in 0..ROUNDS {
+            let (roster, version) = self.update_roster(g, group, Want::Read).await?;
+            if !approve(&roster, version)? {
+                continue;
+            }
+            match kv.write_if(&roster_key(group), version, ops.clone()).await {
+                Ok(_) => return Ok(()),
                 Err(StorageError::VersionConflict(_)) => continue,
                 Err(e) => return Err(e.into()),
             }

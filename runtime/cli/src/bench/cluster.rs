@@ -14,7 +14,8 @@ use anyhow::Context;
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{Client, InProcess, Row, batch_body, fetch_all, publish_spread, sse_latency_across};
+use super::latency::sse_latency_across;
+use super::{Client, InProcess, Row, batch_body, fetch_all, publish_spread};
 
 #[derive(Debug, clap::Args)]
 pub struct ClusterArgs {
