@@ -90,7 +90,6 @@ impl JetStreamLog {
         }
         let took = started.elapsed();
         inner.stats.record_write(took, records);
-        inner.stats.record_flush(took, 1, records);
         Ok(placed
             .into_iter()
             .map(|(i, at)| base_of(seqs[i]) + at)

@@ -41,6 +41,8 @@ pub(crate) struct Committer {
 
 /// What the committer publishes with.
 pub(crate) struct Publisher {
+    /// Where each batch is counted as one flush of its appends.
+    pub(crate) stats: Arc<weir_storage::Stats>,
     pub(crate) client: Client,
     pub(crate) probe: String,
     pub(crate) timeout: Duration,
@@ -105,9 +107,13 @@ async fn publish_group(p: &Publisher, group: Vec<Pending>) {
         .iter()
         .flat_map(|g| g.messages.iter().cloned())
         .collect();
+    let started = std::time::Instant::now();
     let result = publish_atomic(&p.client, &p.probe, &all, p.timeout, p.deadline).await;
     match result {
         Ok(seqs) => {
+            let records = all.iter().map(OutMsg::records).sum();
+            p.stats
+                .record_flush(started.elapsed(), group.len() as u64, records);
             let mut at = 0;
             for g in group {
                 let n = g.messages.len();

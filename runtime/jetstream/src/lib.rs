@@ -61,7 +61,8 @@ struct Inner {
     subjects: Subjects,
     view: Arc<View>,
     options: ClusterOptions,
-    stats: Stats,
+    /// Write-path counters; a flush is one atomic batch the committer published.
+    stats: Arc<Stats>,
     /// Group commit: appends share atomic batches.
     committer: commit::Committer,
     /// Key-value writes made inside a plugin call, written with the next append.
@@ -122,7 +123,9 @@ impl JetStreamLog {
             view.clone(),
             stopped.clone(),
         );
+        let stats = Arc::new(Stats::default());
         let committer = commit::Committer::start(commit::Publisher {
+            stats: stats.clone(),
             client: client.clone(),
             probe: subjects.probe(),
             timeout: options.request_timeout,
@@ -136,7 +139,7 @@ impl JetStreamLog {
                 subjects,
                 view,
                 options,
-                stats: Stats::default(),
+                stats,
                 committer,
                 pending_kv: Mutex::new(Vec::new()),
                 compacted: Mutex::default(),

@@ -46,6 +46,15 @@ impl OutMsg {
         self
     }
 
+    /// Records it carries (its `Weir-Records` header; 0 for other messages).
+    pub(crate) fn records(&self) -> u64 {
+        self.headers
+            .iter()
+            .find(|(name, _)| *name == crate::view::RECORDS)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Stored only if `seq` is the sequence of the subject's last message (0: none).
     pub(crate) fn expect_last(self, seq: u64) -> Self {
         self.header("Nats-Expected-Last-Subject-Sequence", seq)

@@ -256,10 +256,18 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         let topic = format!("bench-{n}");
         create(clients, &topic, args.partitions).await?;
         let body = Bytes::from(batch_body(100, 1));
+        let server = if *label == "embedded" {
+            &embedded
+        } else {
+            &nodes[0]
+        };
+        let before = server.broker.write_stats();
         let mut row = publish_spread(clients, &topic, body, 1, 64, seconds).await?;
         row.name = format!("{label}: single 100 B records, 64 conc");
         row.bytes = row.records * 100;
         row.print();
+        // How many requests shared a flush (an fsync, or one atomic batch) on node A.
+        super::print_write_path(before, server.broker.write_stats());
     }
     // Consume what the 1 KiB, 8-producer cells wrote.
     for (label, client, topic) in [("embedded", &e, "bench-10"), ("cluster", &b, "bench-11")] {

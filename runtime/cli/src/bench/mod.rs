@@ -231,7 +231,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 /// With an in-process server: what the write path did during the cell, as a
 /// table row of its own so the table stays valid Markdown.
-fn print_write_path(before: weir_broker::StatsSnapshot, after: weir_broker::StatsSnapshot) {
+pub(super) fn print_write_path(
+    before: weir_broker::StatsSnapshot,
+    after: weir_broker::StatsSnapshot,
+) {
     let flushes = (after.flushes - before.flushes).max(1);
     let writes = (after.writes - before.writes).max(1);
     let records = after.records_written - before.records_written;
