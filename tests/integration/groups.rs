@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::harness::{Api, TestServer, test_config};
 
 /// One group fetch; returns the response body.
-async fn poll(api: &Api, topic: &str, group: &str, member: &str, extra: &str) -> Value {
+pub(crate) async fn poll(api: &Api, topic: &str, group: &str, member: &str, extra: &str) -> Value {
     let r = api
         .get(&format!(
             "/v1/topics/{topic}/records?group={group}&member={member}&max_records=1000{extra}"
@@ -19,7 +19,7 @@ async fn poll(api: &Api, topic: &str, group: &str, member: &str, extra: &str) ->
     r.body
 }
 
-fn assignment(body: &Value) -> BTreeSet<u64> {
+pub(crate) fn assignment(body: &Value) -> BTreeSet<u64> {
     body["assignment"]
         .as_array()
         .unwrap()

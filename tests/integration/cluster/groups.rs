@@ -2,33 +2,20 @@
 //! the nodes, commits checked against the shared membership wherever they arrive,
 //! and takeover from the committed offsets when a member's node dies.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::{NatsCluster, weir_node};
+use crate::groups::assignment;
 use crate::harness::{Api, eventually};
 
 const CONFIG: &str = "[groups]\nsession_timeout_ms = 2000\n";
 
+/// One fetch of topic `t` as `member` of `group`.
 async fn poll(api: &Api, group: &str, member: &str, extra: &str) -> Value {
-    let r = api
-        .get(&format!(
-            "/v1/topics/t/records?group={group}&member={member}&max_records=1000{extra}"
-        ))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body
-}
-
-fn assignment(body: &Value) -> BTreeSet<u64> {
-    body["assignment"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_u64().unwrap())
-        .collect()
+    crate::groups::poll(api, "t", group, member, extra).await
 }
 
 /// Offsets of the records of each partition in a group fetch.
