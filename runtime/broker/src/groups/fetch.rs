@@ -12,6 +12,9 @@ use super::roster::Want;
 use super::{FetchRequest, GroupFetch, Groups, InFlight, OffsetReset};
 use crate::error::{BrokerError, Result};
 
+/// How often a long poll in a shared store re-reads its group's roster.
+const ROSTER_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A member's assignment in one generation and where to read each partition.
 struct Assigned {
     generation: u64,
@@ -146,6 +149,11 @@ impl Groups {
             // Wait for data on any assigned partition, or a new assignment.
             let mut waits: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> =
                 vec![Box::pin(tokio::time::sleep_until(deadline))];
+            if shared {
+                // Members that come or go through other nodes change the roster, not
+                // this node's state: look again at least this often.
+                waits.push(Box::pin(tokio::time::sleep(ROSTER_RECHECK)));
+            }
             for &(p, offset) in &starts {
                 let topic = topic.clone();
                 waits.push(Box::pin(async move {
