@@ -100,3 +100,28 @@ impl ClusterConfig {
         Ok(options)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn a_cluster_section_keeps_defaults_and_is_checked() {
+        let c: Config =
+            toml::from_str("[cluster]\nservers = [\"nats://a:4222\", \"nats://b:4222\"]").unwrap();
+        let options = c.cluster.as_ref().unwrap().options().unwrap();
+        assert_eq!(options.servers.len(), 2);
+        assert_eq!((options.replicas, options.prefix.as_str()), (3, "weir"));
+        for bad in [
+            "[cluster]\nservers = []",
+            "[cluster]\nservers = [\"nats://a:4222\"]\nreplicas = 0",
+            "[cluster]\nservers = [\"nats://a:4222\"]\nprefix = \"a.b\"",
+            "[cluster]\nservers = [\"nats://a:4222\"]\ntls_cert = \"/c.pem\"",
+        ] {
+            let c: Config = toml::from_str(bad).unwrap();
+            assert!(c.cluster.unwrap().options().is_err(), "{bad}");
+        }
+        let typo = toml::from_str::<Config>("[cluster]\nservers = []\nreplica = 3");
+        assert!(typo.is_err());
+    }
+}
