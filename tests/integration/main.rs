@@ -17,6 +17,7 @@ mod groups;
 mod hostile;
 mod observability;
 mod openapi;
+mod pipeline_failures;
 mod pipelines;
 mod produce_fetch;
 mod reload;
