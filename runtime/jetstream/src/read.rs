@@ -36,16 +36,8 @@ impl Reader<'_> {
         offset: u64,
         limits: ReadLimits,
     ) -> Result<ReadResult, StorageError> {
-        let part = topic.partition(partition)?;
-        let high_watermark = part.high_watermark();
-        let log_start_offset = part.log_start_offset();
-        if offset < log_start_offset || offset > high_watermark {
-            return Err(StorageError::OffsetOutOfRange {
-                offset,
-                log_start_offset,
-                high_watermark,
-            });
-        }
+        let (log_start_offset, high_watermark) =
+            topic.partition(partition)?.readable_from(offset)?;
         let empty = |next| {
             ReadResult::from_chunks(
                 Vec::new(),

@@ -156,6 +156,21 @@ impl Partition {
         self.log_start.load(Ordering::Acquire)
     }
 
+    /// `(log start, high watermark)` now, if a read may start at `offset`; else
+    /// `OffsetOutOfRange`.
+    pub fn readable_from(&self, offset: u64) -> Result<(u64, u64)> {
+        let high_watermark = self.high_watermark();
+        let log_start_offset = self.log_start_offset();
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                high_watermark,
+            });
+        }
+        Ok((log_start_offset, high_watermark))
+    }
+
     /// Bytes stored.
     pub fn size_bytes(&self) -> u64 {
         self.size_bytes.load(Ordering::Relaxed)

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::latency::sse_latency_across;
-use super::{Client, InProcess, Row, batch_body, fetch_all, publish_spread};
+use super::{Client, InProcess, Row, batch_body, fetch_all, publish_cell};
 
 #[derive(Debug, clap::Args)]
 pub struct ClusterArgs {
@@ -222,14 +222,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
          fsync before ack; two Weir nodes), {seconds} s per cell, acks=all\n",
         nats.urls.len()
     );
-    println!(
-        "| {:<40} | {:>12} | {:>8} | {:>9} | {:>9} |",
-        "workload", "records/s", "MB/s", "p50 ms", "p99 ms"
-    );
-    println!(
-        "|{:-<42}|{:->14}|{:->10}|{:->11}|{:->11}|",
-        "", "", "", "", ""
-    );
+    Row::print_header();
     let setups: [(&str, Vec<Client>); 3] = [
         ("embedded", vec![e.clone()]),
         ("cluster, 1 node", vec![a.clone()]),
@@ -244,7 +237,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 create(clients, &topic, args.partitions).await?;
                 let body = Bytes::from(batch_body(value_bytes, 1000));
                 let mut row =
-                    publish_spread(clients, &topic, body, 1000, concurrency, seconds).await?;
+                    publish_cell(clients, &topic, body, 1000, concurrency, seconds).await?;
                 row.name = format!("{label}: {value_bytes} B x 1000/req, {concurrency} conc");
                 row.bytes = row.records * value_bytes as u64;
                 row.print();
@@ -262,7 +255,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             &nodes[0]
         };
         let before = server.broker.write_stats();
-        let mut row = publish_spread(clients, &topic, body, 1, 64, seconds).await?;
+        let mut row = publish_cell(clients, &topic, body, 1, 64, seconds).await?;
         row.name = format!("{label}: single 100 B records, 64 conc");
         row.bytes = row.records * 100;
         row.print();

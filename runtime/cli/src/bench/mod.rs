@@ -109,6 +109,18 @@ struct Row {
 }
 
 impl Row {
+    /// The table's header, before the first row.
+    fn print_header() {
+        println!(
+            "| {:<40} | {:>12} | {:>8} | {:>9} | {:>9} |",
+            "workload", "records/s", "MB/s", "p50 ms", "p99 ms"
+        );
+        println!(
+            "|{:-<42}|{:->14}|{:->10}|{:->11}|{:->11}|",
+            "", "", "", "", ""
+        );
+    }
+
     fn print(&self) {
         let mut lat = self.latencies.clone();
         lat.sort();
@@ -160,14 +172,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let client = Client::with_token(&url, args.token.as_deref())?;
     println!("weir bench against {url}, {seconds} s per cell, acks=all\n");
-    println!(
-        "| {:<40} | {:>12} | {:>8} | {:>9} | {:>9} |",
-        "workload", "records/s", "MB/s", "p50 ms", "p99 ms"
-    );
-    println!(
-        "|{:-<42}|{:->14}|{:->10}|{:->11}|{:->11}|",
-        "", "", "", "", ""
-    );
+    Row::print_header();
     for v in &args.value_bytes {
         fsync_limit(&data_dir, *v, 1000, seconds)?.print();
         fsync_limit(&data_dir, *v, 1, seconds)?.print();
@@ -299,28 +304,17 @@ async fn produce_cell(
     seconds: f64,
 ) -> anyhow::Result<Row> {
     let body = Bytes::from(batch_body(value_bytes, batch));
-    let mut row = publish_cell(client, topic, body, batch, concurrency, seconds).await?;
+    let clients = std::slice::from_ref(client);
+    let mut row = publish_cell(clients, topic, body, batch, concurrency, seconds).await?;
     row.name = format!("produce {value_bytes} B x {batch}/req, {concurrency} conc");
     row.bytes = row.records * value_bytes as u64;
     Ok(row)
 }
 
 /// Publishes `body` (holding `batch` records) to `topic` from `concurrency` tasks for
-/// `seconds`, each waiting for its answer before sending again.
+/// `seconds`, each waiting for its answer before sending again; the tasks are dealt
+/// over `clients` (one server, or several cluster nodes).
 async fn publish_cell(
-    client: &Client,
-    topic: &str,
-    body: Bytes,
-    batch: usize,
-    concurrency: usize,
-    seconds: f64,
-) -> anyhow::Result<Row> {
-    let clients = std::slice::from_ref(client);
-    publish_spread(clients, topic, body, batch, concurrency, seconds).await
-}
-
-/// [`publish_cell`] with the producers dealt over several servers (cluster nodes).
-async fn publish_spread(
     clients: &[Client],
     topic: &str,
     body: Bytes,

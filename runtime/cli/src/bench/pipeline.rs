@@ -112,8 +112,15 @@ pub(super) async fn cells(
             case.split_whitespace().next().unwrap_or("x")
         );
         create(client, &topic, partitions, Some(steps)).await?;
-        let mut row =
-            publish_cell(client, &topic, body.clone(), batch, concurrency, seconds).await?;
+        let mut row = publish_cell(
+            std::slice::from_ref(client),
+            &topic,
+            body.clone(),
+            batch,
+            concurrency,
+            seconds,
+        )
+        .await?;
         let rate = row.records as f64 / row.secs;
         let ratio = match plain_rate {
             None => {

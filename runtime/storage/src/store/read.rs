@@ -192,15 +192,7 @@ impl Store {
         limits: ReadLimits,
     ) -> Result<ReadResult> {
         let part = topic.partition(partition)?;
-        let high_watermark = part.high_watermark();
-        let log_start_offset = part.log_start_offset();
-        if offset < log_start_offset || offset > high_watermark {
-            return Err(StorageError::OffsetOutOfRange {
-                offset,
-                log_start_offset,
-                high_watermark,
-            });
-        }
+        let (log_start_offset, high_watermark) = part.readable_from(offset)?;
         let mut result = ReadResult {
             chunks: Vec::new(),
             from: offset,
