@@ -96,8 +96,8 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the store in `config.data_dir`, loads the plugin directory and builds the
-/// broker.
+/// Opens the log the config names (the embedded store in `config.data_dir`, or the
+/// cluster), loads the plugin directory and builds the broker.
 pub async fn open_broker(config: &Config) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(&config.plugin_dir)
         .with_context(|| format!("creating plugin dir {}", config.plugin_dir.display()))?;
