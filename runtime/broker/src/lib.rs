@@ -15,6 +15,7 @@
 //! It knows no HTTP or JSON: the server turns wire formats into [`NewRecord`]s and
 //! [`ReadResult`]s back into wire formats.
 
+pub mod cluster;
 mod error;
 pub mod groups;
 pub mod partitioner;
@@ -92,6 +93,11 @@ pub enum Published {
 }
 
 impl Broker {
+    /// The log it serves (the cluster's coordination is built on it).
+    pub fn log(&self) -> &Arc<dyn Log> {
+        &self.log
+    }
+
     /// A broker over an open log.
     pub fn new(log: Arc<dyn Log>, options: BrokerOptions) -> Self {
         Self {
@@ -152,13 +158,39 @@ impl Broker {
         commit: Vec<KvOp>,
         acks: Acks,
     ) -> Result<Published> {
+        self.publish_guarded(topic, records, commit, acks, None)
+            .await
+    }
+
+    /// [`publish_committing`](Self::publish_committing) by the holder of a lease
+    /// (a connector's, in cluster mode): stored only while `fence` stands, so a node
+    /// that lost the lease publishes and commits nothing (`version_conflict`).
+    pub async fn publish_fenced(
+        &self,
+        topic: &Arc<Topic>,
+        records: &[NewRecord<'_>],
+        commit: Vec<KvOp>,
+        fence: Option<&cluster::Fence>,
+    ) -> Result<Published> {
+        self.publish_guarded(topic, records, commit, Acks::All, fence)
+            .await
+    }
+
+    async fn publish_guarded(
+        &self,
+        topic: &Arc<Topic>,
+        records: &[NewRecord<'_>],
+        commit: Vec<KvOp>,
+        acks: Acks,
+        fence: Option<&cluster::Fence>,
+    ) -> Result<Published> {
         let chain = match &self.pipelines {
             Some(p) if !records.is_empty() => p.chain(topic)?,
             _ => pipeline::Chain::default(),
         };
         if chain.is_empty() {
             return Ok(Published::Plain(
-                self.produce_committing(topic, records, commit, acks)
+                self.produce_committing(topic, records, commit, acks, fence)
                     .await?,
             ));
         }
@@ -220,8 +252,31 @@ impl Broker {
         .await
         .map_err(|e| BrokerError::Internal(format!("pipeline did not finish: {e}")))??;
         let batches = std::mem::take(&mut plan.batches);
-        let bases = self.log.append(batches, commit, acks).await?;
+        let bases = self.append(batches, commit, acks, fence).await?;
         Ok(Published::Pipeline(plan.finish(&bases)))
+    }
+
+    /// One atomic append, fenced when a lease holder writes.
+    async fn append(
+        &self,
+        batches: Vec<TopicBatch>,
+        commit: Vec<KvOp>,
+        acks: Acks,
+        fence: Option<&cluster::Fence>,
+    ) -> Result<Vec<u64>> {
+        let Some(fence) = fence else {
+            return Ok(self.log.append(batches, commit, acks).await?);
+        };
+        let kv = self.log.shared_kv().ok_or_else(|| {
+            BrokerError::Internal("a fenced write needs a log several nodes share".into())
+        })?;
+        if batches.is_empty() {
+            kv.write_if(&fence.key, fence.version, commit).await?;
+            return Ok(Vec::new());
+        }
+        Ok(kv
+            .append_if(&fence.key, fence.version, batches, commit)
+            .await?)
     }
 
     /// Creates topic `name`, or finds an identical one (`TopicExists` when its config
@@ -331,7 +386,7 @@ impl Broker {
         records: &[NewRecord<'_>],
         acks: Acks,
     ) -> Result<Vec<RecordPosition>> {
-        self.produce_committing(topic, records, Vec::new(), acks)
+        self.produce_committing(topic, records, Vec::new(), acks, None)
             .await
     }
 
@@ -341,9 +396,14 @@ impl Broker {
         records: &[NewRecord<'_>],
         commit: Vec<KvOp>,
         acks: Acks,
+        fence: Option<&cluster::Fence>,
     ) -> Result<Vec<RecordPosition>> {
         if records.is_empty() {
-            self.log.kv_write(commit).await?;
+            if fence.is_some() {
+                self.append(Vec::new(), commit, acks, fence).await?;
+            } else {
+                self.log.kv_write(commit).await?;
+            }
             return Ok(Vec::new());
         }
         let produce::Encoded { batches, placement } = produce::encode(
@@ -363,7 +423,7 @@ impl Broker {
                 batch,
             })
             .collect();
-        let bases = self.log.append(batches, commit, acks).await?;
+        let bases = self.append(batches, commit, acks, fence).await?;
         Ok(produce::positions(&partitions, &bases, &placement))
     }
 

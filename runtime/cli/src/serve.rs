@@ -20,7 +20,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Config: file (if any), then flags on top.
     let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
+        Some(path) => Config::read(path)?,
         None => Config::default(),
     };
     if let Some(listen) = args.listen {
@@ -42,6 +42,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             cluster.replicas = replicas;
         }
         config.cluster = Some(cluster);
+    }
+    if let Some(path) = &args.config {
+        config
+            .validate()
+            .with_context(|| format!("config {}", path.display()))?;
     }
     weir_server::check(&config)?;
     // Storage before the listener: we only accept connections once we can serve them.

@@ -15,6 +15,13 @@
 //!
 //! A new version of a connector's plugin serves its next call; a change of its
 //! topics or `[connector]` settings restarts its task.
+//!
+//! In cluster mode each connector runs on one node at a time: the node that holds
+//! its lease ([`Cluster::hold`]). Its publishes and commits are fenced by the lease,
+//! so a node that lost it (paused, partitioned) writes nothing more; when its node
+//! goes silent for the node timeout another node takes the lease and starts it from
+//! what was committed. The operator's pause/resume/stop/start is stored in the shared
+//! key-values, and every node's reconcile loop follows it.
 
 mod backoff;
 mod control;
@@ -33,6 +40,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use weir_broker::Broker;
+use weir_broker::cluster::{Cluster, Fence};
 use weir_broker::plugins::{Kind, Manifest, Registry, Slot};
 
 pub use control::Desired;
@@ -58,6 +66,8 @@ struct Inner {
     runs: Mutex<HashMap<String, Run>>,
     trackers: Mutex<HashMap<String, Arc<Tracker>>>,
     reconciler: Mutex<Option<JoinHandle<()>>>,
+    /// Cluster mode: connectors run where their lease is held.
+    cluster: Option<Cluster>,
 }
 
 /// How long a replacement task waits for the task it replaces to finish its call.
@@ -74,20 +84,23 @@ struct Run {
     fingerprint: String,
     desired: watch::Sender<Desired>,
     task: JoinHandle<()>,
+    /// The lease it runs under (cluster mode).
+    fence: Option<Fence>,
 }
 
 impl Connectors {
-    /// Starts the manager: connectors in the registry start now and as they appear.
-    /// Must be called inside a tokio runtime.
-    pub fn start(broker: Broker, registry: Arc<Registry>) -> Self {
+    /// Starts the manager: connectors in the registry start now and as they appear
+    /// (in cluster mode, those whose lease this node holds or takes). Must be called
+    /// inside a tokio runtime.
+    pub fn start(broker: Broker, registry: Arc<Registry>, cluster: Option<Cluster>) -> Self {
         let inner = Arc::new(Inner {
             broker,
             registry,
             runs: Mutex::new(HashMap::new()),
             trackers: Mutex::new(HashMap::new()),
             reconciler: Mutex::new(None),
+            cluster,
         });
-        inner.reconcile();
         let weak: Weak<Inner> = Arc::downgrade(&inner);
         let handle = tokio::spawn(async move {
             let mut tick = tokio::time::interval(RECONCILE_EVERY);
@@ -95,7 +108,7 @@ impl Connectors {
             loop {
                 tick.tick().await;
                 match weak.upgrade() {
-                    Some(inner) => inner.reconcile(),
+                    Some(inner) => inner.reconcile().await,
                     None => return,
                 }
             }
@@ -114,12 +127,19 @@ impl Connectors {
         let runs: Vec<Run> = self.inner.runs.lock().drain().map(|(_, r)| r).collect();
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         for Run {
-            desired, mut task, ..
+            desired,
+            mut task,
+            fence,
+            ..
         } in runs
         {
             drop(desired);
             if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
                 task.abort();
+            }
+            // Another node takes over at once rather than after the node timeout.
+            if let (Some(cluster), Some(fence)) = (&self.inner.cluster, fence) {
+                cluster.release(&fence).await;
             }
         }
     }
@@ -155,8 +175,13 @@ impl Connectors {
         };
         let c = &tracker.counters;
         let last_success = tracker.last_success_ms.load(Ordering::Relaxed);
+        let node = match &self.inner.cluster {
+            Some(cluster) => cluster.holder(name),
+            None => None,
+        };
         Some(ConnectorStatus {
             name: name.to_string(),
+            node,
             kind: manifest.kind.as_str(),
             state: if current.is_none() {
                 RunState::Failed
@@ -227,18 +252,33 @@ impl Inner {
     }
 
     /// Starts tasks for new connectors, restarts those whose topics or settings
-    /// changed, and ends those whose plugin went away.
-    fn reconcile(&self) {
-        let mut wanted: HashMap<String, (Arc<Slot>, Manifest)> = HashMap::new();
+    /// changed, ends those whose plugin went away (or, in cluster mode, whose lease
+    /// another node holds), and passes on what operators asked for meanwhile.
+    async fn reconcile(&self) {
+        let mut wanted: HashMap<String, (Arc<Slot>, Manifest, Option<Fence>)> = HashMap::new();
         for slot in self.registry.slots() {
             if let Some(plugin) = slot.current()
                 && plugin.kind().is_connector()
             {
-                wanted.insert(
-                    slot.name().to_string(),
-                    (slot.clone(), plugin.manifest().clone()),
-                );
+                let name = slot.name().to_string();
+                let fence = match &self.cluster {
+                    None => None,
+                    Some(cluster) => match cluster.hold(&name).await {
+                        Ok(Some(fence)) => Some(fence),
+                        Ok(None) => continue,
+                        Err(e) => {
+                            tracing::warn!(connector = %name, error = %e, "checking the connector's lease failed");
+                            continue;
+                        }
+                    },
+                };
+                wanted.insert(name, (slot.clone(), plugin.manifest().clone(), fence));
             }
+        }
+        if let Some(cluster) = &self.cluster {
+            let mut names: Vec<String> = wanted.keys().cloned().collect();
+            names.sort();
+            cluster.update_report(|r| r.connectors = names);
         }
         let mut runs = self.runs.lock();
         // Ended tasks finish their current call; a replacement waits for that.
@@ -246,18 +286,21 @@ impl Inner {
             .extract_if(|name, run| {
                 wanted
                     .get(name)
-                    .is_none_or(|(_, m)| fingerprint(m) != run.fingerprint)
+                    .is_none_or(|(_, m, fence)| fingerprint(m) != run.fingerprint || *fence != run.fence)
             })
             .map(|(name, run)| {
                 tracing::info!(connector = %name, "connector task ending (plugin removed or reconfigured)");
                 (name, run.task)
             })
             .collect();
-        for (name, (slot, manifest)) in wanted {
-            if runs.contains_key(&name) {
+        for (name, (slot, manifest, fence)) in wanted {
+            let desired = control::load(&self.broker, &name);
+            if let Some(run) = runs.get(&name) {
+                // Another node may have changed it (the wish is shared in cluster mode).
+                run.desired
+                    .send_if_modified(|d| std::mem::replace(d, desired) != desired);
                 continue;
             }
-            let desired = control::load(&self.broker, &name);
             let (tx, rx) = watch::channel(desired);
             let settings = manifest.connector_settings();
             let ctx = RunContext {
@@ -270,6 +313,7 @@ impl Inner {
                 tracker: self.tracker(&name),
                 desired: rx,
                 fingerprint: fingerprint(&manifest),
+                fence: fence.clone(),
             };
             ctx.tracker.set(RunState::Starting);
             let previous = ending.remove(&name);
@@ -292,6 +336,7 @@ impl Inner {
                     fingerprint: fingerprint(&manifest),
                     desired: tx,
                     task,
+                    fence,
                 },
             );
         }

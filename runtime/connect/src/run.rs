@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use weir_broker::Broker;
 use weir_broker::Topic;
+use weir_broker::cluster::Fence;
 use weir_broker::plugins::{ConnectorSettings, Slot};
 
 use crate::backoff::Backoff;
@@ -25,6 +26,9 @@ pub(crate) struct RunContext {
     pub backoff: Backoff,
     /// The topics and settings the task was started with (see [`crate::fingerprint`]).
     pub fingerprint: String,
+    /// In cluster mode, the connector's lease: every publish and commit is refused
+    /// once another node took it over.
+    pub fence: Option<Fence>,
 }
 
 /// The dead-letter topic `name`, created with one partition if missing.
@@ -45,6 +49,19 @@ pub(crate) enum Halt {
 }
 
 impl RunContext {
+    /// Commits a sink's offsets: fenced by the lease in cluster mode.
+    pub(crate) async fn commit(
+        &self,
+        group: &str,
+        offsets: &[(String, u32, u64)],
+    ) -> weir_broker::Result<()> {
+        let groups = self.broker.groups();
+        match &self.fence {
+            Some(fence) => groups.commit_fenced(group, offsets, fence).await,
+            None => groups.commit(group, None, offsets).await,
+        }
+    }
+
     /// Returns once the connector should run; `Err(Ended)` if the manager is gone.
     /// `true` when it was stopped (not just paused) on the way, so positions held in
     /// memory are dropped and work starts again from what is committed.

@@ -149,12 +149,7 @@ async fn pass(
             let next = read.next_offset;
             cursor.positions.insert(key, next);
             outcome.delivered = true;
-            match ctx
-                .broker
-                .groups()
-                .commit(group, None, &[(name.clone(), p, next)])
-                .await
-            {
+            match ctx.commit(group, &[(name.clone(), p, next)]).await {
                 Ok(()) => cursor.commit_failures = 0,
                 Err(e) => {
                     // Delivered but not committed: a restart delivers these again (at
@@ -224,8 +219,7 @@ async fn start_offset(ctx: &RunContext, group: &str, topic: &Topic, p: u32) -> R
     let part = topic.partition(p).map_err(|e| e.to_string())?;
     if ctx.settings.start == "latest" {
         let hw = part.high_watermark();
-        groups
-            .commit(group, None, &[(topic.name().to_string(), p, hw)])
+        ctx.commit(group, &[(topic.name().to_string(), p, hw)])
             .await
             .map_err(|e| e.to_string())?;
         Ok(hw)

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use weir_broker::KvOp;
 use weir_broker::plugin_state::StoredPluginState;
 use weir_broker::plugins::{OnFailure, Plugin, PluginError, PollInfo, Polled};
-use weir_broker::{Acks, KvOp};
 use weir_broker::{BrokerError, NewRecord};
 
 use crate::run::{Halt, RunContext};
@@ -120,7 +120,7 @@ async fn poll_and_publish(
     }
     match ctx
         .broker
-        .publish_committing(&topic, &records, commit.clone(), Acks::All)
+        .publish_fenced(&topic, &records, commit.clone(), ctx.fence.as_ref())
         .await
     {
         Ok(_) => {}
@@ -131,7 +131,7 @@ async fn poll_and_publish(
                 .await
                 .map_err(|e2| format!("dead-letter topic '{dlq}': {e2}"))?;
             ctx.broker
-                .publish_committing(&dlq_topic, &letters, commit, Acks::All)
+                .publish_fenced(&dlq_topic, &letters, commit, ctx.fence.as_ref())
                 .await
                 .map_err(|e2| format!("dead-lettering to '{dlq}' after '{e}': {e2}"))?;
             ctx.tracker

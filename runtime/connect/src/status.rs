@@ -106,6 +106,8 @@ impl Tracker {
 pub struct ConnectorStatus {
     /// Plugin name.
     pub name: String,
+    /// In cluster mode, the node it runs on (`None`: no live node holds it).
+    pub node: Option<String>,
     /// `source` or `sink`.
     pub kind: &'static str,
     /// What it is doing.

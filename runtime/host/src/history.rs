@@ -29,6 +29,8 @@ pub enum Origin {
     Http,
     /// A rollback to an earlier version.
     Rollback,
+    /// A deployment to the cluster, through any node.
+    Cluster,
 }
 
 /// How a version ended, or that it still serves.

@@ -29,6 +29,7 @@ use weir_storage::{
 };
 
 mod append;
+mod blobs;
 mod chunk;
 mod commit;
 mod compaction;
@@ -73,6 +74,8 @@ struct Inner {
     compacted: Mutex<std::collections::HashMap<(u32, u32), compaction::Clean>>,
     /// Why the last write failed for want of the cluster, while it lasts.
     trouble: Mutex<Option<String>>,
+    /// The object store bucket of deployed plugin versions, opened on first use.
+    blobs: tokio::sync::OnceCell<blobs::Bucket>,
 }
 
 /// An `Unavailable` error for `what`, from any displayable cause.
@@ -145,6 +148,7 @@ impl JetStreamLog {
                 compacted: Mutex::default(),
                 stop,
                 trouble: Mutex::new(None),
+                blobs: tokio::sync::OnceCell::new(),
             }),
         };
         // Serve only once caught up with what the stream held when we looked again.
@@ -306,6 +310,10 @@ impl Log for JetStreamLog {
     }
 
     fn shared_kv(&self) -> Option<&dyn SharedKv> {
+        Some(self)
+    }
+
+    fn blobs(&self) -> Option<&dyn weir_storage::Blobs> {
         Some(self)
     }
 

@@ -2,7 +2,7 @@
 //! written with compare-and-set on the key's last stream sequence, and the record
 //! counts that lag needs (offsets have gaps in this mode).
 
-use weir_storage::{KvOp, LogFuture, SharedKv, StorageError, Topic};
+use weir_storage::{KvOp, LogFuture, SharedKv, StorageError, Topic, TopicBatch};
 
 use crate::JetStreamLog;
 use crate::chunk::base_of;
@@ -10,7 +10,7 @@ use crate::publish::{OutMsg, PublishError};
 use crate::view::DELETED;
 
 /// Makes a message's compare-and-set check another subject than its own.
-const EXPECTED_SUBJECT: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
+pub(crate) const EXPECTED_SUBJECT: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
 
 impl SharedKv for JetStreamLog {
     fn get_versioned(&self, key: &[u8]) -> (Option<Vec<u8>>, u64) {
@@ -58,6 +58,23 @@ impl SharedKv for JetStreamLog {
                 }
                 Err(PublishError::Storage(e)) => Err(e),
             };
+            self.note(&result);
+            result
+        })
+    }
+
+    fn append_if<'a>(
+        &'a self,
+        guard: &'a [u8],
+        version: u64,
+        batches: Vec<TopicBatch>,
+        commit: Vec<KvOp>,
+    ) -> LogFuture<'a, Vec<u64>> {
+        Box::pin(async move {
+            let guard_subject = self.inner.subjects.kv(guard);
+            let result = self
+                .append_guarded(guard_subject, version, batches, commit)
+                .await;
             self.note(&result);
             result
         })

@@ -183,7 +183,28 @@ pub async fn run(
         None
     };
     let guard = Arc::new(auth::Guard::new(config, plugins.registry().clone(), &broker).await?);
-    let connectors = weir_connect::Connectors::start(broker.clone(), plugins.registry().clone());
+    let cluster = config.cluster.as_ref().and_then(|c| {
+        let addr = listener.local_addr().ok()?;
+        weir_broker::cluster::Cluster::new(
+            broker.log().clone(),
+            &c.node_id(addr.port()),
+            &format!("http://{addr}"),
+            Duration::from_millis(c.node_timeout_ms),
+        )
+    });
+    // The cluster's deployments first, so connectors start on the versions it serves.
+    let coordination = cluster.as_ref().map(|c| {
+        tracing::info!(node = c.node(), "joining the cluster's Weir nodes");
+        (
+            c.start_heartbeat(),
+            weir_broker::cluster::agent::follow(c.clone(), plugins.clone()),
+        )
+    });
+    let connectors = weir_connect::Connectors::start(
+        broker.clone(),
+        plugins.registry().clone(),
+        cluster.clone(),
+    );
     let telemetry = Arc::new(telemetry::Telemetry::new(
         Arc::new(telemetry::BrokerMetrics::new(broker.clone())),
         vec![Box::new(api::metrics::PluginMetrics {
@@ -199,6 +220,7 @@ pub async fn run(
         plugins,
         guard,
         limits: config.limits,
+        cluster: cluster.clone(),
     };
     let app = api::router(state);
     let tls = match &config.tls {
@@ -224,6 +246,11 @@ pub async fn run(
     );
     listen::serve(listener, tls, app, config.limits, shutdown).await;
     connectors.shutdown().await;
+    if let (Some(cluster), Some((heartbeat, agent))) = (&cluster, coordination) {
+        agent.abort();
+        heartbeat.abort();
+        cluster.leave().await;
+    }
     broker.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -41,7 +41,7 @@ pub use batch::{BatchBuilder, EncodedBatch, RecordView};
 pub use cleaner::{CleanReport, DEFAULT_TOMBSTONE_RETENTION_MS, now_ms};
 pub use config::{CleanupPolicy, TopicConfig};
 pub use error::{Result, StorageError};
-pub use log::{Health, Log, LogFuture, SharedKv};
+pub use log::{Blobs, Health, Log, LogFuture, SharedKv};
 pub use space::DiskSpace;
 pub use stats::{AtomicHistogram, HistogramSnapshot, Stats, StatsSnapshot};
 pub use store::{Created, ReadLimits, ReadResult, Store, StoreOptions};

@@ -51,6 +51,30 @@ pub trait SharedKv: Send + Sync {
     /// otherwise, after this node has tried to catch up with the write that won, so a
     /// retry usually reads fresh state. Durable when it returns.
     fn write_if<'a>(&'a self, guard: &'a [u8], version: u64, ops: Vec<KvOp>) -> LogFuture<'a, u64>;
+
+    /// [`Log::append`] with `acks=all`, stored only if `guard` is still at `version`
+    /// when it lands: how a node that holds a lease (a connector's) writes, so a node
+    /// that lost the lease cannot publish or commit. Refused with
+    /// [`StorageError::VersionConflict`](crate::StorageError::VersionConflict) and
+    /// nothing stored otherwise.
+    fn append_if<'a>(
+        &'a self,
+        guard: &'a [u8],
+        version: u64,
+        batches: Vec<TopicBatch>,
+        commit: Vec<KvOp>,
+    ) -> LogFuture<'a, Vec<u64>>;
+}
+
+/// Named blobs shared by every node of a cluster (plugin versions deployed through
+/// any node). Content-addressed by the caller: a name is written once.
+pub trait Blobs: Send + Sync {
+    /// Stores `bytes` under `name` (replacing any earlier blob of that name); durable
+    /// when it returns. Returns the store's SHA-256 digest of the bytes.
+    fn put<'a>(&'a self, name: &'a str, bytes: Vec<u8>) -> LogFuture<'a, String>;
+
+    /// The blob `name`, or `None` if there is none.
+    fn get<'a>(&'a self, name: &'a str) -> LogFuture<'a, Option<Vec<u8>>>;
 }
 
 /// A partitioned, durable log of record batches, with a small key-value store
@@ -129,6 +153,12 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
     /// compare-and-set; `None` when one node owns the log (the embedded store), and
     /// the broker keeps such state (a consumer group's members) in its own memory.
     fn shared_kv(&self) -> Option<&dyn SharedKv> {
+        None
+    }
+
+    /// Blobs every node sees (`None` on the embedded store: one node, one plugin
+    /// directory).
+    fn blobs(&self) -> Option<&dyn Blobs> {
         None
     }
 

@@ -4,6 +4,7 @@
 
 mod failover;
 mod groups;
+mod plugins;
 mod records;
 mod refusal;
 

@@ -228,8 +228,42 @@ impl Groups {
     ) -> Result<()> {
         validate_group_name(group)?;
         let g = self.group(group);
-        // Validate everything before anything is written.
-        let mut keys = Vec::with_capacity(offsets.len());
+        let ops = self.offset_ops(group, offsets)?;
+        if self.shared().is_none() {
+            self.check_owners(&g, group, member, offsets, None)?;
+            self.inner.log.kv_write(ops).await?;
+            return Ok(());
+        }
+        // Written only if the roster the owners were checked against still stands.
+        self.write_fenced(&g, group, ops, |_, version| {
+            self.check_owners(&g, group, member, offsets, Some(version))
+        })
+        .await
+    }
+
+    /// Commits offsets for the holder of a lease (a sink connector in cluster mode,
+    /// which reads every partition itself and has no members): written only while
+    /// `fence` stands, so a node that lost the lease commits nothing.
+    pub async fn commit_fenced(
+        &self,
+        group: &str,
+        offsets: &[(String, u32, u64)],
+        fence: &crate::cluster::Fence,
+    ) -> Result<()> {
+        validate_group_name(group)?;
+        let ops = self.offset_ops(group, offsets)?;
+        let kv = self.shared().ok_or_else(|| {
+            BrokerError::Internal("a fenced commit needs a log several nodes share".into())
+        })?;
+        kv.write_if(&fence.key, fence.version, ops).await?;
+        Ok(())
+    }
+
+    /// A commit's key-value writes, every offset checked against its partition
+    /// first: nothing is written if one is out of range.
+    fn offset_ops(&self, group: &str, offsets: &[(String, u32, u64)]) -> Result<Vec<KvOp>> {
+        let now = weir_storage::now_ms();
+        let mut ops = Vec::with_capacity(offsets.len());
         for (topic, p, offset) in offsets {
             let t = self.inner.log.topic(topic)?;
             let part = t.partition(*p)?;
@@ -243,23 +277,9 @@ impl Groups {
                     },
                 ));
             }
-            keys.push((offset_key(group, &t, *p), *offset));
+            ops.push((offset_key(group, &t, *p), Some(encode_offset(*offset, now))));
         }
-        let now = weir_storage::now_ms();
-        let ops: Vec<KvOp> = keys
-            .into_iter()
-            .map(|(key, offset)| (key, Some(encode_offset(offset, now))))
-            .collect();
-        if self.shared().is_none() {
-            self.check_owners(&g, group, member, offsets, None)?;
-            self.inner.log.kv_write(ops).await?;
-            return Ok(());
-        }
-        // Written only if the roster the owners were checked against still stands.
-        self.write_fenced(&g, group, ops, |_, version| {
-            self.check_owners(&g, group, member, offsets, Some(version))
-        })
-        .await
+        Ok(ops)
     }
 
     /// Refuses unless `member` owns every partition (or, without one, no member

@@ -73,6 +73,9 @@ pub struct Reloader {
     /// The plugin each folder holds, by folder name. Locked for a whole sync, deploy
     /// or restore, so changes to the directory and registry are serialised.
     folders: Mutex<HashMap<OsString, String>>,
+    /// Plugins the cluster deploys, with the version it serves: the plugin
+    /// directory may not serve another version of them on this node.
+    claims: Mutex<HashMap<String, Option<String>>>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -93,6 +96,7 @@ impl Reloader {
             dir: dir.to_path_buf(),
             bounds,
             folders: Mutex::new(HashMap::new()),
+            claims: Mutex::new(HashMap::new()),
         });
         let weak: Weak<Self> = Arc::downgrade(&reloader);
         registry.on_rollback(move |name| {
@@ -181,6 +185,17 @@ impl Reloader {
                 ),
             };
             return Outcome::Rejected { name, error };
+        }
+        if let Some(error) = self.claimed_elsewhere(&name, &files.version(), &path) {
+            return self.rejected(
+                name,
+                Some(&files.version()),
+                None,
+                origin,
+                error,
+                started,
+                None,
+            );
         }
         if let Some(previous) = folders.insert(folder.to_os_string(), name.clone())
             && previous != name
@@ -300,6 +315,55 @@ impl Reloader {
         Outcome::Rejected { name, error }
     }
 
+    /// Marks plugin `name` as deployed by the cluster at `version` (`None`: the
+    /// cluster took its deployment back). The cluster's version wins over the plugin
+    /// directory: a folder holding another version of it is refused on this node.
+    pub fn claim(&self, name: &str, version: Option<String>) {
+        self.claims.lock().insert(name.to_string(), version);
+    }
+
+    /// The refusal of a folder's version of a plugin the cluster deploys at another
+    /// version.
+    fn claimed_elsewhere(&self, name: &str, version: &str, path: &Path) -> Option<PluginError> {
+        let claims = self.claims.lock();
+        let claimed = claims.get(name)?;
+        if claimed.as_deref() == Some(version) {
+            return None;
+        }
+        Some(PluginError::Manifest {
+            path: path.join("plugin.toml").display().to_string(),
+            reason: format!(
+                "plugin '{name}' is deployed to the cluster (version {}); the cluster's \
+                 version wins over this node's plugin directory: deploy it with \
+                 `weir plugin deploy --url`",
+                claimed.as_deref().map_or("none", |v| &v[..v.len().min(12)])
+            ),
+        })
+    }
+
+    /// Detaches plugin `name` and removes its folder (the cluster took back its
+    /// first deployment).
+    pub fn detach(&self, name: &str) {
+        let mut folders = self.folders.lock();
+        let folder = folders
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map(|(f, _)| f.clone());
+        if let Some(folder) = folder {
+            folders.remove(&folder);
+            let path = self.dir.join(&folder);
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                tracing::warn!(plugin = name, folder = %path.display(), error = %e, "removing a detached plugin's folder failed");
+            }
+        }
+        if self.registry.remove(name) {
+            tracing::info!(
+                plugin = name,
+                "plugin detached: the cluster took its deployment back"
+            );
+        }
+    }
+
     fn serving(&self, name: &str, version: &str) -> bool {
         self.registry
             .get(name)
@@ -319,12 +383,28 @@ impl Reloader {
         component: Vec<u8>,
         replaces: Option<&str>,
     ) -> Outcome {
+        self.deploy_from(Origin::Http, name, manifest_text, component, replaces)
+    }
+
+    /// [`deploy`](Self::deploy), recorded in the history as coming from `from` (a
+    /// cluster deployment lands on each node this way).
+    pub fn deploy_from(
+        &self,
+        from: Origin,
+        name: &str,
+        manifest_text: String,
+        component: Vec<u8>,
+        replaces: Option<&str>,
+    ) -> Outcome {
         let started = Instant::now();
-        let origin = format!("PUT /v1/plugins/{name}");
+        let origin = match from {
+            Origin::Cluster => format!("cluster deployment of {name}"),
+            _ => format!("PUT /v1/plugins/{name}"),
+        };
         let files = match PluginFiles::from_bytes(manifest_text, component, &origin) {
             Ok(f) => f,
             Err(error) => {
-                return self.rejected(name.into(), None, None, Origin::Http, error, started, None);
+                return self.rejected(name.into(), None, None, from, error, started, None);
             }
         };
         let manifest_error = |reason: String| Outcome::Rejected {
@@ -368,7 +448,7 @@ impl Reloader {
             .map(|(f, _)| f.clone())
             .unwrap_or_else(|| OsString::from(name));
         let path = self.dir.join(&folder);
-        let outcome = self.load(files, Origin::Http, started, |f| {
+        let outcome = self.load(files, from, started, |f| {
             write_folder(&path, &f.manifest.component, f)
         });
         if matches!(

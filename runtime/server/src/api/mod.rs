@@ -2,6 +2,7 @@
 //! wire format. Errors are RFC 9457 problem details ([`problem`]).
 
 pub mod body;
+mod cluster;
 mod connectors;
 mod events;
 mod groups;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub guard: std::sync::Arc<crate::auth::Guard>,
     /// HTTP limits.
     pub limits: Limits,
+    /// Cluster mode: this node's part (nodes, deployments, leases).
+    pub cluster: Option<weir_broker::cluster::Cluster>,
 }
 
 /// All routes.
@@ -54,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::serve))
         .route("/ui", get(ui::page))
         .route("/v1/overview", get(overview::get))
+        .route("/v1/cluster", get(cluster::get))
         .route("/v1/overview/stream", get(overview::stream))
         .route("/v1/topics", get(topics::list))
         .route(

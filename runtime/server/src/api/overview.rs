@@ -96,7 +96,14 @@ async fn document(state: &AppState) -> Value {
         .collect();
     let stats = broker.write_stats();
     let health = broker.health();
+    let cluster = state.cluster.as_ref().map(|c| {
+        json!({
+            "node": c.node(),
+            "nodes": c.nodes().iter().map(crate::wire::cluster::node).collect::<Vec<_>>(),
+        })
+    });
     json!({
+        "cluster": cluster,
         "at_ms": weir_broker::now_ms(),
         "topics": topics,
         "groups": groups,

@@ -45,7 +45,16 @@ pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    Ok(Json(plugin_status(&slot(&state, &name)?.status())))
+    let mut status = match (state.plugins.registry().get(&name), &state.cluster) {
+        (Some(slot), _) => plugin_status(&slot.status()),
+        // Deployed to the cluster but refused here: the cluster's view still shows.
+        (None, Some(c)) if c.deployment(&name).0.is_some() => json!({ "name": name }),
+        (None, _) => return Err(not_found(&name)),
+    };
+    if let Some(cluster) = &state.cluster {
+        status["cluster"] = crate::wire::cluster::plugin(cluster, &name);
+    }
+    Ok(Json(status))
 }
 
 /// `GET /v1/plugins/{name}/versions`.
@@ -79,6 +88,9 @@ pub async fn rollback(
         state.guard.policy(),
     );
     state.guard.require(principal.as_deref(), checks).await?;
+    if let Some(cluster) = &state.cluster {
+        return super::cluster::rollback(cluster, &name, &target, from).await;
+    }
     let to = {
         let (name, expected) = (name.clone(), target.hash().to_string());
         super::blocking(move || {
@@ -140,6 +152,10 @@ pub async fn deploy(
         state.guard.require(principal.as_deref(), checks).await?;
     }
     let replaces = replaces.map(|p| p.hash().to_string());
+    if let Some(cluster) = &state.cluster {
+        return super::cluster::deploy(cluster, &name, manifest, component.to_vec(), replaces)
+            .await;
+    }
     let reloader = state.plugins.clone();
     let outcome = {
         let name = name.clone();
@@ -203,17 +219,23 @@ async fn parts(body: Bytes, boundary: String) -> Result<(Bytes, Bytes), Problem>
 }
 
 fn slot(state: &AppState, name: &str) -> Result<std::sync::Arc<Slot>, Problem> {
-    state.plugins.registry().get(name).ok_or_else(|| {
-        Problem::new(
-            StatusCode::NOT_FOUND,
-            "plugin_not_found",
-            format!("no plugin named '{name}' is installed"),
-        )
-    })
+    state
+        .plugins
+        .registry()
+        .get(name)
+        .ok_or_else(|| not_found(name))
+}
+
+fn not_found(name: &str) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "plugin_not_found",
+        format!("no plugin named '{name}' is installed"),
+    )
 }
 
 /// 422 `plugin_version_rejected`: the version was refused and nothing changed.
-fn rejected_version(name: &str, error: &PluginError) -> Problem {
+pub(super) fn rejected_version(name: &str, error: &PluginError) -> Problem {
     let status = match error {
         PluginError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
@@ -223,7 +245,7 @@ fn rejected_version(name: &str, error: &PluginError) -> Problem {
         .with("reason_code", error.code())
 }
 
-fn plugin_problem(e: PluginError) -> Problem {
+pub(super) fn plugin_problem(e: PluginError) -> Problem {
     let status = match &e {
         PluginError::NoPreviousVersion { .. } | PluginError::ChangedMeanwhile { .. } => {
             StatusCode::CONFLICT

@@ -54,7 +54,7 @@ pub fn checks(
     Some(match matched {
         // The console's page is a static shell: its data comes from the API below.
         "/healthz" | "/readyz" | "/openapi.json" | "/ui" => return None,
-        "/v1/overview" | "/v1/overview/stream" => {
+        "/v1/overview" | "/v1/overview/stream" | "/v1/cluster" => {
             vec![
                 check("describe", "cluster", "weir"),
                 check("plugin-read", "cluster", "weir"),

@@ -12,7 +12,9 @@ use weir_broker::ClusterOptions;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// NATS server URLs, e.g. `["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]`.
+    /// NATS server URLs, e.g. `["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]`
+    /// (`weir serve --cluster URLS` sets them).
+    #[serde(default)]
     pub servers: Vec<String>,
     /// Prefix of the stream and its subjects (several Weir clusters may share NATS).
     #[serde(default = "default_prefix")]
@@ -42,6 +44,18 @@ pub struct ClusterConfig {
     /// Recent records each node keeps per partition to answer reads from memory.
     #[serde(default = "default_cache_bytes")]
     pub cache_bytes_per_partition: usize,
+    /// This node's id among the Weir nodes (default `<hostname>:<port>`). Two nodes
+    /// must not share one.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// How long a node may stay silent before the others take over its connectors
+    /// (ms). A node rewrites its report every second.
+    #[serde(default = "default_node_timeout_ms")]
+    pub node_timeout_ms: u64,
+}
+
+fn default_node_timeout_ms() -> u64 {
+    weir_broker::cluster::DEFAULT_NODE_TIMEOUT.as_millis() as u64
 }
 
 fn default_prefix() -> String {
@@ -74,6 +88,8 @@ impl ClusterConfig {
             request_timeout_ms: default_request_timeout_ms(),
             append_deadline_ms: default_append_deadline_ms(),
             cache_bytes_per_partition: default_cache_bytes(),
+            node: None,
+            node_timeout_ms: default_node_timeout_ms(),
         }
     }
 
@@ -97,7 +113,24 @@ impl ClusterConfig {
             ..ClusterOptions::default()
         };
         options.validate().map_err(anyhow::Error::msg)?;
+        if self.node_timeout_ms < 2 * weir_broker::cluster::BEAT.as_millis() as u64 {
+            anyhow::bail!(
+                "cluster.node_timeout_ms must be at least 2000: nodes report every second"
+            );
+        }
         Ok(options)
+    }
+
+    /// This node's id: `node`, or `<hostname>:<port>`.
+    pub fn node_id(&self, port: u16) -> String {
+        self.node.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "weir".to_string());
+            format!("{host}:{port}")
+        })
     }
 }
 

@@ -389,16 +389,21 @@ impl Default for StorageConfig {
 }
 
 impl Config {
-    /// Reads a TOML file.
+    /// Reads a TOML file and checks it.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
-        let config: Config =
-            toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+        let config = Self::read(path)?;
         config
             .validate()
             .with_context(|| format!("config {}", path.display()))?;
         Ok(config)
+    }
+
+    /// Reads a TOML file without checking it: for `weir serve`, whose flags may
+    /// complete it (`--cluster` names the servers of a `[cluster]` section).
+    pub fn read(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
     }
 
     /// What the types cannot say: values that would refuse everyone, and paths and

@@ -63,6 +63,7 @@ pub fn history_entry(e: &Entry) -> Value {
             HistoryOrigin::Startup => "startup",
             HistoryOrigin::File => "file",
             HistoryOrigin::Http => "http",
+            HistoryOrigin::Cluster => "cluster",
             HistoryOrigin::Rollback => "rollback",
         },
         "file": e.file,
@@ -104,6 +105,9 @@ pub fn connector_status(s: &ConnectorStatus) -> Value {
     });
     if let Some(g) = &s.group {
         v["group"] = json!(g);
+    }
+    if let Some(n) = &s.node {
+        v["node"] = json!(n);
     }
     if let Some(l) = s.lag_records {
         v["lag_records"] = json!(l);

@@ -192,6 +192,15 @@ pub(super) const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/v1/cluster",
+        tag: "health",
+        summary: "Cluster mode: every Weir node, live or silent, the plugin versions it serves, what it refused and the connectors it runs (404 not_clustered on the embedded store)",
+        params: &[],
+        body: None,
+        ok: (200, "The nodes"),
+    },
+    Operation {
+        method: "get",
         path: "/v1/overview/stream",
         tag: "health",
         summary: "Server-Sent Events: the overview every second (`event: overview`)",

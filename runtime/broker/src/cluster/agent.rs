@@ -1,0 +1,99 @@
+//! Each node's side of a deployment: make the registry serve what the cluster
+//! deploys, through the same load, check and activation as a local reload, and say
+//! in the node's report what serves and what was refused.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Cluster, Rejection};
+use crate::plugins::{HistoryOrigin, Outcome, Reloader};
+
+/// How often the deployments are compared with the registry (in memory: cheap).
+const EVERY: Duration = Duration::from_millis(100);
+
+/// Follows the cluster's deployments until the returned task is aborted.
+pub fn follow(cluster: Cluster, reloader: Arc<Reloader>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        // Per plugin, the deployment (key version) last tried, so a version this node
+        // refused is not tried again until the deployment changes.
+        let mut tried: HashMap<String, u64> = HashMap::new();
+        loop {
+            for (name, deployment, generation) in cluster.deployments() {
+                reloader.claim(&name, deployment.version.clone());
+                let serving = reloader
+                    .registry()
+                    .get(&name)
+                    .and_then(|s| s.current())
+                    .map(|p| p.hash().to_string());
+                let Some(version) = deployment.version else {
+                    if serving.is_some() {
+                        reloader.detach(&name);
+                    }
+                    continue;
+                };
+                if serving.as_deref() == Some(version.as_str())
+                    || tried.get(&name) == Some(&generation)
+                {
+                    continue;
+                }
+                tried.insert(name.clone(), generation);
+                let refusal = apply(&cluster, &reloader, &name, &version, serving).await;
+                cluster.update_report(|r| match refusal {
+                    Some(reason) => {
+                        r.rejected.insert(
+                            name.clone(),
+                            Rejection {
+                                version: version.clone(),
+                                reason,
+                                deployment: generation,
+                            },
+                        );
+                    }
+                    None => {
+                        r.rejected.remove(&name);
+                    }
+                });
+            }
+            let serving: std::collections::BTreeMap<String, String> = reloader
+                .registry()
+                .slots()
+                .iter()
+                .filter_map(|s| Some((s.name().to_string(), s.current()?.hash().to_string())))
+                .collect();
+            cluster.update_report(|r| r.plugins = serving);
+            tokio::time::sleep(EVERY).await;
+        }
+    })
+}
+
+/// Loads and activates `version` of `name`; the reason when this node refuses it.
+async fn apply(
+    cluster: &Cluster,
+    reloader: &Arc<Reloader>,
+    name: &str,
+    version: &str,
+    serving: Option<String>,
+) -> Option<String> {
+    let (manifest, component) = match cluster.fetch_version(name, version).await {
+        Ok(files) => files,
+        Err(e) => return Some(e.to_string()),
+    };
+    let (r, n) = (reloader.clone(), name.to_string());
+    let outcome = tokio::task::spawn_blocking(move || {
+        r.deploy_from(
+            HistoryOrigin::Cluster,
+            &n,
+            manifest,
+            component,
+            serving.as_deref(),
+        )
+    })
+    .await;
+    match outcome {
+        Ok(Outcome::Activated { .. } | Outcome::Unchanged { .. }) => None,
+        Ok(Outcome::Rejected { error, .. }) => Some(error.to_string()),
+        Ok(other) => Some(format!("unexpected outcome {other:?}")),
+        Err(e) => Some(format!("loading did not finish: {e}")),
+    }
+}
