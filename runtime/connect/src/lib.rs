@@ -179,6 +179,13 @@ impl Connectors {
             Some(cluster) => cluster.holder(name),
             None => None,
         };
+        // Where another node runs it, that node's report says what it is doing.
+        let elsewhere = match (&self.inner.cluster, &node) {
+            (Some(cluster), Some(holder)) if holder != cluster.node() => cluster
+                .report_of(holder)
+                .and_then(|r| r.connectors.get(name).and_then(|s| RunState::parse(s))),
+            _ => None,
+        };
         Some(ConnectorStatus {
             name: name.to_string(),
             node,
@@ -186,7 +193,7 @@ impl Connectors {
             state: if current.is_none() {
                 RunState::Failed
             } else {
-                tracker.state()
+                elsewhere.unwrap_or_else(|| tracker.state())
             },
             desired: control::load(&self.inner.broker, name),
             version: current.as_ref().map(|p| p.version_tag()),
@@ -276,9 +283,16 @@ impl Inner {
             }
         }
         if let Some(cluster) = &self.cluster {
-            let mut names: Vec<String> = wanted.keys().cloned().collect();
-            names.sort();
-            cluster.update_report(|r| r.connectors = names);
+            let states = wanted
+                .keys()
+                .map(|name| {
+                    (
+                        name.clone(),
+                        self.tracker(name).state().as_str().to_string(),
+                    )
+                })
+                .collect();
+            cluster.update_report(|r| r.connectors = states);
         }
         let mut runs = self.runs.lock();
         // Ended tasks finish their current call; a replacement waits for that.

@@ -37,6 +37,20 @@ impl RunState {
             RunState::Failed => "failed",
         }
     }
+
+    /// The state [`as_str`](Self::as_str) named (as another node reports it).
+    pub fn parse(s: &str) -> Option<RunState> {
+        [
+            RunState::Starting,
+            RunState::Running,
+            RunState::Paused,
+            RunState::Stopped,
+            RunState::Backoff,
+            RunState::Failed,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
 }
 
 /// Monotonic counters of one connector (kept across restarts of its task, not of

@@ -2,8 +2,11 @@
 //! version from `tests/cluster/requirements.txt`, installed into the project's venv
 //! by `tests/cluster/nats.sh`), and `weir serve --cluster` nodes as child processes.
 
+mod connectors;
 mod failover;
+mod fencing;
 mod groups;
+mod pipelines;
 mod plugins;
 mod records;
 mod refusal;

@@ -42,8 +42,8 @@ pub struct NodeReport {
     pub plugins: BTreeMap<String, String>,
     /// The last cluster version of each plugin it refused.
     pub rejected: BTreeMap<String, Rejection>,
-    /// The connectors it runs.
-    pub connectors: Vec<String>,
+    /// The connectors it runs, with what each is doing (`running`, `paused`, ...).
+    pub connectors: BTreeMap<String, String>,
 }
 
 impl NodeReport {
@@ -168,6 +168,12 @@ impl Cluster {
             });
         }
         views
+    }
+
+    /// The last report of `node`, live or not.
+    pub fn report_of(&self, node: &str) -> Option<NodeReport> {
+        let (value, _) = self.kv().get_versioned(&key(node));
+        serde_json::from_slice(&value?).ok()
     }
 
     /// Whether `node` has a report that moved within the node timeout.
