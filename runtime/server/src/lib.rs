@@ -205,13 +205,20 @@ pub async fn run(
         plugins.registry().clone(),
         cluster.clone(),
     );
-    let telemetry = Arc::new(telemetry::Telemetry::new(
-        Arc::new(telemetry::BrokerMetrics::new(broker.clone())),
+    let mut collectors: Vec<Box<dyn prometheus_client::collector::Collector>> =
         vec![Box::new(api::metrics::PluginMetrics {
             plugins: plugins.registry().clone(),
             connectors: connectors.clone(),
             guard: guard.clone(),
-        })],
+        })];
+    if let Some(cluster) = &cluster {
+        collectors.push(Box::new(api::metrics::ClusterMetrics {
+            cluster: cluster.clone(),
+        }));
+    }
+    let telemetry = Arc::new(telemetry::Telemetry::new(
+        Arc::new(telemetry::BrokerMetrics::new(broker.clone())),
+        collectors,
     ));
     let state = api::AppState {
         telemetry,

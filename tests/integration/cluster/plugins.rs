@@ -178,6 +178,20 @@ async fn a_deploy_through_one_node_serves_on_every_node_and_a_refused_one_on_non
         assert_eq!(serving(node).await.as_deref(), Some(v1.as_str()));
     }
 
+    // Metrics and the overview show what every node serves.
+    let metrics = b.metrics_text().await;
+    for node in ["a", "b"] {
+        let line = format!(
+            "weir_cluster_plugin_version{{node=\"{node}\",plugin=\"masker\",version=\"{}\"}} 1",
+            &v1[..12]
+        );
+        assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+        assert!(metrics.contains(&format!("weir_cluster_node_live{{node=\"{node}\"}} 1")));
+    }
+    let overview = a.get("/v1/overview").await.body;
+    assert_eq!(overview["cluster"]["node"], "a");
+    assert_eq!(overview["cluster"]["nodes"].as_array().unwrap().len(), 2);
+
     // A node's plugin directory cannot serve another version of a cluster plugin.
     let folder = temp.path().join("b/plugins/masker");
     std::fs::write(folder.join("plugin.toml"), masker("b")).unwrap();

@@ -9,6 +9,11 @@
 //! Connectors: `weir_connector_state{connector,kind,state}`, records, batches,
 //! errors, retries, dead letters and capability refusals (`_total`), and a sink's
 //! `weir_connector_lag_records`.
+//!
+//! Cluster mode: `weir_cluster_node_live{node}` (1 live, 0 silent),
+//! `weir_cluster_plugin_version{node,plugin,version}` (what each node serves, so a
+//! rollout's convergence shows) and `weir_cluster_connector_node{connector,node}`
+//! (where each connector runs).
 
 use std::sync::Arc;
 
@@ -243,5 +248,69 @@ impl Collector for PluginMetrics {
             vec![(vec![], Num::Count(self.guard.denials()))],
         )?;
         Ok(())
+    }
+}
+
+/// The cluster as this node sees it, read at scrape time.
+#[derive(Debug)]
+pub struct ClusterMetrics {
+    /// This node's part in the cluster.
+    pub cluster: weir_broker::cluster::Cluster,
+}
+
+impl Collector for ClusterMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let nodes = self.cluster.nodes();
+        let mut family = |name: &str, help: &str, points: Vec<(Labels<'_>, Num)>| {
+            crate::telemetry::family(&mut encoder, name, help, None, MetricType::Gauge, points)
+        };
+        family(
+            "weir_cluster_node_live",
+            "1 for a Weir node whose report moved within the node timeout, 0 for a silent one",
+            nodes
+                .iter()
+                .map(|v| {
+                    (
+                        vec![("node", v.report.node.as_str())],
+                        Num::Count(u64::from(v.live)),
+                    )
+                })
+                .collect(),
+        )?;
+        family(
+            "weir_cluster_plugin_version",
+            "1 for the version (first 12 hex digits) each node serves of each plugin",
+            nodes
+                .iter()
+                .flat_map(|v| {
+                    v.report.plugins.iter().map(|(plugin, version)| {
+                        (
+                            vec![
+                                ("node", v.report.node.as_str()),
+                                ("plugin", plugin.as_str()),
+                                ("version", &version[..version.len().min(12)]),
+                            ],
+                            Num::Count(1),
+                        )
+                    })
+                })
+                .collect(),
+        )?;
+        family(
+            "weir_cluster_connector_node",
+            "1 for the node each connector runs on",
+            nodes
+                .iter()
+                .filter(|v| v.live)
+                .flat_map(|v| {
+                    v.report.connectors.keys().map(|c| {
+                        (
+                            vec![("connector", c.as_str()), ("node", v.report.node.as_str())],
+                            Num::Count(1),
+                        )
+                    })
+                })
+                .collect(),
+        )
     }
 }
