@@ -218,7 +218,7 @@ fn the_server_is_the_http_library_alone() {
 
 /// Files of the domain crates that may derive `Serialize`, and why: each is a record
 /// the crate writes to its own storage, not a request or response body.
-const PERSISTED: [(&str, &str); 6] = [
+const PERSISTED: [(&str, &str); 9] = [
     (
         "runtime/storage/src/config.rs",
         "topic configs in the meta tree",
@@ -239,6 +239,18 @@ const PERSISTED: [(&str, &str); 6] = [
     (
         "runtime/jetstream/src/view.rs",
         "topic entries in the cluster's stream",
+    ),
+    (
+        "runtime/broker/src/cluster/nodes.rs",
+        "node reports in the cluster's shared key-value store",
+    ),
+    (
+        "runtime/broker/src/cluster/lease.rs",
+        "lease holders in the cluster's shared key-value store",
+    ),
+    (
+        "runtime/broker/src/cluster/deploy.rs",
+        "plugin deployments in the cluster's shared key-value store",
     ),
 ];
 

@@ -167,6 +167,21 @@ fn default_nats_server() -> PathBuf {
     }
 }
 
+/// Copies the plugin folders of `from` into `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            std::fs::create_dir_all(&target)?;
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
 /// Waits until `client`'s node knows `topic` (another node created it).
 pub(super) async fn wait_for_topic(client: &Client, topic: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -205,11 +220,16 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let seconds = if args.quick { 0.3 } else { args.seconds };
     let nats = LocalNats::start(args.nats_server.unwrap_or_else(default_nats_server)).await?;
     let plugins = tempfile::tempdir()?;
+    // json-filter, redact and header-router for the pipeline cells, in every node's
+    // own plugin directory (a deploy writes into it).
+    let with_plugins = super::pipeline::build_plugins(None, plugins.path())?;
     let embedded = InProcess::start(plugins.path()).await?;
+    let node_dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
     let mut nodes = Vec::new();
-    for _ in 0..2 {
+    for dir in &node_dirs {
+        copy_dir(plugins.path(), dir.path())?;
         let mut config = weir_server::Config {
-            plugin_dir: plugins.path().to_path_buf(),
+            plugin_dir: dir.path().to_path_buf(),
             ..weir_server::Config::default()
         };
         config.cluster = Some(weir_server::ClusterConfig::with_servers(nats.urls.clone()));
@@ -274,6 +294,32 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let mut row = sse_latency_across(&b, &a, 1000, seconds.max(1.0)).await?;
     row.name = format!("cluster, A->B: {}", row.name);
     row.print();
+    if with_plugins {
+        for (label, client, server) in [("embedded: ", &e, &embedded), ("cluster: ", &a, &nodes[0])]
+        {
+            super::pipeline::cells(
+                label,
+                client,
+                100,
+                1000,
+                8,
+                args.partitions,
+                seconds,
+                &server.broker,
+            )
+            .await?;
+        }
+        let redact = weir_broker::plugins::PluginFiles::read(&plugins.path().join("redact"))?;
+        let deploys = if args.quick { 3 } else { 20 };
+        super::cluster_plugins::deploy_latency(&a, &b, &redact.component, deploys)
+            .await?
+            .print();
+        let generator = super::pipeline::build_one("generator")?;
+        let kills = if args.quick { 1 } else { 3 };
+        super::cluster_plugins::connector_failover(&nats.urls, &generator, kills)
+            .await?
+            .print();
+    }
     resume_after_leader_kill(nats, &a, seconds).await?.print();
     for node in nodes {
         node.stop().await;

@@ -18,6 +18,7 @@ use super::produce::percentile_ms;
 use latency::sse_latency;
 
 mod cluster;
+mod cluster_plugins;
 mod compare;
 mod connectors;
 mod latency;
@@ -212,6 +213,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             for &batch in &args.batch {
                 for &concurrency in &args.pipeline_concurrency {
                     pipeline::cells(
+                        "",
                         &client,
                         value_bytes,
                         batch,

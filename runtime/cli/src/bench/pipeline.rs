@@ -59,6 +59,20 @@ pub(super) fn build_plugins(src: Option<&Path>, plugin_dir: &Path) -> anyhow::Re
     Ok(true)
 }
 
+/// Builds the plugin crate `plugins/<name>` of this repository into a temporary
+/// folder; returns its component.
+pub(super) fn build_one(name: &str) -> anyhow::Result<Vec<u8>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins");
+    let out = tempfile::tempdir()?;
+    let target = src.join("../target/wasm-guests");
+    eprintln!("building plugin {name}...");
+    let folder = crate::plugin::build_in(&src.join(name), Some(out.path()), &target)
+        .with_context(|| format!("building {name}"))?;
+    Ok(weir_broker::plugins::PluginFiles::read(&folder)?
+        .component
+        .to_vec())
+}
+
 /// A JSON produce body of `batch` records whose values are JSON objects of
 /// `value_bytes` bytes that pass the filter and have a field to redact, each with a
 /// `region` header naming one of 4 routes.
@@ -83,8 +97,11 @@ fn pipeline_body(value_bytes: usize, batch: usize) -> Vec<u8> {
     out
 }
 
-/// Three cells with the same body: no plugins, filter + transform, router.
+/// Three cells with the same body: no plugins, filter + transform, router; each
+/// row's name starts with `label` (which broker, when a run compares several).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn cells(
+    label: &str,
     client: &Client,
     value_bytes: usize,
     batch: usize,
@@ -129,7 +146,8 @@ pub(super) async fn cells(
             }
             Some(plain) => format!(" ({:.0}%)", rate / plain * 100.0),
         };
-        row.name = format!("pipe {case}{ratio}, {value_bytes} B x {batch}, {concurrency} conc");
+        row.name =
+            format!("{label}pipe {case}{ratio}, {value_bytes} B x {batch}, {concurrency} conc");
         row.bytes = row.records * value_bytes as u64;
         row.print();
     }

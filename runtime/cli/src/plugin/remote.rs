@@ -37,6 +37,10 @@ pub(super) async fn deploy(client: &Client, dir: PathBuf) -> anyhow::Result<()> 
         body["outcome"].as_str().unwrap_or("?"),
         body["version"].as_str().unwrap_or("?")
     );
+    // Cluster mode: each node's answer.
+    for (node, answer) in body["nodes"].as_object().into_iter().flatten() {
+        println!("  {node}: {}", answer["state"].as_str().unwrap_or("?"));
+    }
     Ok(())
 }
 

@@ -1,0 +1,205 @@
+//! The plugin side of `weir bench cluster`: how long a version deployed through one
+//! node takes to serve on another, and how long a connector takes to move when its
+//! node is killed (`kill -9` of a `weir serve --cluster` child process).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::Value;
+use weir_broker::plugins::PluginFiles;
+
+use super::{Client, Row};
+
+/// The redact transform's manifest for deploy `i` (each a new version).
+fn redact_manifest(i: usize) -> String {
+    format!(
+        "name = \"bench-deploy\"\nkind = \"transform\"\ncomponent = \"plugin.wasm\"\n\
+         [config]\nfields = [\"/f{i}\"]\n"
+    )
+}
+
+fn form(manifest: String, component: Vec<u8>) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
+        .part(
+            "manifest",
+            reqwest::multipart::Part::text(manifest).file_name("plugin.toml"),
+        )
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(component).file_name("plugin.wasm"),
+        )
+}
+
+/// `deploys` versions through `a`, each timed from the PUT until `b` serves it.
+pub(super) async fn deploy_latency(
+    a: &Client,
+    b: &Client,
+    component: &[u8],
+    deploys: usize,
+) -> anyhow::Result<Row> {
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(deploys);
+    for i in 0..deploys {
+        let manifest = redact_manifest(i);
+        let version =
+            PluginFiles::from_bytes(manifest.clone(), component.to_vec(), "bench")?.version();
+        let t = Instant::now();
+        let put = a.put_multipart(
+            "/v1/plugins/bench-deploy",
+            form(manifest, component.to_vec()),
+        );
+        tokio::pin!(put);
+        let mut answered = None;
+        loop {
+            tokio::select! {
+                r = &mut put, if answered.is_none() => answered = Some(r?),
+                () = tokio::time::sleep(Duration::from_millis(2)) => {}
+            }
+            let status = b.get("/v1/plugins/bench-deploy").await.ok();
+            if status.as_ref().and_then(|s| s["version"].as_str()) == Some(version.as_str()) {
+                latencies.push(t.elapsed());
+                break;
+            }
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(60),
+                "deploy {i} never served on B"
+            );
+        }
+        if answered.is_none() {
+            put.await?;
+        }
+    }
+    Ok(Row {
+        name: format!("cluster: deploy on A -> serving on B ({deploys})"),
+        records: deploys as u64,
+        bytes: 0,
+        secs: started.elapsed().as_secs_f64(),
+        latencies,
+    })
+}
+
+/// A `weir serve --cluster` child process.
+struct Node {
+    child: Child,
+    client: Client,
+}
+
+fn spawn_node(dir: &Path, urls: &str, node: &str) -> anyhow::Result<Node> {
+    std::fs::create_dir_all(dir)?;
+    let config = dir.join("weir.toml");
+    std::fs::write(&config, format!("[cluster]\nnode = \"{node}\"\n"))?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            "info",
+            "--cluster",
+            urls,
+        ])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--plugin-dir")
+        .arg(dir.join("plugins"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("listen=").nth(1)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .context("a weir node did not start")?;
+    Ok(Node {
+        child,
+        client: Client::new(&format!("http://{addr}"))?,
+    })
+}
+
+/// Waits until `client` says connector `gen` runs on `node`; the time it took.
+async fn until_running_on(client: &Client, node: &str) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    loop {
+        let c: Value = client.get("/v1/connectors/gen").await.unwrap_or_default();
+        if c["node"] == node && c["state"] == "running" {
+            return Ok(t.elapsed());
+        }
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(60),
+            "gen never ran on {node}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The generator source runs on one of two child nodes; its node is killed
+/// `kills` times (restarted in between), each timed until the other node runs it.
+pub(super) async fn connector_failover(
+    urls: &[String],
+    generator: &[u8],
+    kills: usize,
+) -> anyhow::Result<Row> {
+    let dir = tempfile::tempdir()?;
+    let urls = urls.join(",");
+    let names = ["fa", "fb"];
+    let mut nodes = vec![
+        spawn_node(&dir.path().join(names[0]), &urls, names[0])?,
+        spawn_node(&dir.path().join(names[1]), &urls, names[1])?,
+    ];
+    let (status, _) = nodes[0]
+        .client
+        .put(
+            "/v1/topics/bench-gen",
+            &serde_json::json!({ "partitions": 1 }),
+        )
+        .await?;
+    anyhow::ensure!(status == 201 || status == 200, "creating bench-gen failed");
+    let manifest = "name = \"gen\"\nkind = \"source\"\ncomponent = \"plugin.wasm\"\n\
+        [[attach]]\ntopic = \"bench-gen\"\n[connector]\npoll_interval_ms = 50\n[config]\nrate = 100\n";
+    nodes[0]
+        .client
+        .put_multipart("/v1/plugins/gen", form(manifest.into(), generator.to_vec()))
+        .await?;
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let mut on = if until_running_on(&nodes[0].client, "fa").await.is_ok() {
+        0
+    } else {
+        1
+    };
+    for _ in 0..kills {
+        until_running_on(&nodes[1 - on].client, names[on]).await?;
+        nodes[on].child.kill()?;
+        nodes[on].child.wait()?;
+        let moved = until_running_on(&nodes[1 - on].client, names[1 - on]).await?;
+        latencies.push(moved);
+        nodes[on] = spawn_node(&dir.path().join(names[on]), &urls, names[on])?;
+        on = 1 - on;
+    }
+    for node in &mut nodes {
+        let _ = node.child.kill();
+        let _ = node.child.wait();
+    }
+    Ok(Row {
+        name: format!("cluster: connector moved after kill -9 ({kills})"),
+        records: kills as u64,
+        bytes: 0,
+        secs: started.elapsed().as_secs_f64(),
+        latencies,
+    })
+}
