@@ -274,8 +274,13 @@ impl Inner {
                         Ok(Some(fence)) => Some(fence),
                         Ok(None) => continue,
                         Err(e) => {
+                            // The cluster is unreachable: a running task keeps its
+                            // lease (its writes are fenced anyway); none starts.
                             tracing::warn!(connector = %name, error = %e, "checking the connector's lease failed");
-                            continue;
+                            match self.runs.lock().get(&name).map(|r| r.fence.clone()) {
+                                Some(fence) => fence,
+                                None => continue,
+                            }
                         }
                     },
                 };
@@ -294,6 +299,23 @@ impl Inner {
                 .collect();
             cluster.update_report(|r| r.connectors = states);
         }
+        let mut released = Vec::new();
+        self.start_and_end(wanted, &mut released);
+        // A connector no longer served here is free for a node that serves it.
+        if let Some(cluster) = &self.cluster {
+            for fence in released {
+                cluster.release(&fence).await;
+            }
+        }
+    }
+
+    /// The synchronous part of [`reconcile`](Self::reconcile): ends and starts tasks
+    /// under the lock; the leases of connectors that went away go to `released`.
+    fn start_and_end(
+        &self,
+        wanted: HashMap<String, (Arc<Slot>, Manifest, Option<Fence>)>,
+        released: &mut Vec<Fence>,
+    ) {
         let mut runs = self.runs.lock();
         // Ended tasks finish their current call; a replacement waits for that.
         let mut ending: HashMap<String, JoinHandle<()>> = runs
@@ -303,7 +325,12 @@ impl Inner {
                     .is_none_or(|(_, m, fence)| fingerprint(m) != run.fingerprint || *fence != run.fence)
             })
             .map(|(name, run)| {
-                tracing::info!(connector = %name, "connector task ending (plugin removed or reconfigured)");
+                tracing::info!(connector = %name, "connector task ending (plugin removed or reconfigured, or its lease moved)");
+                if !wanted.contains_key(&name)
+                    && let Some(fence) = run.fence
+                {
+                    released.push(fence);
+                }
                 (name, run.task)
             })
             .collect();

@@ -81,16 +81,27 @@ pub(super) async fn deploy_latency(
     })
 }
 
-/// A `weir serve --cluster` child process.
+/// A `weir serve --cluster` child process, killed when dropped.
 struct Node {
     child: Child,
     client: Client,
 }
 
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn spawn_node(dir: &Path, urls: &str, node: &str) -> anyhow::Result<Node> {
     std::fs::create_dir_all(dir)?;
     let config = dir.join("weir.toml");
-    std::fs::write(&config, format!("[cluster]\nnode = \"{node}\"\n"))?;
+    // Their own prefix: the in-process nodes of the run must not take the leases.
+    std::fs::write(
+        &config,
+        format!("[cluster]\nnode = \"{node}\"\nprefix = \"failover\"\n"),
+    )?;
     let mut child = Command::new(std::env::current_exe()?)
         .args([
             "serve",
@@ -135,13 +146,16 @@ fn spawn_node(dir: &Path, urls: &str, node: &str) -> anyhow::Result<Node> {
 async fn until_running_on(client: &Client, node: &str) -> anyhow::Result<Duration> {
     let t = Instant::now();
     loop {
-        let c: Value = client.get("/v1/connectors/gen").await.unwrap_or_default();
+        let c: Value = match client.get("/v1/connectors/gen").await {
+            Ok(c) => c,
+            Err(e) => Value::String(e.to_string()),
+        };
         if c["node"] == node && c["state"] == "running" {
             return Ok(t.elapsed());
         }
         anyhow::ensure!(
             t.elapsed() < Duration::from_secs(60),
-            "gen never ran on {node}"
+            "gen never ran on {node}; last seen: {c}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -191,10 +205,7 @@ pub(super) async fn connector_failover(
         nodes[on] = spawn_node(&dir.path().join(names[on]), &urls, names[on])?;
         on = 1 - on;
     }
-    for node in &mut nodes {
-        let _ = node.child.kill();
-        let _ = node.child.wait();
-    }
+    drop(nodes);
     Ok(Row {
         name: format!("cluster: connector moved after kill -9 ({kills})"),
         records: kills as u64,

@@ -186,16 +186,11 @@ impl Reloader {
             };
             return Outcome::Rejected { name, error };
         }
-        if let Some(error) = self.claimed_elsewhere(&name, &files.version(), &path) {
-            return self.rejected(
-                name,
-                Some(&files.version()),
-                None,
-                origin,
-                error,
-                started,
-                None,
-            );
+        let version = files.version();
+        if !self.serving(&name, &version)
+            && let Some(error) = self.claimed_elsewhere(&name, &version, &path)
+        {
+            return self.rejected(name, Some(&version), None, origin, error, started, None);
         }
         if let Some(previous) = folders.insert(folder.to_os_string(), name.clone())
             && previous != name

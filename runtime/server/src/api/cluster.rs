@@ -43,13 +43,15 @@ fn not_clustered() -> Problem {
 }
 
 /// Deploys a version to every node (the deploy's permissions were checked).
+/// `serving` is this node's current version of the plugin, if any.
 pub(super) async fn deploy(
     cluster: &Cluster,
     name: &str,
     manifest: String,
     component: Vec<u8>,
-    replaces: Option<String>,
+    serving: Option<std::sync::Arc<weir_broker::plugins::Plugin>>,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
+    let replaces = serving.as_ref().map(|p| p.hash().to_string());
     let origin = format!("PUT /v1/plugins/{name}");
     let files = PluginFiles::from_bytes(manifest.clone(), Vec::new(), &origin)
         .map_err(|e| super::plugins::rejected_version(name, &e))?;
@@ -82,6 +84,16 @@ pub(super) async fn deploy(
         .store_version(name, &version, &manifest, &component)
         .await
         .map_err(broker_problem)?;
+    // The first cluster deploy of a node-local plugin: the version it replaces is
+    // stored too, so a refused rollout can return every node to it.
+    if cluster.deployment(name).0.is_none()
+        && let Some(files) = serving.as_ref().and_then(|p| p.files())
+    {
+        cluster
+            .store_version(name, &files.version(), &files.manifest_text, &files.component)
+            .await
+            .map_err(broker_problem)?;
+    }
     let rollout = cluster
         .roll_out(name, &version, replaces.as_deref(), ROLLOUT_WAIT)
         .await

@@ -151,11 +151,11 @@ pub async fn deploy(
         let checks = deploy_checks(&parsed, current.as_ref(), state.guard.policy());
         state.guard.require(principal.as_deref(), checks).await?;
     }
-    let replaces = replaces.map(|p| p.hash().to_string());
     if let Some(cluster) = &state.cluster {
         return super::cluster::deploy(cluster, &name, manifest, component.to_vec(), replaces)
             .await;
     }
+    let replaces = replaces.map(|p| p.hash().to_string());
     let reloader = state.plugins.clone();
     let outcome = {
         let name = name.clone();
