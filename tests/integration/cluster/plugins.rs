@@ -66,7 +66,14 @@ async fn produce(
 async fn a_deploy_through_one_node_serves_on_every_node_and_a_refused_one_on_none() {
     let nats = NatsCluster::start().await;
     let temp = tempfile::tempdir().unwrap();
-    let node_a = weir_node(&temp.path().join("a"), &nats, "[cluster]\nnode = \"a\"\n");
+    // Only node a lets connectors write to `out`.
+    let out = temp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let config_a = format!(
+        "{}\n[cluster]\nnode = \"a\"\n",
+        crate::harness::allow_connectors(&[&out], &[])
+    );
+    let node_a = weir_node(&temp.path().join("a"), &nats, &config_a);
     let node_b = weir_node(&temp.path().join("b"), &nats, "[cluster]\nnode = \"b\"\n");
     let (a, b) = (node_a.client(), node_b.client());
     a.create_topic("t", json!({ "partitions": 2 })).await;
@@ -167,6 +174,36 @@ async fn a_deploy_through_one_node_serves_on_every_node_and_a_refused_one_on_non
             "{cluster}"
         );
     }
+
+    // A version only one node refuses (b does not allow its grant) is taken back on
+    // the node that took it too: a first deploy leaves no node serving it.
+    let sink = format!(
+        "name = \"archive\"\nkind = \"sink\"\ncomponent = \"plugin.wasm\"\n[[attach]]\ntopic = \"t\"\n\
+         [grants]\ndirs = [\"{0}\"]\n[config]\ndir = \"{0}\"\n",
+        out.display()
+    );
+    let r = deploy(
+        &a,
+        "archive",
+        &sink,
+        std::fs::read(artifacts::FILE_SINK).unwrap(),
+    )
+    .await;
+    r.assert_problem(422, "plugin_version_rejected");
+    assert_eq!(r.body["nodes"]["a"]["state"], "serving", "{}", r.body);
+    assert_eq!(r.body["nodes"]["b"]["state"], "refused", "{}", r.body);
+    let reason = r.body["nodes"]["b"]["reason"].as_str().unwrap();
+    assert!(reason.contains("allowed_dirs"), "{reason}");
+    eventually("a no longer serves archive", || async {
+        a.get("/v1/plugins/archive").await.body["version"].is_null()
+    })
+    .await;
+    let cluster = b.get("/v1/plugins/archive").await.body["cluster"].clone();
+    assert_eq!(cluster["deployed"], Value::Null, "{cluster}");
+    assert!(
+        cluster["last_refused"]["reasons"]["b"].is_string(),
+        "{cluster}"
+    );
 
     // A rollback through B rolls every node back to v1.
     let r = b

@@ -9,8 +9,9 @@ use std::time::Duration;
 use super::{Cluster, Rejection};
 use crate::plugins::{HistoryOrigin, Outcome, Reloader};
 
-/// How often the deployments are compared with the registry (in memory: cheap).
-const EVERY: Duration = Duration::from_millis(100);
+/// How often the deployments are compared with the registry: a scan of a few keys
+/// in this node's in-memory view, cheap enough to keep a rollout's wait short.
+const EVERY: Duration = Duration::from_millis(25);
 
 /// Follows the cluster's deployments until the returned task is aborted.
 pub fn follow(cluster: Cluster, reloader: Arc<Reloader>) -> tokio::task::JoinHandle<()> {
@@ -27,7 +28,10 @@ pub fn follow(cluster: Cluster, reloader: Arc<Reloader>) -> tokio::task::JoinHan
                     .and_then(|s| s.current())
                     .map(|p| p.hash().to_string());
                 let Some(version) = deployment.version else {
-                    if serving.is_some() {
+                    // A first rollout taken back: detach the refused version where
+                    // it serves, never a node-local version of the name.
+                    let refused = deployment.rejected.as_ref().map(|r| &r.version);
+                    if serving.is_some() && serving.as_ref() == refused {
                         reloader.detach(&name);
                     }
                     continue;

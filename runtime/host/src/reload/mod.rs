@@ -75,7 +75,7 @@ pub struct Reloader {
     folders: Mutex<HashMap<OsString, String>>,
     /// Plugins the cluster deploys, with the version it serves: the plugin
     /// directory may not serve another version of them on this node.
-    claims: Mutex<HashMap<String, Option<String>>>,
+    claims: Mutex<HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -311,10 +311,15 @@ impl Reloader {
     }
 
     /// Marks plugin `name` as deployed by the cluster at `version` (`None`: the
-    /// cluster took its deployment back). The cluster's version wins over the plugin
-    /// directory: a folder holding another version of it is refused on this node.
+    /// cluster deploys no version of it, and the plugin directory decides again).
+    /// The cluster's version wins over the plugin directory: a folder holding
+    /// another version of it is refused on this node.
     pub fn claim(&self, name: &str, version: Option<String>) {
-        self.claims.lock().insert(name.to_string(), version);
+        let mut claims = self.claims.lock();
+        match version {
+            Some(v) => claims.insert(name.to_string(), v),
+            None => claims.remove(name),
+        };
     }
 
     /// The refusal of a folder's version of a plugin the cluster deploys at another
@@ -322,7 +327,7 @@ impl Reloader {
     fn claimed_elsewhere(&self, name: &str, version: &str, path: &Path) -> Option<PluginError> {
         let claims = self.claims.lock();
         let claimed = claims.get(name)?;
-        if claimed.as_deref() == Some(version) {
+        if claimed == version {
             return None;
         }
         Some(PluginError::Manifest {
@@ -331,7 +336,7 @@ impl Reloader {
                 "plugin '{name}' is deployed to the cluster (version {}); the cluster's \
                  version wins over this node's plugin directory: deploy it with \
                  `weir plugin deploy --url`",
-                claimed.as_deref().map_or("none", |v| &v[..v.len().min(12)])
+                &claimed[..claimed.len().min(12)]
             ),
         })
     }

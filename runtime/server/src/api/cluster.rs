@@ -90,7 +90,12 @@ pub(super) async fn deploy(
         && let Some(files) = serving.as_ref().and_then(|p| p.files())
     {
         cluster
-            .store_version(name, &files.version(), &files.manifest_text, &files.component)
+            .store_version(
+                name,
+                &files.version(),
+                &files.manifest_text,
+                &files.component,
+            )
             .await
             .map_err(broker_problem)?;
     }
