@@ -33,6 +33,24 @@ async fn connector(api: &Api, name: &str) -> Value {
     api.get(&format!("/v1/connectors/{name}")).await.body
 }
 
+/// Waits until both connectors run on `node`, as `api` reports them.
+async fn both_running_on(api: &Api, node: &str) {
+    eventually_within(
+        Duration::from_secs(30),
+        &format!("both connectors running on {node}"),
+        || async {
+            for name in ["gen", "archive"] {
+                let c = connector(api, name).await;
+                if c["node"] != node || c["state"] != "running" {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+}
+
 /// Every (partition, offset) of topic `gen` the sink wrote to `dir`.
 fn written(dir: &Path) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
@@ -117,20 +135,7 @@ async fn connectors_run_once_and_move_when_their_node_is_killed() {
     .await;
     node_a.kill();
     let killed = Instant::now();
-    eventually_within(
-        Duration::from_secs(30),
-        "both connectors running on b",
-        || async {
-            for name in ["gen", "archive"] {
-                let c = connector(&b, name).await;
-                if c["node"] != "b" || c["state"] != "running" {
-                    return false;
-                }
-            }
-            true
-        },
-    )
-    .await;
+    both_running_on(&b, "b").await;
     eprintln!("connector failover after kill -9: {:?}", killed.elapsed());
 
     // a comes back; then b stops dead (SIGSTOP) past the node timeout: a takes over,
@@ -138,20 +143,7 @@ async fn connectors_run_once_and_move_when_their_node_is_killed() {
     let node_a = weir_node(&temp.path().join("a"), &nats, &config("a"));
     let a = node_a.client();
     signal(&node_b, "STOP");
-    eventually_within(
-        Duration::from_secs(30),
-        "both connectors running on a",
-        || async {
-            for name in ["gen", "archive"] {
-                let c = connector(&a, name).await;
-                if c["node"] != "a" || c["state"] != "running" {
-                    return false;
-                }
-            }
-            true
-        },
-    )
-    .await;
+    both_running_on(&a, "a").await;
     signal(&node_b, "CONT");
     eventually("b no longer runs connectors", || async {
         let cluster = a.get("/v1/cluster").await.body;
