@@ -9,6 +9,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use weir_toolchain::polyglot::{self, Lang, WasiHttp};
+
 const HOSTILE: [&str; 5] = [
     "loop-forever",
     "memory-bomb",
@@ -27,6 +29,8 @@ fn main() {
     for watched in [
         "sdk/src",
         "sdk/Cargo.toml",
+        "sdk/python/weir_plugin",
+        "sdk/js/weir-plugin.js",
         "wit",
         "plugins",
         "examples",
@@ -88,6 +92,51 @@ fn main() {
             );
         }
     }
+    // Python and JavaScript plugins, built by the same code as `weir plugin build`
+    // (the tools install themselves on first use, at exact versions).
+    for (name, world, lang) in [
+        ("hello-filter-py", "filter", Lang::Python),
+        ("shout-transform-py", "transform", Lang::Python),
+        ("hello-filter-js", "filter", Lang::Js),
+        ("shout-transform-js", "transform", Lang::Js),
+    ] {
+        let dir = root.join("examples").join(name);
+        let bytes = match lang {
+            Lang::Python => polyglot::build_python(&dir, world),
+            _ => polyglot::build_js(&dir, world, WasiHttp::Disabled),
+        }
+        .unwrap_or_else(|e| panic!("{e}"));
+        let component = out.join(format!("{name}.wasm"));
+        std::fs::write(&component, bytes).expect("writing the component");
+        let _ = writeln!(
+            consts,
+            "/// The `{name}` component, built from `examples/{name}`."
+        );
+        let _ = writeln!(
+            consts,
+            "pub const {}: &str = {:?};",
+            const_name(name),
+            component.display().to_string()
+        );
+    }
+    // componentize-js's default build, which imports `wasi:http`: refused at load.
+    let bytes = polyglot::build_js(
+        &root.join("examples/hello-filter-js"),
+        "filter",
+        WasiHttp::Kept,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let component = out.join("wasi-http-js.wasm");
+    std::fs::write(&component, bytes).expect("writing the component");
+    let _ = writeln!(
+        consts,
+        "/// hello-filter-js built keeping `wasi:http` (componentize-js's default)."
+    );
+    let _ = writeln!(
+        consts,
+        "pub const WASI_HTTP_JS: &str = {:?};",
+        component.display().to_string()
+    );
     for feature in HOSTILE {
         let release = build(
             &root.join("tests/guests"),

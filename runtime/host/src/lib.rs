@@ -11,6 +11,8 @@
 //! - [`health`]: quarantine of plugins that keep failing.
 //! - [`history`]: each plugin's versions, and the probation of a new one.
 //! - [`reload`]: follows the plugin directory (hot reload), deploys and rollbacks.
+//! - `wasi`: the WASI 0.2 subset language runtimes start with, granting nothing;
+//!   stdout and stderr as rate-limited log lines.
 //! - `bindings`: generated from `wit/`, one module per world.
 //!
 //! Events cross the boundary as one packed buffer per batch ([`packed`], the SDK's
@@ -28,6 +30,7 @@ pub mod plugin;
 pub mod registry;
 pub mod reload;
 pub mod state;
+mod wasi;
 
 pub use engine::Engine;
 pub use error::{PluginError, Result};

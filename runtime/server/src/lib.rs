@@ -102,7 +102,10 @@ pub async fn open_broker(config: &Config) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(&config.plugin_dir)
         .with_context(|| format!("creating plugin dir {}", config.plugin_dir.display()))?;
     let log = open_log(config).await?;
-    let engine = Engine::new().map_err(|e| anyhow::anyhow!("starting the WASM engine: {e}"))?;
+    // Compiled plugin code survives restarts beside the data (wasmtime checks it
+    // belongs to this engine before using it).
+    let engine = Engine::with_compile_cache(&config.data_dir.join("compiled"))
+        .map_err(|e| anyhow::anyhow!("starting the WASM engine: {e}"))?;
     let p = &config.plugins;
     let registry = Arc::new(
         Registry::new(

@@ -1,4 +1,5 @@
-//! weir-toolchain: turns a Rust plugin crate into a WebAssembly component.
+//! weir-toolchain: turns a plugin project into a WebAssembly component: a Rust crate
+//! here, Python and JavaScript projects in [`polyglot`].
 //!
 //! The broker builds with rustup's toolchain, which has no wasm32 standard library on
 //! these machines; plugins build with Debian's Rust, which ships std's source, via
@@ -6,6 +7,8 @@
 //! clean environment (nothing of an outer cargo leaks in) and componentizes the core
 //! module with wit-component. The test artifacts' build script and `weir plugin build`
 //! share it.
+
+pub mod polyglot;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,6 +50,17 @@ pub enum BuildError {
         /// The error.
         #[source]
         source: std::io::Error,
+    },
+    /// A Python or JavaScript build tool (python3, pip, npm, rolldown,
+    /// componentize-py, componentize-js) could not run or failed.
+    #[error("{tool} (for {dir}): {reason}")]
+    Tool {
+        /// The program.
+        tool: String,
+        /// The project or tools folder.
+        dir: String,
+        /// Why, with the end of its output.
+        reason: String,
     },
     /// The core module could not be made a component.
     #[error("componentizing {path}: {reason}")]

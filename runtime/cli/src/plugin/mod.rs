@@ -275,6 +275,16 @@ fn package_name(cargo_toml: &str) -> Option<String> {
 }
 
 /// Loads the plugin in the real host and runs it over the input records.
+/// Where `weir plugin test` keeps compiled code between runs: the user's cache
+/// folder (`$XDG_CACHE_HOME/weir/compiled`, else `~/.cache/weir/compiled`).
+fn compile_cache_dir() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+    Some(base.join("weir").join("compiled"))
+}
+
 fn test(dir: &Path, input: &Path, topic: &str) -> anyhow::Result<()> {
     // A crate is built into a scratch folder: testing leaves nothing behind.
     let scratch = tempfile::tempdir()?;
@@ -283,7 +293,11 @@ fn test(dir: &Path, input: &Path, topic: &str) -> anyhow::Result<()> {
     } else {
         dir.to_path_buf()
     };
-    let engine = Engine::new().map_err(|e| anyhow::anyhow!("starting the WASM engine: {e}"))?;
+    let engine = match compile_cache_dir() {
+        Some(dir) => Engine::with_compile_cache(&dir),
+        None => Engine::new(),
+    }
+    .map_err(|e| anyhow::anyhow!("starting the WASM engine: {e}"))?;
     let plugin = Plugin::load(&engine, &folder, Arc::new(MemoryState::default()))?;
     let text = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
     let headers = HeaderMap::new();

@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::grants::{self, Capabilities};
 use crate::limits::Limiter;
 use crate::state::PluginState;
+use crate::wasi::WasiState;
 
 /// Store data of one instance.
 pub(crate) struct Ctx {
@@ -23,6 +24,17 @@ pub(crate) struct Ctx {
     pub(super) staged: Option<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
     /// When the current call's deadline passes (caps outbound request timeouts).
     pub(super) deadline: Instant,
+    /// The zero-grant WASI context language runtimes start with.
+    pub(super) wasi: WasiState,
+}
+
+impl wasmtime_wasi::WasiView for Ctx {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi.ctx,
+            table: &mut self.wasi.table,
+        }
+    }
 }
 
 impl Ctx {

@@ -10,6 +10,7 @@ use crate::bindings::types;
 use crate::engine::EPOCH_TICK;
 use crate::error::{PluginError, Result};
 use crate::limits::{Limiter, MemoryCapReached};
+use crate::wasi::WasiState;
 
 use super::{Bindings, Live, POOL_SIZE, Plugin, Pre};
 
@@ -27,6 +28,7 @@ impl Plugin {
                 caps: self.caps.clone(),
                 staged: None,
                 deadline: Instant::now(),
+                wasi: WasiState::new(&self.output),
             },
         );
         store.limiter(|c| &mut c.limits);

@@ -15,6 +15,7 @@ use crate::grants::Capabilities;
 use crate::limits::Footprint;
 use crate::manifest::{Kind, Manifest};
 use crate::state::PluginState;
+use crate::wasi::{self, Attribution};
 
 use super::{Plugin, Pre};
 
@@ -108,14 +109,14 @@ impl Plugin {
         files: PluginFiles,
         state: Arc<dyn PluginState>,
     ) -> Result<Plugin> {
-        let mut plugin = Self::from_parts(
+        let mut plugin = Self::build(
             engine,
             files.manifest.clone(),
             &files.component,
             &files.component_path,
             state,
+            Some(files.version()),
         )?;
-        plugin.hash = files.version();
         plugin.files = Some(Arc::new(files));
         Ok(plugin)
     }
@@ -127,6 +128,18 @@ impl Plugin {
         bytes: &[u8],
         file: &str,
         state: Arc<dyn PluginState>,
+    ) -> Result<Plugin> {
+        Self::build(engine, manifest, bytes, file, state, None)
+    }
+
+    /// Loads a version; `version` is its identity (the component's hash if `None`).
+    fn build(
+        engine: &Engine,
+        manifest: Manifest,
+        bytes: &[u8],
+        file: &str,
+        state: Arc<dyn PluginState>,
+        version: Option<String>,
     ) -> Result<Plugin> {
         let component_error = |reason: String| PluginError::Component {
             plugin: manifest.name.clone(),
@@ -149,6 +162,7 @@ impl Plugin {
             .compile(&hash, bytes)
             .map_err(|e| component_error(format!("not a valid component: {}", root_cause(&e))))?;
         let mut linker: Linker<Ctx> = Linker::new(engine.wasmtime());
+        wasi::add_to_linker(&mut linker).map_err(|e| component_error(e.to_string()))?;
         filter::Filter::add_to_linker::<_, HasSelf<_>>(&mut linker, |c| c)
             .map_err(|e| component_error(e.to_string()))?;
         if manifest.kind.is_connector() {
@@ -161,9 +175,10 @@ impl Plugin {
                 .map_err(|e| component_error(e.to_string()))?;
         }
         let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+            let cause = root_cause(&e);
             component_error(format!(
-                "it imports something Weir does not provide: {}",
-                root_cause(&e)
+                "it imports something Weir does not provide: {cause}{}",
+                wasi::hint(&cause)
             ))
         })?;
         let wrong_world = |e: wasmtime::Error| {
@@ -187,11 +202,14 @@ impl Plugin {
             .kind
             .is_connector()
             .then(|| Arc::new(Capabilities::new(&manifest.name, &manifest.grants)));
+        let name: Arc<str> = Arc::from(manifest.name.as_str());
+        let version = version.unwrap_or(hash);
         let plugin = Plugin {
-            name: Arc::from(manifest.name.as_str()),
+            output: Attribution::new(name.clone(), &version),
+            name,
             config_json: manifest.config_json(),
             manifest,
-            hash,
+            hash: version,
             engine: engine.clone(),
             pre: Arc::new(pre),
             state,
@@ -231,6 +249,7 @@ impl Plugin {
             pool: Mutex::new(Vec::new()),
             files: self.files.clone(),
             caps: self.caps.clone(),
+            output: self.output.clone(),
         }
         .init_first()
     }

@@ -28,6 +28,7 @@ use crate::engine::Engine;
 use crate::grants::Capabilities;
 use crate::manifest::{Kind, Manifest};
 use crate::state::PluginState;
+use crate::wasi::Attribution;
 
 pub use call_types::{
     AclRequest, BatchInfo, Decision, Delivery, Destination, PollInfo, Polled, Transformed,
@@ -75,6 +76,8 @@ pub struct Plugin {
     files: Option<Arc<PluginFiles>>,
     /// A connector's grants.
     caps: Option<Arc<Capabilities>>,
+    /// Who its stdout and stderr lines are logged as, and their shared rate limit.
+    output: Arc<Attribution>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -127,6 +130,15 @@ impl Plugin {
     /// letters name this version.
     pub fn version_tag(&self) -> String {
         format!("{}@{}", self.name, &self.hash[..12])
+    }
+
+    /// Lines of stdout and stderr this version logged, and dropped over its rate.
+    pub fn output_lines(&self) -> (u64, u64) {
+        let c = self.output.counters();
+        (
+            c.logged.load(std::sync::atomic::Ordering::Relaxed),
+            c.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// Calls of this connector refused because they were outside its grants.

@@ -1,0 +1,307 @@
+// Weir plugins in JavaScript, built into WebAssembly components with componentize-js.
+//
+// A plugin module exports the functions of its world; the `define*` helpers build them
+// from per-event callbacks, decoding and encoding the packed batch format for you:
+//
+//   import { defineFilter } from "weir-plugin";
+//   export const { init, filter } = defineFilter({
+//     init(config) { this.word = config.word ?? "hello"; },
+//     keep(event, info) { return event.valueText()?.includes(this.word) ?? false; },
+//   });
+//
+// `weir plugin build` bundles the module with this file and runs componentize-js;
+// `run` (below) calls the same definition over events in plain Node, without WASM.
+//
+// Packed events (same format and errors as the Rust SDK's `weir_sdk::packed`,
+// conformance vectors in sdk/vectors/packed.json): u32 count, then per event,
+// little-endian: i64 timestamp-ms, u8 flags (bit 0: value is JSON text), i32 key-len
+// (-1: none) + key, i32 value-len (-1: none) + value, u16 header-count, then per
+// header u16 name-len + name (UTF-8) + u32 len + bytes.
+
+export const FLAG_VALUE_JSON = 1;
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+const utf8Lossy = new TextDecoder("utf-8");
+const toUtf8 = new TextEncoder();
+
+/** A malformed packed buffer (the host and the guest disagree on the format). */
+export class DecodeError extends Error {
+  constructor(reason) {
+    super(`malformed packed events: ${reason}`);
+    this.reason = reason;
+  }
+}
+
+/** The data is at fault: dead-lettered or rejected per the topic's policy. */
+export class BadInput extends Error {}
+
+/** One event: timestampMs (number), flags, key and value (Uint8Array or null),
+ * headers ([name, Uint8Array] pairs). */
+export class Event {
+  constructor({ timestampMs = 0, flags = 0, key = null, value = null, headers = [] } = {}) {
+    this.timestampMs = timestampMs;
+    this.flags = flags;
+    this.key = bytes(key);
+    this.value = bytes(value);
+    this.headers = headers.map(([n, v]) => [n, bytes(v)]);
+  }
+  get valueIsJson() {
+    return (this.flags & FLAG_VALUE_JSON) !== 0;
+  }
+  /** The value as text (null when absent). */
+  valueText() {
+    return this.value === null ? null : utf8Lossy.decode(this.value);
+  }
+  keyText() {
+    return this.key === null ? null : utf8Lossy.decode(this.key);
+  }
+  /** The first header called `name`, or null. */
+  header(name) {
+    const h = this.headers.find(([n]) => n === name);
+    return h ? h[1] : null;
+  }
+  /** A copy with some fields changed. */
+  with(changes) {
+    return new Event({ ...this, ...changes });
+  }
+}
+
+function bytes(v) {
+  if (v === null || v === undefined) return null;
+  if (typeof v === "string") return toUtf8.encode(v);
+  return v instanceof Uint8Array ? v : new Uint8Array(v);
+}
+
+/** Decodes a packed batch into Events; throws DecodeError. */
+export function decode(buf) {
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const end = buf.byteLength;
+  let at = 0;
+  const need = (n) => {
+    if (at + n > end) throw new DecodeError("a field runs past the end");
+  };
+  const opt = () => {
+    need(4);
+    const n = view.getInt32(at, true);
+    at += 4;
+    if (n === -1) return null;
+    if (n < 0) throw new DecodeError("negative length");
+    need(n);
+    const out = buf.subarray(at, at + n);
+    at += n;
+    return out;
+  };
+  need(4);
+  const count = view.getUint32(0, true);
+  at = 4;
+  const events = [];
+  for (let i = 0; i < count; i++) {
+    need(9);
+    const timestampMs = Number(view.getBigInt64(at, true));
+    const flags = buf[at + 8];
+    at += 9;
+    const key = opt();
+    const value = opt();
+    need(2);
+    const hcount = view.getUint16(at, true);
+    at += 2;
+    const headers = [];
+    for (let h = 0; h < hcount; h++) {
+      need(2);
+      const n = view.getUint16(at, true);
+      at += 2;
+      need(n);
+      let name;
+      try {
+        name = utf8.decode(buf.subarray(at, at + n));
+      } catch {
+        throw new DecodeError("header name is not UTF-8");
+      }
+      at += n;
+      need(4);
+      const v = view.getUint32(at, true);
+      at += 4;
+      need(v);
+      headers.push([name, buf.subarray(at, at + v)]);
+      at += v;
+    }
+    const e = Object.create(Event.prototype);
+    e.timestampMs = timestampMs;
+    e.flags = flags;
+    e.key = key;
+    e.value = value;
+    e.headers = headers;
+    events.push(e);
+  }
+  if (at !== end) throw new DecodeError("trailing bytes after the last event");
+  return events;
+}
+
+/** Packs Events (or plain objects of the same shape) into one Uint8Array. */
+export function encode(events) {
+  const names = events.map((e) => (e.headers ?? []).map(([n]) => toUtf8.encode(n)));
+  let size = 4;
+  events.forEach((e, i) => {
+    size += 8 + 1 + 4 + (e.key?.length ?? 0) + 4 + (e.value?.length ?? 0) + 2;
+    (e.headers ?? []).forEach(([, v], h) => (size += 2 + names[i][h].length + 4 + v.length));
+  });
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, events.length, true);
+  let at = 4;
+  const put = (b) => {
+    if (b === null || b === undefined) {
+      view.setInt32(at, -1, true);
+      at += 4;
+    } else {
+      view.setInt32(at, b.length, true);
+      out.set(b, at + 4);
+      at += 4 + b.length;
+    }
+  };
+  events.forEach((e, i) => {
+    view.setBigInt64(at, BigInt(e.timestampMs ?? 0), true);
+    out[at + 8] = e.flags ?? 0;
+    at += 9;
+    put(bytes(e.key));
+    put(bytes(e.value));
+    const headers = e.headers ?? [];
+    view.setUint16(at, headers.length, true);
+    at += 2;
+    headers.forEach(([, v], h) => {
+      const n = names[i][h];
+      view.setUint16(at, n.length, true);
+      out.set(n, at + 2);
+      at += 2 + n.length;
+      const b = bytes(v);
+      view.setUint32(at, b.length, true);
+      out.set(b, at + 4);
+      at += 4 + b.length;
+    });
+  });
+  return out;
+}
+
+// The WIT's error contract: BadInput is `bad-input`, anything else `failed`.
+function witError(e) {
+  if (e instanceof BadInput) return { tag: "bad-input", val: e.message };
+  return { tag: "failed", val: `${e?.name ?? "Error"}: ${e?.message ?? e}` };
+}
+
+function config(text) {
+  return text && text.trim() ? JSON.parse(text) : {};
+}
+
+// Runs one batch, throwing the WIT error on failure (componentize-js turns a thrown
+// value into the `result`'s error).
+function batch(events, run) {
+  try {
+    return run(decode(events));
+  } catch (e) {
+    throw witError(e);
+  }
+}
+
+function initOf(plugin) {
+  return (text) => {
+    try {
+      plugin.init?.(config(text));
+    } catch (e) {
+      throw `${e?.name ?? "Error"}: ${e?.message ?? e}`;
+    }
+  };
+}
+
+/** A filter: `keep(event, info)` returns whether to keep each event. */
+export function defineFilter(plugin) {
+  return {
+    kind: "filter",
+    plugin,
+    init: initOf(plugin),
+    filter: (info, events) => batch(events, (evs) => evs.map((e) => !!plugin.keep(e, info))),
+  };
+}
+
+/** A transform: `transform(event, info)` returns an Event, an array of them (0 drops,
+ * 2+ fan out) or null (drops it). */
+export function defineTransform(plugin) {
+  const run = (info, evs) => {
+    const out = [];
+    const counts = new Uint32Array(evs.length);
+    evs.forEach((e, i) => {
+      const r = plugin.transform(e, info);
+      const list = r === null || r === undefined ? [] : Array.isArray(r) ? r : [r];
+      out.push(...list);
+      counts[i] = list.length;
+    });
+    return { out, counts };
+  };
+  return {
+    kind: "transform",
+    plugin,
+    run,
+    init: initOf(plugin),
+    transform: (info, events) =>
+      batch(events, (evs) => {
+        const { out, counts } = run(info, evs);
+        return { events: encode(out), counts };
+      }),
+  };
+}
+
+/** A router: `route(event, info)` returns a topic, or an array whose items are
+ * topics or `{ topic, key }` objects (another partition key there). */
+export function defineRouter(plugin) {
+  const run = (info, evs) => {
+    const out = [];
+    evs.forEach((e, i) => {
+      const r = plugin.route(e, info);
+      if (r === null || r === undefined) return;
+      for (const d of Array.isArray(r) ? r : [r]) {
+        const { topic, key } = typeof d === "string" ? { topic: d, key: null } : d;
+        out.push({ event: i, topic, key: key === null || key === undefined ? undefined : bytes(key) });
+      }
+    });
+    return out;
+  };
+  return {
+    kind: "router",
+    plugin,
+    run,
+    init: initOf(plugin),
+    route: (info, events) => batch(events, (evs) => run(info, evs)),
+  };
+}
+
+/** An ACL policy: `authorize(request)` returns true to allow, or the reason to deny. */
+export function defineAcl(plugin) {
+  return {
+    kind: "acl",
+    plugin,
+    init: initOf(plugin),
+    authorize(request) {
+      try {
+        const verdict = plugin.authorize(request);
+        return verdict === true ? { tag: "allow" } : { tag: "deny", val: String(verdict || "denied") };
+      } catch (e) {
+        return { tag: "deny", val: `policy failed: ${e?.message ?? e}` };
+      }
+    },
+  };
+}
+
+/** Runs a definition over events in plain Node, as the host would on one batch:
+ * filters return the kept events, transforms the outputs, routers the destinations. */
+export function run(definition, events, cfg = {}, info = { topic: "test", partitions: 1 }) {
+  definition.init(JSON.stringify(cfg));
+  const packed = encode(events.map((e) => (e instanceof Event ? e : new Event(e))));
+  if (definition.kind === "filter") {
+    const keep = definition.filter(info, packed);
+    return decode(packed).filter((_, i) => keep[i]);
+  }
+  if (definition.kind === "transform") {
+    return decode(definition.transform(info, packed).events);
+  }
+  if (definition.kind === "router") return definition.route(info, packed);
+  throw new Error(`run does not run ${definition.kind} plugins; call authorize()`);
+}
