@@ -51,7 +51,11 @@ fn the_encoder_writes_and_the_decoder_reads_every_valid_vector() {
         let decoded = packed::decode(&expected).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(decoded.len(), events.len(), "{name}");
         for ((d, e), hs) in decoded.iter().zip(events).zip(&headers) {
-            assert_eq!(d.timestamp_ms, e["timestamp_ms"].as_i64().unwrap(), "{name}");
+            assert_eq!(
+                d.timestamp_ms,
+                e["timestamp_ms"].as_i64().unwrap(),
+                "{name}"
+            );
             assert_eq!(d.key.map(<[u8]>::to_vec), unhex(&e["key"]), "{name}");
             assert_eq!(d.value.map(<[u8]>::to_vec), unhex(&e["value"]), "{name}");
             let got: Vec<(String, Vec<u8>)> = d

@@ -19,6 +19,7 @@ mod observability;
 mod openapi;
 mod pipeline_failures;
 mod pipelines;
+mod polyglot;
 mod produce_fetch;
 mod reload;
 mod retention;

@@ -127,9 +127,18 @@ impl Engine {
         let took_ms = started.elapsed().as_millis() as u64;
         match misses {
             Some(m) if self.disk_cache().is_some_and(|c| c.cache_misses() == m) => {
-                tracing::info!(component = &sha256[..12], took_ms, "compiled code read from the compile cache");
+                tracing::info!(
+                    component = &sha256[..12],
+                    took_ms,
+                    "plugin component loaded from the compile cache"
+                );
             }
-            _ => tracing::info!(component = &sha256[..12], took_ms, bytes = bytes.len(), "compiled"),
+            _ => tracing::info!(
+                component = &sha256[..12],
+                took_ms,
+                bytes = bytes.len(),
+                "plugin component compiled"
+            ),
         }
         let mut compiled = self.inner.compiled.lock();
         if compiled.len() == COMPILED_KEPT {

@@ -46,7 +46,10 @@ pub const PYTHON_SDK: [(&str, &str); 5] = [
         "worlds.py",
         include_str!("../../../sdk/python/weir_plugin/worlds.py"),
     ),
-    ("host.py", include_str!("../../../sdk/python/weir_plugin/host.py")),
+    (
+        "host.py",
+        include_str!("../../../sdk/python/weir_plugin/host.py"),
+    ),
     (
         "testing.py",
         include_str!("../../../sdk/python/weir_plugin/testing.py"),
@@ -107,7 +110,8 @@ pub fn build_python(project: &Path, world: &str) -> Result<Vec<u8>, BuildError> 
     let out = scratch.path("plugin.wasm");
     let mut cmd = Command::new(&tool);
     // No __pycache__ left in the project (a build watching it would see a change).
-    cmd.env("PYTHONDONTWRITEBYTECODE", "1").arg("-d")
+    cmd.env("PYTHONDONTWRITEBYTECODE", "1")
+        .arg("-d")
         .arg(wit.parent().expect("wit folder"))
         .args(["-w", world, "componentize", "app", "-p"])
         .arg(project)
@@ -172,11 +176,8 @@ pub fn ensure_python() -> Result<PathBuf, BuildError> {
     let dir = tools_dir().join(format!("componentize-py-{COMPONENTIZE_PY}"));
     let tool = dir.join("bin/componentize-py");
     install_once(&dir, || {
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&dir),
-            &dir,
-        )
-        .map_err(|e| missing("python3 with venv (Debian: python3-venv)", e))?;
+        run(Command::new("python3").args(["-m", "venv"]).arg(&dir), &dir)
+            .map_err(|e| missing("python3 with venv (Debian: python3-venv)", e))?;
         run(
             Command::new(dir.join("bin/pip")).args([
                 "install",

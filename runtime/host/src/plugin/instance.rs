@@ -96,7 +96,18 @@ impl Plugin {
     }
 
     /// Runs `f` on a pooled (or new) instance; traps discard it.
-    pub(super) fn with_instance<R>(&self, f: impl FnOnce(&mut Live) -> Result<R>) -> Result<R> {
+    pub(super) fn with_instance<R: Send>(
+        &self,
+        f: impl FnOnce(&mut Live) -> Result<R> + Send,
+    ) -> Result<R> {
+        if self.uses_wasi {
+            crate::wasi::outside_async(|| self.run_on_instance(f))
+        } else {
+            self.run_on_instance(f)
+        }
+    }
+
+    fn run_on_instance<R>(&self, f: impl FnOnce(&mut Live) -> Result<R>) -> Result<R> {
         let pooled = self.pool.lock().pop();
         let mut live = match pooled {
             Some(l) => l,

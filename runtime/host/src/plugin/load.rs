@@ -205,6 +205,7 @@ impl Plugin {
         let name: Arc<str> = Arc::from(manifest.name.as_str());
         let version = version.unwrap_or(hash);
         let plugin = Plugin {
+            uses_wasi: wasi::imports_wasi(engine.wasmtime(), &component),
             output: Attribution::new(name.clone(), &version),
             name,
             config_json: manifest.config_json(),
@@ -222,7 +223,11 @@ impl Plugin {
 
     /// A first instance runs `init` now, so a bad config is rejected at load.
     pub(super) fn init_first(self) -> Result<Plugin> {
-        let live = self.instantiate()?;
+        let live = if self.uses_wasi {
+            wasi::outside_async(|| self.instantiate())?
+        } else {
+            self.instantiate()?
+        };
         self.pool.lock().push(live);
         Ok(self)
     }
@@ -250,6 +255,7 @@ impl Plugin {
             files: self.files.clone(),
             caps: self.caps.clone(),
             output: self.output.clone(),
+            uses_wasi: self.uses_wasi,
         }
         .init_first()
     }

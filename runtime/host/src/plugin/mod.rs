@@ -78,6 +78,9 @@ pub struct Plugin {
     caps: Option<Arc<Capabilities>>,
     /// Who its stdout and stderr lines are logged as, and their shared rate limit.
     output: Arc<Attribution>,
+    /// It imports WASI, so its calls must not run on an async thread
+    /// ([`crate::wasi::outside_async`]).
+    uses_wasi: bool,
 }
 
 impl std::fmt::Debug for Plugin {

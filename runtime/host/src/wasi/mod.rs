@@ -22,7 +22,7 @@ mod output;
 
 use std::sync::Arc;
 
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 pub(crate) use output::Attribution;
@@ -60,6 +60,35 @@ impl WasiState {
             table: ResourceTable::new(),
         }
     }
+}
+
+/// Runs `f` where wasmtime-wasi's blocking calls may run.
+///
+/// Its synchronous bindings (a `print` is a blocking write on stdout) wait on a Tokio
+/// runtime with `block_on`, which panics on a thread that is driving asynchronous
+/// tasks. Most plugin calls already run on blocking threads; a load at start-up or a
+/// subscription's `init` may not. On a multi-threaded runtime the worker steps aside
+/// (`block_in_place`); inside a current-thread runtime the call gets a scoped thread
+/// of its own; off any runtime it runs as is.
+pub(crate) fn outside_async<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Err(_) => f(),
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(f)
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        }),
+    }
+}
+
+/// Whether `component` imports any WASI interface (Rust plugins import none).
+pub(crate) fn imports_wasi(engine: &wasmtime::Engine, component: &Component) -> bool {
+    component
+        .component_type()
+        .imports(engine)
+        .any(|(name, _)| name.starts_with("wasi:"))
 }
 
 /// A hint for a refused import: what the author can do about it.

@@ -216,8 +216,15 @@ mod tests {
         drop(w);
         assert_eq!(who.counters().logged.load(Ordering::Relaxed), 3);
         let mut w = LogSink::new(who.clone(), Stream::Stderr).p2_stream();
-        w.write(Bytes::from(vec![b'x'; 1000].into_iter().chain([b'\n']).cycle().take(1001 * 500).collect::<Vec<u8>>()))
-            .unwrap();
+        w.write(Bytes::from(
+            vec![b'x'; 1000]
+                .into_iter()
+                .chain([b'\n'])
+                .cycle()
+                .take(1001 * 500)
+                .collect::<Vec<u8>>(),
+        ))
+        .unwrap();
         let (logged, dropped) = (
             who.counters().logged.load(Ordering::Relaxed),
             who.counters().dropped.load(Ordering::Relaxed),

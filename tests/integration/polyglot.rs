@@ -1,0 +1,203 @@
+//! Plugins in Python and JavaScript, built from `examples/` by componentize-py and
+//! componentize-js (the test build runs them), served by a real `weir serve`: in
+//! pipelines and as `filter=` subscriptions, their stdout in the broker's log, a
+//! component importing `wasi:http` refused naming the import, and compiled code read
+//! back from the on-disk cache after a restart.
+
+use serde_json::{Value, json};
+
+use weir_test_artifacts as artifacts;
+
+use crate::harness::{ServerProcess, install_plugin};
+
+/// Installs the Python and JS examples: on topic `py` the Python filter and
+/// transform, on `js` the JavaScript ones, and a JS filter attached nowhere (used by
+/// subscriptions).
+fn install_examples(plugins: &std::path::Path) {
+    let attach =
+        |topic: &str, config: &str| format!("[config]\n{config}\n[[attach]]\ntopic = \"{topic}\"");
+    install_plugin(
+        plugins,
+        "a-hello-py",
+        "filter",
+        artifacts::HELLO_FILTER_PY,
+        &attach("py", "word = \"hello\""),
+    );
+    install_plugin(
+        plugins,
+        "b-shout-py",
+        "transform",
+        artifacts::SHOUT_TRANSFORM_PY,
+        &attach("py", "twice = true"),
+    );
+    install_plugin(
+        plugins,
+        "a-hello-js",
+        "filter",
+        artifacts::HELLO_FILTER_JS,
+        &attach("js", "word = \"hello\""),
+    );
+    install_plugin(
+        plugins,
+        "b-shout-js",
+        "transform",
+        artifacts::SHOUT_TRANSFORM_JS,
+        &attach("js", "twice = true"),
+    );
+    install_plugin(
+        plugins,
+        "pick-js",
+        "filter",
+        artifacts::HELLO_FILTER_JS,
+        "[config]\nword = \"x\"",
+    );
+}
+
+/// How many records a pipeline publish stored, over all its results.
+fn outputs(answer: &Value) -> usize {
+    answer["results"].as_array().map_or(0, |rs| {
+        rs.iter()
+            .map(|r| r["outputs"].as_array().map_or(0, Vec::len))
+            .sum()
+    })
+}
+
+fn values(records: &Value) -> Vec<Value> {
+    records["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn python_and_javascript_plugins_serve_in_pipelines_and_subscriptions() {
+    let temp = tempfile::tempdir().unwrap();
+    install_examples(&temp.path().join("plugins"));
+    let server = ServerProcess::start(temp.path());
+    let api = server.client();
+    for topic in ["py", "js", "raw"] {
+        api.create_topic(topic, json!({ "partitions": 1 })).await;
+    }
+
+    // Filter, then a transform that fans out two loud copies with a header.
+    for topic in ["py", "js"] {
+        let r = api
+            .post(
+                &format!("/v1/topics/{topic}/records"),
+                "application/json",
+                json!({ "records": [{ "value": "hello a" }, { "value": "bye" }, { "value": "hello b", "headers": { "h": "1" } }] }).to_string(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{topic}: {}", r.body);
+        assert_eq!(outputs(&r.body), 4, "{topic}: {}", r.body);
+        assert_eq!(
+            r.body["results"][1]["status"], "filtered",
+            "{topic}: {}",
+            r.body
+        );
+        let r = api.fetch(topic, 0, 0).await;
+        assert_eq!(
+            values(&r.body),
+            [
+                json!("HELLO A"),
+                json!("HELLO A"),
+                json!("HELLO B"),
+                json!("HELLO B")
+            ],
+            "{topic}: {}",
+            r.body
+        );
+        let last = &r.body["records"][3];
+        assert_eq!(last["headers"]["shouted"], "yes", "{topic}: {last}");
+        assert_eq!(last["headers"]["h"], "1", "{topic}: {last}");
+    }
+
+    // A JS filter as a subscription, with the manifest's config and with its own.
+    api.publish(
+        "raw",
+        json!([{ "value": "x1" }, { "value": "y2" }, { "value": "x3y" }]),
+    )
+    .await;
+    let r = api
+        .get("/v1/topics/raw/partitions/0/records?offset=0&filter=pick-js")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(values(&r.body), [json!("x1"), json!("x3y")]);
+    let r = api
+        .get("/v1/topics/raw/partitions/0/records?offset=0&filter=pick-js&filter_config.word=%22y%22")
+        .await;
+    assert_eq!(values(&r.body), [json!("y2"), json!("x3y")]);
+
+    // `print` and `console.log` in `init` are lines in the broker's log, attributed.
+    let py = server.log_lines("hello-filter-py keeps events containing 'hello'");
+    assert!(
+        py.iter()
+            .any(|l| l.contains("a-hello-py") && l.contains("stdout")),
+        "{py:?}"
+    );
+    let js = server.log_lines("hello-filter-js keeps events containing \\\"hello\\\"");
+    let js = if js.is_empty() {
+        server.log_lines("hello-filter-js keeps events containing \"hello\"")
+    } else {
+        js
+    };
+    assert!(
+        js.iter()
+            .any(|l| l.contains("a-hello-js") && l.contains("stdout")),
+        "{js:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_reads_compiled_code_from_the_cache_and_compiles_nothing() {
+    let temp = tempfile::tempdir().unwrap();
+    install_examples(&temp.path().join("plugins"));
+    let server = ServerProcess::start(temp.path());
+    server
+        .client()
+        .create_topic("py", json!({ "partitions": 1 }))
+        .await;
+    let compiled = server.log_lines("plugin component compiled");
+    assert!(!compiled.is_empty(), "the first start compiles");
+    server.terminate();
+
+    let server = ServerProcess::start(temp.path());
+    let api = server.client();
+    // Serving the same plugins again, compiled by nobody.
+    let r = api.get("/v1/plugins/a-hello-py").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        server.log_lines("plugin component compiled"),
+        Vec::<String>::new()
+    );
+    assert!(!server.log_lines("from the compile cache").is_empty());
+    let r = api
+        .post(
+            "/v1/topics/py/records",
+            "application/json",
+            json!({ "records": [{ "value": "hello" }] }).to_string(),
+        )
+        .await;
+    assert_eq!(outputs(&r.body), 2, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_component_importing_wasi_http_is_refused_naming_the_import() {
+    let temp = tempfile::tempdir().unwrap();
+    install_plugin(
+        &temp.path().join("plugins"),
+        "fetcher",
+        "filter",
+        artifacts::WASI_HTTP_JS,
+        "[config]\nword = \"x\"",
+    );
+    let server = ServerProcess::start(temp.path());
+    let r = server.client().get("/v1/plugins/fetcher").await;
+    let text = r.body.to_string();
+    assert!(
+        text.contains("wasi:http/") && text.contains("-d http fetch-event"),
+        "{text}"
+    );
+}
