@@ -4,8 +4,8 @@
 # console test, NATS and Redis for the benchmark comparison's smoke test (Debian's
 # nats-server also stands for a too-old cluster), the pinned nats-server for cluster
 # mode (tests/cluster/nats.sh, into the project's .venv), g++ for
-# cargo-fuzz's libFuzzer, procps (kill) for the SIGTERM tests and python3 for the
-# real-client tests. Idempotent and quiet when everything is present; tests/run.sh
+# cargo-fuzz's libFuzzer, procps (kill) for the SIGTERM tests, python3 for the
+# real-client tests, and python3-venv, nodejs and npm for Python and JS plugins. Idempotent and quiet when everything is present; tests/run.sh
 # and .ci/run call it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,11 @@ command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# Python and JavaScript plugins: componentize-py in a virtualenv, componentize-js
+# through npm (both installed on first build, at exact versions, by weir-toolchain).
+python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

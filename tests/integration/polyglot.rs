@@ -201,3 +201,62 @@ async fn a_component_importing_wasi_http_is_refused_naming_the_import() {
         "{text}"
     );
 }
+
+/// Runs `weir args...` in `dir`, asserting success; returns stdout.
+fn weir_in(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(crate::harness::WEIR)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "weir {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn python_and_javascript_scaffolds_build_and_run_as_they_are() {
+    let temp = tempfile::tempdir().unwrap();
+    let events = temp.path().join("events.ndjson");
+    std::fs::write(
+        &events,
+        "{\"value\":\"hello world\"}\n{\"value\":\"bye\"}\n",
+    )
+    .unwrap();
+    let events = events.to_str().unwrap();
+    for (name, lang, kind) in [("picky", "python", "filter"), ("tagger", "js", "transform")] {
+        weir_in(
+            temp.path(),
+            &["plugin", "new", name, "--lang", lang, "--kind", kind],
+        );
+        let built = weir_in(&temp.path().join(name), &["plugin", "build"]);
+        assert!(built.contains("target/plugin/"), "{built}");
+        let out = weir_in(temp.path(), &["plugin", "test", name, "--input", events]);
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        match kind {
+            "filter" => assert_eq!(lines.len(), 1, "{out}"),
+            _ => {
+                assert_eq!(lines.len(), 2, "{out}");
+                assert_eq!(lines[1]["headers"]["seen-by"], name, "{out}");
+            }
+        }
+    }
+    // The Python scaffold's own native test passes in plain CPython.
+    let test = std::process::Command::new("python3")
+        .arg("test_app.py")
+        .current_dir(temp.path().join("picky"))
+        .output()
+        .unwrap();
+    assert!(
+        test.status.success(),
+        "{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+}

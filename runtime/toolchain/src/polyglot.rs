@@ -14,12 +14,13 @@
 //! install is `npm ci` from the lock file below, so every machine gets the same
 //! bytes). The SDK and the WIT are built into this crate: a plugin always builds
 //! against the interface of the `weir` that builds it. A project's own `weir_plugin/`
-//! or `weir-plugin.js` (as `weir plugin new` writes them, for native tests) wins.
+//! or `weir-plugin/weir-plugin.js` (as `weir plugin new` writes them, for native
+//! tests) wins.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::BuildError;
+use crate::{BuildError, absolute};
 
 /// componentize-py's version (PyPI).
 pub const COMPONENTIZE_PY: &str = "0.25.1";
@@ -101,6 +102,7 @@ pub fn tools_dir() -> PathBuf {
 
 /// Builds the Python plugin in `project` for `world` into component bytes.
 pub fn build_python(project: &Path, world: &str) -> Result<Vec<u8>, BuildError> {
+    let project = &absolute(project)?;
     let tool = ensure_python()?;
     let scratch = Scratch::new("py")?;
     let wit = scratch.write("wit/weir-plugin.wit", WIT)?;
@@ -134,10 +136,11 @@ pub enum WasiHttp {
 
 /// Builds the JavaScript plugin in `project` for `world` into component bytes.
 pub fn build_js(project: &Path, world: &str, http: WasiHttp) -> Result<Vec<u8>, BuildError> {
+    let project = &absolute(project)?;
     let tools = ensure_js()?;
     let scratch = Scratch::new("js")?;
     let wit = scratch.write("wit/weir-plugin.wit", WIT)?;
-    let own_sdk = project.join("weir-plugin.js");
+    let own_sdk = project.join("weir-plugin/weir-plugin.js");
     let sdk = if own_sdk.is_file() {
         own_sdk
     } else {

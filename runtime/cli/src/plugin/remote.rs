@@ -10,7 +10,7 @@ use super::Client;
 /// Deploys a plugin folder (or a crate, built first) with `PUT /v1/plugins/{name}`.
 pub(super) async fn deploy(client: &Client, dir: PathBuf) -> anyhow::Result<()> {
     let files = tokio::task::spawn_blocking(move || -> anyhow::Result<PluginFiles> {
-        let folder = if dir.join("Cargo.toml").exists() {
+        let folder = if weir_toolchain::polyglot::Lang::of(&dir).is_some() {
             super::build(&dir, None)?
         } else {
             dir

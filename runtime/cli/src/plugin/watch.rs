@@ -58,6 +58,9 @@ fn is_source(path: &Path, target: &Path) -> bool {
         && !path
             .file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        && !path
+            .components()
+            .any(|c| matches!(c.as_os_str().to_str(), Some("node_modules" | "__pycache__")))
 }
 
 async fn build_and_deploy(crate_dir: &Path, plugin_dir: &Path, check: Option<&Client>) {
