@@ -15,3 +15,7 @@ for example in examples/*-py; do
   [ ! -f "$example/test_app.py" ] || (cd "$example" && PYTHONDONTWRITEBYTECODE=1 python3 test_app.py)
 done
 node --test sdk/js/test/
+for example in examples/*-js; do
+  [ ! -f "$example/app.test.js" ] ||
+    (cd "$example" && npm install --no-audit --no-fund --loglevel=error && npm test)
+done

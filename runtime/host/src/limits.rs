@@ -143,6 +143,13 @@ impl Limiter {
     }
 }
 
+impl Limiter {
+    /// Linear memory the instance holds now, all its memories together.
+    pub(crate) fn memory_used(&self) -> usize {
+        self.memory_used
+    }
+}
+
 impl wasmtime::ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,

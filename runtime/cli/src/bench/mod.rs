@@ -21,6 +21,7 @@ mod cluster;
 mod cluster_plugins;
 mod compare;
 mod connectors;
+mod languages;
 mod latency;
 mod pipeline;
 mod reload;
@@ -98,6 +99,10 @@ enum BenchCommand {
     /// before every ack) with the pinned server (`tests/cluster/nats.sh install`).
     #[command(after_help = "Examples:\n  weir bench cluster\n  weir bench cluster --quick")]
     Cluster(cluster::ClusterArgs),
+    /// The same substring filter in Rust, Python and JavaScript, built from
+    /// `examples/`: component size, cold and cached loads, instance start, cost per
+    /// event at batch 1000, memory per pooled instance.
+    Languages(languages::LanguageArgs),
 }
 
 /// One line of the results table.
@@ -151,6 +156,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchCommand::Connectors(a)) => return connectors::run(a).await,
         Some(BenchCommand::Compare(a)) => return compare::run(a).await,
         Some(BenchCommand::Cluster(a)) => return cluster::run(a).await,
+        Some(BenchCommand::Languages(a)) => return languages::run(a).await,
         None => {}
     }
     let seconds = if args.quick { 0.2 } else { args.seconds };
