@@ -148,6 +148,15 @@ async fn python_and_javascript_plugins_serve_in_pipelines_and_subscriptions() {
             .any(|l| l.contains("a-hello-js") && l.contains("stdout")),
         "{js:?}"
     );
+
+    // The status counts what the pooled instances hold and the lines they wrote.
+    let pool = api.get("/v1/plugins/a-hello-py").await.body["pool"].clone();
+    assert!(pool["idle_instances"].as_u64().unwrap() >= 1, "{pool}");
+    assert!(
+        pool["memory_bytes"].as_u64().unwrap() >= 4 << 20,
+        "a CPython instance holds megabytes: {pool}"
+    );
+    assert!(pool["output_lines"].as_u64().unwrap() >= 1, "{pool}");
 }
 
 #[tokio::test]

@@ -33,7 +33,8 @@ use crate::state::PluginState;
 /// (plugin name, version hash, config JSON).
 pub use slot::{CallKind, Slot};
 pub use status::{
-    CountersView, LastError, LimitsView, PluginStatus, PolicyAction, QuarantineView, ReloadsView,
+    CountersView, LastError, LimitsView, PluginStatus, PolicyAction, PoolView, QuarantineView,
+    ReloadsView,
 };
 
 type VariantKey = (String, String, String);

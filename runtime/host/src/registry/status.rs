@@ -92,6 +92,21 @@ pub struct PluginStatus {
     pub rejected_versions: Vec<Entry>,
     /// Version changes since start-up.
     pub reloads: ReloadsView,
+    /// The current version's idle instances and what they hold.
+    pub pool: Option<PoolView>,
+}
+
+/// A version's idle instances, the memory they hold, and its stdout/stderr lines.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolView {
+    /// Idle instances kept for the next calls (at most 8).
+    pub idle_instances: usize,
+    /// Linear memory they hold together, in bytes.
+    pub memory_bytes: usize,
+    /// Lines of stdout and stderr logged since load.
+    pub output_lines: u64,
+    /// Lines dropped over the rate limit.
+    pub output_lines_dropped: u64,
 }
 
 /// Version changes shown in a status.
@@ -209,6 +224,16 @@ impl Slot {
                 rejected: self.reloads.rejected.load(Ordering::Relaxed),
                 rolled_back: self.reloads.rolled_back.load(Ordering::Relaxed),
             },
+            pool: current.as_ref().map(|p| {
+                let (idle_instances, memory_bytes) = p.pooled_memory();
+                let (output_lines, output_lines_dropped) = p.output_lines();
+                PoolView {
+                    idle_instances,
+                    memory_bytes,
+                    output_lines,
+                    output_lines_dropped,
+                }
+            }),
         }
     }
 }

@@ -39,6 +39,12 @@ pub fn plugin_status(s: &PluginStatus) -> Value {
             "rejected": s.reloads.rejected,
             "rolled_back": s.reloads.rolled_back,
         },
+        "pool": s.pool.map(|p| json!({
+            "idle_instances": p.idle_instances,
+            "memory_bytes": p.memory_bytes,
+            "output_lines": p.output_lines,
+            "output_lines_dropped": p.output_lines_dropped,
+        })),
     })
 }
 
