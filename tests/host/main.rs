@@ -10,6 +10,8 @@ use weir_host::packed::{self, Writer};
 use weir_host::{BatchInfo, Engine, MemoryState, Plugin, PluginError};
 use weir_test_artifacts as art;
 
+mod wasi;
+
 /// A plugin folder: `manifest` and the component copied in as `file`.
 fn folder(manifest: &str, component: &str, file: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
