@@ -73,7 +73,10 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             timeout_ms: 100,
-            memory_mb: 64,
+            // A JavaScript runtime's heap settles near 85 MB under sustained load
+            // (SpiderMonkey collects late); Rust plugins use ~1 MiB of it. A cap,
+            // not a reservation.
+            memory_mb: 128,
             max_component_mb: 32,
             instances: 64,
             tables: 64,

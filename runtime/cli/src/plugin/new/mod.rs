@@ -74,6 +74,6 @@ fn manifest(name: &str, kind: &str, component: &str, config: &str) -> String {
     };
     format!(
         "name = \"{name}\"\nkind = \"{kind}\"\ncomponent = \"{component}\"\n\n\
-         [limits]\ntimeout_ms = {timeout_ms}\nmemory_mb = 64\n{extra}\n[config]\n{config}\n"
+         [limits]\ntimeout_ms = {timeout_ms}\nmemory_mb = 128\n{extra}\n[config]\n{config}\n"
     )
 }
