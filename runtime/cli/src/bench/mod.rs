@@ -102,6 +102,9 @@ enum BenchCommand {
     /// The same substring filter in Rust, Python and JavaScript, built from
     /// `examples/`: component size, cold and cached loads, instance start, cost per
     /// event at batch 1000, memory per pooled instance.
+    #[command(
+        after_help = "Examples:\n  weir bench languages\n  weir bench languages --seconds 1 --batch 100"
+    )]
     Languages(languages::LanguageArgs),
 }
 
