@@ -106,18 +106,8 @@ fn main() {
             _ => polyglot::build_js(&dir, world, WasiHttp::Disabled),
         }
         .unwrap_or_else(|e| panic!("{e}"));
-        let component = out.join(format!("{name}.wasm"));
-        std::fs::write(&component, bytes).expect("writing the component");
-        let _ = writeln!(
-            consts,
-            "/// The `{name}` component, built from `examples/{name}`."
-        );
-        let _ = writeln!(
-            consts,
-            "pub const {}: &str = {:?};",
-            const_name(name),
-            component.display().to_string()
-        );
+        let doc = format!("The `{name}` component, built from `examples/{name}`.");
+        write_component(&out, &mut consts, name, &doc, &bytes);
     }
     // componentize-js's default build, which imports `wasi:http`: refused at load.
     let bytes = polyglot::build_js(
@@ -126,17 +116,8 @@ fn main() {
         WasiHttp::Kept,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let component = out.join("wasi-http-js.wasm");
-    std::fs::write(&component, bytes).expect("writing the component");
-    let _ = writeln!(
-        consts,
-        "/// hello-filter-js built keeping `wasi:http` (componentize-js's default)."
-    );
-    let _ = writeln!(
-        consts,
-        "pub const WASI_HTTP_JS: &str = {:?};",
-        component.display().to_string()
-    );
+    let doc = "hello-filter-js built keeping `wasi:http` (componentize-js's default).";
+    write_component(&out, &mut consts, "wasi-http-js", doc, &bytes);
     for feature in HOSTILE {
         let release = build(
             &root.join("tests/guests"),
@@ -196,6 +177,19 @@ fn main() {
         );
     }
     std::fs::write(out.join("artifacts.rs"), consts).expect("writing artifacts.rs");
+}
+
+/// Writes `<out>/<name>.wasm` and its documented path constant.
+fn write_component(out: &Path, consts: &mut String, name: &str, doc: &str, bytes: &[u8]) {
+    let component = out.join(format!("{name}.wasm"));
+    std::fs::write(&component, bytes).expect("writing the component");
+    let _ = writeln!(consts, "/// {doc}");
+    let _ = writeln!(
+        consts,
+        "pub const {}: &str = {:?};",
+        const_name(name),
+        component.display().to_string()
+    );
 }
 
 fn const_name(name: &str) -> String {
