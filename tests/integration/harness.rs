@@ -392,7 +392,9 @@ impl ServerProcess {
                 lines.lock().unwrap().push(line);
             }
         });
-        let Ok(addr) = rx.recv_timeout(Duration::from_secs(60)) else {
+        // Generous: a first start compiles its plugins (a Python component takes ~7 s on
+        // two idle cores) before it listens.
+        let Ok(addr) = rx.recv_timeout(Duration::from_secs(180)) else {
             let _ = child.kill();
             let _ = child.wait();
             panic!(

@@ -11,8 +11,8 @@ use weir_test_artifacts as artifacts;
 use crate::harness::{ServerProcess, install_plugin};
 
 /// Installs the Python and JS examples: on topic `py` the Python filter and
-/// transform, on `js` the JavaScript ones, and a JS filter attached nowhere (used by
-/// subscriptions).
+/// transform, on `js` the JavaScript ones, and a filter in each language attached
+/// nowhere (`pick-js`, `pick-py`: used by subscriptions).
 fn install_examples(plugins: &std::path::Path) {
     let attach =
         |topic: &str, config: &str| format!("[config]\n{config}\n[[attach]]\ntopic = \"{topic}\"");
@@ -44,13 +44,12 @@ fn install_examples(plugins: &std::path::Path) {
         artifacts::SHOUT_TRANSFORM_JS,
         &attach("js", "twice = true"),
     );
-    install_plugin(
-        plugins,
-        "pick-js",
-        "filter",
-        artifacts::HELLO_FILTER_JS,
-        "[config]\nword = \"x\"",
-    );
+    for (name, component) in [
+        ("pick-js", artifacts::HELLO_FILTER_JS),
+        ("pick-py", artifacts::HELLO_FILTER_PY),
+    ] {
+        install_plugin(plugins, name, "filter", component, "[config]\nword = \"x\"");
+    }
 }
 
 /// How many records a pipeline publish stored, over all its results.
@@ -60,6 +59,13 @@ fn outputs(answer: &Value) -> usize {
             .map(|r| r["outputs"].as_array().map_or(0, Vec::len))
             .sum()
     })
+}
+
+/// Starts `weir serve` in `dir` with a compile cache the tests share: each component
+/// is compiled once per test run, not once per test.
+fn serve_sharing_compiled_code(dir: &std::path::Path) -> ServerProcess {
+    let cache = concat!(env!("CARGO_TARGET_TMPDIR"), "/compiled-plugins");
+    ServerProcess::start_configured(dir, &format!("[plugins]\ncompile_cache_dir = {cache:?}\n"))
 }
 
 fn values(records: &Value) -> Vec<Value> {
@@ -75,7 +81,7 @@ fn values(records: &Value) -> Vec<Value> {
 async fn python_and_javascript_plugins_serve_in_pipelines_and_subscriptions() {
     let temp = tempfile::tempdir().unwrap();
     install_examples(&temp.path().join("plugins"));
-    let server = ServerProcess::start(temp.path());
+    let server = serve_sharing_compiled_code(temp.path());
     let api = server.client();
     for topic in ["py", "js", "raw"] {
         api.create_topic(topic, json!({ "partitions": 1 })).await;
@@ -114,21 +120,28 @@ async fn python_and_javascript_plugins_serve_in_pipelines_and_subscriptions() {
         assert_eq!(last["headers"]["h"], "1", "{topic}: {last}");
     }
 
-    // A JS filter as a subscription, with the manifest's config and with its own.
+    // Each language's filter as a subscription, with the manifest's config and with
+    // the subscription's own.
     api.publish(
         "raw",
         json!([{ "value": "x1" }, { "value": "y2" }, { "value": "x3y" }]),
     )
     .await;
-    let r = api
-        .get("/v1/topics/raw/partitions/0/records?offset=0&filter=pick-js")
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(values(&r.body), [json!("x1"), json!("x3y")]);
-    let r = api
-        .get("/v1/topics/raw/partitions/0/records?offset=0&filter=pick-js&filter_config.word=%22y%22")
-        .await;
-    assert_eq!(values(&r.body), [json!("y2"), json!("x3y")]);
+    for filter in ["pick-js", "pick-py"] {
+        let r = api
+            .get(&format!(
+                "/v1/topics/raw/partitions/0/records?offset=0&filter={filter}"
+            ))
+            .await;
+        assert_eq!(r.status, 200, "{filter}: {}", r.body);
+        assert_eq!(values(&r.body), [json!("x1"), json!("x3y")], "{filter}");
+        let r = api
+            .get(&format!(
+                "/v1/topics/raw/partitions/0/records?offset=0&filter={filter}&filter_config.word=%22y%22"
+            ))
+            .await;
+        assert_eq!(values(&r.body), [json!("y2"), json!("x3y")], "{filter}");
+    }
 
     // `print` and `console.log` in `init` are lines in the broker's log, attributed.
     let py = server.log_lines("hello-filter-py keeps events containing 'hello'");
@@ -162,7 +175,14 @@ async fn python_and_javascript_plugins_serve_in_pipelines_and_subscriptions() {
 #[tokio::test]
 async fn a_restart_reads_compiled_code_from_the_cache_and_compiles_nothing() {
     let temp = tempfile::tempdir().unwrap();
-    install_examples(&temp.path().join("plugins"));
+    // Its own cache (in the data dir): the first start must compile.
+    install_plugin(
+        &temp.path().join("plugins"),
+        "a-hello-py",
+        "filter",
+        artifacts::HELLO_FILTER_PY,
+        "[config]\nword = \"hello\"\n[[attach]]\ntopic = \"py\"",
+    );
     let server = ServerProcess::start(temp.path());
     server
         .client()
@@ -189,7 +209,7 @@ async fn a_restart_reads_compiled_code_from_the_cache_and_compiles_nothing() {
             json!({ "records": [{ "value": "hello" }] }).to_string(),
         )
         .await;
-    assert_eq!(outputs(&r.body), 2, "{}", r.body);
+    assert_eq!(outputs(&r.body), 1, "{}", r.body);
 }
 
 #[tokio::test]
@@ -202,7 +222,7 @@ async fn a_component_importing_wasi_http_is_refused_naming_the_import() {
         artifacts::WASI_HTTP_JS,
         "[config]\nword = \"x\"",
     );
-    let server = ServerProcess::start(temp.path());
+    let server = serve_sharing_compiled_code(temp.path());
     let r = server.client().get("/v1/plugins/fetcher").await;
     let text = r.body.to_string();
     assert!(

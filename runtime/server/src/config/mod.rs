@@ -170,10 +170,14 @@ pub struct TlsConfig {
     pub require_client_cert: bool,
 }
 
-/// Plugins: quarantine of failing ones, hot reload and automatic rollback.
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// Plugins: quarantine of failing ones, hot reload and automatic rollback, and where
+/// compiled code is kept.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginsConfig {
+    /// Where compiled plugin code is kept across restarts (default
+    /// `<data_dir>/compiled`). Several brokers on one machine may share it.
+    pub compile_cache_dir: Option<std::path::PathBuf>,
     /// Failures within `quarantine_window_ms` that quarantine a plugin.
     pub quarantine_failures: u32,
     /// The sliding window failures are counted in.
@@ -197,6 +201,7 @@ pub struct PluginsConfig {
 impl Default for PluginsConfig {
     fn default() -> Self {
         Self {
+            compile_cache_dir: None,
             quarantine_failures: 5,
             quarantine_window_ms: 60_000,
             quarantine_backoff_ms: 1_000,
