@@ -8,9 +8,10 @@
 The same format and the same errors as the Rust SDK's ``weir_sdk::packed``
 (``sdk/src/packed.rs``); ``sdk/vectors.json`` holds the shared conformance vectors.
 
-Speed: the decoder walks the buffer once with precompiled ``struct`` formats and
-slices keys and values out as ``bytes``; headers are validated in that walk but only
-split into pairs when a plugin asks for them, since most plugins never do.
+Speed: the decoder walks the buffer once with precompiled ``struct`` formats,
+validating every length; it slices each value out (nearly every plugin reads it) and
+keeps where the event starts, reading its key, timestamp, flags and headers only when
+a plugin asks for them.
 """
 
 import struct
@@ -18,6 +19,7 @@ import struct
 FLAG_VALUE_JSON = 1
 
 _HEAD = struct.Struct("<qBi")  # timestamp, flags, key length
+_I64 = struct.Struct("<q")
 _I32 = struct.Struct("<i")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -33,36 +35,78 @@ class DecodeError(ValueError):
 
 class Event:
     """One event: ``timestamp_ms``, ``flags``, ``key`` and ``value`` (``bytes`` or
-    ``None``) and ``headers`` (a list of ``(name, bytes)``)."""
+    ``None``) and ``headers`` (a list of ``(name, bytes)``).
 
-    __slots__ = ("timestamp_ms", "flags", "key", "value", "_headers", "_raw", "_count")
+    A decoded event keeps its batch and where it starts: the value is sliced out at
+    decode (nearly every plugin reads it), the other fields when first read."""
+
+    __slots__ = ("_b", "_at", "value", "_ts", "_flags", "_key", "_headers")
 
     def __init__(self, timestamp_ms=0, flags=0, key=None, value=None, headers=None):
-        self.timestamp_ms = timestamp_ms
-        self.flags = flags
-        self.key = key
+        self._b = None
+        self._ts = timestamp_ms
+        self._flags = flags
+        self._key = key
         self.value = value
         self._headers = list(headers) if headers is not None else []
-        self._raw = None
-        self._count = 0
 
-    @classmethod
-    def _lazy(cls, timestamp_ms, flags, key, value, raw, count):
-        e = cls.__new__(cls)
-        e.timestamp_ms, e.flags, e.key, e.value = timestamp_ms, flags, key, value
-        e._headers, e._raw, e._count = None, raw, count
-        return e
+    # Each lazy field's slot is unset until read (a missing slot costs nothing to
+    # check in CPython 3.11+), then holds the value; setting one just sets it.
+    @property
+    def timestamp_ms(self):
+        try:
+            return self._ts
+        except AttributeError:
+            self._ts = _I64.unpack_from(self._b, self._at)[0]
+            return self._ts
+
+    @timestamp_ms.setter
+    def timestamp_ms(self, v):
+        self._ts = v
+
+    @property
+    def flags(self):
+        try:
+            return self._flags
+        except AttributeError:
+            self._flags = self._b[self._at + 8]
+            return self._flags
+
+    @flags.setter
+    def flags(self, v):
+        self._flags = v
+
+    @property
+    def key(self):
+        try:
+            return self._key
+        except AttributeError:
+            b, at = self._b, self._at
+            (n,) = _I32.unpack_from(b, at + 9)
+            self._key = None if n == -1 else b[at + 13 : at + 13 + n]
+            return self._key
+
+    @key.setter
+    def key(self, v):
+        self._key = v
 
     @property
     def headers(self):
-        if self._headers is None:
-            self._headers = _split_headers(self._raw, self._count)
-            self._raw = None
-        return self._headers
+        try:
+            return self._headers
+        except AttributeError:
+            b, at = self._b, self._at
+            (k,) = _I32.unpack_from(b, at + 9)
+            at += 13 + max(k, 0)
+            (v,) = _I32.unpack_from(b, at)
+            at += 4 + max(v, 0)
+            (count,) = _U16.unpack_from(b, at)
+            self._headers = _split_headers(b, at + 2, count)
+            return self._headers
 
     @headers.setter
     def headers(self, pairs):
-        self._headers, self._raw = list(pairs), None
+        self._headers = list(pairs)
 
     def header(self, name):
         """The first header called ``name`` (``bytes``), or ``None``."""
@@ -77,14 +121,16 @@ class Event:
 
     def value_str(self):
         """The value as text, or ``None`` (absent or not UTF-8)."""
+        v = self.value
         try:
-            return None if self.value is None else self.value.decode()
+            return None if v is None else v.decode()
         except UnicodeDecodeError:
             return None
 
     def key_str(self):
+        k = self.key
         try:
-            return None if self.key is None else self.key.decode()
+            return None if k is None else k.decode()
         except UnicodeDecodeError:
             return None
 
@@ -107,14 +153,14 @@ class Event:
         )
 
 
-def _split_headers(raw, count):
-    out, at = [], 0
+def _split_headers(buf, at, count):
+    out = []
     for _ in range(count):
-        (n,) = _U16.unpack_from(raw, at)
-        name = raw[at + 2 : at + 2 + n].decode()
+        (n,) = _U16.unpack_from(buf, at)
+        name = buf[at + 2 : at + 2 + n].decode()
         at += 2 + n
-        (v,) = _U32.unpack_from(raw, at)
-        out.append((name, raw[at + 4 : at + 4 + v]))
+        (v,) = _U32.unpack_from(buf, at)
+        out.append((name, buf[at + 4 : at + 4 + v]))
         at += 4 + v
     return out
 
@@ -129,34 +175,30 @@ def decode(buf):
     at = 4
     out = []
     append = out.append
-    head, i32, u16, u32 = _HEAD.unpack_from, _I32.unpack_from, _U16.unpack_from, _U32.unpack_from
+    i32, u16, u32 = _I32.unpack_from, _U16.unpack_from, _U32.unpack_from
+    new = Event.__new__
     try:
         for _ in range(count):
-            ts, flags, klen = head(buf, at)
+            start = at
+            klen = i32(buf, at + 9)[0]
             at += 13
-            if klen == -1:
-                key = None
-            elif klen < 0:
+            if klen < -1:
                 raise DecodeError("negative length")
-            else:
-                if at + klen > end:
-                    raise DecodeError("a field runs past the end")
-                key = buf[at : at + klen]
+            if klen > 0:
                 at += klen
+            if at + 4 > end:
+                raise DecodeError("a field runs past the end")
             (vlen,) = i32(buf, at)
             at += 4
-            if vlen == -1:
-                value = None
-            elif vlen < 0:
+            if vlen < -1:
                 raise DecodeError("negative length")
-            else:
-                if at + vlen > end:
-                    raise DecodeError("a field runs past the end")
+            if vlen > 0:
                 value = buf[at : at + vlen]
                 at += vlen
+            else:
+                value = None if vlen == -1 else b""
             (hcount,) = u16(buf, at)
             at += 2
-            start = at
             for _ in range(hcount):
                 (n,) = u16(buf, at)
                 at += 2
@@ -171,8 +213,9 @@ def decode(buf):
                 at += 4 + v
                 if at > end:
                     raise DecodeError("a field runs past the end")
-            raw = buf[start:at] if hcount else b""
-            append(Event._lazy(ts, flags, key, value, raw, hcount))
+            e = new(Event)
+            e._b, e._at, e.value = buf, start, value
+            append(e)
     except struct.error:
         raise DecodeError("a field runs past the end") from None
     if at != end:
