@@ -73,7 +73,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             timeout_ms: 100,
-            // A JavaScript runtime's heap settles near 85 MB under sustained load
+            // A JavaScript runtime's heap settles near 70 MiB under sustained load
             // (SpiderMonkey collects late); Rust plugins use ~1 MiB of it. A cap,
             // not a reservation.
             memory_mb: 128,
