@@ -2,6 +2,7 @@
 //! and the real `weir` binary for the CLI, restart and SIGKILL tests.
 
 mod harness;
+mod http2;
 
 mod acl;
 mod api_errors;

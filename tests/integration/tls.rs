@@ -20,9 +20,9 @@ use weir_test_artifacts as artifacts;
 
 use crate::harness::{TestServer, install_plugin};
 
-struct Pki {
-    ca_pem: String,
-    server: (String, String),
+pub(crate) struct Pki {
+    pub(crate) ca_pem: String,
+    pub(crate) server: (String, String),
     /// CN `svc-orders`, signed by the CA.
     client: (String, String),
     /// CN `svc-orders` too, but from another CA: must not be accepted.
@@ -57,7 +57,7 @@ fn leaf(
     (cert.pem(), key.serialize_pem())
 }
 
-fn pki() -> Pki {
+pub(crate) fn pki() -> Pki {
     let (issuer, ca_pem) = ca("weir test CA");
     let (other, _) = ca("another CA");
     Pki {
@@ -143,7 +143,7 @@ async fn https(
     Ok((status, value))
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p

@@ -56,7 +56,7 @@ pub fn acceptor(c: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
     let mut config = builder
         .with_single_cert(certs, key)
         .context("the TLS certificate and key do not match")?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -8,13 +8,14 @@
 
 mod admission;
 mod linger;
+mod sniff;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
@@ -137,7 +138,14 @@ pub async fn serve(
     }
 }
 
-/// Serves HTTP/1.1 on one accepted connection, telling `arrivals` of each request.
+/// Streams one HTTP/2 connection may carry at once (what a client multiplexes).
+const H2_MAX_STREAMS: u32 = 256;
+/// Largest header block of one HTTP/2 request, decoded.
+const H2_MAX_HEADER_LIST: u32 = 64 << 10;
+
+/// Serves one accepted connection, telling `arrivals` of each request: HTTP/2 when
+/// it opens with the HTTP/2 preface (h2c with prior knowledge, or after ALPN `h2`),
+/// HTTP/1.1 otherwise ([`sniff`]).
 async fn connection<S>(
     stream: S,
     identity: Option<ClientIdentity>,
@@ -156,17 +164,35 @@ async fn connection<S>(
         }
         req
     });
-    // HTTP/1.1 only, and hyper's own http1 server rather than the version-sniffing
-    // one: that one waits for a first byte with no deadline, so a client that
-    // connects and sends nothing would be exempt from the header timeout.
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .serve_connection(
-            TokioIo::new(Lingering::new(stream)),
-            TowerToHyperService::new(service),
-        );
-    if let Err(e) = watcher.watch(conn).await {
+    let (h2, stream) = match sniff::sniff(Lingering::new(stream)).await {
+        Ok(told) => told,
+        Err(e) => {
+            tracing::debug!(error = %e, "connection ended before its first bytes");
+            return;
+        }
+    };
+    let io = TokioIo::new(stream);
+    let served = if h2 {
+        // Every stream is a request through the same router and middleware, so body
+        // limits and deadlines apply per stream; keep-alive pings find dead peers.
+        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .max_header_list_size(H2_MAX_HEADER_LIST)
+            .keep_alive_interval(header_timeout)
+            .keep_alive_timeout(header_timeout)
+            .serve_connection(io, TowerToHyperService::new(service));
+        watcher.watch(conn).await
+    } else {
+        // hyper's own http1 server rather than the version-sniffing one: that one
+        // waits for a first byte with no deadline of its own.
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(io, TowerToHyperService::new(service));
+        watcher.watch(conn).await
+    };
+    if let Err(e) = served {
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }
