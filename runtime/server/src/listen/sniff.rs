@@ -101,7 +101,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt as _;
 
     async fn told(bytes: &[u8]) -> (bool, Vec<u8>) {
         let (h2, mut s) = sniff(bytes).await.unwrap();
