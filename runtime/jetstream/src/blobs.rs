@@ -25,6 +25,9 @@ pub(crate) fn bucket_name(prefix: &str) -> String {
     format!("{clean}_PLUGINS")
 }
 
+/// More tries of an upload that failed (see `put`).
+const PUT_RETRIES: u64 = 5;
+
 /// The bucket (a newtype: the client's handle has no `Debug`).
 pub(crate) struct Bucket(ObjectStore);
 
@@ -68,11 +71,21 @@ impl Blobs for JetStreamLog {
     fn put<'a>(&'a self, name: &'a str, bytes: Vec<u8>) -> LogFuture<'a, String> {
         Box::pin(async move {
             let bucket = self.bucket().await?;
-            let info = bucket
-                .put(name, &mut bytes.as_slice())
-                .await
-                .map_err(unavailable("storing a plugin version"))?;
-            Ok(info.digest.unwrap_or_default())
+            // Right after the bucket's stream is created, its replicas may not have
+            // taken it up yet ("no stream found for given subject"): a put of the same
+            // name is safe to repeat, so a few more tries within ~2 s ride that out.
+            let mut attempt = 0;
+            loop {
+                match bucket.put(name, &mut bytes.as_slice()).await {
+                    Ok(info) => return Ok(info.digest.unwrap_or_default()),
+                    Err(e) if attempt < PUT_RETRIES => {
+                        attempt += 1;
+                        tracing::debug!(error = %e, attempt, "retrying a plugin version's upload");
+                        tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                    }
+                    Err(e) => return Err(unavailable("storing a plugin version")(e)),
+                }
+            }
         })
     }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{ServerProcess, eventually_within};
+use crate::harness::ServerProcess;
 
 /// The pinned nats-server, installed once per test run.
 pub fn nats_server() -> &'static Path {
@@ -71,7 +71,23 @@ impl NatsCluster {
     }
 
     /// A cluster of `bin`, with JetStream and these options in its block, or without.
+    ///
+    /// Ports are picked free and then handed to the servers, so another process may
+    /// take one in between: a server that exits at start (its port taken) makes the
+    /// whole cluster start again on new ports, up to three times.
     pub async fn start_with(bin: &Path, jetstream: Option<&str>) -> NatsCluster {
+        for _ in 0..3 {
+            if let Some(cluster) = Self::try_start(bin, jetstream).await {
+                return cluster;
+            }
+        }
+        panic!(
+            "three clusters of {} in a row had a server exit at start",
+            bin.display()
+        );
+    }
+
+    async fn try_start(bin: &Path, jetstream: Option<&str>) -> Option<NatsCluster> {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<(u16, u16, u16)> = (0..3)
             .map(|_| (free_port(), free_port(), free_port()))
@@ -114,9 +130,11 @@ impl NatsCluster {
             cluster.spawn(bin, i);
         }
         for i in 0..3 {
-            cluster.wait_healthy(i, jetstream.is_some()).await;
+            if !cluster.wait_healthy(i, jetstream.is_some()).await {
+                return None; // dropped: the others are killed
+            }
         }
-        cluster
+        Some(cluster)
     }
 
     fn spawn(&mut self, bin: &Path, i: usize) {
@@ -134,8 +152,8 @@ impl NatsCluster {
     }
 
     /// Waits until node `i` says it is healthy (with JetStream: its meta layer is
-    /// current).
-    async fn wait_healthy(&self, i: usize, jetstream: bool) {
+    /// current); false if its process exited first.
+    async fn wait_healthy(&mut self, i: usize, jetstream: bool) -> bool {
         let url = format!(
             "http://127.0.0.1:{}/healthz{}",
             self.nodes[i].monitor_port,
@@ -146,11 +164,26 @@ impl NatsCluster {
             }
         );
         let http = reqwest::Client::new();
-        eventually_within(Duration::from_secs(30), "a healthy nats-server", || {
-            let req = http.get(&url).send();
-            async move { req.await.is_ok_and(|r| r.status().is_success()) }
-        })
-        .await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if http
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return true;
+            }
+            let child = self.nodes[i].child.as_mut().expect("node is running");
+            if child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out after 30 s waiting for a healthy nats-server"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The servers' URLs, comma-separated (for `--cluster`).
@@ -198,7 +231,10 @@ impl NatsCluster {
     /// Starts node `i` again (same config and store) and waits until it is healthy.
     pub async fn restart(&mut self, i: usize) {
         self.spawn(nats_server(), i);
-        self.wait_healthy(i, true).await;
+        assert!(
+            self.wait_healthy(i, true).await,
+            "node {i} exited at restart"
+        );
     }
 }
 
