@@ -20,6 +20,16 @@ impl Client {
 
     /// A client that sends `token` as `Authorization: Bearer` on every request.
     pub fn with_token(base: &str, token: Option<&str>) -> anyhow::Result<Client> {
+        Self::build(base, token, false)
+    }
+
+    /// [`with_token`](Self::with_token) speaking HTTP/2 with prior knowledge (h2c):
+    /// every request a stream on one connection.
+    pub fn http2(base: &str, token: Option<&str>) -> anyhow::Result<Client> {
+        Self::build(base, token, true)
+    }
+
+    fn build(base: &str, token: Option<&str>, http2: bool) -> anyhow::Result<Client> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(t) = token {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
@@ -27,7 +37,11 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        if http2 {
+            http = http.http2_prior_knowledge();
+        }
+        let http = http
             .pool_max_idle_per_host(256)
             // Below the server's header_read_timeout_ms (10 s), which also closes
             // idle keep-alive connections: never reuse one the server may be closing.

@@ -70,6 +70,10 @@ pub struct BenchArgs {
     /// Concurrent producers in the pipeline cases.
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     pipeline_concurrency: Vec<usize>,
+    /// Speak HTTP/2 (cleartext, prior knowledge): every request a stream on one
+    /// connection, instead of HTTP/1.1 connections.
+    #[arg(long)]
+    http2: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -180,8 +184,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             (url, dir)
         }
     };
-    let client = Client::with_token(&url, args.token.as_deref())?;
-    println!("weir bench against {url}, {seconds} s per cell, acks=all\n");
+    let client = if args.http2 {
+        Client::http2(&url, args.token.as_deref())?
+    } else {
+        Client::with_token(&url, args.token.as_deref())?
+    };
+    let http = if args.http2 {
+        "HTTP/2 (h2c)"
+    } else {
+        "HTTP/1.1"
+    };
+    println!("weir bench against {url} over {http}, {seconds} s per cell, acks=all\n");
     Row::print_header();
     for v in &args.value_bytes {
         fsync_limit(&data_dir, *v, 1000, seconds)?.print();
