@@ -73,9 +73,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             timeout_ms: 100,
-            // A JavaScript runtime's heap settles near 70 MiB under sustained load
-            // (SpiderMonkey collects late); Rust plugins use ~1 MiB of it. A cap,
-            // not a reservation.
+            // A cap, not a reservation: a JS runtime's heap reaches ~70 MiB under load.
             memory_mb: 128,
             max_component_mb: 32,
             instances: 64,
