@@ -68,18 +68,9 @@ fn main() {
     ] {
         let release = build(&root.join(workspace), &target, &[]);
         for name in crates {
-            let component = out.join(format!("{name}.wasm"));
-            componentize(module(&release, name), &component);
-            let _ = writeln!(
-                consts,
-                "/// The `{name}` component, built from `{workspace}/{name}`."
-            );
-            let _ = writeln!(
-                consts,
-                "pub const {}: &str = {:?};",
-                const_name(name),
-                component.display().to_string()
-            );
+            let doc = format!("The `{name}` component, built from `{workspace}/{name}`.");
+            let bytes = componentize(module(&release, name));
+            write_component(&out, &mut consts, name, &doc, &bytes);
             let _ = writeln!(
                 consts,
                 "/// The source folder of `{name}` (its `plugin.toml`)."
@@ -124,30 +115,22 @@ fn main() {
             &target,
             &["-p", "hostile", "--features", feature],
         );
-        let component = out.join(format!("hostile-{feature}.wasm"));
-        componentize(module(&release, "hostile"), &component);
-        let _ = writeln!(consts, "/// The hostile guest built with `{feature}`.");
-        let _ = writeln!(
-            consts,
-            "pub const HOSTILE_{}: &str = {:?};",
-            const_name(feature),
-            component.display().to_string()
+        let doc = format!("The hostile guest built with `{feature}`.");
+        let bytes = componentize(module(&release, "hostile"));
+        write_component(
+            &out,
+            &mut consts,
+            &format!("hostile-{feature}"),
+            &doc,
+            &bytes,
         );
     }
     // The misbehaving ACL policy (built by the hostile builds above, in the same
     // workspace).
     let release = build(&root.join("tests/guests"), &target, &["-p", "hostile-acl"]);
-    let component = out.join("hostile-acl.wasm");
-    componentize(module(&release, "hostile-acl"), &component);
-    let _ = writeln!(
-        consts,
-        "/// An ACL policy that traps on `trap` and loops on `loop`."
-    );
-    let _ = writeln!(
-        consts,
-        "pub const HOSTILE_ACL: &str = {:?};",
-        component.display().to_string()
-    );
+    let doc = "An ACL policy that traps on `trap` and loops on `loop`.";
+    let bytes = componentize(module(&release, "hostile-acl"));
+    write_component(&out, &mut consts, "hostile-acl", doc, &bytes);
     // The misbehaving connectors, in one build of the same workspace.
     let release = build(
         &root.join("tests/guests"),
@@ -166,15 +149,8 @@ fn main() {
              `{\"http\": ..., \"file\": ...}` saying what happened.",
         ),
     ] {
-        let component = out.join(format!("{name}.wasm"));
-        componentize(module(&release, name), &component);
-        let _ = writeln!(consts, "/// {doc}");
-        let _ = writeln!(
-            consts,
-            "pub const {}: &str = {:?};",
-            const_name(name),
-            component.display().to_string()
-        );
+        let bytes = componentize(module(&release, name));
+        write_component(&out, &mut consts, name, doc, &bytes);
     }
     std::fs::write(out.join("artifacts.rs"), consts).expect("writing artifacts.rs");
 }
@@ -204,7 +180,6 @@ fn module<'a>(built: &'a weir_toolchain::Built, name: &str) -> &'a Path {
     built.module(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn componentize(core: &Path, component: &Path) {
-    let bytes = weir_toolchain::componentize(core).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(component, bytes).expect("writing the component");
+fn componentize(core: &Path) -> Vec<u8> {
+    weir_toolchain::componentize(core).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -148,13 +148,6 @@ impl Engine {
         Ok(component)
     }
 
-    /// Components read from the on-disk cache and compiled (missed), since start.
-    /// `None` without a cache directory.
-    pub fn compile_cache_counts(&self) -> Option<(u64, u64)> {
-        self.disk_cache()
-            .map(|c| (c.cache_hits() as u64, c.cache_misses() as u64))
-    }
-
     fn disk_cache(&self) -> Option<&wasmtime::Cache> {
         self.inner.disk_cache.as_ref()
     }

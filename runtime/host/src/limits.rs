@@ -141,9 +141,7 @@ impl Limiter {
             memories: count(limits.memories),
         }
     }
-}
 
-impl Limiter {
     /// Linear memory the instance holds now, all its memories together.
     pub(crate) fn memory_used(&self) -> usize {
         self.memory_used

@@ -104,7 +104,10 @@ pub async fn open_broker(config: &Config) -> anyhow::Result<Opened> {
     let log = open_log(config).await?;
     // Compiled plugin code survives restarts beside the data (wasmtime checks it
     // belongs to this engine before using it).
-    let cache = (config.plugins.compile_cache_dir.clone())
+    let cache = config
+        .plugins
+        .compile_cache_dir
+        .clone()
         .unwrap_or_else(|| config.data_dir.join("compiled"));
     let engine = Engine::with_compile_cache(&cache)
         .map_err(|e| anyhow::anyhow!("starting the WASM engine: {e}"))?;

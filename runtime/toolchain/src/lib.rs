@@ -122,11 +122,18 @@ pub fn shared_target_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("WEIR_PLUGIN_TARGET_DIR") {
         return Some(PathBuf::from(dir));
     }
+    Some(user_cache_dir()?.join("plugin-target"))
+}
+
+/// Weir's folder in the user's cache: `$XDG_CACHE_HOME/weir` (when absolute, as the
+/// XDG spec asks), else `~/.cache/weir`. Plugin builds, build tools and `weir plugin
+/// test`'s compiled code live below it.
+pub fn user_cache_dir() -> Option<PathBuf> {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(cache.join("weir/plugin-target"))
+    Some(cache.join("weir"))
 }
 
 /// `path` made absolute against the current directory (cargo runs in another one).

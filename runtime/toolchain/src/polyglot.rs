@@ -92,12 +92,9 @@ pub fn tools_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("WEIR_TOOLS_DIR").filter(|v| !v.is_empty()) {
         return PathBuf::from(d);
     }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    cache.join("weir").join("tools")
+    crate::user_cache_dir()
+        .unwrap_or_else(|| std::env::temp_dir().join("weir"))
+        .join("tools")
 }
 
 /// Builds the Python plugin in `project` for `world` into component bytes.

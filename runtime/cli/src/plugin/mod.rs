@@ -98,7 +98,7 @@ pub enum PluginCommand {
         after_help = "Examples:\n  weir plugin test weir-plugins/shouty --input events.ndjson --topic orders"
     )]
     Test {
-        /// A deployable plugin folder, or a plugin project (built first).(built first).
+        /// A deployable plugin folder, or a plugin project (built first).
         dir: PathBuf,
         /// NDJSON records, one per line, shaped like the produce API's records.
         #[arg(long)]
@@ -143,11 +143,7 @@ pub async fn run(command: PluginCommand, remote: &Remote) -> anyhow::Result<()> 
 /// Where `weir plugin test` keeps compiled code between runs: the user's cache
 /// folder (`$XDG_CACHE_HOME/weir/compiled`, else `~/.cache/weir/compiled`).
 fn compile_cache_dir() -> Option<std::path::PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
-    Some(base.join("weir").join("compiled"))
+    Some(weir_toolchain::user_cache_dir()?.join("compiled"))
 }
 
 /// Loads the plugin in the real host and runs it over the input records.

@@ -137,11 +137,7 @@ impl Plugin {
 
     /// Lines of stdout and stderr this version logged, and dropped over its rate.
     pub fn output_lines(&self) -> (u64, u64) {
-        let c = self.output.counters();
-        (
-            c.logged.load(std::sync::atomic::Ordering::Relaxed),
-            c.dropped.load(std::sync::atomic::Ordering::Relaxed),
-        )
+        self.output.lines()
     }
 
     /// The idle instances kept for the next calls, and the linear memory they hold

@@ -98,8 +98,8 @@ pub(crate) fn hint(refusal: &str) -> &'static str {
          fetch-event`, which `weir plugin build` passes; connectors use Weir's own \
          `http` interface)"
     } else if refusal.contains("wasi:") {
-        " (Weir links WASI 0.2 command interfaces at 0.2.0 and later; a newer minor \
-         version than the host's needs a newer Weir)"
+        " (plugins get WASI 0.2's command interfaces, granting nothing: cli, clocks, \
+         filesystem without preopens, io, random, sockets that refuse every address)"
     } else {
         ""
     }

@@ -41,11 +41,11 @@ pub(crate) struct Attribution {
     counters: OutputCounters,
 }
 
-/// Lines a version logged and dropped (for tests and `weir plugin test`).
+/// Lines a version logged and dropped (shown in the plugin's status).
 #[derive(Debug, Default)]
-pub(crate) struct OutputCounters {
-    pub(crate) logged: AtomicU64,
-    pub(crate) dropped: AtomicU64,
+struct OutputCounters {
+    logged: AtomicU64,
+    dropped: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -69,8 +69,12 @@ impl Attribution {
         })
     }
 
-    pub(crate) fn counters(&self) -> &OutputCounters {
-        &self.counters
+    /// Lines logged and lines dropped over the rate, since load.
+    pub(crate) fn lines(&self) -> (u64, u64) {
+        (
+            self.counters.logged.load(Ordering::Relaxed),
+            self.counters.dropped.load(Ordering::Relaxed),
+        )
     }
 
     /// Logs one line, if the bucket allows.
@@ -212,9 +216,9 @@ mod tests {
         let mut w = LogSink::new(who.clone(), Stream::Stdout).p2_stream();
         w.write(Bytes::from_static(b"one\ntw")).unwrap();
         w.write(Bytes::from_static(b"o\nthree")).unwrap();
-        assert_eq!(who.counters().logged.load(Ordering::Relaxed), 2);
+        assert_eq!(who.lines().0, 2);
         drop(w);
-        assert_eq!(who.counters().logged.load(Ordering::Relaxed), 3);
+        assert_eq!(who.lines().0, 3);
         let mut w = LogSink::new(who.clone(), Stream::Stderr).p2_stream();
         w.write(Bytes::from(
             vec![b'x'; 1000]
@@ -225,10 +229,7 @@ mod tests {
                 .collect::<Vec<u8>>(),
         ))
         .unwrap();
-        let (logged, dropped) = (
-            who.counters().logged.load(Ordering::Relaxed),
-            who.counters().dropped.load(Ordering::Relaxed),
-        );
+        let (logged, dropped) = who.lines();
         assert_eq!(logged + dropped, 503);
         assert!(dropped >= 300 - 3, "{logged} logged, {dropped} dropped");
     }

@@ -1,5 +1,6 @@
 //! Accepting connections, plain or TLS, HTTP/1.1 or HTTP/2 ([`sniff`] tells them
-//! apart by the first bytes), with what a listener facing unknown clients needs: admission bounds checked before any request is read ([`admission`]: a total
+//! apart by the first bytes), with what a listener facing unknown clients needs:
+//! admission bounds checked before any request is read ([`admission`]: a total
 //! cap, a cap per client address, and room made among connections that have not sent
 //! a request yet), 503 beyond them, a deadline for the first request and for request
 //! headers (slow-header clients are closed), a lingering close ([`linger`]) so early
