@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use weir_test_artifacts as artifacts;
 
-use crate::harness::{ServerProcess, install_plugin};
+use crate::harness::{Api, ServerProcess, install_plugin};
 
 /// Installs the Python and JS examples: on topic `py` the Python filter and
 /// transform, on `js` the JavaScript ones, and a filter in each language attached
@@ -52,6 +52,19 @@ fn install_examples(plugins: &std::path::Path) {
     }
 }
 
+/// Publishes `records` to `topic` through its pipeline, asserting 200; the answer.
+async fn publish(api: &Api, topic: &str, records: Value) -> Value {
+    let r = api
+        .post(
+            &format!("/v1/topics/{topic}/records"),
+            "application/json",
+            json!({ "records": records }).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{topic}: {}", r.body);
+    r.body
+}
+
 /// How many records a pipeline publish stored, over all its results.
 fn outputs(answer: &Value) -> usize {
     answer["results"].as_array().map_or(0, |rs| {
@@ -89,19 +102,16 @@ async fn python_and_javascript_plugins_serve_in_pipelines_and_subscriptions() {
 
     // Filter, then a transform that fans out two loud copies with a header.
     for topic in ["py", "js"] {
-        let r = api
-            .post(
-                &format!("/v1/topics/{topic}/records"),
-                "application/json",
-                json!({ "records": [{ "value": "hello a" }, { "value": "bye" }, { "value": "hello b", "headers": { "h": "1" } }] }).to_string(),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{topic}: {}", r.body);
-        assert_eq!(outputs(&r.body), 4, "{topic}: {}", r.body);
+        let answer = publish(
+            &api,
+            topic,
+            json!([{ "value": "hello a" }, { "value": "bye" }, { "value": "hello b", "headers": { "h": "1" } }]),
+        )
+        .await;
+        assert_eq!(outputs(&answer), 4, "{topic}: {answer}");
         assert_eq!(
-            r.body["results"][1]["status"], "filtered",
-            "{topic}: {}",
-            r.body
+            answer["results"][1]["status"], "filtered",
+            "{topic}: {answer}"
         );
         let r = api.fetch(topic, 0, 0).await;
         assert_eq!(
@@ -202,14 +212,8 @@ async fn a_restart_reads_compiled_code_from_the_cache_and_compiles_nothing() {
         Vec::<String>::new()
     );
     assert!(!server.log_lines("from the compile cache").is_empty());
-    let r = api
-        .post(
-            "/v1/topics/py/records",
-            "application/json",
-            json!({ "records": [{ "value": "hello" }] }).to_string(),
-        )
-        .await;
-    assert_eq!(outputs(&r.body), 1, "{}", r.body);
+    let answer = publish(&api, "py", json!([{ "value": "hello" }])).await;
+    assert_eq!(outputs(&answer), 1, "{answer}");
 }
 
 #[tokio::test]
