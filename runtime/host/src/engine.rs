@@ -72,7 +72,9 @@ impl Engine {
         let mut config = wasmtime::Config::new();
         let disk_cache = match cache_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir)?;
+                // wasmtime wants an absolute path; the default data dir is relative.
+                let dir = std::path::absolute(dir)?;
+                std::fs::create_dir_all(&dir)?;
                 let mut cache = wasmtime::CacheConfig::new();
                 cache.with_directory(dir);
                 Some(wasmtime::Cache::new(cache)?)
@@ -158,5 +160,20 @@ impl Engine {
         let hit = compiled.remove(i)?;
         compiled.push_back(hit.clone());
         Some(hit.1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_compile_cache_dir_is_taken_from_the_current_directory() {
+        // `weir serve`'s default data dir is `./weir-data`.
+        let rel = Path::new("target/engine-test-relative-cache");
+        let engine = Engine::with_compile_cache(rel).expect("a relative directory works");
+        assert!(std::path::absolute(rel).unwrap().is_dir());
+        drop(engine);
+        let _ = std::fs::remove_dir_all(rel);
     }
 }
