@@ -16,6 +16,7 @@ mod events;
 mod faults;
 mod groups;
 mod hostile;
+mod idempotence;
 mod observability;
 mod openapi;
 mod pipeline_failures;

@@ -180,6 +180,10 @@ async fn the_openapi_document_and_the_server_agree_on_valid_and_invalid_requests
         }
         for p in params {
             let (name, place) = (p["name"].as_str().unwrap(), p["in"].as_str().unwrap());
+            // Header values are checked by their own tests (idempotence.rs).
+            if place == "header" {
+                continue;
+            }
             let Some(bad) = invalid_value(&p["schema"], place) else {
                 continue;
             };

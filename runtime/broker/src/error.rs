@@ -59,6 +59,28 @@ pub enum BrokerError {
         /// What failed.
         failure: Box<StepFailure>,
     },
+    /// An `Idempotency-Key` came back with a different request than the one it was
+    /// first used for.
+    #[error(
+        "Idempotency-Key '{0}' was used for a different request within the dedup window; use a new key for a new request"
+    )]
+    IdempotencyKeyReused(String),
+    /// A producer session's request came out of order.
+    #[error(
+        "producer '{producer}' sent sequence {got} to partition {partition}, expected {expected}: {why}"
+    )]
+    SequenceOutOfOrder {
+        /// The producer id.
+        producer: String,
+        /// The partition.
+        partition: u32,
+        /// The sequence the broker expects next.
+        expected: u64,
+        /// The sequence sent.
+        got: u64,
+        /// Why it is refused.
+        why: String,
+    },
     /// The topic's pipeline cannot run as configured.
     #[error("{0}")]
     PipelineInvalid(String),
@@ -83,6 +105,8 @@ impl BrokerError {
             Self::GroupNotFound(_) => "group_not_found",
             Self::GroupNotEmpty { .. } => "group_not_empty",
             Self::PluginRejected { .. } => "plugin_rejected",
+            Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
+            Self::SequenceOutOfOrder { .. } => "sequence_out_of_order",
             Self::PipelineInvalid(_) => "pipeline_invalid",
             Self::Plugin(e) => e.code(),
             Self::Internal(_) => "internal_error",

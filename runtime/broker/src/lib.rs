@@ -1,7 +1,9 @@
 //! weir-broker: the broker's core, between the HTTP server and the log.
 //!
 //! - [`partitioner`]: which partition a record goes to.
-//! - [`produce`]: validating, partitioning and encoding records, then one atomic append.
+//! - [`produce`]: validating, partitioning and encoding records.
+//! - `publish`: a request through its topic's pipeline into one atomic append.
+//! - [`idempotence`]: retries that get the first attempt's answer and store nothing.
 //! - fetching with long-poll, in [`Broker::fetch`].
 //! - [`groups`]: consumer groups, assignment, committed offsets and lag.
 //! - [`plugin_state`]: the plugins' durable key-value state on the store.
@@ -18,17 +20,20 @@
 pub mod cluster;
 mod error;
 pub mod groups;
+pub mod idempotence;
 pub mod partitioner;
 pub mod pipeline;
 pub mod plugin_state;
 pub mod plugins;
 pub mod produce;
+mod publish;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::{BrokerError, Result};
 pub use produce::{NewRecord, RecordPosition};
+pub use publish::Published;
 pub use weir_storage::config::{MAX_PARTITIONS, is_valid_name};
 pub use weir_storage::now_ms;
 pub use weir_storage::{
@@ -47,11 +52,9 @@ pub mod maintenance {
 
 use groups::Groups;
 use partitioner::Sticky;
+use pipeline::PipelineOptions;
 use pipeline::chain::Pipelines;
-use pipeline::{PipelineOptions, RecordResult};
-use weir_host::packed::{FLAG_VALUE_JSON, Writer};
-use weir_host::{BatchInfo, Registry};
-use weir_storage::TopicBatch;
+use weir_host::Registry;
 
 /// The broker's settings.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +63,8 @@ pub struct BrokerOptions {
     pub max_record_bytes: usize,
     /// A group member that has not fetched for this long loses its partitions.
     pub session_timeout: Duration,
+    /// Bounds of the idempotent-produce state.
+    pub idempotence: idempotence::IdempotenceOptions,
 }
 
 impl Default for BrokerOptions {
@@ -67,6 +72,7 @@ impl Default for BrokerOptions {
         Self {
             max_record_bytes: 1 << 20,
             session_timeout: Duration::from_secs(30),
+            idempotence: idempotence::IdempotenceOptions::default(),
         }
     }
 }
@@ -80,16 +86,8 @@ pub struct Broker {
     sticky: Arc<Sticky>,
     groups: Groups,
     pipelines: Option<Arc<Pipelines>>,
-}
-
-/// What a publish returns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Published {
-    /// The topic has no pipeline: each record's position, in request order.
-    Plain(Vec<RecordPosition>),
-    /// The records went through the topic's pipeline: per input record, where its
-    /// outputs went, or that it was filtered, skipped or dead-lettered.
-    Pipeline(Vec<RecordResult>),
+    /// What idempotent publishes remember.
+    idempotence: Arc<idempotence::Idempotence>,
 }
 
 impl Broker {
@@ -102,6 +100,7 @@ impl Broker {
     pub fn new(log: Arc<dyn Log>, options: BrokerOptions) -> Self {
         Self {
             groups: Groups::new(log.clone(), options.session_timeout),
+            idempotence: Arc::new(idempotence::Idempotence::load(&*log, options.idempotence)),
             log,
             limits: options,
             sticky: Arc::new(Sticky::default()),
@@ -132,151 +131,6 @@ impl Broker {
             p.forget(&topic).await?;
         }
         Ok(())
-    }
-
-    /// Publishes `records` to `topic` through its pipeline, if it has one; otherwise
-    /// as [`produce`](Self::produce). With a pipeline, everything the request
-    /// produces — outputs on this and other topics, dead letters — is stored with one
-    /// atomic append and acknowledged together.
-    pub async fn publish(
-        &self,
-        topic: &Arc<Topic>,
-        records: &[NewRecord<'_>],
-        acks: Acks,
-    ) -> Result<Published> {
-        self.publish_committing(topic, records, Vec::new(), acks)
-            .await
-    }
-
-    /// [`publish`](Self::publish), with key-value writes (a source's cursor) stored
-    /// in the same atomic append as everything the request produces: after a crash
-    /// either the records and the writes exist, or neither.
-    pub async fn publish_committing(
-        &self,
-        topic: &Arc<Topic>,
-        records: &[NewRecord<'_>],
-        commit: Vec<KvOp>,
-        acks: Acks,
-    ) -> Result<Published> {
-        self.publish_guarded(topic, records, commit, acks, None)
-            .await
-    }
-
-    /// [`publish_committing`](Self::publish_committing) by the holder of a lease
-    /// (a connector's, in cluster mode): stored only while `fence` stands, so a node
-    /// that lost the lease publishes and commits nothing (`version_conflict`).
-    pub async fn publish_fenced(
-        &self,
-        topic: &Arc<Topic>,
-        records: &[NewRecord<'_>],
-        commit: Vec<KvOp>,
-        fence: Option<&cluster::Fence>,
-    ) -> Result<Published> {
-        self.publish_guarded(topic, records, commit, Acks::All, fence)
-            .await
-    }
-
-    async fn publish_guarded(
-        &self,
-        topic: &Arc<Topic>,
-        records: &[NewRecord<'_>],
-        commit: Vec<KvOp>,
-        acks: Acks,
-        fence: Option<&cluster::Fence>,
-    ) -> Result<Published> {
-        let chain = match &self.pipelines {
-            Some(p) if !records.is_empty() => p.chain(topic)?,
-            _ => pipeline::Chain::default(),
-        };
-        if chain.is_empty() {
-            return Ok(Published::Plain(
-                self.produce_committing(topic, records, commit, acks, fence)
-                    .await?,
-            ));
-        }
-        let pipelines = self.pipelines.clone().expect("a chain needs pipelines");
-        let now = weir_storage::now_ms();
-        let mut writer = Writer::with_capacity(records.iter().map(|r| r.size() + 32).sum());
-        let mut partitions = Vec::with_capacity(records.len());
-        for (index, r) in records.iter().enumerate() {
-            let size = r.size();
-            if size > self.limits.max_record_bytes {
-                return Err(BrokerError::RecordTooLarge {
-                    index,
-                    size,
-                    limit: self.limits.max_record_bytes,
-                });
-            }
-            if let Some(p) = r.partition {
-                topic.partition(p)?;
-            }
-            partitions.push(r.partition);
-            writer.push(
-                now,
-                if r.value_is_json { FLAG_VALUE_JSON } else { 0 },
-                r.key.as_deref(),
-                r.value.as_deref(),
-                r.headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref())),
-            );
-        }
-        let input = writer.finish();
-        let (log, sticky, max_record_bytes) = (
-            self.log.clone(),
-            self.sticky.clone(),
-            self.limits.max_record_bytes,
-        );
-        let topic_for_plan = topic.clone();
-        let permit = pipelines.run_slot().await;
-        let mut plan = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let info = BatchInfo {
-                topic: topic_for_plan.name().to_string(),
-                partitions: topic_for_plan.partition_count(),
-            };
-            let batch = pipeline::exec::Batch {
-                buf: std::borrow::Cow::Borrowed(&input),
-                origins: (0..partitions.len() as u32).collect(),
-            };
-            let executed = pipeline::exec::run(&chain, &info, batch);
-            let cx = pipeline::plan::PlanContext {
-                log: &*log,
-                topic: &topic_for_plan,
-                chain: &chain,
-                options: pipelines.options(),
-                sticky: &sticky,
-                max_record_bytes,
-                partitions: &partitions,
-            };
-            pipeline::plan::build(&cx, &input, executed)
-        })
-        .await
-        .map_err(|e| BrokerError::Internal(format!("pipeline did not finish: {e}")))??;
-        let batches = std::mem::take(&mut plan.batches);
-        let bases = self.append(batches, commit, acks, fence).await?;
-        Ok(Published::Pipeline(plan.finish(&bases)))
-    }
-
-    /// One atomic append, fenced when a lease holder writes.
-    async fn append(
-        &self,
-        batches: Vec<TopicBatch>,
-        commit: Vec<KvOp>,
-        acks: Acks,
-        fence: Option<&cluster::Fence>,
-    ) -> Result<Vec<u64>> {
-        let Some(fence) = fence else {
-            return Ok(self.log.append(batches, commit, acks).await?);
-        };
-        let kv = self.log.shared_kv().ok_or_else(|| {
-            BrokerError::Internal("a fenced write needs a log several nodes share".into())
-        })?;
-        if batches.is_empty() {
-            kv.write_if(&fence.key, fence.version, commit).await?;
-            return Ok(Vec::new());
-        }
-        Ok(kv
-            .append_if(&fence.key, fence.version, batches, commit)
-            .await?)
     }
 
     /// Creates topic `name`, or finds an identical one (`TopicExists` when its config
@@ -375,56 +229,6 @@ impl Broker {
     /// The topic named `name` (callers resolve it once per request).
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
         Ok(self.log.topic(name)?)
-    }
-
-    /// Publishes `records` to `topic` atomically: all are stored or none. Returns each
-    /// record's partition and offset in request order, once `acks` is satisfied. A
-    /// topic deleted meanwhile fails with `topic_not_found`.
-    pub async fn produce(
-        &self,
-        topic: &Arc<Topic>,
-        records: &[NewRecord<'_>],
-        acks: Acks,
-    ) -> Result<Vec<RecordPosition>> {
-        self.produce_committing(topic, records, Vec::new(), acks, None)
-            .await
-    }
-
-    async fn produce_committing(
-        &self,
-        topic: &Arc<Topic>,
-        records: &[NewRecord<'_>],
-        commit: Vec<KvOp>,
-        acks: Acks,
-        fence: Option<&cluster::Fence>,
-    ) -> Result<Vec<RecordPosition>> {
-        if records.is_empty() {
-            if fence.is_some() {
-                self.append(Vec::new(), commit, acks, fence).await?;
-            } else {
-                self.log.kv_write(commit).await?;
-            }
-            return Ok(Vec::new());
-        }
-        let produce::Encoded { batches, placement } = produce::encode(
-            topic,
-            records,
-            &[],
-            &self.sticky,
-            weir_storage::now_ms(),
-            self.limits.max_record_bytes,
-        )?;
-        let partitions: Vec<u32> = batches.iter().map(|(p, _)| *p).collect();
-        let batches = batches
-            .into_iter()
-            .map(|(partition, batch)| TopicBatch {
-                topic: topic.clone(),
-                partition,
-                batch,
-            })
-            .collect();
-        let bases = self.append(batches, commit, acks, fence).await?;
-        Ok(produce::positions(&partitions, &bases, &placement))
     }
 
     /// Reads from one partition; at the end of the log waits up to `wait` for records

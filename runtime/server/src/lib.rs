@@ -161,6 +161,7 @@ pub async fn open_broker(config: &Config) -> anyhow::Result<Opened> {
         BrokerOptions {
             max_record_bytes: config.limits.max_record_bytes,
             session_timeout: Duration::from_millis(config.groups.session_timeout_ms),
+            idempotence: config.idempotence.options(),
         },
     )
     .with_plugins(registry, pipelines);

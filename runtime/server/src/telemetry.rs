@@ -418,6 +418,36 @@ impl BrokerMetrics {
             MetricType::Gauge,
             vec![(vec![], Num::Count(used))],
         )?;
+        let dedup = self.broker.idempotence_stats();
+        for (name, help, kind, n) in [
+            (
+                "weir_idempotency_keys",
+                "Idempotency keys remembered now (bounded by [idempotence] max_keys)",
+                MetricType::Gauge,
+                dedup.keys as u64,
+            ),
+            (
+                "weir_idempotency_keys_evicted",
+                "Idempotency keys forgotten before their window ended, to stay under max_keys",
+                MetricType::Counter,
+                dedup.keys_evicted,
+            ),
+            (
+                "weir_producer_sessions",
+                "Producer sessions (producer id and partition) known now",
+                MetricType::Gauge,
+                dedup.sessions as u64,
+            ),
+        ] {
+            family(
+                &mut encoder,
+                name,
+                help,
+                None,
+                kind,
+                vec![(vec![], Num::Count(n))],
+            )?;
+        }
         if let Some(free) = self.broker.health().free_bytes {
             family(
                 &mut encoder,

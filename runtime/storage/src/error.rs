@@ -76,6 +76,10 @@ pub enum StorageError {
     /// written.
     #[error("a concurrent change won: {0}")]
     VersionConflict(String),
+    /// The log cannot do what was asked (a feature of one backend only). Nothing was
+    /// written.
+    #[error("{0}")]
+    Unsupported(String),
     /// sled reported an error.
     #[error("storage engine error: {0}")]
     Engine(#[from] sled::Error),
@@ -120,6 +124,7 @@ impl StorageError {
             Self::Unavailable(_) => "storage_unavailable",
             Self::VersionConflict(_) => "version_conflict",
             Self::Unusable(_) => "storage_error",
+            Self::Unsupported(_) => "unsupported",
             Self::Failed(_) | Self::ShuttingDown | Self::Engine(_) => "storage_error",
         }
     }

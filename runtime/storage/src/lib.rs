@@ -46,4 +46,4 @@ pub use space::DiskSpace;
 pub use stats::{AtomicHistogram, HistogramSnapshot, Stats, StatsSnapshot};
 pub use store::{Created, ReadLimits, ReadResult, Store, StoreOptions};
 pub use topic::{PartitionOffsets, Topic};
-pub use writer::{Acks, KvOp, TopicBatch};
+pub use writer::{Acks, BasesNote, KvOp, TopicBatch};

@@ -20,7 +20,7 @@ use crate::error::Result;
 use crate::stats::Stats;
 use crate::store::{Created, ReadLimits, ReadResult};
 use crate::topic::Topic;
-use crate::writer::{Acks, KvOp, TopicBatch};
+use crate::writer::{Acks, BasesNote, KvOp, TopicBatch};
 
 /// A boxed future of a log operation.
 pub type LogFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
@@ -107,6 +107,26 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
         commit: Vec<KvOp>,
         acks: Acks,
     ) -> LogFuture<'_, Vec<u64>>;
+
+    /// [`append`](Self::append) plus `note`, a key-value pair whose value ends with
+    /// the bases the batches got, in the same atomic write: the durable record of what
+    /// a request stored (its idempotency key's answer). Refused with
+    /// [`StorageError::Unsupported`](crate::StorageError::Unsupported) by a log that
+    /// cannot, and nothing is stored then.
+    fn append_noting(
+        &self,
+        batches: Vec<TopicBatch>,
+        commit: Vec<KvOp>,
+        note: BasesNote,
+        acks: Acks,
+    ) -> LogFuture<'_, Vec<u64>> {
+        let _ = (batches, commit, note, acks);
+        Box::pin(async {
+            Err(crate::StorageError::Unsupported(
+                "this log cannot store a request's answer with its records".into(),
+            ))
+        })
+    }
 
     /// Records of one partition from `offset` up to the high watermark (only durable
     /// records are visible), within `limits`. Damage is an error, never a short read.
@@ -209,6 +229,22 @@ impl Log for crate::Store {
         acks: Acks,
     ) -> LogFuture<'_, Vec<u64>> {
         Box::pin(self.append_committing(batches, commit, acks))
+    }
+
+    fn append_noting(
+        &self,
+        batches: Vec<TopicBatch>,
+        commit: Vec<KvOp>,
+        note: BasesNote,
+        acks: Acks,
+    ) -> LogFuture<'_, Vec<u64>> {
+        Box::pin(crate::Store::append_noting(
+            self,
+            batches,
+            commit,
+            Some(note),
+            acks,
+        ))
     }
 
     fn read<'a>(

@@ -64,6 +64,42 @@ pub struct TopicBatch {
 /// One write to the key-value tree: a value to set, or `None` to remove the key.
 pub type KvOp = (Vec<u8>, Option<Vec<u8>>);
 
+/// A key-value pair written with an append whose value is `prefix` followed by the
+/// base offsets the append got (8 bytes big-endian each, in batch order): a record of
+/// what a request stored (an idempotency key's answer) that exists exactly when the
+/// records do, though the offsets are only known inside the write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasesNote {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value's bytes before the bases.
+    pub prefix: Vec<u8>,
+}
+
+impl BasesNote {
+    /// Splits a stored note's value into its prefix and the bases that follow it.
+    pub fn split(value: &[u8], prefix_len: usize) -> Option<(&[u8], Vec<u64>)> {
+        let (prefix, rest) = value.split_at_checked(prefix_len)?;
+        if rest.len() % 8 != 0 {
+            return None;
+        }
+        let bases = rest
+            .chunks_exact(8)
+            .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        Some((prefix, bases))
+    }
+
+    fn value(self, bases: &[u64]) -> (Vec<u8>, Option<Vec<u8>>) {
+        let mut value = self.prefix;
+        value.reserve(bases.len() * 8);
+        for b in bases {
+            value.extend_from_slice(&b.to_be_bytes());
+        }
+        (self.key, Some(value))
+    }
+}
+
 /// An append written in this round, waiting to be answered, with the key-value
 /// writes that commit with it.
 type PendingAppend = (Reply<Vec<u64>>, Acks, Vec<u64>, Vec<KvOp>);
@@ -74,6 +110,8 @@ pub(crate) enum Command {
         batches: Vec<TopicBatch>,
         /// Key-value writes stored atomically with the batches (a source's cursor).
         kv: Vec<KvOp>,
+        /// A key-value pair carrying the bases, stored atomically with the batches.
+        note: Option<BasesNote>,
         acks: Acks,
         reply: Reply<Vec<u64>>,
     },
@@ -219,7 +257,8 @@ fn process_round(ctx: &WriteContext, round: &mut Vec<Command>) -> FlushJob {
         match cmd {
             Command::Append {
                 batches,
-                kv: side,
+                kv: mut side,
+                note,
                 acks,
                 reply,
             } => {
@@ -247,6 +286,9 @@ fn process_round(ctx: &WriteContext, round: &mut Vec<Command>) -> FlushJob {
                         }
                     });
                     bases.push(chunk.add(&b.batch));
+                }
+                if let Some(note) = note {
+                    side.push(note.value(&bases));
                 }
                 pending.push((reply, acks, bases, side));
             }

@@ -2,21 +2,24 @@
 //! outputs were stored, or why a step failed on it. The executor records failures,
 //! the planner places outputs; both speak these.
 
+use std::borrow::Cow;
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use weir_host::PluginError;
 
 use super::chain::Step;
 
 /// Why a step failed on an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepFailure {
     /// The plugin.
     pub plugin: String,
     /// Its version (SHA-256 of the component), if one was loaded.
     pub version: Option<String>,
     /// The stable error code (`plugin_trap`, `plugin_timeout`, `unknown_topic`, ...).
-    pub kind: &'static str,
+    pub kind: Cow<'static, str>,
     /// The message.
     pub message: String,
 }
@@ -26,14 +29,14 @@ impl StepFailure {
         Self {
             plugin: step.name.clone(),
             version: step.plugin.as_ref().map(|p| p.hash().to_string()),
-            kind: e.code(),
+            kind: Cow::Borrowed(e.code()),
             message: e.to_string(),
         }
     }
 }
 
 /// Where one output was stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placed {
     /// Topic.
     pub topic: Arc<str>,
@@ -44,7 +47,7 @@ pub struct Placed {
 }
 
 /// What became of one input record of a request that went through a pipeline.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordResult {
     /// Its stored outputs (empty: filtered out, or failed); almost always one, kept
     /// inline.

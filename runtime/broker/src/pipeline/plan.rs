@@ -164,7 +164,7 @@ pub(crate) fn build(
                         error: StepFailure {
                             plugin: step.name.clone(),
                             version: step.plugin.as_ref().map(|p| p.hash().to_string()),
-                            kind,
+                            kind: Cow::Borrowed(kind),
                             message,
                         },
                     });
@@ -387,17 +387,30 @@ impl Plan {
     /// Where everything went, given the base offsets the append of
     /// [`Plan::batches`] returned.
     pub(crate) fn finish(mut self, bases: &[u64]) -> Vec<RecordResult> {
-        for g in self.groups {
+        let mut results = std::mem::take(&mut self.results);
+        self.place(&mut results, bases);
+        results
+    }
+
+    /// [`finish`](Self::finish) without consuming the plan: the answer for `bases`.
+    pub(crate) fn answer(&self, bases: &[u64]) -> Vec<RecordResult> {
+        let mut results = self.results.clone();
+        self.place(&mut results, bases);
+        results
+    }
+
+    fn place(&self, results: &mut [RecordResult], bases: &[u64]) {
+        for g in &self.groups {
             let name: Arc<str> = Arc::from(g.topic.name());
             let positions: Vec<RecordPosition> =
                 produce::positions(&g.partitions, &bases[g.batches.clone()], &g.placement);
-            for (pos, (origin, dead)) in positions.into_iter().zip(g.targets) {
+            for (pos, &(origin, dead)) in positions.into_iter().zip(&g.targets) {
                 let placed = Placed {
                     topic: name.clone(),
                     partition: pos.partition,
                     offset: pos.offset,
                 };
-                let r = &mut self.results[origin as usize];
+                let r = &mut results[origin as usize];
                 if dead {
                     r.dead_letter = Some(placed);
                 } else {
@@ -405,6 +418,5 @@ impl Plan {
                 }
             }
         }
-        self.results
     }
 }

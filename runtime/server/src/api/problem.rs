@@ -78,7 +78,11 @@ impl From<BrokerError> for Problem {
             "topic_not_found" | "partition_not_found" | "group_not_found" => StatusCode::NOT_FOUND,
             "topic_exists" | "not_assigned" | "group_not_empty" | "pipeline_invalid"
             | "version_conflict" => StatusCode::CONFLICT,
-            "plugin_rejected" | "plugin_bad_input" => StatusCode::UNPROCESSABLE_ENTITY,
+            "plugin_rejected" | "plugin_bad_input" | "idempotency_key_reused" => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            "sequence_out_of_order" => StatusCode::CONFLICT,
+            "unsupported" => StatusCode::NOT_IMPLEMENTED,
             "plugin_unavailable" => StatusCode::NOT_FOUND,
             "plugin_wrong_kind" | "plugin_init_rejected" => StatusCode::BAD_REQUEST,
             "plugin_quarantined" => StatusCode::SERVICE_UNAVAILABLE,
@@ -94,10 +98,20 @@ impl From<BrokerError> for Problem {
             p = p
                 .with("index", *index)
                 .with("plugin", failure.plugin.as_str())
-                .with("error_kind", failure.kind);
+                .with("error_kind", failure.kind.as_ref());
             if let Some(v) = &failure.version {
                 p = p.with("version", v.as_str());
             }
+        }
+        if let BrokerError::SequenceOutOfOrder {
+            expected,
+            partition,
+            ..
+        } = &e
+        {
+            p = p
+                .with("expected_sequence", *expected)
+                .with("partition", *partition);
         }
         if let BrokerError::Storage(s) = &e {
             for (k, v) in storage_extras(s) {

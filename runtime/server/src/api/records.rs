@@ -2,12 +2,14 @@
 
 use std::collections::HashMap;
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use tracing::Instrument;
 use weir_broker::Acks;
+use weir_broker::idempotence::Retry;
 
 use super::body::read_limited;
 use super::params::{
@@ -15,14 +17,17 @@ use super::params::{
 };
 use super::problem::Problem;
 use super::{AppState, json_response};
+use crate::auth::Principal;
 use crate::wire::produce::{BodyFormat, parse};
 use crate::wire::records::fetch_response;
 
-/// `POST /v1/topics/{t}/records?acks=all|none`.
+/// `POST /v1/topics/{t}/records?acks=all|none`, with `Idempotency-Key` or
+/// `Weir-Producer-Id` + `Weir-Sequence` for retries that never duplicate.
 pub async fn produce(
     State(state): State<AppState>,
     Path(topic): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
@@ -34,8 +39,10 @@ pub async fn produce(
             other => return Err(unknown_param(other, "acks")),
         }
     }
-    // Fail fast on an unknown topic, before reading a large body.
+    // Fail fast on an unknown topic or bad retry headers, before reading a large body.
     let topic = state.broker.topic(&topic)?;
+    let principal_name = principal.as_ref().map_or("anonymous", |p| p.name.as_str());
+    let retry = retry_of(&headers, principal_name)?;
     let format = BodyFormat::detect(&headers)?;
     let body = read_limited(
         &headers,
@@ -63,17 +70,84 @@ pub async fn produce(
         messaging.batch.message_count = records.len(),
         trace_id = traceparent.map(super::trace::trace_id),
     );
-    let published = state
-        .broker
-        .publish(&topic, &records, acks)
-        .instrument(span.clone())
-        .await?;
-    span.in_scope(|| tracing::debug!(took_us = started.elapsed().as_micros() as u64, "published"));
-    let bytes = records.iter().map(|r| r.size()).sum();
-    state
-        .telemetry
-        .produced(topic.name(), records.len(), bytes, acks, started.elapsed());
-    Ok(json_response(crate::wire::published::response(&published)))
+    let (published, replayed) = match retry {
+        None => (
+            state
+                .broker
+                .publish(&topic, &records, acks)
+                .instrument(span.clone())
+                .await?,
+            false,
+        ),
+        Some(retry) => {
+            let answered = state
+                .broker
+                .publish_once(&topic, &records, acks, retry)
+                .instrument(span.clone())
+                .await?;
+            (answered.published, answered.replayed)
+        }
+    };
+    span.in_scope(|| {
+        tracing::debug!(
+            took_us = started.elapsed().as_micros() as u64,
+            replayed,
+            "published"
+        )
+    });
+    if !replayed {
+        let bytes = records.iter().map(|r| r.size()).sum();
+        state
+            .telemetry
+            .produced(topic.name(), records.len(), bytes, acks, started.elapsed());
+    }
+    let mut response = json_response(crate::wire::published::response(&published));
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// How the request names itself for retries: `Idempotency-Key`, or
+/// `Weir-Producer-Id` with `Weir-Sequence`; `None` when it does not.
+fn retry_of<'a>(headers: &'a HeaderMap, principal: &'a str) -> Result<Option<Retry<'a>>, Problem> {
+    let text = |name: &str| -> Result<Option<&'a str>, Problem> {
+        let mut values = headers.get_all(name).iter();
+        let Some(v) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(Problem::invalid_request(format!(
+                "{name} is given more than once"
+            )));
+        }
+        v.to_str()
+            .map(Some)
+            .map_err(|_| Problem::invalid_request(format!("{name} must be printable ASCII")))
+    };
+    let key = text("idempotency-key")?;
+    let producer = text("weir-producer-id")?;
+    let sequence = text("weir-sequence")?;
+    match (key, producer, sequence) {
+        (None, None, None) => Ok(None),
+        (Some(key), None, None) => Ok(Some(Retry::Key { principal, key })),
+        (None, Some(producer), Some(sequence)) => {
+            let sequence = sequence.trim().parse::<u64>().map_err(|_| {
+                Problem::invalid_request(format!(
+                    "Weir-Sequence must be a non-negative integer, got '{sequence}'"
+                ))
+            })?;
+            Ok(Some(Retry::Session { producer, sequence }))
+        }
+        (None, _, _) => Err(Problem::invalid_request(
+            "Weir-Producer-Id and Weir-Sequence go together",
+        )),
+        (Some(_), _, _) => Err(Problem::invalid_request(
+            "a request names itself with Idempotency-Key or with Weir-Producer-Id and Weir-Sequence, not both",
+        )),
+    }
 }
 
 /// `GET /v1/topics/{t}/partitions/{p}/records?offset=&max_records=&max_bytes=&timeout_ms=`.

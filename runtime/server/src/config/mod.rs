@@ -28,6 +28,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Consumer groups.
     pub groups: GroupsConfig,
+    /// Idempotent produce: how long and how much is remembered.
+    pub idempotence: IdempotenceConfig,
     /// Plugin health.
     pub plugins: PluginsConfig,
     /// Pipelines.
@@ -254,6 +256,45 @@ impl Default for GroupsConfig {
     }
 }
 
+/// Bounds of the idempotent-produce state (see the README's "Retries that never
+/// duplicate").
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotenceConfig {
+    /// How long an `Idempotency-Key` is remembered.
+    pub key_window_s: u64,
+    /// Most keys remembered; beyond it the oldest are forgotten early.
+    pub max_keys: usize,
+    /// A producer session idle this long is forgotten.
+    pub session_idle_s: u64,
+    /// Most producer sessions (per producer and partition) kept.
+    pub max_sessions: usize,
+}
+
+impl Default for IdempotenceConfig {
+    fn default() -> Self {
+        let d = weir_broker::idempotence::IdempotenceOptions::default();
+        Self {
+            key_window_s: d.key_window.as_secs(),
+            max_keys: d.max_keys,
+            session_idle_s: d.session_idle.as_secs(),
+            max_sessions: d.max_sessions,
+        }
+    }
+}
+
+impl IdempotenceConfig {
+    /// The broker's options.
+    pub fn options(&self) -> weir_broker::idempotence::IdempotenceOptions {
+        weir_broker::idempotence::IdempotenceOptions {
+            key_window: std::time::Duration::from_secs(self.key_window_s),
+            max_keys: self.max_keys,
+            session_idle: std::time::Duration::from_secs(self.session_idle_s),
+            max_sessions: self.max_sessions,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -263,6 +304,7 @@ impl Default for Config {
             limits: Limits::default(),
             storage: StorageConfig::default(),
             groups: GroupsConfig::default(),
+            idempotence: IdempotenceConfig::default(),
             plugins: PluginsConfig::default(),
             pipelines: PipelinesConfig::default(),
             auth: AuthConfig::default(),

@@ -77,7 +77,7 @@ fn write_failure(out: &mut Vec<u8>, f: &StepFailure) {
         string(out, v);
     }
     out.extend_from_slice(b",\"kind\":");
-    string(out, f.kind);
+    string(out, &f.kind);
     out.extend_from_slice(b",\"message\":");
     string(out, &f.message);
     out.push(b'}');

@@ -7,7 +7,7 @@ use super::Store;
 use crate::batch::EncodedBatch;
 use crate::error::{Result, StorageError};
 use crate::topic::Topic;
-use crate::writer::{Acks, Command, KvOp, TopicBatch};
+use crate::writer::{Acks, BasesNote, Command, KvOp, TopicBatch};
 
 use std::sync::Arc;
 
@@ -48,6 +48,18 @@ impl Store {
         kv: Vec<KvOp>,
         acks: Acks,
     ) -> Result<Vec<u64>> {
+        self.append_noting(batches, kv, None, acks).await
+    }
+
+    /// [`append_committing`](Self::append_committing) plus `note`, whose value ends
+    /// with the bases the batches got, in the same atomic write (see [`BasesNote`]).
+    pub async fn append_noting(
+        &self,
+        batches: Vec<TopicBatch>,
+        kv: Vec<KvOp>,
+        note: Option<BasesNote>,
+        acks: Acks,
+    ) -> Result<Vec<u64>> {
         let mut bytes = 0u64;
         for b in &batches {
             b.topic.partition(b.partition)?;
@@ -64,6 +76,7 @@ impl Store {
         self.send(Command::Append {
             batches,
             kv,
+            note,
             acks,
             reply,
         })

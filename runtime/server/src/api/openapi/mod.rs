@@ -21,7 +21,11 @@ pub fn document() -> Value {
             .map(|p| {
                 let mut param = json!({
                     "name": p.name,
-                    "in": if p.place == In::Path { "path" } else { "query" },
+                    "in": match p.place {
+                        In::Path => "path",
+                        In::Query => "query",
+                        In::Header => "header",
+                    },
                     "required": p.required,
                     "description": p.description,
                     "schema": p.schema.json(),

@@ -11,6 +11,7 @@ use super::schema::{self, Schema};
 pub(super) enum In {
     Path,
     Query,
+    Header,
 }
 
 /// One parameter: path parameters are always required.
@@ -51,6 +52,22 @@ const fn query(
     Param {
         name,
         place: In::Query,
+        description,
+        schema,
+        example,
+        required: false,
+    }
+}
+
+const fn header(
+    name: &'static str,
+    description: &'static str,
+    schema: Schema,
+    example: &'static str,
+) -> Param {
+    Param {
+        name,
+        place: In::Header,
         description,
         schema,
         example,
@@ -287,6 +304,24 @@ pub(super) const OPERATIONS: &[Operation] = &[
                 "`all` (default: after fsync) or `none`; Kafka's `-1`, `1` and `0` too",
                 Schema::Word(&["all", "none", "-1", "1", "0"]),
                 "all",
+            ),
+            header(
+                "Idempotency-Key",
+                "Names the request: a repeat within the dedup window (per topic and principal) gets the first answer and stores nothing",
+                Schema::Text,
+                "",
+            ),
+            header(
+                "Weir-Producer-Id",
+                "A producer session's id (with `Weir-Sequence`): Kafka's idempotent producer",
+                Schema::Text,
+                "",
+            ),
+            header(
+                "Weir-Sequence",
+                "The request's number among the producer's requests to its partition, from 0",
+                Schema::Text,
+                "",
             ),
         ],
         body: Some(Body {
