@@ -229,7 +229,7 @@ pub async fn run(
         Arc::new(telemetry::BrokerMetrics::new(broker.clone())),
         collectors,
     ));
-    let state = api::AppState {
+    let state = api::AppState::new(api::Shared {
         telemetry,
         broker: broker.clone(),
         connectors: connectors.clone(),
@@ -237,7 +237,7 @@ pub async fn run(
         guard,
         limits: config.limits,
         cluster: cluster.clone(),
-    };
+    });
     let app = api::router(state);
     let tls = match &config.tls {
         Some(tls_config) => {

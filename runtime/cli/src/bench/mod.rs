@@ -74,6 +74,13 @@ pub struct BenchArgs {
     /// connection, instead of HTTP/1.1 connections.
     #[arg(long)]
     http2: bool,
+    /// `acks` of the produce cells: `all` (after fsync) or `none`.
+    #[arg(long, default_value = "all", value_parser = ["all", "none"])]
+    acks: String,
+    /// Send a fresh `Idempotency-Key` with every produce request (the cost of
+    /// idempotency).
+    #[arg(long)]
+    idempotency_keys: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -194,7 +201,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         "HTTP/1.1"
     };
-    println!("weir bench against {url} over {http}, {seconds} s per cell, acks=all\n");
+    let how = How {
+        acks: if args.acks == "none" { "none" } else { "all" },
+        idempotency_keys: args.idempotency_keys,
+    };
+    println!(
+        "weir bench against {url} over {http}, {seconds} s per cell, acks={}{}\n",
+        how.acks,
+        if how.idempotency_keys {
+            ", an Idempotency-Key per request"
+        } else {
+            ""
+        }
+    );
     Row::print_header();
     for v in &args.value_bytes {
         fsync_limit(&data_dir, *v, 1000, seconds)?.print();
@@ -213,8 +232,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     .await?;
                 anyhow::ensure!(status == 201 || status == 200, "creating {topic} failed");
                 let before = server.as_ref().map(|s| s.broker.write_stats());
-                let row =
-                    produce_cell(&client, &topic, value_bytes, batch, concurrency, seconds).await?;
+                let row = produce_cell(
+                    &client,
+                    &topic,
+                    value_bytes,
+                    batch,
+                    concurrency,
+                    seconds,
+                    how,
+                )
+                .await?;
                 row.print();
                 if let (Some(s), Some(before)) = (&server, before) {
                     print_write_path(before, s.broker.write_stats());
@@ -326,10 +353,11 @@ async fn produce_cell(
     batch: usize,
     concurrency: usize,
     seconds: f64,
+    how: How,
 ) -> anyhow::Result<Row> {
     let body = Bytes::from(batch_body(value_bytes, batch));
     let clients = std::slice::from_ref(client);
-    let mut row = publish_cell(clients, topic, body, batch, concurrency, seconds).await?;
+    let mut row = publish_cell_with(clients, topic, body, batch, concurrency, seconds, how).await?;
     row.name = format!("produce {value_bytes} B x {batch}/req, {concurrency} conc");
     row.bytes = row.records * value_bytes as u64;
     Ok(row)
@@ -346,28 +374,79 @@ async fn publish_cell(
     concurrency: usize,
     seconds: f64,
 ) -> anyhow::Result<Row> {
+    publish_cell_with(
+        clients,
+        topic,
+        body,
+        batch,
+        concurrency,
+        seconds,
+        How::default(),
+    )
+    .await
+}
+
+/// How the produce cells publish.
+#[derive(Debug, Clone, Copy)]
+struct How {
+    acks: &'static str,
+    idempotency_keys: bool,
+}
+
+impl Default for How {
+    fn default() -> Self {
+        Self {
+            acks: "all",
+            idempotency_keys: false,
+        }
+    }
+}
+
+/// [`publish_cell`] with `acks` and idempotency keys chosen.
+async fn publish_cell_with(
+    clients: &[Client],
+    topic: &str,
+    body: Bytes,
+    batch: usize,
+    concurrency: usize,
+    seconds: f64,
+    how: How,
+) -> anyhow::Result<Row> {
     let records = Arc::new(AtomicU64::new(0));
+    // Keys unique to this run, so a second run against the same broker stores again.
+    let run = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..concurrency {
         let client = &clients[i % clients.len()];
-        let (http, url, body, records) = (
+        let (http, url, body, records, run) = (
             client.http().clone(),
-            client.url(&format!("/v1/topics/{topic}/records?acks=all")),
+            client.url(&format!("/v1/topics/{topic}/records?acks={}", how.acks)),
             body.clone(),
             records.clone(),
+            run.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let mut sent = 0u64;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                let resp = http
+                let mut req = http
                     .post(&url)
                     .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await?;
+                    .body(body.clone());
+                if how.idempotency_keys {
+                    sent += 1;
+                    req = req.header("idempotency-key", format!("bench-{run}-{i}-{sent}"));
+                }
+                let resp = req.send().await?;
                 let status = resp.status();
                 let _ = resp.bytes().await?;
                 anyhow::ensure!(status.is_success(), "produce failed with {status}");
