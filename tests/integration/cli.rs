@@ -341,9 +341,17 @@ async fn bench_compare_quick_measures_every_workload_on_every_system() {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         let rate: f64 = cells[4].replace(',', "").parse().unwrap();
         assert!(rate > 0.0, "{line}");
-        if cells[2].starts_with("Weir HTTP") {
+        if cells[2].starts_with("Weir HTTP (") {
             assert!(cells[8].starts_with("1.00"), "{line}");
         }
+    }
+    // HTTP/2 is measured on the publish workloads.
+    for workload in workloads
+        .iter()
+        .filter(|w| w.starts_with("publish ") && !w.contains("receive"))
+    {
+        let row = format!("| {workload} | Weir HTTP/2 (acks=all) |");
+        assert!(written.contains(&row), "missing '{row}' in:\n{written}");
     }
 }
 

@@ -49,20 +49,34 @@ pub struct WeirHttp {
     url: Arc<str>,
     http: reqwest::Client,
     acks: Acks,
+    /// HTTP/2 with prior knowledge: every request a stream of one connection.
+    http2: bool,
 }
 
 impl WeirHttp {
     pub fn new(url: &str, acks: Acks) -> anyhow::Result<WeirHttp> {
-        let http = reqwest::Client::builder()
+        Self::build(url, acks, false)
+    }
+
+    /// Over HTTP/2 (h2c, prior knowledge): concurrent publishes share one connection.
+    pub fn new_http2(url: &str, acks: Acks) -> anyhow::Result<WeirHttp> {
+        Self::build(url, acks, true)
+    }
+
+    fn build(url: &str, acks: Acks, http2: bool) -> anyhow::Result<WeirHttp> {
+        let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             // Below Weir's header_read_timeout_ms, which closes idle connections.
             .pool_idle_timeout(std::time::Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .build()?;
+            .tcp_nodelay(true);
+        if http2 {
+            builder = builder.http2_prior_knowledge();
+        }
         Ok(WeirHttp {
             url: url.trim_end_matches('/').into(),
-            http,
+            http: builder.build()?,
             acks,
+            http2,
         })
     }
 
@@ -110,7 +124,8 @@ struct FetchedRecord<'a> {
 
 impl System for WeirHttp {
     fn label(&self) -> String {
-        format!("Weir HTTP (acks={})", acks_name(self.acks))
+        let http = if self.http2 { "HTTP/2" } else { "HTTP" };
+        format!("Weir {http} (acks={})", acks_name(self.acks))
     }
 
     fn durability(&self) -> Durability {
@@ -118,7 +133,7 @@ impl System for WeirHttp {
     }
 
     fn is_reference(&self) -> bool {
-        true
+        !self.http2
     }
 
     async fn create(&self, stream: &str) -> anyhow::Result<()> {

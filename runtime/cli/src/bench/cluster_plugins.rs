@@ -2,12 +2,9 @@
 //! node takes to serve on another, and how long a connector takes to move when its
 //! node is killed (`kill -9` of a `weir serve --cluster` child process).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use serde_json::Value;
 use weir_broker::plugins::PluginFiles;
 
@@ -83,15 +80,8 @@ pub(super) async fn deploy_latency(
 
 /// A `weir serve --cluster` child process, killed when dropped.
 struct Node {
-    child: Child,
+    child: super::child::ChildBroker,
     client: Client,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn spawn_node(dir: &Path, urls: &str, node: &str) -> anyhow::Result<Node> {
@@ -102,44 +92,17 @@ fn spawn_node(dir: &Path, urls: &str, node: &str) -> anyhow::Result<Node> {
         &config,
         format!("[cluster]\nnode = \"{node}\"\nprefix = \"failover\"\n"),
     )?;
-    let mut child = Command::new(std::env::current_exe()?)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log",
-            "info",
-            "--cluster",
-            urls,
-        ])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--plugin-dir")
-        .arg(dir.join("plugins"))
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().context("no stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("listen=").nth(1)
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .context("a weir node did not start")?;
-    Ok(Node {
-        child,
-        client: Client::new(&format!("http://{addr}"))?,
-    })
+    let child = super::child::spawn_serve(
+        dir,
+        &[
+            "--cluster".as_ref(),
+            urls.as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ],
+    )?;
+    let client = Client::new(&child.url)?;
+    Ok(Node { child, client })
 }
 
 /// Waits until `client` says connector `gen` runs on `node`; the time it took.
@@ -198,8 +161,8 @@ pub(super) async fn connector_failover(
     };
     for _ in 0..kills {
         until_running_on(&nodes[1 - on].client, names[on]).await?;
-        nodes[on].child.kill()?;
-        nodes[on].child.wait()?;
+        nodes[on].child.child.kill()?;
+        nodes[on].child.child.wait()?;
         let moved = until_running_on(&nodes[1 - on].client, names[1 - on]).await?;
         latencies.push(moved);
         nodes[on] = spawn_node(&dir.path().join(names[on]), &urls, names[on])?;

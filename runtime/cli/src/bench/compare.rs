@@ -41,16 +41,21 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
     }
     options.peers = args.peers;
     let plugins = tempfile::tempdir()?;
+    // The in-process rows measure this broker; the HTTP rows a `weir serve` of its
+    // own, so the load generator and the broker do not share a process.
     let server = super::InProcess::start(plugins.path()).await?;
+    let child_dir = tempfile::tempdir()?;
+    let child = super::child::spawn_serve(child_dir.path(), &[])?;
     eprintln!(
-        "weir bench compare: {:?} per cell; Weir at {} (data in a temp dir)",
-        options.duration, server.url
+        "weir bench compare: {:?} per cell; Weir at {} (a separate process, data in a temp dir)",
+        options.duration, child.url
     );
     let weir = weir_bench::WeirUnderTest {
-        url: server.url.clone(),
+        url: child.url.clone(),
         broker: server.broker.clone(),
     };
     let report = weir_bench::run(&options, &weir).await;
+    drop(child);
     server.stop().await;
     let table = report?.markdown();
     println!("\n{table}");

@@ -17,6 +17,7 @@ use super::Client;
 use super::produce::percentile_ms;
 use latency::sse_latency;
 
+mod child;
 mod cluster;
 mod cluster_plugins;
 mod compare;
