@@ -218,7 +218,7 @@ fn the_server_is_the_http_library_alone() {
 
 /// Files of the domain crates that may derive `Serialize`, and why: each is a record
 /// the crate writes to its own storage, not a request or response body.
-const PERSISTED: [(&str, &str); 9] = [
+const PERSISTED: [(&str, &str); 12] = [
     (
         "runtime/storage/src/config.rs",
         "topic configs in the meta tree",
@@ -251,6 +251,18 @@ const PERSISTED: [(&str, &str); 9] = [
     (
         "runtime/broker/src/cluster/deploy.rs",
         "plugin deployments in the cluster's shared key-value store",
+    ),
+    (
+        "runtime/broker/src/idempotence/note.rs",
+        "a request's answer, stored with its records for idempotent retries",
+    ),
+    (
+        "runtime/broker/src/idempotence/keys.rs",
+        "an idempotency key's note in the key-value store",
+    ),
+    (
+        "runtime/broker/src/idempotence/sessions.rs",
+        "a producer session's note in the key-value store",
     ),
 ];
 

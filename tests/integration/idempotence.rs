@@ -345,3 +345,54 @@ async fn producer_sessions_refuse_gaps_and_answer_repeats_across_kill_9() {
         .collect();
     assert_eq!(values, vec![0, 100, 1, 101, 2, 102]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_answer_is_replayed_after_kill_9() {
+    let temp = tempfile::tempdir().unwrap();
+    crate::harness::install_plugin(
+        &temp.path().join("plugins"),
+        "by-region",
+        "router",
+        weir_test_artifacts::HEADER_ROUTER,
+        "[router]\ndestinations = [\"orders-eu\", \"orders-other\"]\n[config]\nheader = \"region\"\ndefault = \"orders-other\"\n[config.routes]\neu = \"orders-eu\"\n[[attach]]\ntopic = \"orders\"",
+    );
+    let server = ServerProcess::start(temp.path());
+    let api = server.client();
+    for t in ["orders", "orders-eu", "orders-other"] {
+        api.create_topic(t, json!({ "partitions": 2 })).await;
+    }
+    let records = json!([
+        { "key": "a", "value": 1, "headers": { "region": "eu" } },
+        { "key": "b", "value": 2 },
+    ]);
+    let key = [("idempotency-key", "routed-1".to_string())];
+    let first = post_records(&server.url, "orders", &key, &records)
+        .await
+        .unwrap();
+    assert_eq!((first.0, first.2), (200, false), "{}", first.1);
+    assert_eq!(first.1["results"][0]["outputs"][0]["topic"], "orders-eu");
+    tokio::task::spawn_blocking(move || server.kill())
+        .await
+        .unwrap();
+
+    let server = ServerProcess::start(temp.path());
+    let again = post_records(&server.url, "orders", &key, &records)
+        .await
+        .unwrap();
+    assert_eq!((again.0, again.2), (200, true), "{}", again.1);
+    assert_eq!(again.1, first.1, "the routed answer survived the kill");
+    let api = server.client();
+    let stored: usize = futures_util::future::join_all(
+        ["orders-eu", "orders-other"]
+            .iter()
+            .flat_map(|t| (0..2).map(move |p| (*t, p)))
+            .map(|(t, p)| {
+                let api = api.clone();
+                async move { api.fetch_all(t, p, 0).await.len() }
+            }),
+    )
+    .await
+    .into_iter()
+    .sum();
+    assert_eq!(stored, 2, "each routed record once");
+}

@@ -84,7 +84,7 @@ impl Record for NewRecord<'_> {
 }
 
 /// Where one produced record went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordPosition {
     /// Partition.
     pub partition: u32,

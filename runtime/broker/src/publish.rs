@@ -6,7 +6,6 @@
 //! publish store the answer's template with the records in the same write
 //! ([`crate::idempotence`]).
 
-use serde::{Deserialize, Serialize};
 use weir_host::BatchInfo;
 use weir_host::packed::{FLAG_VALUE_JSON, Writer};
 use weir_storage::TopicBatch;
@@ -20,7 +19,7 @@ use crate::{Acks, Broker, KvOp, Topic, cluster};
 use std::sync::Arc;
 
 /// What a publish returns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Published {
     /// The topic has no pipeline: each record's position, in request order.
     Plain(Vec<RecordPosition>),

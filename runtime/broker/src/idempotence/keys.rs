@@ -58,11 +58,7 @@ pub(crate) fn scope(topic_id: u32, principal: &str, key: &str) -> Result<Box<[u8
 
 /// The storage key of a note: prefix, scope, time made.
 pub(crate) fn note_key(scope: &[u8], at_ms: i64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(PREFIX.len() + scope.len() + 8);
-    k.extend_from_slice(PREFIX);
-    k.extend_from_slice(scope);
-    k.extend_from_slice(&at_ms.to_be_bytes());
-    k
+    super::note::storage_key(PREFIX, scope, at_ms)
 }
 
 /// A remembered answer.

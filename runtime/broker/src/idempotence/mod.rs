@@ -296,12 +296,8 @@ impl Broker {
                 answer: note::template(&prepared.answer, prepared.batches.len()),
             }),
         };
-        let (log, removals) = (self.log.clone(), dedup.removals());
-        detach(async move {
-            let published = append_noted(&*log, prepared, removals, note, acks).await?;
-            let stored = Arc::new(StoredAnswer::from_published(&published));
+        self.append_remembering(dedup, prepared, note, acks, move |stored| {
             guard.finish(at_ms, fingerprint, stored);
-            Ok(published)
         })
         .await
     }
@@ -336,46 +332,44 @@ impl Broker {
                 answer: note::template(&prepared.answer, prepared.batches.len()),
             }),
         };
-        let (log, removals) = (self.log.clone(), dedup.removals());
-        detach(async move {
-            let published = append_noted(&*log, prepared, removals, note, acks).await?;
-            let stored = Arc::new(StoredAnswer::from_published(&published));
+        self.append_remembering(dedup, prepared, note, acks, move |stored| {
             Session::record(&mut slot, started_ms, at_ms, sequence, stored);
-            Ok(published)
         })
         .await
+    }
+
+    /// Appends `prepared` with its `note` (and the removals of forgotten notes) on a
+    /// task of its own, so it finishes even if the caller stops waiting; then hands
+    /// the answer to `remember`.
+    async fn append_remembering(
+        &self,
+        dedup: &Idempotence,
+        prepared: Prepared,
+        note: BasesNote,
+        acks: Acks,
+        remember: impl FnOnce(Arc<StoredAnswer>) + Send + 'static,
+    ) -> Result<Answered> {
+        let (log, removals) = (self.log.clone(), dedup.removals());
+        let attempt = async move {
+            let Prepared { batches, answer } = prepared;
+            let bases = log.append_noting(batches, removals, note, acks).await?;
+            let published = answer.resolve(&bases);
+            remember(Arc::new(StoredAnswer::from_published(&published)));
+            Ok::<_, BrokerError>(published)
+        };
+        let published = tokio::spawn(attempt).await.map_err(|e| {
+            BrokerError::Internal(format!("an idempotent publish did not finish: {e}"))
+        })??;
+        Ok(Answered {
+            published,
+            replayed: false,
+        })
     }
 
     /// The dedup state's counters.
     pub fn idempotence_stats(&self) -> IdempotenceStats {
         self.idempotence.stats()
     }
-}
-
-async fn append_noted(
-    log: &dyn Log,
-    prepared: Prepared,
-    removals: Vec<KvOp>,
-    note: BasesNote,
-    acks: Acks,
-) -> Result<Published> {
-    let Prepared { batches, answer } = prepared;
-    let bases = log.append_noting(batches, removals, note, acks).await?;
-    Ok(answer.resolve(&bases))
-}
-
-/// Runs an attempt's append and bookkeeping on a task of its own: it finishes even if
-/// the caller stops waiting.
-async fn detach(
-    attempt: impl std::future::Future<Output = Result<Published>> + Send + 'static,
-) -> Result<Answered> {
-    let published = tokio::spawn(attempt).await.map_err(|e| {
-        BrokerError::Internal(format!("an idempotent publish did not finish: {e}"))
-    })??;
-    Ok(Answered {
-        published,
-        replayed: false,
-    })
 }
 
 fn replay(answer: &StoredAnswer) -> Answered {

@@ -11,21 +11,74 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::RecordResult;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::pipeline::{Placed, RecordResult, StepFailure};
 use crate::produce::RecordPosition;
 use crate::publish::{Answer, Published};
 
 /// A template offset holds the batch index above this many bits.
 const BATCH_SHIFT: u32 = 40;
 
-/// An answer as remembered: compact for plain publishes.
+/// An answer as remembered: compact for plain publishes. Its own type, not the
+/// broker's [`Published`], so the stored format changes only on purpose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum StoredAnswer {
     /// Runs of records stored next to each other: (partition, first offset, count),
     /// in request order.
     Runs(Vec<(u32, u64, u32)>),
     /// A pipeline's per-record results.
-    Pipeline(Vec<RecordResult>),
+    Pipeline(Vec<StoredResult>),
+}
+
+/// One input record's result through a pipeline, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredResult {
+    /// Outputs: (topic, partition, offset).
+    outputs: Vec<(String, u32, u64)>,
+    dead_letter: Option<(String, u32, u64)>,
+    /// (plugin, version, kind, message).
+    error: Option<(String, Option<String>, String, String)>,
+}
+
+impl StoredResult {
+    fn from_result(r: &RecordResult) -> Self {
+        let place = |p: &Placed| (p.topic.to_string(), p.partition, p.offset);
+        Self {
+            outputs: r.outputs.iter().map(place).collect(),
+            dead_letter: r.dead_letter.as_ref().map(place),
+            error: r.error.as_ref().map(|e| {
+                (
+                    e.plugin.clone(),
+                    e.version.clone(),
+                    e.kind.to_string(),
+                    e.message.clone(),
+                )
+            }),
+        }
+    }
+
+    fn to_result(&self) -> RecordResult {
+        let place = |(topic, partition, offset): &(String, u32, u64)| Placed {
+            topic: Arc::from(topic.as_str()),
+            partition: *partition,
+            offset: *offset,
+        };
+        RecordResult {
+            outputs: self.outputs.iter().map(place).collect(),
+            dead_letter: self.dead_letter.as_ref().map(place),
+            error: self
+                .error
+                .as_ref()
+                .map(|(plugin, version, kind, message)| StepFailure {
+                    plugin: plugin.clone(),
+                    version: version.clone(),
+                    kind: Cow::Owned(kind.clone()),
+                    message: message.clone(),
+                }),
+        }
+    }
 }
 
 impl StoredAnswer {
@@ -46,7 +99,9 @@ impl StoredAnswer {
                 }
                 StoredAnswer::Runs(runs)
             }
-            Published::Pipeline(results) => StoredAnswer::Pipeline(results.clone()),
+            Published::Pipeline(results) => {
+                StoredAnswer::Pipeline(results.iter().map(StoredResult::from_result).collect())
+            }
         }
     }
 
@@ -63,7 +118,9 @@ impl StoredAnswer {
                     })
                     .collect(),
             ),
-            StoredAnswer::Pipeline(results) => Published::Pipeline(results.clone()),
+            StoredAnswer::Pipeline(results) => {
+                Published::Pipeline(results.iter().map(StoredResult::to_result).collect())
+            }
         }
     }
 
@@ -74,7 +131,7 @@ impl StoredAnswer {
                 r.outputs
                     .iter_mut()
                     .chain(r.dead_letter.as_mut())
-                    .map(|p| &mut p.offset)
+                    .map(|(_, _, offset)| offset)
             })),
         }
     }
@@ -116,6 +173,16 @@ pub(crate) fn decode<T: DeserializeOwned + HasTemplate>(value: &[u8]) -> Option<
     let template = std::mem::replace(body.answer_mut(), StoredAnswer::Runs(Vec::new()));
     *body.answer_mut() = resolve(template, &bases)?;
     Some(body)
+}
+
+/// The storage key of a note: `prefix`, the scope, and a time (a key's creation, a
+/// session's start) that makes a newer note of the same scope another key.
+pub(crate) fn storage_key(prefix: &[u8], scope: &[u8], ms: i64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + scope.len() + 8);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(scope);
+    k.extend_from_slice(&ms.to_be_bytes());
+    k
 }
 
 /// A note body that carries an answer template.

@@ -61,11 +61,7 @@ pub(crate) fn scope(topic_id: u32, partition: u32, producer: &str) -> Result<Box
 
 /// The storage key of a session's note: prefix, scope, session start.
 pub(crate) fn note_key(scope: &[u8], started_ms: i64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(PREFIX.len() + scope.len() + 8);
-    k.extend_from_slice(PREFIX);
-    k.extend_from_slice(scope);
-    k.extend_from_slice(&started_ms.to_be_bytes());
-    k
+    super::note::storage_key(PREFIX, scope, started_ms)
 }
 
 /// A live session.

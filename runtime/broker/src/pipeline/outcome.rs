@@ -5,14 +5,12 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use weir_host::PluginError;
 
 use super::chain::Step;
 
 /// Why a step failed on an event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepFailure {
     /// The plugin.
     pub plugin: String,
@@ -36,7 +34,7 @@ impl StepFailure {
 }
 
 /// Where one output was stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placed {
     /// Topic.
     pub topic: Arc<str>,
@@ -47,7 +45,7 @@ pub struct Placed {
 }
 
 /// What became of one input record of a request that went through a pipeline.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordResult {
     /// Its stored outputs (empty: filtered out, or failed); almost always one, kept
     /// inline.

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::latency::sse_latency_across;
-use super::{Client, InProcess, Row, batch_body, fetch_all, publish_cell};
+use super::{Client, How, InProcess, Row, batch_body, fetch_all, publish_cell};
 
 #[derive(Debug, clap::Args)]
 pub struct ClusterArgs {
@@ -256,8 +256,16 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 let topic = format!("bench-{n}");
                 create(clients, &topic, args.partitions).await?;
                 let body = Bytes::from(batch_body(value_bytes, 1000));
-                let mut row =
-                    publish_cell(clients, &topic, body, 1000, concurrency, seconds).await?;
+                let mut row = publish_cell(
+                    clients,
+                    &topic,
+                    body,
+                    1000,
+                    concurrency,
+                    seconds,
+                    How::default(),
+                )
+                .await?;
                 row.name = format!("{label}: {value_bytes} B x 1000/req, {concurrency} conc");
                 row.bytes = row.records * value_bytes as u64;
                 row.print();
@@ -275,7 +283,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             &nodes[0]
         };
         let before = server.broker.write_stats();
-        let mut row = publish_cell(clients, &topic, body, 1, 64, seconds).await?;
+        let mut row = publish_cell(clients, &topic, body, 1, 64, seconds, How::default()).await?;
         row.name = format!("{label}: single 100 B records, 64 conc");
         row.bytes = row.records * 100;
         row.print();

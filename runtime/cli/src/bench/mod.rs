@@ -358,38 +358,15 @@ async fn produce_cell(
 ) -> anyhow::Result<Row> {
     let body = Bytes::from(batch_body(value_bytes, batch));
     let clients = std::slice::from_ref(client);
-    let mut row = publish_cell_with(clients, topic, body, batch, concurrency, seconds, how).await?;
+    let mut row = publish_cell(clients, topic, body, batch, concurrency, seconds, how).await?;
     row.name = format!("produce {value_bytes} B x {batch}/req, {concurrency} conc");
     row.bytes = row.records * value_bytes as u64;
     Ok(row)
 }
 
-/// Publishes `body` (holding `batch` records) to `topic` from `concurrency` tasks for
-/// `seconds`, each waiting for its answer before sending again; the tasks are dealt
-/// over `clients` (one server, or several cluster nodes).
-async fn publish_cell(
-    clients: &[Client],
-    topic: &str,
-    body: Bytes,
-    batch: usize,
-    concurrency: usize,
-    seconds: f64,
-) -> anyhow::Result<Row> {
-    publish_cell_with(
-        clients,
-        topic,
-        body,
-        batch,
-        concurrency,
-        seconds,
-        How::default(),
-    )
-    .await
-}
-
 /// How the produce cells publish.
 #[derive(Debug, Clone, Copy)]
-struct How {
+pub(super) struct How {
     acks: &'static str,
     idempotency_keys: bool,
 }
@@ -403,8 +380,10 @@ impl Default for How {
     }
 }
 
-/// [`publish_cell`] with `acks` and idempotency keys chosen.
-async fn publish_cell_with(
+/// Publishes `body` (holding `batch` records) to `topic` from `concurrency` tasks for
+/// `seconds`, each waiting for its answer before sending again; the tasks are dealt
+/// over `clients` (one server, or several cluster nodes).
+async fn publish_cell(
     clients: &[Client],
     topic: &str,
     body: Bytes,

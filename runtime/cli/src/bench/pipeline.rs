@@ -8,7 +8,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{Client, publish_cell};
+use super::{Client, How, publish_cell};
 
 /// Builds json-filter, redact and header-router from `src` (default: this
 /// repository's `plugins/`) into `plugin_dir`, with manifests for the bench. Returns
@@ -136,6 +136,7 @@ pub(super) async fn cells(
             batch,
             concurrency,
             seconds,
+            How::default(),
         )
         .await?;
         let rate = row.records as f64 / row.secs;
