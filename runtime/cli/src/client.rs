@@ -10,6 +10,8 @@ use serde_json::Value;
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    token: Option<String>,
+    http2: bool,
 }
 
 impl Client {
@@ -53,7 +55,19 @@ impl Client {
         Ok(Client {
             http,
             base: base.trim_end_matches('/').to_string(),
+            token: token.map(str::to_string),
+            http2,
         })
+    }
+
+    /// A client like this one with a connection pool of its own (a load generator's
+    /// task that should not share a pool, and its lock, with the others). Over HTTP/2
+    /// the same client: its point is one shared connection.
+    pub fn fork(&self) -> anyhow::Result<Client> {
+        if self.http2 {
+            return Ok(self.clone());
+        }
+        Self::build(&self.base, self.token.as_deref(), false)
     }
 
     /// The absolute URL of `path`.

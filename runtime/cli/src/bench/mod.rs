@@ -405,7 +405,7 @@ async fn publish_cell(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..concurrency {
-        let client = &clients[i % clients.len()];
+        let client = clients[i % clients.len()].fork()?;
         let (http, url, body, records, run) = (
             client.http().clone(),
             client.url(&format!("/v1/topics/{topic}/records?acks={}", how.acks)),
