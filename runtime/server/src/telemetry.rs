@@ -3,8 +3,9 @@
 //! Two kinds of figures:
 //! - **Live** metrics updated on the request path (records and bytes in and out per
 //!   topic, produce latency by acks, publish-to-delivery latency, HTTP requests by
-//!   route and status): counters and histograms behind relaxed atomics, one label
-//!   lookup per request, never per record.
+//!   route and status): counters and histograms behind relaxed atomics. Their
+//!   handles are cached by topic and by route, so a request looks them up by `&str`
+//!   and allocates nothing (label values are built once, on first use).
 //! - **Read at scrape time** from the components that own them (a collector), so
 //!   there is no second set of counters to keep in step: partitions, consumer group
 //!   lag, flushes, storage space, plugins, connectors, ACL denials.
@@ -14,6 +15,9 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use axum::http::Method;
+use dashmap::DashMap;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
@@ -46,7 +50,7 @@ struct AcksLabels {
 struct HttpLabels {
     route: String,
     method: String,
-    status: String,
+    status: u16,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -71,6 +75,26 @@ pub struct Telemetry {
     delivery_seconds: Histogram,
     http_requests: Family<HttpLabels, Counter>,
     http_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// Handles into the families above, so the request path finds them without
+    /// building label values.
+    topics: DashMap<String, TopicCounters>,
+    routes: DashMap<String, RouteMetrics>,
+    produce_all: Histogram,
+    produce_none: Histogram,
+}
+
+/// One topic's request-path counters.
+struct TopicCounters {
+    records_in: Counter,
+    bytes_in: Counter,
+    records_out: Counter,
+    bytes_out: Counter,
+}
+
+/// One route's request-path metrics.
+struct RouteMetrics {
+    seconds: Histogram,
+    requests: DashMap<(Method, u16), Counter>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -85,16 +109,28 @@ impl Telemetry {
     pub fn new(broker: Arc<BrokerMetrics>, collectors: Vec<Box<dyn Collector>>) -> Self {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(SharedBrokerMetrics(broker.clone())));
+        let produce_seconds: Family<AcksLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        let produce = |acks: &str| {
+            produce_seconds
+                .get_or_create(&AcksLabels { acks: acks.into() })
+                .clone()
+        };
+        let (produce_all, produce_none) = (produce("all"), produce("none"));
         let t = Telemetry {
             broker,
             records_in: Family::default(),
             bytes_in: Family::default(),
             records_out: Family::default(),
             bytes_out: Family::default(),
-            produce_seconds: Family::new_with_constructor(latency_histogram),
+            produce_seconds,
             delivery_seconds: latency_histogram(),
             http_requests: Family::default(),
             http_seconds: Family::new_with_constructor(latency_histogram),
+            topics: DashMap::new(),
+            routes: DashMap::new(),
+            produce_all,
+            produce_none,
             registry: Registry::default(),
         };
         registry.register(
@@ -158,18 +194,14 @@ impl Telemetry {
 
     /// A publish of `records` records of `bytes` bytes to `topic` was answered.
     pub fn produced(&self, topic: &str, records: usize, bytes: usize, acks: Acks, took: Duration) {
-        let t = TopicLabels {
-            topic: topic.to_string(),
-        };
-        self.records_in.get_or_create(&t).inc_by(records as u64);
-        self.bytes_in.get_or_create(&t).inc_by(bytes as u64);
-        let acks = match acks {
-            Acks::All => "all",
-            Acks::None => "none",
-        };
-        self.produce_seconds
-            .get_or_create(&AcksLabels { acks: acks.into() })
-            .observe(took.as_secs_f64());
+        let t = self.topic(topic);
+        t.records_in.inc_by(records as u64);
+        t.bytes_in.inc_by(bytes as u64);
+        match acks {
+            Acks::All => &self.produce_all,
+            Acks::None => &self.produce_none,
+        }
+        .observe(took.as_secs_f64());
     }
 
     /// `read` of `topic` is being delivered to a reader.
@@ -184,27 +216,64 @@ impl Telemetry {
             self.delivery_seconds
                 .observe((now - r.timestamp_ms).max(0) as f64 / 1e3);
         }
-        let t = TopicLabels {
-            topic: topic.to_string(),
-        };
-        self.records_out.get_or_create(&t).inc_by(read.count as u64);
-        self.bytes_out.get_or_create(&t).inc_by(bytes);
+        let t = self.topic(topic);
+        t.records_out.inc_by(read.count as u64);
+        t.bytes_out.inc_by(bytes);
     }
 
     /// An HTTP request on `route` was answered with `status` after `took`.
-    pub fn http(&self, route: &str, method: &str, status: u16, took: Duration) {
-        self.http_requests
+    pub fn http(&self, route: &str, method: &Method, status: u16, took: Duration) {
+        let route_metrics = match self.routes.get(route) {
+            Some(found) => found,
+            None => self
+                .routes
+                .entry(route.to_string())
+                .or_insert_with(|| RouteMetrics {
+                    seconds: self
+                        .http_seconds
+                        .get_or_create(&RouteLabels {
+                            route: route.to_string(),
+                        })
+                        .clone(),
+                    requests: DashMap::new(),
+                })
+                .downgrade(),
+        };
+        route_metrics.seconds.observe(took.as_secs_f64());
+        let key = (method.clone(), status);
+        if let Some(counter) = route_metrics.requests.get(&key) {
+            counter.inc();
+            return;
+        }
+        let counter = self
+            .http_requests
             .get_or_create(&HttpLabels {
                 route: route.to_string(),
-                method: method.to_string(),
-                status: status.to_string(),
+                method: method.as_str().to_string(),
+                status,
             })
-            .inc();
-        self.http_seconds
-            .get_or_create(&RouteLabels {
-                route: route.to_string(),
+            .clone();
+        counter.inc();
+        route_metrics.requests.insert(key, counter);
+    }
+
+    /// `topic`'s counters, created on its first request.
+    fn topic(&self, topic: &str) -> dashmap::mapref::one::Ref<'_, String, TopicCounters> {
+        if let Some(found) = self.topics.get(topic) {
+            return found;
+        }
+        let labels = TopicLabels {
+            topic: topic.to_string(),
+        };
+        self.topics
+            .entry(topic.to_string())
+            .or_insert_with(|| TopicCounters {
+                records_in: self.records_in.get_or_create(&labels).clone(),
+                bytes_in: self.bytes_in.get_or_create(&labels).clone(),
+                records_out: self.records_out.get_or_create(&labels).clone(),
+                bytes_out: self.bytes_out.get_or_create(&labels).clone(),
             })
-            .observe(took.as_secs_f64());
+            .downgrade()
     }
 }
 

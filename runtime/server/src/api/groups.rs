@@ -96,7 +96,7 @@ pub async fn fetch(
         filter_reads(filter.as_ref(), &t, std::mem::take(&mut fetched.results)).await?;
     fetched.results = reads;
     let count: usize = fetched.results.iter().map(|(_, r)| r.count).sum();
-    let _span = tracing::info_span!(
+    let _span = tracing::debug_span!(
         "receive",
         messaging.system = "weir",
         messaging.operation.type = "receive",
