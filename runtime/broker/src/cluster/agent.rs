@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Cluster, Rejection};
+use crate::error::BrokerError;
 use crate::plugins::{HistoryOrigin, Outcome, Reloader};
+use weir_storage::StorageError;
 
 /// How often the deployments are compared with the registry: a scan of a few keys
 /// in this node's in-memory view, cheap enough to keep a rollout's wait short.
@@ -41,8 +43,17 @@ pub fn follow(cluster: Cluster, reloader: Arc<Reloader>) -> tokio::task::JoinHan
                 {
                     continue;
                 }
+                let refusal = match apply(&cluster, &reloader, &name, &version, serving).await {
+                    Applied::Later(why) => {
+                        // Not an answer: the rollout sees this node pending and the
+                        // next round tries again.
+                        tracing::debug!(plugin = %name, reason = %why, "fetching a deployed version failed for now; retrying");
+                        continue;
+                    }
+                    Applied::Served => None,
+                    Applied::Refused(reason) => Some(reason),
+                };
                 tried.insert(name.clone(), generation);
-                let refusal = apply(&cluster, &reloader, &name, &version, serving).await;
                 cluster.update_report(|r| match refusal {
                     Some(reason) => {
                         r.rejected.insert(
@@ -71,17 +82,30 @@ pub fn follow(cluster: Cluster, reloader: Arc<Reloader>) -> tokio::task::JoinHan
     })
 }
 
-/// Loads and activates `version` of `name`; the reason when this node refuses it.
+/// What became of a deployed version on this node.
+enum Applied {
+    Served,
+    /// This node will not serve it, and why.
+    Refused(String),
+    /// Its files could not be read for now (the replicated log is electing a leader
+    /// or just started): no answer yet, try again.
+    Later(String),
+}
+
+/// Loads and activates `version` of `name`.
 async fn apply(
     cluster: &Cluster,
     reloader: &Arc<Reloader>,
     name: &str,
     version: &str,
     serving: Option<String>,
-) -> Option<String> {
+) -> Applied {
     let (manifest, component) = match cluster.fetch_version(name, version).await {
         Ok(files) => files,
-        Err(e) => return Some(e.to_string()),
+        Err(e @ BrokerError::Storage(StorageError::Unavailable(_))) => {
+            return Applied::Later(e.to_string());
+        }
+        Err(e) => return Applied::Refused(e.to_string()),
     };
     let (r, n) = (reloader.clone(), name.to_string());
     let outcome = tokio::task::spawn_blocking(move || {
@@ -95,9 +119,9 @@ async fn apply(
     })
     .await;
     match outcome {
-        Ok(Outcome::Activated { .. } | Outcome::Unchanged { .. }) => None,
-        Ok(Outcome::Rejected { error, .. }) => Some(error.to_string()),
-        Ok(other) => Some(format!("unexpected outcome {other:?}")),
-        Err(e) => Some(format!("loading did not finish: {e}")),
+        Ok(Outcome::Activated { .. } | Outcome::Unchanged { .. }) => Applied::Served,
+        Ok(Outcome::Rejected { error, .. }) => Applied::Refused(error.to_string()),
+        Ok(other) => Applied::Refused(format!("unexpected outcome {other:?}")),
+        Err(e) => Applied::Refused(format!("loading did not finish: {e}")),
     }
 }

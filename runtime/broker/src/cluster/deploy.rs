@@ -139,7 +139,8 @@ impl Cluster {
             .get(&blob_name(name, version))
             .await?
             .ok_or_else(|| {
-                StorageError::Unavailable(format!(
+                // Stored before it was deployed: missing is damage, not a wait.
+                BrokerError::Internal(format!(
                     "version {} of plugin '{name}' is not in the cluster's plugin store",
                     short(version)
                 ))
