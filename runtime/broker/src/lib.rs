@@ -300,4 +300,95 @@ mod tests {
         assert!(chunks.iter().all(|&n| n <= 8 << 10), "{chunks:?}");
         store.shutdown().await;
     }
+
+    fn value(v: &str) -> NewRecord<'_> {
+        NewRecord {
+            value: Some(Cow::Borrowed(v.as_bytes())),
+            ..NewRecord::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outputs_state_and_consumed_offsets_are_stored_together_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = "processor.count";
+        {
+            let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+            for (name, partitions) in [("in", 1), ("out-a", 2), ("out-b", 1)] {
+                store
+                    .create_topic(name, TopicConfig::with_partitions(partitions))
+                    .unwrap();
+            }
+            let broker = Broker::new(Arc::new(store.clone()), BrokerOptions::default());
+            let input = broker.topic("in").unwrap();
+            let records = [value("1"), value("2"), value("3")];
+            broker.produce(&input, &records, Acks::All).await.unwrap();
+            let outputs = vec![
+                (
+                    broker.topic("out-a").unwrap(),
+                    vec![value("a1"), value("a2")],
+                ),
+                (broker.topic("out-b").unwrap(), vec![value("b1")]),
+            ];
+
+            // An offset past the input's end refuses the whole step.
+            let past_end = broker.groups().commit_ops(group, &[("in".into(), 0, 4)]);
+            assert!(matches!(
+                past_end,
+                Err(BrokerError::Storage(StorageError::OffsetOutOfRange { .. }))
+            ));
+
+            let mut commit = broker
+                .groups()
+                .commit_ops(group, &[("in".into(), 0, 3)])
+                .unwrap();
+            commit.push((b"state/count".to_vec(), Some(b"3".to_vec())));
+            let positions = broker
+                .produce_committing(&outputs, commit, Acks::All, None)
+                .await
+                .unwrap();
+            assert_eq!(positions.len(), 2);
+            assert_eq!(positions[0].len(), 2);
+            assert_eq!(positions[1].len(), 1);
+
+            // One output topic deleted meanwhile: the next step stores nothing, not
+            // its other output, its state or its offset.
+            store.delete_topic("out-b").await.unwrap();
+            let mut commit = broker
+                .groups()
+                .commit_ops(group, &[("in".into(), 0, 3)])
+                .unwrap();
+            commit.push((b"state/count".to_vec(), Some(b"stale".to_vec())));
+            let failed = broker
+                .produce_committing(&outputs, commit, Acks::All, None)
+                .await;
+            assert!(
+                matches!(
+                    failed,
+                    Err(BrokerError::Storage(StorageError::TopicNotFound(_)))
+                ),
+                "{failed:?}"
+            );
+            store.shutdown().await;
+        }
+        // Reopened: the outputs, the state and the offset are all there.
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let broker = Broker::new(Arc::new(store.clone()), BrokerOptions::default());
+        let count = |name: &str| {
+            let t = broker.topic(name).unwrap();
+            (0..t.partition_count())
+                .map(|p| t.partition(p).unwrap().high_watermark())
+                .sum::<u64>()
+        };
+        assert_eq!(count("out-a"), 2);
+        assert!(broker.topic("out-b").is_err());
+        let input = broker.topic("in").unwrap();
+        let committed = broker.groups().committed(group, &input, 0).unwrap();
+        assert_eq!(committed.map(|(offset, _)| offset), Some(3));
+        assert_eq!(
+            store.kv_get(b"state/count").unwrap().as_deref(),
+            Some(&b"3"[..])
+        );
+        store.shutdown().await;
+    }
 }

@@ -283,6 +283,47 @@ impl Broker {
             .await?)
     }
 
+    /// Records for several topics and key-value writes in one atomic append, past any
+    /// pipeline: what a stream processor's batch makes (its outputs, its state changes
+    /// and the offsets it consumed, see [`Groups::commit_ops`](crate::groups::Groups::commit_ops)),
+    /// so after a crash all of it exists or none does and the input is neither lost
+    /// nor processed twice. With `fence`, stored only while the lease stands.
+    /// Returns each output's record positions, in `outputs` order.
+    pub async fn produce_committing(
+        &self,
+        outputs: &[(Arc<Topic>, Vec<NewRecord<'_>>)],
+        commit: Vec<KvOp>,
+        acks: Acks,
+        fence: Option<&cluster::Fence>,
+    ) -> Result<Vec<Vec<RecordPosition>>> {
+        let mut batches = Vec::new();
+        let mut encoded = Vec::with_capacity(outputs.len());
+        for (topic, records) in outputs {
+            if records.is_empty() {
+                encoded.push(None);
+                continue;
+            }
+            let (topic_batches, partitions, placement) = self.encode_plain(topic, records)?;
+            let first = batches.len();
+            batches.extend(topic_batches);
+            encoded.push(Some((first..batches.len(), partitions, placement)));
+        }
+        if batches.is_empty() {
+            self.commit_only(commit, acks, fence).await?;
+            return Ok(vec![Vec::new(); outputs.len()]);
+        }
+        let bases = self.append(batches, commit, acks, fence).await?;
+        Ok(encoded
+            .into_iter()
+            .map(|e| match e {
+                Some((range, partitions, placement)) => {
+                    produce::positions(&partitions, &bases[range], &placement)
+                }
+                None => Vec::new(),
+            })
+            .collect())
+    }
+
     /// Publishes `records` to `topic` atomically, past any pipeline: all are stored or
     /// none. Returns each record's partition and offset in request order, once `acks`
     /// is satisfied. A topic deleted meanwhile fails with `topic_not_found`.

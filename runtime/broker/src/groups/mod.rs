@@ -259,6 +259,15 @@ impl Groups {
         Ok(())
     }
 
+    /// The key-value writes that commit `offsets` for `group`, to be stored with
+    /// other writes in one atomic append (a stream processor's outputs and state,
+    /// [`Broker::produce_committing`](crate::Broker::produce_committing)). Checked
+    /// like a commit's offsets; the caller owns the partitions (no member check).
+    pub fn commit_ops(&self, group: &str, offsets: &[(String, u32, u64)]) -> Result<Vec<KvOp>> {
+        validate_group_name(group)?;
+        self.offset_ops(group, offsets)
+    }
+
     /// A commit's key-value writes, every offset checked against its partition
     /// first: nothing is written if one is out of range.
     fn offset_ops(&self, group: &str, offsets: &[(String, u32, u64)]) -> Result<Vec<KvOp>> {
