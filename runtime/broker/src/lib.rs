@@ -9,6 +9,8 @@
 //! - [`plugin_state`]: the plugins' durable key-value state on the store.
 //! - [`pipeline`]: plugins in-line on the produce path and per subscription.
 //! - [`plugins`]: the plugin host's API as the server and connectors use it.
+//! - [`processor`]: stream processors' event-time windows (and, in one atomic
+//!   append, their outputs, state and offsets: [`Broker::produce_committing`]).
 //!
 //! The broker is the one door to the domain: the server and the connector runtime
 //! reach topics, records, groups and plugins through it, never storage or the host
@@ -25,6 +27,7 @@ pub mod partitioner;
 pub mod pipeline;
 pub mod plugin_state;
 pub mod plugins;
+pub mod processor;
 pub mod produce;
 mod publish;
 

@@ -1,0 +1,9 @@
+//! Stream processors: plugins that consume topics as their own consumer group and
+//! emit records, with keyed state, event-time windows and timers, exactly once.
+//!
+//! - [`windows`]: which windows an event belongs to, when they close, what is late.
+//!
+//! A processor's batch is stored with [`Broker::produce_committing`](crate::Broker::produce_committing):
+//! its outputs, state changes and consumed offsets in one atomic append.
+
+pub mod windows;

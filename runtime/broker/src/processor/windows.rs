@@ -1,0 +1,228 @@
+//! Event-time windows: which windows an event belongs to, when a window closes, and
+//! which events come too late.
+//!
+//! Time is the record's timestamp (or a time the processor extracts), in ms. A
+//! partition's **watermark** is the largest event time seen on it: events arrive
+//! roughly in order per partition, so everything earlier than the watermark minus the
+//! allowed lateness is taken to have arrived. A window `[start, end)` **closes** once
+//! `end + allowed lateness <= watermark`; its result is emitted then, once. An event
+//! whose window is already closed is **late** and goes to the processor's late policy
+//! instead of into any window, so a closed window's result never changes.
+//!
+//! Kept free of storage and plugins: the processor runner persists the open windows
+//! (so a restart resumes them) and calls the plugin; this module only decides.
+
+use std::collections::BTreeSet;
+
+/// A window of event time, `[start_ms, end_ms)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Window {
+    /// First instant inside the window.
+    pub start_ms: i64,
+    /// First instant after it.
+    pub end_ms: i64,
+}
+
+/// How events are grouped in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// Back-to-back windows of `size_ms`, aligned to the epoch: each event in one.
+    Tumbling { size_ms: i64 },
+    /// Windows of `size_ms` starting every `advance_ms` (`advance_ms < size_ms`
+    /// overlaps them): each event in `size_ms / advance_ms` windows.
+    Hopping { size_ms: i64, advance_ms: i64 },
+    /// Per key, events closer than `gap_ms` to each other share a window, which
+    /// ends `gap_ms` after its last event.
+    Session { gap_ms: i64 },
+}
+
+impl WindowKind {
+    /// Why this kind cannot work, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        match *self {
+            WindowKind::Tumbling { size_ms } if size_ms <= 0 => Some(format!(
+                "a tumbling window needs size_ms > 0, got {size_ms}"
+            )),
+            WindowKind::Hopping {
+                size_ms,
+                advance_ms,
+            } if size_ms <= 0 || advance_ms <= 0 || advance_ms > size_ms => Some(format!(
+                "a hopping window needs 0 < advance_ms <= size_ms, got size_ms {size_ms}, advance_ms {advance_ms}"
+            )),
+            WindowKind::Session { gap_ms } if gap_ms <= 0 => {
+                Some(format!("a session window needs gap_ms > 0, got {gap_ms}"))
+            }
+            _ => None,
+        }
+    }
+
+    /// The windows an event at `t` starts out in, by start. A session event's window
+    /// is `[t, t + gap)` before it is merged with the key's open sessions
+    /// ([`Sessions::add`]).
+    pub fn windows_of(&self, t: i64) -> Vec<Window> {
+        match *self {
+            WindowKind::Tumbling { size_ms } => {
+                let start = t.div_euclid(size_ms) * size_ms;
+                vec![Window {
+                    start_ms: start,
+                    end_ms: start + size_ms,
+                }]
+            }
+            WindowKind::Hopping {
+                size_ms,
+                advance_ms,
+            } => {
+                // The latest window starting at or before t, then back while t fits.
+                let mut start = t.div_euclid(advance_ms) * advance_ms;
+                let mut windows = Vec::new();
+                while start + size_ms > t {
+                    windows.push(Window {
+                        start_ms: start,
+                        end_ms: start + size_ms,
+                    });
+                    start -= advance_ms;
+                }
+                windows.reverse();
+                windows
+            }
+            WindowKind::Session { gap_ms } => vec![Window {
+                start_ms: t,
+                end_ms: t.saturating_add(gap_ms),
+            }],
+        }
+    }
+}
+
+/// One partition's event-time progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermark {
+    /// The largest event time seen; `None` before the first event.
+    pub max_ms: Option<i64>,
+    /// How long after a window's end its events are still accepted.
+    pub allowed_lateness_ms: i64,
+}
+
+impl Watermark {
+    /// A partition that has seen nothing yet.
+    pub fn new(allowed_lateness_ms: i64) -> Self {
+        Watermark {
+            max_ms: None,
+            allowed_lateness_ms: allowed_lateness_ms.max(0),
+        }
+    }
+
+    /// Moves the watermark to `t` if `t` is later (it never goes back).
+    pub fn observe(&mut self, t: i64) {
+        self.max_ms = Some(self.max_ms.map_or(t, |m| m.max(t)));
+    }
+
+    /// Whether `window` is closed: no more events are accepted into it.
+    pub fn closes(&self, window: Window) -> bool {
+        self.max_ms
+            .is_some_and(|m| window.end_ms.saturating_add(self.allowed_lateness_ms) <= m)
+    }
+
+    /// Whether an event with these windows comes too late: one of them closed.
+    /// Checked before [`observe`](Self::observe)-ing the event itself; for a session,
+    /// with the session the event merges into ([`Sessions::add`]).
+    pub fn is_late(&self, windows: &[Window]) -> bool {
+        windows.iter().any(|w| self.closes(*w))
+    }
+}
+
+/// The windows open on one partition, per key, in the order they close.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenWindows<K: Ord> {
+    /// `(end, start, key)`: the first entries close first.
+    by_end: BTreeSet<(i64, i64, K)>,
+}
+
+impl<K: Ord + Clone> OpenWindows<K> {
+    /// No open window.
+    pub fn new() -> Self {
+        OpenWindows {
+            by_end: BTreeSet::new(),
+        }
+    }
+
+    /// Notes `window` of `key` as open (again: no effect).
+    pub fn open(&mut self, key: K, window: Window) {
+        self.by_end.insert((window.end_ms, window.start_ms, key));
+    }
+
+    /// Forgets `window` of `key` (a session merged into a larger one).
+    pub fn forget(&mut self, key: &K, window: Window) {
+        self.by_end.retain(|(end, start, k)| {
+            !(*end == window.end_ms && *start == window.start_ms && k == key)
+        });
+    }
+
+    /// Removes and returns the windows `watermark` closes, earliest end first.
+    pub fn close(&mut self, watermark: &Watermark) -> Vec<(K, Window)> {
+        let mut closed = Vec::new();
+        while let Some((end, start, _)) = self.by_end.first() {
+            let window = Window {
+                start_ms: *start,
+                end_ms: *end,
+            };
+            if !watermark.closes(window) {
+                break;
+            }
+            let (_, _, key) = self.by_end.pop_first().expect("first exists");
+            closed.push((key, window));
+        }
+        closed
+    }
+
+    /// How many windows are open.
+    pub fn len(&self) -> usize {
+        self.by_end.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.by_end.is_empty()
+    }
+}
+
+/// What adding an event to a key's sessions did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionMerge {
+    /// The session the event is now in.
+    pub into: Window,
+    /// The key's open sessions it absorbed (their state merges into `into`'s).
+    pub absorbed: Vec<Window>,
+}
+
+/// Session windows: merges an event's window with the key's open sessions it
+/// touches.
+#[derive(Debug, Clone, Copy)]
+pub struct Sessions {
+    /// Largest distance between two events of one session.
+    pub gap_ms: i64,
+}
+
+impl Sessions {
+    /// The session an event at `t` lands in, given the key's `open` sessions: every
+    /// open session that overlaps `[t, t + gap)` is absorbed into one.
+    pub fn add(&self, t: i64, open: &[Window]) -> SessionMerge {
+        let mut into = Window {
+            start_ms: t,
+            end_ms: t.saturating_add(self.gap_ms),
+        };
+        let mut absorbed = Vec::new();
+        for w in open {
+            if w.start_ms < into.end_ms && into.start_ms < w.end_ms {
+                absorbed.push(*w);
+            }
+        }
+        for w in &absorbed {
+            into.start_ms = into.start_ms.min(w.start_ms);
+            into.end_ms = into.end_ms.max(w.end_ms);
+        }
+        SessionMerge { into, absorbed }
+    }
+}
+
+#[cfg(test)]
+mod tests;
