@@ -1,9 +1,11 @@
 //! Stream processors: plugins that consume topics as their own consumer group and
 //! emit records, with keyed state, event-time windows and timers, exactly once.
 //!
+//! - [`state`]: keyed state per input partition, staged during a batch, cached.
 //! - [`windows`]: which windows an event belongs to, when they close, what is late.
 //!
 //! A processor's batch is stored with [`Broker::produce_committing`](crate::Broker::produce_committing):
 //! its outputs, state changes and consumed offsets in one atomic append.
 
+pub mod state;
 pub mod windows;

@@ -1,0 +1,110 @@
+use std::sync::Arc;
+
+use weir_storage::{Log, Store, StoreOptions, TopicConfig};
+
+use super::*;
+
+async fn store_with_topic(dir: &std::path::Path) -> (Store, Arc<Topic>) {
+    let store = Store::open(dir, StoreOptions::default()).unwrap();
+    // Identical on reopen: `Existing`.
+    store
+        .create_topic("in", TopicConfig::with_partitions(2))
+        .unwrap();
+    let topic = store.topic("in").unwrap();
+    (store, topic)
+}
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    v.iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staged_writes_are_read_back_and_stored_only_when_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, topic) = store_with_topic(dir.path()).await;
+        let log: Arc<dyn Log> = Arc::new(store.clone());
+        let mut state = PartitionState::new(log.clone(), "count", &topic, 0);
+        assert_eq!(state.get(b"k").unwrap(), None);
+        state.put(b"k", b"1");
+        assert_eq!(state.get(b"k").unwrap().as_deref(), Some(&b"1"[..]));
+        // A failed batch: gone.
+        state.discard();
+        assert_eq!(state.get(b"k").unwrap(), None);
+
+        state.put(b"k", b"2");
+        state.put(b"gone", b"x");
+        state.delete(b"gone");
+        let ops = state.staged_ops();
+        assert_eq!(ops.len(), 2);
+        log.kv_write(ops).await.unwrap();
+        state.kept();
+        assert!(!state.has_staged());
+        assert_eq!(state.get(b"k").unwrap().as_deref(), Some(&b"2"[..]));
+        store.shutdown().await;
+    }
+    // Restored by reading, in a new instance after a restart.
+    let (store, topic) = store_with_topic(dir.path()).await;
+    let log: Arc<dyn Log> = Arc::new(store.clone());
+    let mut state = PartitionState::new(log.clone(), "count", &topic, 0);
+    assert_eq!(state.get(b"k").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(state.get(b"gone").unwrap(), None);
+    // Another partition, another processor: other state.
+    let mut other_partition = PartitionState::new(log.clone(), "count", &topic, 1);
+    assert_eq!(other_partition.get(b"k").unwrap(), None);
+    let mut other_processor = PartitionState::new(log, "counter", &topic, 0);
+    assert_eq!(other_processor.get(b"k").unwrap(), None);
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_merges_staged_writes_and_pages_in_key_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, topic) = store_with_topic(dir.path()).await;
+    let log: Arc<dyn Log> = Arc::new(store.clone());
+    let mut state = PartitionState::new(log.clone(), "join", &topic, 0);
+    for (k, v) in [("c/1", "a"), ("c/2", "b"), ("c/3", "c"), ("d/1", "z")] {
+        state.put(k.as_bytes(), v.as_bytes());
+    }
+    log.kv_write(state.staged_ops()).await.unwrap();
+    state.kept();
+    state.put(b"c/25", b"new");
+    state.delete(b"c/3");
+    assert_eq!(
+        state.scan(b"c/", None, 10).unwrap(),
+        pairs(&[("c/1", "a"), ("c/2", "b"), ("c/25", "new")])
+    );
+    assert_eq!(
+        state.scan(b"c/", Some(b"c/1"), 1).unwrap(),
+        pairs(&[("c/2", "b")])
+    );
+    assert_eq!(state.scan(b"c/", Some(b"c/25"), 10).unwrap(), vec![]);
+    assert_eq!(state.scan(b"d/", None, 10).unwrap(), pairs(&[("d/1", "z")]));
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_deletes_every_key_of_the_partition_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, topic) = store_with_topic(dir.path()).await;
+    let log: Arc<dyn Log> = Arc::new(store.clone());
+    let mut p0 = PartitionState::new(log.clone(), "count", &topic, 0);
+    let mut p1 = PartitionState::new(log.clone(), "count", &topic, 1);
+    p0.put(b"a", b"1");
+    p0.put(b"b", b"2");
+    p1.put(b"a", b"9");
+    log.kv_write([p0.staged_ops(), p1.staged_ops()].concat())
+        .await
+        .unwrap();
+    p0.kept();
+    p1.kept();
+    let clear = p0.clear_ops().unwrap();
+    assert_eq!(clear.len(), 2);
+    log.kv_write(clear).await.unwrap();
+    assert_eq!(p0.get(b"a").unwrap(), None);
+    assert_eq!(p0.scan(b"", None, 10).unwrap(), vec![]);
+    assert_eq!(p1.get(b"a").unwrap().as_deref(), Some(&b"9"[..]));
+    store.shutdown().await;
+}
