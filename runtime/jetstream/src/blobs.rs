@@ -98,11 +98,15 @@ impl Blobs for JetStreamLog {
                 Err(e) => return Err(unavailable("reading a plugin version")(e)),
             };
             let mut bytes = Vec::new();
-            // The reader checks the digest at the end and fails on a mismatch.
-            object
-                .read_to_end(&mut bytes)
-                .await
-                .map_err(unavailable("reading a plugin version"))?;
+            // The reader checks the digest at the end and fails on a mismatch: damage,
+            // which no retry mends.
+            object.read_to_end(&mut bytes).await.map_err(|e| {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    StorageError::corrupt(format!("reading plugin version {name}: {e}"))
+                } else {
+                    unavailable("reading a plugin version")(e)
+                }
+            })?;
             Ok(Some(bytes))
         })
     }

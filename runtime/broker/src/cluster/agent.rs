@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Cluster, Rejection};
 use crate::error::BrokerError;
@@ -15,12 +15,37 @@ use weir_storage::StorageError;
 /// in this node's in-memory view, cheap enough to keep a rollout's wait short.
 const EVERY: Duration = Duration::from_millis(25);
 
+/// How long a node keeps retrying to read a deployed version's files while the
+/// replicated log is unavailable before it refuses the version.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
+
+/// Retries of one deployment whose files could not be read yet.
+struct Retrying {
+    deployment: u64,
+    since: Instant,
+    next: Instant,
+    backoff: Duration,
+}
+
+impl Retrying {
+    /// Whether to read again now; notes the try (100 ms, doubling to 5 s).
+    fn due(&mut self, now: Instant) -> bool {
+        if now < self.next {
+            return false;
+        }
+        self.next = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+        true
+    }
+}
+
 /// Follows the cluster's deployments until the returned task is aborted.
 pub fn follow(cluster: Cluster, reloader: Arc<Reloader>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         // Per plugin, the deployment (key version) last tried, so a version this node
         // refused is not tried again until the deployment changes.
         let mut tried: HashMap<String, u64> = HashMap::new();
+        let mut retrying: HashMap<String, Retrying> = HashMap::new();
         loop {
             for (name, deployment, generation) in cluster.deployments() {
                 reloader.claim(&name, deployment.version.clone());
@@ -43,16 +68,33 @@ pub fn follow(cluster: Cluster, reloader: Arc<Reloader>) -> tokio::task::JoinHan
                 {
                     continue;
                 }
+                let now = Instant::now();
+                let retry = retrying
+                    .entry(name.clone())
+                    .and_modify(|r| {
+                        if r.deployment != generation {
+                            *r = Retrying::new(generation, now);
+                        }
+                    })
+                    .or_insert_with(|| Retrying::new(generation, now));
+                if !retry.due(now) {
+                    continue;
+                }
                 let refusal = match apply(&cluster, &reloader, &name, &version, serving).await {
-                    Applied::Later(why) => {
-                        // Not an answer: the rollout sees this node pending and the
-                        // next round tries again.
-                        tracing::debug!(plugin = %name, reason = %why, "fetching a deployed version failed for now; retrying");
+                    Applied::Later(why) if now.duration_since(retry.since) < GIVE_UP_AFTER => {
+                        // Not an answer yet: the rollout sees this node pending, and
+                        // it reads again after a backoff.
+                        tracing::debug!(plugin = %name, reason = %why, "reading a deployed version failed for now; retrying");
                         continue;
                     }
+                    Applied::Later(why) => Some(format!(
+                        "its files could not be read for {} s: {why}",
+                        GIVE_UP_AFTER.as_secs()
+                    )),
                     Applied::Served => None,
                     Applied::Refused(reason) => Some(reason),
                 };
+                retrying.remove(&name);
                 tried.insert(name.clone(), generation);
                 cluster.update_report(|r| match refusal {
                     Some(reason) => {
@@ -80,6 +122,17 @@ pub fn follow(cluster: Cluster, reloader: Arc<Reloader>) -> tokio::task::JoinHan
             tokio::time::sleep(EVERY).await;
         }
     })
+}
+
+impl Retrying {
+    fn new(deployment: u64, now: Instant) -> Self {
+        Retrying {
+            deployment,
+            since: now,
+            next: now,
+            backoff: Duration::from_millis(100),
+        }
+    }
 }
 
 /// What became of a deployed version on this node.

@@ -10,6 +10,9 @@
 //! a failed one [`discard`](PartitionState::discard)s them, and the batch runs again
 //! from the committed state.
 //!
+//! A scan reads the whole prefix from the store (the log's key-value API has no
+//! ranges yet), so paging through a large state costs a read of it per page.
+//!
 //! Committed values are cached (up to [`CACHE_ENTRIES`]), so a hot key costs one store
 //! read per restart, not one per event.
 
@@ -48,6 +51,8 @@ pub struct PartitionState {
     cache: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// This batch's writes (`None`: delete), by key.
     staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Writes handed to an append not yet known to have succeeded.
+    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for PartitionState {
@@ -67,6 +72,7 @@ impl PartitionState {
             prefix: partition_prefix(processor, topic, partition),
             cache: HashMap::new(),
             staged: BTreeMap::new(),
+            pending: BTreeMap::new(),
         }
     }
 
@@ -79,8 +85,8 @@ impl PartitionState {
 
     /// The value of `key`: this batch's write, else the committed one.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(staged) = self.staged.get(key) {
-            return Ok(staged.clone());
+        if let Some(written) = self.staged.get(key).or_else(|| self.pending.get(key)) {
+            return Ok(written.clone());
         }
         if let Some(cached) = self.cache.get(key) {
             return Ok(cached.clone());
@@ -113,11 +119,13 @@ impl PartitionState {
             .into_iter()
             .map(|(k, v)| (k[self.prefix.len()..].to_vec(), Some(v)))
             .collect();
-        for (k, v) in self.staged.range(prefix.to_vec()..) {
-            if !k.starts_with(prefix) {
-                break;
+        for written in [&self.pending, &self.staged] {
+            for (k, v) in written.range(prefix.to_vec()..) {
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                merged.insert(k.clone(), v.clone());
             }
-            merged.insert(k.clone(), v.clone());
         }
         Ok(merged
             .into_iter()
@@ -127,12 +135,17 @@ impl PartitionState {
             .collect())
     }
 
-    /// This batch's writes as key-value writes for its atomic append.
-    pub fn staged_ops(&self) -> Vec<KvOp> {
-        self.staged
+    /// This batch's writes as key-value writes for its atomic append; from here they
+    /// wait for [`kept`](Self::kept) or [`discard`](Self::discard), and writes made
+    /// meanwhile belong to the next batch.
+    pub fn staged_ops(&mut self) -> Vec<KvOp> {
+        let staged = std::mem::take(&mut self.staged);
+        let ops = staged
             .iter()
             .map(|(k, v)| (self.full_key(k), v.clone()))
-            .collect()
+            .collect();
+        self.pending.extend(staged);
+        ops
     }
 
     /// Whether this batch wrote anything.
@@ -142,27 +155,32 @@ impl PartitionState {
 
     /// The batch's append succeeded: its writes are the committed state now.
     pub fn kept(&mut self) {
-        for (k, v) in std::mem::take(&mut self.staged) {
+        for (k, v) in std::mem::take(&mut self.pending) {
             self.remember(k, v);
         }
     }
 
-    /// The batch's append failed: its writes never happened.
+    /// The batch's append failed, or the batch is abandoned: its writes never
+    /// happened.
     pub fn discard(&mut self) {
         self.staged.clear();
+        self.pending.clear();
     }
 
-    /// Deletes of every stored key of this partition's state, for a reset (stored
-    /// with the reset's offsets in one append); the cache is dropped with them.
-    pub fn clear_ops(&mut self) -> Result<Vec<KvOp>> {
-        self.cache.clear();
-        self.staged.clear();
-        Ok(self
-            .log
-            .kv_scan(&self.prefix)?
+    /// Stages the delete of every key of this partition's state (a reset, stored
+    /// with the reset's offsets in one append): reads see none from here.
+    pub fn stage_clear(&mut self) -> Result<()> {
+        let stored = self.log.kv_scan(&self.prefix)?;
+        let mut keys: Vec<Vec<u8>> = stored
             .into_iter()
-            .map(|(k, _)| (k, None))
-            .collect())
+            .map(|(k, _)| k[self.prefix.len()..].to_vec())
+            .collect();
+        keys.extend(self.pending.keys().cloned());
+        keys.extend(self.cache.keys().cloned());
+        for key in keys {
+            self.staged.insert(key, None);
+        }
+        Ok(())
     }
 
     fn remember(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {

@@ -6,7 +6,7 @@
 //! roughly in order per partition, so everything earlier than the watermark minus the
 //! allowed lateness is taken to have arrived. A window `[start, end)` **closes** once
 //! `end + allowed lateness <= watermark`; its result is emitted then, once. An event
-//! whose window is already closed is **late** and goes to the processor's late policy
+//! whose windows are all closed is **late** and goes to the processor's late policy
 //! instead of into any window, so a closed window's result never changes.
 //!
 //! Kept free of storage and plugins: the processor runner persists the open windows
@@ -58,39 +58,42 @@ impl WindowKind {
 
     /// The windows an event at `t` starts out in, by start. A session event's window
     /// is `[t, t + gap)` before it is merged with the key's open sessions
-    /// ([`Sessions::add`]).
+    /// ([`Sessions::add`]). Computed without overflow: bounds past the range of `i64`
+    /// are clamped to it. Expects a kind without a [`problem`](Self::problem).
     pub fn windows_of(&self, t: i64) -> Vec<Window> {
+        let window = |start: i128, end: i128| Window {
+            start_ms: clamp(start),
+            end_ms: clamp(end),
+        };
+        let t128 = i128::from(t);
         match *self {
             WindowKind::Tumbling { size_ms } => {
-                let start = t.div_euclid(size_ms) * size_ms;
-                vec![Window {
-                    start_ms: start,
-                    end_ms: start + size_ms,
-                }]
+                let size = i128::from(size_ms.max(1));
+                let start = t128.div_euclid(size) * size;
+                vec![window(start, start + size)]
             }
             WindowKind::Hopping {
                 size_ms,
                 advance_ms,
             } => {
+                let (size, advance) = (i128::from(size_ms.max(1)), i128::from(advance_ms.max(1)));
                 // The latest window starting at or before t, then back while t fits.
-                let mut start = t.div_euclid(advance_ms) * advance_ms;
+                let mut start = t128.div_euclid(advance) * advance;
                 let mut windows = Vec::new();
-                while start + size_ms > t {
-                    windows.push(Window {
-                        start_ms: start,
-                        end_ms: start + size_ms,
-                    });
-                    start -= advance_ms;
+                while start + size > t128 {
+                    windows.push(window(start, start + size));
+                    start -= advance;
                 }
                 windows.reverse();
                 windows
             }
-            WindowKind::Session { gap_ms } => vec![Window {
-                start_ms: t,
-                end_ms: t.saturating_add(gap_ms),
-            }],
+            WindowKind::Session { gap_ms } => vec![window(t128, t128 + i128::from(gap_ms))],
         }
     }
+}
+
+fn clamp(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// One partition's event-time progress.
@@ -122,11 +125,19 @@ impl Watermark {
             .is_some_and(|m| window.end_ms.saturating_add(self.allowed_lateness_ms) <= m)
     }
 
-    /// Whether an event with these windows comes too late: one of them closed.
-    /// Checked before [`observe`](Self::observe)-ing the event itself; for a session,
-    /// with the session the event merges into ([`Sessions::add`]).
-    pub fn is_late(&self, windows: &[Window]) -> bool {
-        windows.iter().any(|w| self.closes(*w))
+    /// Of an event's windows, those still open: the event counts in these. None left
+    /// means the event is late and goes to the late policy. (A hopping event whose
+    /// earliest windows closed still counts in its later ones, so no open window
+    /// misses it.) Checked before [`observe`](Self::observe)-ing the event itself; for
+    /// a session, with the session the event merges into ([`Sessions::add`]): as in
+    /// Flink, once a session has closed and been emitted, a later event within the gap
+    /// of it starts a new session rather than changing an emitted result.
+    pub fn still_open(&self, windows: &[Window]) -> Vec<Window> {
+        windows
+            .iter()
+            .copied()
+            .filter(|w| !self.closes(*w))
+            .collect()
     }
 }
 
@@ -152,9 +163,8 @@ impl<K: Ord + Clone> OpenWindows<K> {
 
     /// Forgets `window` of `key` (a session merged into a larger one).
     pub fn forget(&mut self, key: &K, window: Window) {
-        self.by_end.retain(|(end, start, k)| {
-            !(*end == window.end_ms && *start == window.start_ms && k == key)
-        });
+        self.by_end
+            .remove(&(window.end_ms, window.start_ms, key.clone()));
     }
 
     /// Removes and returns the windows `watermark` closes, earliest end first.

@@ -39,8 +39,14 @@ async fn staged_writes_are_read_back_and_stored_only_when_kept() {
         state.delete(b"gone");
         let ops = state.staged_ops();
         assert_eq!(ops.len(), 2);
+        // Written while the append runs: the next batch's, not kept with this one.
+        state.put(b"next", b"later");
         log.kv_write(ops).await.unwrap();
         state.kept();
+        assert!(state.has_staged());
+        assert_eq!(state.get(b"next").unwrap().as_deref(), Some(&b"later"[..]));
+        state.discard();
+        assert_eq!(state.get(b"next").unwrap(), None);
         assert!(!state.has_staged());
         assert_eq!(state.get(b"k").unwrap().as_deref(), Some(&b"2"[..]));
         store.shutdown().await;
@@ -100,9 +106,16 @@ async fn a_reset_deletes_every_key_of_the_partition_and_no_other() {
         .unwrap();
     p0.kept();
     p1.kept();
-    let clear = p0.clear_ops().unwrap();
+    p0.stage_clear().unwrap();
+    assert_eq!(
+        p0.get(b"a").unwrap(),
+        None,
+        "a reset's deletes are read back"
+    );
+    let clear = p0.staged_ops();
     assert_eq!(clear.len(), 2);
     log.kv_write(clear).await.unwrap();
+    p0.kept();
     assert_eq!(p0.get(b"a").unwrap(), None);
     assert_eq!(p0.scan(b"", None, 10).unwrap(), vec![]);
     assert_eq!(p1.get(b"a").unwrap().as_deref(), Some(&b"9"[..]));

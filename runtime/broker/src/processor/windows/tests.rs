@@ -67,8 +67,44 @@ fn a_window_closes_once_the_watermark_passes_its_end_and_the_lateness() {
     mark.observe(61_000);
     assert!(mark.closes(window));
     // An event of the closed window is late; one of the next window is not.
-    assert!(mark.is_late(&WindowKind::Tumbling { size_ms: 60_000 }.windows_of(59_000)));
-    assert!(!mark.is_late(&WindowKind::Tumbling { size_ms: 60_000 }.windows_of(60_500)));
+    let minute = WindowKind::Tumbling { size_ms: 60_000 };
+    assert!(mark.still_open(&minute.windows_of(59_000)).is_empty());
+    assert_eq!(
+        mark.still_open(&minute.windows_of(60_500)),
+        vec![w(60_000, 120_000)]
+    );
+}
+
+#[test]
+fn a_hopping_event_counts_in_its_windows_still_open_and_is_late_only_when_none_is() {
+    let hop = WindowKind::Hopping {
+        size_ms: 10,
+        advance_ms: 5,
+    };
+    let mut mark = Watermark::new(0);
+    mark.observe(10);
+    // [0, 10) closed, [5, 15) open: the event at 7 counts in the open one.
+    assert_eq!(mark.still_open(&hop.windows_of(7)), vec![w(5, 15)]);
+    mark.observe(15);
+    assert!(mark.still_open(&hop.windows_of(7)).is_empty());
+}
+
+#[test]
+fn times_at_the_ends_of_the_range_do_not_overflow() {
+    let tumbling = WindowKind::Tumbling { size_ms: 3 };
+    let first = tumbling.windows_of(i64::MIN + 1);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].start_ms, i64::MIN);
+    let last = tumbling.windows_of(i64::MAX);
+    assert_eq!(last[0].end_ms, i64::MAX);
+    let hop = WindowKind::Hopping {
+        size_ms: 10,
+        advance_ms: 5,
+    };
+    assert_eq!(hop.windows_of(i64::MAX).len(), 2);
+    assert_eq!(hop.windows_of(i64::MIN).len(), 2);
+    let session = WindowKind::Session { gap_ms: 10 };
+    assert_eq!(session.windows_of(i64::MAX)[0].end_ms, i64::MAX);
 }
 
 #[test]
