@@ -2,10 +2,12 @@
 //! emit records, with keyed state, event-time windows and timers, exactly once.
 //!
 //! - [`state`]: keyed state per input partition, staged during a batch, cached.
+//! - [`step`]: one exactly-once step on one input partition.
 //! - [`windows`]: which windows an event belongs to, when they close, what is late.
 //!
 //! A processor's batch is stored with [`Broker::produce_committing`](crate::Broker::produce_committing):
 //! its outputs, state changes and consumed offsets in one atomic append.
 
 pub mod state;
+pub mod step;
 pub mod windows;

@@ -36,8 +36,18 @@ pub fn partition_prefix(processor: &str, topic: &Topic, partition: u32) -> Vec<u
 
 /// The key-value prefix of all of `processor`'s state.
 pub fn processor_prefix(processor: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(6 + processor.len());
-    k.extend_from_slice(b"proc/");
+    named_prefix(b"proc/", processor)
+}
+
+/// The key-value prefix of what the runtime keeps for `processor` (watermarks, open
+/// windows), apart from the plugin's keys.
+pub fn system_prefix(processor: &str) -> Vec<u8> {
+    named_prefix(b"proc-sys/", processor)
+}
+
+fn named_prefix(space: &[u8], processor: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(space.len() + processor.len() + 1);
+    k.extend_from_slice(space);
     k.extend_from_slice(processor.as_bytes());
     k.push(0);
     k
@@ -67,9 +77,21 @@ impl std::fmt::Debug for PartitionState {
 impl PartitionState {
     /// `processor`'s state on `partition` of `topic`, in `log`.
     pub fn new(log: Arc<dyn Log>, processor: &str, topic: &Topic, partition: u32) -> Self {
+        Self::under(log, partition_prefix(processor, topic, partition))
+    }
+
+    /// What the runtime keeps for `processor` on `partition` of `topic`.
+    pub fn system(log: Arc<dyn Log>, processor: &str, topic: &Topic, partition: u32) -> Self {
+        let mut prefix = system_prefix(processor);
+        prefix.extend_from_slice(&topic.id().to_be_bytes());
+        prefix.extend_from_slice(&partition.to_be_bytes());
+        Self::under(log, prefix)
+    }
+
+    fn under(log: Arc<dyn Log>, prefix: Vec<u8>) -> Self {
         PartitionState {
             log,
-            prefix: partition_prefix(processor, topic, partition),
+            prefix,
             cache: HashMap::new(),
             staged: BTreeMap::new(),
             pending: BTreeMap::new(),

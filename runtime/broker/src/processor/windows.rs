@@ -184,6 +184,19 @@ impl<K: Ord + Clone> OpenWindows<K> {
         closed
     }
 
+    /// `key`'s open windows (a session's merge candidates), by end. A scan of all
+    /// open windows: fine for the windows one partition holds open at once.
+    pub fn of_key(&self, key: &K) -> Vec<Window> {
+        self.by_end
+            .iter()
+            .filter(|(_, _, k)| k == key)
+            .map(|(end, start, _)| Window {
+                start_ms: *start,
+                end_ms: *end,
+            })
+            .collect()
+    }
+
     /// How many windows are open.
     pub fn len(&self) -> usize {
         self.by_end.len()

@@ -1,0 +1,391 @@
+//! One exactly-once step of a processor on one input partition.
+//!
+//! A step reads the next records after the offset its consumer group
+//! (`processor.<name>`) committed, splits windowed events into on-time ones (with the
+//! windows still open for them) and late ones (to the late policy), hands the on-time
+//! ones to the processor's [`Logic`], moves the watermark, closes the windows it
+//! passed (the logic emits their results), and stores everything with one
+//! [`Broker::produce_committing`]: outputs, late copies, state changes, the
+//! watermark and open windows, and the consumed offset. A crash before that append
+//! leaves the committed state as it was and the step runs again on the same records;
+//! after it, nothing of the step is repeated. A failed step is undone in memory too.
+//!
+//! The watermark and the open windows live in the processor's state under a system
+//! prefix (`proc-sys/`), so a restart resumes them by reading, with the offset.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_storage::{ReadLimits, RecordView, Topic};
+
+use super::state::PartitionState;
+use super::windows::{OpenWindows, Sessions, Watermark, Window, WindowKind};
+use crate::{Acks, Broker, BrokerError, NewRecord, Result};
+
+/// What a processor does with its input: the plugin, as a step sees it.
+pub trait Logic: Send {
+    /// Each event's time, when the processor takes it from the value; `None` (the
+    /// default) uses the record's timestamp.
+    fn event_times(
+        &mut self,
+        events: &[RecordView<'_>],
+    ) -> std::result::Result<Vec<Option<i64>>, String> {
+        Ok(vec![None; events.len()])
+    }
+
+    /// On-time events of one partition, in offset order.
+    fn process(
+        &mut self,
+        events: &[InputEvent<'_>],
+        state: &mut PartitionState,
+        out: &mut Vec<Output>,
+    ) -> std::result::Result<(), String>;
+
+    /// Windows that closed, with their keys, earliest end first: emit their results.
+    fn close(
+        &mut self,
+        closed: &[(Vec<u8>, Window)],
+        state: &mut PartitionState,
+        out: &mut Vec<Output>,
+    ) -> std::result::Result<(), String>;
+}
+
+/// An on-time event and the windows it counts in (none without windows).
+#[derive(Debug)]
+pub struct InputEvent<'a> {
+    /// The record.
+    pub record: RecordView<'a>,
+    /// Its event time.
+    pub time_ms: i64,
+    /// Its windows still open.
+    pub windows: Vec<Window>,
+    /// Session windows of its key that this event joined into its one window: their
+    /// state belongs to that window from now on.
+    pub merged: Vec<Window>,
+}
+
+/// A record a processor emits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    /// The topic it goes to.
+    pub topic: String,
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// Its value.
+    pub value: Option<Vec<u8>>,
+    /// The window whose result it is: stamped as `weir-window-start` and
+    /// `weir-window-end` headers (ms).
+    pub window: Option<Window>,
+}
+
+/// Where events too late for every window of theirs go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LatePolicy {
+    /// Counted and dropped.
+    Drop,
+    /// Copied to this topic with a `weir-late: true` header (a side output or a
+    /// dead-letter topic).
+    Topic(String),
+}
+
+/// How a processor groups its input in time.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// Its windows; `None` for a processor without windows.
+    pub windows: Option<WindowKind>,
+    /// How long after a window's end its events are still accepted.
+    pub allowed_lateness_ms: i64,
+    /// What happens to later events.
+    pub late: LatePolicy,
+}
+
+/// What one step did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StepReport {
+    /// Records read (and consumed).
+    pub records: usize,
+    /// Of those, late ones.
+    pub late: usize,
+    /// Windows closed.
+    pub closed: usize,
+    /// Records emitted (late copies included).
+    pub emitted: usize,
+}
+
+/// A processor's run on one input partition.
+#[derive(Debug)]
+pub struct PartitionRun {
+    group: String,
+    topic: Arc<Topic>,
+    partition: u32,
+    timing: Timing,
+    state: PartitionState,
+    system: PartitionState,
+    watermark: Watermark,
+    open: OpenWindows<Vec<u8>>,
+    next: u64,
+}
+
+const WATERMARK: &[u8] = b"m";
+const WINDOW: &[u8] = b"w/";
+
+fn window_key(key: &[u8], w: Window) -> Vec<u8> {
+    let mut k = WINDOW.to_vec();
+    k.extend_from_slice(&w.end_ms.to_be_bytes());
+    k.extend_from_slice(&w.start_ms.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+impl PartitionRun {
+    /// Resumes processor `name` on `partition` of `topic` from what was committed.
+    pub fn restore(
+        broker: &Broker,
+        name: &str,
+        topic: Arc<Topic>,
+        partition: u32,
+        timing: Timing,
+    ) -> Result<Self> {
+        let group = format!("processor.{name}");
+        let part = topic.partition(partition)?;
+        let next = match broker.groups().committed(&group, &topic, partition)? {
+            Some((offset, _)) => offset.max(part.log_start_offset()),
+            None => part.log_start_offset(),
+        };
+        let log = broker.log().clone();
+        let state = PartitionState::new(log.clone(), name, &topic, partition);
+        let mut system = PartitionState::system(log, name, &topic, partition);
+        let mut watermark = Watermark::new(timing.allowed_lateness_ms);
+        if let Some(bytes) = system.get(WATERMARK)? {
+            let max = bytes.try_into().map(i64::from_be_bytes).map_err(|_| {
+                BrokerError::Internal(format!("processor '{name}': a damaged watermark"))
+            })?;
+            watermark.observe(max);
+        }
+        let mut open = OpenWindows::new();
+        for (k, _) in system.scan(WINDOW, None, usize::MAX)? {
+            let Some(rest) = k.get(WINDOW.len()..).filter(|r| r.len() >= 16) else {
+                continue;
+            };
+            let end = i64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
+            let start = i64::from_be_bytes(rest[8..16].try_into().expect("8 bytes"));
+            open.open(
+                rest[16..].to_vec(),
+                Window {
+                    start_ms: start,
+                    end_ms: end,
+                },
+            );
+        }
+        Ok(PartitionRun {
+            group,
+            topic,
+            partition,
+            timing,
+            state,
+            system,
+            watermark,
+            open,
+            next,
+        })
+    }
+
+    /// The offset the next step reads from.
+    pub fn next_offset(&self) -> u64 {
+        self.next
+    }
+
+    /// The partition's watermark and how many windows are open.
+    pub fn progress(&self) -> (Watermark, usize) {
+        (self.watermark, self.open.len())
+    }
+
+    /// Runs one step: waits up to `wait` for records, then processes and stores up
+    /// to `limits` of them. Nothing read: an empty report.
+    pub async fn step(
+        &mut self,
+        broker: &Broker,
+        logic: &mut dyn Logic,
+        limits: ReadLimits,
+        wait: Duration,
+    ) -> Result<StepReport> {
+        let read = broker
+            .fetch(&self.topic, self.partition, self.next, limits, wait)
+            .await?;
+        if read.count == 0 {
+            return Ok(StepReport::default());
+        }
+        let (watermark, open) = (self.watermark, self.open.clone());
+        let result = self.run(broker, logic, &read).await;
+        match &result {
+            Ok(_) => {
+                self.state.kept();
+                self.system.kept();
+                self.next = read.next_offset;
+            }
+            Err(_) => {
+                self.state.discard();
+                self.system.discard();
+                (self.watermark, self.open) = (watermark, open);
+            }
+        }
+        result
+    }
+
+    async fn run(
+        &mut self,
+        broker: &Broker,
+        logic: &mut dyn Logic,
+        read: &weir_storage::ReadResult,
+    ) -> Result<StepReport> {
+        let plugin_failed = |e: String| BrokerError::Internal(format!("the processor failed: {e}"));
+        let records: Vec<RecordView<'_>> = read.records().collect();
+        let times = logic.event_times(&records).map_err(plugin_failed)?;
+        let mut report = StepReport {
+            records: records.len(),
+            ..StepReport::default()
+        };
+        let (mut events, mut late, mut out) = (Vec::new(), Vec::new(), Vec::new());
+        for (record, time) in records.into_iter().zip(times) {
+            let time_ms = time.unwrap_or(record.timestamp_ms);
+            let key = record.key.unwrap_or_default().to_vec();
+            let (windows, merged) = match self.timing.windows {
+                None => (Vec::new(), Vec::new()),
+                Some(WindowKind::Session { gap_ms }) => {
+                    let merge = Sessions { gap_ms }.add(time_ms, &self.open.of_key(&key));
+                    if self.watermark.closes(merge.into) {
+                        late.push(record);
+                        continue;
+                    }
+                    for absorbed in &merge.absorbed {
+                        self.open.forget(&key, *absorbed);
+                        self.system.delete(&window_key(&key, *absorbed));
+                    }
+                    self.open_window(&key, merge.into);
+                    (vec![merge.into], merge.absorbed)
+                }
+                Some(kind) => {
+                    let open = self.watermark.still_open(&kind.windows_of(time_ms));
+                    if open.is_empty() {
+                        late.push(record);
+                        continue;
+                    }
+                    for w in &open {
+                        self.open_window(&key, *w);
+                    }
+                    (open, Vec::new())
+                }
+            };
+            self.watermark.observe(time_ms);
+            events.push(InputEvent {
+                record,
+                time_ms,
+                windows,
+                merged,
+            });
+        }
+        report.late = late.len();
+        if !events.is_empty() {
+            logic
+                .process(&events, &mut self.state, &mut out)
+                .map_err(plugin_failed)?;
+        }
+        let closed = self.open.close(&self.watermark);
+        if !closed.is_empty() {
+            for (key, w) in &closed {
+                self.system.delete(&window_key(key, *w));
+            }
+            logic
+                .close(&closed, &mut self.state, &mut out)
+                .map_err(plugin_failed)?;
+        }
+        report.closed = closed.len();
+        if let Some(max) = self.watermark.max_ms {
+            self.system.put(WATERMARK, &max.to_be_bytes());
+        }
+        let mut commit = self.state.staged_ops();
+        commit.extend(self.system.staged_ops());
+        commit.extend(broker.groups().commit_ops(
+            &self.group,
+            &[(
+                self.topic.name().to_string(),
+                self.partition,
+                read.next_offset,
+            )],
+        )?);
+        let outputs = self.outputs(broker, &out, &late)?;
+        report.emitted = outputs.iter().map(|(_, r)| r.len()).sum();
+        broker
+            .produce_committing(&outputs, commit, Acks::All, None)
+            .await?;
+        Ok(report)
+    }
+
+    fn open_window(&mut self, key: &[u8], w: Window) {
+        self.open.open(key.to_vec(), w);
+        self.system.put(&window_key(key, w), b"");
+    }
+
+    /// The step's records by topic: the logic's outputs, then late copies.
+    #[allow(clippy::type_complexity)]
+    fn outputs<'a>(
+        &self,
+        broker: &Broker,
+        out: &'a [Output],
+        late: &[RecordView<'a>],
+    ) -> Result<Vec<(Arc<Topic>, Vec<NewRecord<'a>>)>> {
+        let mut by_topic: Vec<(Arc<Topic>, Vec<NewRecord<'a>>)> = Vec::new();
+        let mut push = |name: &str, record: NewRecord<'a>| -> Result<()> {
+            match by_topic.iter_mut().find(|(t, _)| t.name() == name) {
+                Some((_, records)) => records.push(record),
+                None => by_topic.push((broker.topic(name)?, vec![record])),
+            }
+            Ok(())
+        };
+        for o in out {
+            let mut headers = Vec::new();
+            if let Some(w) = o.window {
+                headers.push((
+                    Cow::Borrowed("weir-window-start"),
+                    Cow::Owned(w.start_ms.to_string().into_bytes()),
+                ));
+                headers.push((
+                    Cow::Borrowed("weir-window-end"),
+                    Cow::Owned(w.end_ms.to_string().into_bytes()),
+                ));
+            }
+            push(
+                &o.topic,
+                NewRecord {
+                    key: o.key.as_deref().map(Cow::Borrowed),
+                    value: o.value.as_deref().map(Cow::Borrowed),
+                    headers,
+                    ..NewRecord::default()
+                },
+            )?;
+        }
+        if let LatePolicy::Topic(topic) = &self.timing.late {
+            for r in late {
+                let mut headers: Vec<(Cow<'a, str>, Cow<'a, [u8]>)> = r
+                    .headers()
+                    .map(|(n, v)| (Cow::Owned(n.to_string()), Cow::Owned(v.to_vec())))
+                    .collect();
+                headers.push((Cow::Borrowed("weir-late"), Cow::Borrowed(b"true")));
+                push(
+                    topic,
+                    NewRecord {
+                        key: r.key.map(Cow::Borrowed),
+                        value: r.value.map(Cow::Borrowed),
+                        headers,
+                        ..NewRecord::default()
+                    },
+                )?;
+            }
+        }
+        Ok(by_topic)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,317 @@
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_storage::{ReadLimits, Store, StoreOptions, TopicConfig};
+
+use super::*;
+use crate::{BrokerOptions, NewRecord};
+
+/// Counts events per key and 10 ms tumbling window; event times are the values.
+struct CountPerWindow {
+    /// Emit to a topic that does not exist (a failing step).
+    fail: bool,
+}
+
+fn count_key(key: &[u8], w: Window) -> Vec<u8> {
+    let mut k = w.start_ms.to_be_bytes().to_vec();
+    k.extend_from_slice(key);
+    k
+}
+
+fn number(bytes: Option<Vec<u8>>) -> u64 {
+    bytes.map_or(0, |b| String::from_utf8(b).unwrap().parse().unwrap())
+}
+
+impl Logic for CountPerWindow {
+    fn event_times(
+        &mut self,
+        events: &[RecordView<'_>],
+    ) -> std::result::Result<Vec<Option<i64>>, String> {
+        Ok(events
+            .iter()
+            .map(|r| std::str::from_utf8(r.value?).ok()?.parse().ok())
+            .collect())
+    }
+
+    fn process(
+        &mut self,
+        events: &[InputEvent<'_>],
+        state: &mut PartitionState,
+        _out: &mut Vec<Output>,
+    ) -> std::result::Result<(), String> {
+        for e in events {
+            let key = e.record.key.unwrap_or_default();
+            for w in &e.windows {
+                // Sessions this event joined: their counts move to its window.
+                let mut n = 1;
+                for m in &e.merged {
+                    let old = count_key(key, *m);
+                    n += number(state.get(&old).map_err(|e| e.to_string())?);
+                    state.delete(&old);
+                }
+                let k = count_key(key, *w);
+                n += number(state.get(&k).map_err(|e| e.to_string())?);
+                state.put(&k, n.to_string().as_bytes());
+            }
+        }
+        Ok(())
+    }
+
+    fn close(
+        &mut self,
+        closed: &[(Vec<u8>, Window)],
+        state: &mut PartitionState,
+        out: &mut Vec<Output>,
+    ) -> std::result::Result<(), String> {
+        for (key, w) in closed {
+            let k = count_key(key, *w);
+            let n = number(state.get(&k).map_err(|e| e.to_string())?);
+            state.delete(&k);
+            out.push(Output {
+                topic: if self.fail {
+                    "missing".into()
+                } else {
+                    "counts".into()
+                },
+                key: Some(key.clone()),
+                value: Some(n.to_string().into_bytes()),
+                window: Some(*w),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn timing() -> Timing {
+    Timing {
+        windows: Some(WindowKind::Tumbling { size_ms: 10 }),
+        allowed_lateness_ms: 0,
+        late: LatePolicy::Topic("late".into()),
+    }
+}
+
+const ALL: ReadLimits = ReadLimits {
+    max_records: 10_000,
+    max_bytes: usize::MAX,
+};
+
+async fn publish(broker: &Broker, events: &[(&str, i64)]) {
+    let values: Vec<String> = events.iter().map(|(_, t)| t.to_string()).collect();
+    let records: Vec<NewRecord<'_>> = events
+        .iter()
+        .zip(&values)
+        .map(|((k, _), v)| NewRecord {
+            key: Some(Cow::Borrowed(k.as_bytes())),
+            value: Some(Cow::Borrowed(v.as_bytes())),
+            ..NewRecord::default()
+        })
+        .collect();
+    let topic = broker.topic("in").unwrap();
+    broker.produce(&topic, &records, Acks::All).await.unwrap();
+}
+
+/// `(key, value, window start header)` of every record in `topic`.
+fn stored(store: &Store, topic: &str) -> Vec<(String, String, Option<String>)> {
+    let t = store.topic(topic).unwrap();
+    let read = store.read(&t, 0, 0, ALL).unwrap();
+    read.records()
+        .map(|r| {
+            let text =
+                |b: Option<&[u8]>| String::from_utf8(b.unwrap_or_default().to_vec()).unwrap();
+            let start = r
+                .headers()
+                .find(|(n, _)| *n == "weir-window-start" || *n == "weir-late")
+                .map(|(_, v)| text(Some(v)));
+            (text(r.key), text(r.value), start)
+        })
+        .collect()
+}
+
+fn open_broker(dir: &std::path::Path) -> (Store, Broker) {
+    let store = Store::open(dir, StoreOptions::default()).unwrap();
+    for name in ["in", "counts", "late"] {
+        store
+            .create_topic(name, TopicConfig::with_partitions(1))
+            .unwrap();
+    }
+    let broker = Broker::new(Arc::new(store.clone()), BrokerOptions::default());
+    (store, broker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_close_once_late_events_go_to_the_policy_and_a_restart_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut logic = CountPerWindow { fail: false };
+    {
+        let (store, broker) = open_broker(dir.path());
+        publish(
+            &broker,
+            &[("a", 1), ("b", 2), ("a", 5), ("a", 12), ("b", 3), ("a", 25)],
+        )
+        .await;
+        let input = broker.topic("in").unwrap();
+        let mut run = PartitionRun::restore(&broker, "count", input, 0, timing()).unwrap();
+        let report = run
+            .step(&broker, &mut logic, ALL, Duration::ZERO)
+            .await
+            .unwrap();
+        // b@3 came after a@12 moved the watermark past [0, 10): late.
+        assert_eq!(
+            report,
+            StepReport {
+                records: 6,
+                late: 1,
+                closed: 3,
+                emitted: 4
+            }
+        );
+        assert_eq!(run.next_offset(), 6);
+        assert_eq!(run.progress().1, 1, "[20, 30) of a is open");
+        assert_eq!(
+            stored(&store, "counts"),
+            vec![
+                ("a".into(), "2".into(), Some("0".into())),
+                ("b".into(), "1".into(), Some("0".into())),
+                ("a".into(), "1".into(), Some("10".into())),
+            ]
+        );
+        assert_eq!(
+            stored(&store, "late"),
+            vec![("b".into(), "3".into(), Some("true".into()))]
+        );
+        // Nothing more to read: an empty step stores nothing.
+        let idle = run
+            .step(&broker, &mut logic, ALL, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(idle, StepReport::default());
+        store.shutdown().await;
+    }
+    // After a restart: the offset, the watermark, the open window and its count are
+    // read back, not recomputed from the input.
+    let (store, broker) = open_broker(dir.path());
+    let input = broker.topic("in").unwrap();
+    let mut run = PartitionRun::restore(&broker, "count", input, 0, timing()).unwrap();
+    assert_eq!(run.next_offset(), 6);
+    assert_eq!(run.progress().0.max_ms, Some(25));
+    assert_eq!(run.progress().1, 1);
+    publish(&broker, &[("a", 27), ("c", 40)]).await;
+    let report = run
+        .step(&broker, &mut logic, ALL, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        StepReport {
+            records: 2,
+            late: 0,
+            closed: 1,
+            emitted: 1
+        }
+    );
+    let counts = stored(&store, "counts");
+    assert_eq!(
+        counts.last(),
+        Some(&("a".into(), "2".into(), Some("20".into())))
+    );
+    assert_eq!(counts.len(), 4, "every window emitted once");
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_step_changes_nothing_and_runs_again_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, broker) = open_broker(dir.path());
+    publish(&broker, &[("a", 1), ("a", 2), ("a", 15)]).await;
+    let input = broker.topic("in").unwrap();
+    let mut run = PartitionRun::restore(&broker, "count", input.clone(), 0, timing()).unwrap();
+    let failed = run
+        .step(
+            &broker,
+            &mut CountPerWindow { fail: true },
+            ALL,
+            Duration::ZERO,
+        )
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(run.next_offset(), 0);
+    assert_eq!(run.progress().0.max_ms, None);
+    assert!(
+        broker
+            .groups()
+            .committed("processor.count", &input, 0)
+            .unwrap()
+            .is_none()
+    );
+    assert!(stored(&store, "counts").is_empty());
+
+    let report = run
+        .step(
+            &broker,
+            &mut CountPerWindow { fail: false },
+            ALL,
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        StepReport {
+            records: 3,
+            late: 0,
+            closed: 1,
+            emitted: 1
+        }
+    );
+    assert_eq!(
+        stored(&store, "counts"),
+        vec![("a".into(), "2".into(), Some("0".into()))]
+    );
+    let committed = broker
+        .groups()
+        .committed("processor.count", &input, 0)
+        .unwrap();
+    assert_eq!(committed.map(|(o, _)| o), Some(3));
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_merge_across_steps_and_close_once_with_every_event_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, broker) = open_broker(dir.path());
+    let sessions = Timing {
+        windows: Some(WindowKind::Session { gap_ms: 10 }),
+        // [0, 10) stays open until the watermark reaches 15.
+        allowed_lateness_ms: 5,
+        late: LatePolicy::Drop,
+    };
+    let input = broker.topic("in").unwrap();
+    let mut run = PartitionRun::restore(&broker, "sessions", input, 0, sessions).unwrap();
+    let mut logic = CountPerWindow { fail: false };
+    // Two sessions of a, [0, 10) and [12, 22) ...
+    publish(&broker, &[("a", 0), ("a", 12)]).await;
+    run.step(&broker, &mut logic, ALL, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(run.progress().1, 2);
+    // ... bridged by an event at 9 into one, [0, 22), which closes at 27.
+    publish(&broker, &[("a", 9), ("b", 30)]).await;
+    let report = run
+        .step(&broker, &mut logic, ALL, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(report.closed, 1);
+    assert_eq!(
+        stored(&store, "counts"),
+        vec![("a".into(), "3".into(), Some("0".into()))]
+    );
+    // a@5 now belongs to a closed session: late, dropped.
+    publish(&broker, &[("a", 5)]).await;
+    let report = run
+        .step(&broker, &mut logic, ALL, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!((report.late, report.emitted), (1, 0));
+    store.shutdown().await;
+}
