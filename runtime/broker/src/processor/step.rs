@@ -12,11 +12,15 @@
 //!
 //! The watermark and the open windows live in the processor's state under a system
 //! prefix (`proc-sys/`), so a restart resumes them by reading, with the offset.
+//!
+//! Windows are per record key (a record without one has the empty key). Outputs and
+//! late copies are new records: their timestamps are their append times.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use weir_storage::batch::ATTR_VALUE_JSON;
 use weir_storage::{ReadLimits, RecordView, Topic};
 
 use super::state::PartitionState;
@@ -111,6 +115,8 @@ pub struct StepReport {
     pub closed: usize,
     /// Records emitted (late copies included).
     pub emitted: usize,
+    /// Records retention removed before they were processed.
+    pub skipped: u64,
 }
 
 /// A processor's run on one input partition.
@@ -125,6 +131,9 @@ pub struct PartitionRun {
     watermark: Watermark,
     open: OpenWindows<Vec<u8>>,
     next: u64,
+    /// A step started and did not finish (its future was dropped): the memory may
+    /// differ from what is stored, so the run must be restored.
+    interrupted: bool,
 }
 
 const WATERMARK: &[u8] = b"m";
@@ -188,6 +197,7 @@ impl PartitionRun {
             watermark,
             open,
             next,
+            interrupted: false,
         })
     }
 
@@ -210,14 +220,28 @@ impl PartitionRun {
         limits: ReadLimits,
         wait: Duration,
     ) -> Result<StepReport> {
+        if self.interrupted {
+            return Err(BrokerError::Internal(
+                "a step of this processor was interrupted; restore the run".into(),
+            ));
+        }
+        // Retention may have removed records not processed yet: go on from the start.
+        let start = self.topic.partition(self.partition)?.log_start_offset();
+        let skipped = start.saturating_sub(self.next);
+        self.next = self.next.max(start);
         let read = broker
             .fetch(&self.topic, self.partition, self.next, limits, wait)
             .await?;
         if read.count == 0 {
-            return Ok(StepReport::default());
+            return Ok(StepReport {
+                skipped,
+                ..StepReport::default()
+            });
         }
         let (watermark, open) = (self.watermark, self.open.clone());
+        self.interrupted = true;
         let result = self.run(broker, logic, &read).await;
+        self.interrupted = false;
         match &result {
             Ok(_) => {
                 self.state.kept();
@@ -230,7 +254,7 @@ impl PartitionRun {
                 (self.watermark, self.open) = (watermark, open);
             }
         }
-        result
+        result.map(|report| StepReport { skipped, ..report })
     }
 
     async fn run(
@@ -242,6 +266,13 @@ impl PartitionRun {
         let plugin_failed = |e: String| BrokerError::Internal(format!("the processor failed: {e}"));
         let records: Vec<RecordView<'_>> = read.records().collect();
         let times = logic.event_times(&records).map_err(plugin_failed)?;
+        if times.len() != records.len() {
+            return Err(plugin_failed(format!(
+                "{} event times for {} events",
+                times.len(),
+                records.len()
+            )));
+        }
         let mut report = StepReport {
             records: records.len(),
             ..StepReport::default()
@@ -253,7 +284,15 @@ impl PartitionRun {
             let (windows, merged) = match self.timing.windows {
                 None => (Vec::new(), Vec::new()),
                 Some(WindowKind::Session { gap_ms }) => {
-                    let merge = Sessions { gap_ms }.add(time_ms, &self.open.of_key(&key));
+                    // Only sessions still open: one the watermark passed is emitted
+                    // (or will be at this step's end, whatever the batch's bounds).
+                    let candidates: Vec<Window> = self
+                        .open
+                        .of_key(&key)
+                        .into_iter()
+                        .filter(|w| !self.watermark.closes(*w))
+                        .collect();
+                    let merge = Sessions { gap_ms }.add(time_ms, &candidates);
                     if self.watermark.closes(merge.into) {
                         late.push(record);
                         continue;
@@ -263,7 +302,12 @@ impl PartitionRun {
                         self.system.delete(&window_key(&key, *absorbed));
                     }
                     self.open_window(&key, merge.into);
-                    (vec![merge.into], merge.absorbed)
+                    let merged = merge
+                        .absorbed
+                        .into_iter()
+                        .filter(|w| *w != merge.into)
+                        .collect();
+                    (vec![merge.into], merged)
                 }
                 Some(kind) => {
                     let open = self.watermark.still_open(&kind.windows_of(time_ms));
@@ -377,6 +421,7 @@ impl PartitionRun {
                     NewRecord {
                         key: r.key.map(Cow::Borrowed),
                         value: r.value.map(Cow::Borrowed),
+                        value_is_json: r.attributes & ATTR_VALUE_JSON != 0,
                         headers,
                         ..NewRecord::default()
                     },

@@ -163,7 +163,8 @@ async fn windows_close_once_late_events_go_to_the_policy_and_a_restart_resumes()
                 records: 6,
                 late: 1,
                 closed: 3,
-                emitted: 4
+                emitted: 4,
+                skipped: 0
             }
         );
         assert_eq!(run.next_offset(), 6);
@@ -207,7 +208,8 @@ async fn windows_close_once_late_events_go_to_the_policy_and_a_restart_resumes()
             records: 2,
             late: 0,
             closed: 1,
-            emitted: 1
+            emitted: 1,
+            skipped: 0
         }
     );
     let counts = stored(&store, "counts");
@@ -261,7 +263,8 @@ async fn a_failed_step_changes_nothing_and_runs_again_the_same() {
             records: 3,
             late: 0,
             closed: 1,
-            emitted: 1
+            emitted: 1,
+            skipped: 0
         }
     );
     assert_eq!(
@@ -313,5 +316,111 @@ async fn sessions_merge_across_steps_and_close_once_with_every_event_counted() {
         .await
         .unwrap();
     assert_eq!((report.late, report.emitted), (1, 0));
+    store.shutdown().await;
+}
+
+/// Every window result of `events` processed in steps of at most `per_step` records.
+async fn results_in_steps(
+    windows: WindowKind,
+    events: &[(&str, i64)],
+    per_step: usize,
+) -> Vec<(String, String, Option<String>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, broker) = open_broker(dir.path());
+    publish(&broker, events).await;
+    let timing = Timing {
+        windows: Some(windows),
+        allowed_lateness_ms: 2,
+        late: LatePolicy::Topic("late".into()),
+    };
+    let input = broker.topic("in").unwrap();
+    let mut run = PartitionRun::restore(&broker, "p", input, 0, timing).unwrap();
+    let limits = ReadLimits {
+        max_records: per_step,
+        max_bytes: usize::MAX,
+    };
+    let mut logic = CountPerWindow { fail: false };
+    while run.next_offset() < events.len() as u64 {
+        run.step(&broker, &mut logic, limits, Duration::ZERO)
+            .await
+            .unwrap();
+    }
+    let mut results = stored(&store, "counts");
+    results.extend(stored(&store, "late"));
+    store.shutdown().await;
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_do_not_depend_on_where_steps_split_the_input() {
+    let events = [
+        ("a", 0),
+        ("b", 10),
+        ("a", 8),
+        ("a", 14),
+        ("b", 3),
+        ("c", 25),
+        ("a", 19),
+        ("b", 40),
+        ("a", 31),
+        ("c", 60),
+    ];
+    for windows in [
+        WindowKind::Tumbling { size_ms: 10 },
+        WindowKind::Hopping {
+            size_ms: 10,
+            advance_ms: 5,
+        },
+        WindowKind::Session { gap_ms: 10 },
+    ] {
+        let whole = results_in_steps(windows, &events, 10_000).await;
+        let one_by_one = results_in_steps(windows, &events, 1).await;
+        assert!(!whole.is_empty());
+        let sorted = |mut v: Vec<(String, String, Option<String>)>| {
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(whole), sorted(one_by_one), "{windows:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logic_that_loses_event_times_fails_the_step() {
+    struct Short;
+    impl Logic for Short {
+        fn event_times(
+            &mut self,
+            _: &[RecordView<'_>],
+        ) -> std::result::Result<Vec<Option<i64>>, String> {
+            Ok(vec![])
+        }
+        fn process(
+            &mut self,
+            _: &[InputEvent<'_>],
+            _: &mut PartitionState,
+            _: &mut Vec<Output>,
+        ) -> std::result::Result<(), String> {
+            Ok(())
+        }
+        fn close(
+            &mut self,
+            _: &[(Vec<u8>, Window)],
+            _: &mut PartitionState,
+            _: &mut Vec<Output>,
+        ) -> std::result::Result<(), String> {
+            Ok(())
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (store, broker) = open_broker(dir.path());
+    publish(&broker, &[("a", 1)]).await;
+    let input = broker.topic("in").unwrap();
+    let mut run = PartitionRun::restore(&broker, "p", input, 0, timing()).unwrap();
+    assert!(
+        run.step(&broker, &mut Short, ALL, Duration::ZERO)
+            .await
+            .is_err()
+    );
+    assert_eq!(run.next_offset(), 0, "nothing skipped");
     store.shutdown().await;
 }
