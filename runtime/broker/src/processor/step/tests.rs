@@ -7,10 +7,13 @@ use weir_storage::{ReadLimits, Store, StoreOptions, TopicConfig};
 use super::*;
 use crate::{BrokerOptions, NewRecord};
 
-/// Counts events per key and 10 ms tumbling window; event times are the values.
+/// Counts events per key and window; event times are the values.
+#[derive(Default)]
 struct CountPerWindow {
     /// Emit to a topic that does not exist (a failing step).
     fail: bool,
+    /// Return no event times (a broken plugin).
+    lose_times: bool,
 }
 
 fn count_key(key: &[u8], w: Window) -> Vec<u8> {
@@ -28,6 +31,9 @@ impl Logic for CountPerWindow {
         &mut self,
         events: &[RecordView<'_>],
     ) -> std::result::Result<Vec<Option<i64>>, String> {
+        if self.lose_times {
+            return Ok(Vec::new());
+        }
         Ok(events
             .iter()
             .map(|r| std::str::from_utf8(r.value?).ok()?.parse().ok())
@@ -80,6 +86,17 @@ impl Logic for CountPerWindow {
             });
         }
         Ok(())
+    }
+}
+
+/// A step's report without skipped records.
+fn expected(records: usize, late: usize, closed: usize, emitted: usize) -> StepReport {
+    StepReport {
+        records,
+        late,
+        closed,
+        emitted,
+        skipped: 0,
     }
 }
 
@@ -142,7 +159,7 @@ fn open_broker(dir: &std::path::Path) -> (Store, Broker) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_close_once_late_events_go_to_the_policy_and_a_restart_resumes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut logic = CountPerWindow { fail: false };
+    let mut logic = CountPerWindow::default();
     {
         let (store, broker) = open_broker(dir.path());
         publish(
@@ -157,16 +174,7 @@ async fn windows_close_once_late_events_go_to_the_policy_and_a_restart_resumes()
             .await
             .unwrap();
         // b@3 came after a@12 moved the watermark past [0, 10): late.
-        assert_eq!(
-            report,
-            StepReport {
-                records: 6,
-                late: 1,
-                closed: 3,
-                emitted: 4,
-                skipped: 0
-            }
-        );
+        assert_eq!(report, expected(6, 1, 3, 4));
         assert_eq!(run.next_offset(), 6);
         assert_eq!(run.progress().1, 1, "[20, 30) of a is open");
         assert_eq!(
@@ -202,16 +210,7 @@ async fn windows_close_once_late_events_go_to_the_policy_and_a_restart_resumes()
         .step(&broker, &mut logic, ALL, Duration::ZERO)
         .await
         .unwrap();
-    assert_eq!(
-        report,
-        StepReport {
-            records: 2,
-            late: 0,
-            closed: 1,
-            emitted: 1,
-            skipped: 0
-        }
-    );
+    assert_eq!(report, expected(2, 0, 1, 1));
     let counts = stored(&store, "counts");
     assert_eq!(
         counts.last(),
@@ -231,7 +230,10 @@ async fn a_failed_step_changes_nothing_and_runs_again_the_same() {
     let failed = run
         .step(
             &broker,
-            &mut CountPerWindow { fail: true },
+            &mut CountPerWindow {
+                fail: true,
+                ..CountPerWindow::default()
+            },
             ALL,
             Duration::ZERO,
         )
@@ -249,24 +251,10 @@ async fn a_failed_step_changes_nothing_and_runs_again_the_same() {
     assert!(stored(&store, "counts").is_empty());
 
     let report = run
-        .step(
-            &broker,
-            &mut CountPerWindow { fail: false },
-            ALL,
-            Duration::ZERO,
-        )
+        .step(&broker, &mut CountPerWindow::default(), ALL, Duration::ZERO)
         .await
         .unwrap();
-    assert_eq!(
-        report,
-        StepReport {
-            records: 3,
-            late: 0,
-            closed: 1,
-            emitted: 1,
-            skipped: 0
-        }
-    );
+    assert_eq!(report, expected(3, 0, 1, 1));
     assert_eq!(
         stored(&store, "counts"),
         vec![("a".into(), "2".into(), Some("0".into()))]
@@ -291,7 +279,7 @@ async fn sessions_merge_across_steps_and_close_once_with_every_event_counted() {
     };
     let input = broker.topic("in").unwrap();
     let mut run = PartitionRun::restore(&broker, "sessions", input, 0, sessions).unwrap();
-    let mut logic = CountPerWindow { fail: false };
+    let mut logic = CountPerWindow::default();
     // Two sessions of a, [0, 10) and [12, 22) ...
     publish(&broker, &[("a", 0), ("a", 12)]).await;
     run.step(&broker, &mut logic, ALL, Duration::ZERO)
@@ -339,7 +327,7 @@ async fn results_in_steps(
         max_records: per_step,
         max_bytes: usize::MAX,
     };
-    let mut logic = CountPerWindow { fail: false };
+    let mut logic = CountPerWindow::default();
     while run.next_offset() < events.len() as u64 {
         run.step(&broker, &mut logic, limits, Duration::ZERO)
             .await
@@ -386,38 +374,17 @@ async fn results_do_not_depend_on_where_steps_split_the_input() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logic_that_loses_event_times_fails_the_step() {
-    struct Short;
-    impl Logic for Short {
-        fn event_times(
-            &mut self,
-            _: &[RecordView<'_>],
-        ) -> std::result::Result<Vec<Option<i64>>, String> {
-            Ok(vec![])
-        }
-        fn process(
-            &mut self,
-            _: &[InputEvent<'_>],
-            _: &mut PartitionState,
-            _: &mut Vec<Output>,
-        ) -> std::result::Result<(), String> {
-            Ok(())
-        }
-        fn close(
-            &mut self,
-            _: &[(Vec<u8>, Window)],
-            _: &mut PartitionState,
-            _: &mut Vec<Output>,
-        ) -> std::result::Result<(), String> {
-            Ok(())
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
     let (store, broker) = open_broker(dir.path());
     publish(&broker, &[("a", 1)]).await;
     let input = broker.topic("in").unwrap();
     let mut run = PartitionRun::restore(&broker, "p", input, 0, timing()).unwrap();
+    let mut broken = CountPerWindow {
+        lose_times: true,
+        ..CountPerWindow::default()
+    };
     assert!(
-        run.step(&broker, &mut Short, ALL, Duration::ZERO)
+        run.step(&broker, &mut broken, ALL, Duration::ZERO)
             .await
             .is_err()
     );
