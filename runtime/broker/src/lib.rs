@@ -341,13 +341,17 @@ mod tests {
                 Err(BrokerError::Storage(StorageError::OffsetOutOfRange { .. }))
             ));
 
-            let mut commit = broker
-                .groups()
-                .commit_ops(group, &[("in".into(), 0, 3)])
-                .unwrap();
-            commit.push((b"state/count".to_vec(), Some(b"3".to_vec())));
+            // The step's writes: the consumed offset and a state value.
+            let commit = |state: &[u8]| {
+                let mut ops = broker
+                    .groups()
+                    .commit_ops(group, &[("in".into(), 0, 3)])
+                    .unwrap();
+                ops.push((b"state/count".to_vec(), Some(state.to_vec())));
+                ops
+            };
             let positions = broker
-                .produce_committing(&outputs, commit, Acks::All, None)
+                .produce_committing(&outputs, commit(b"3"), Acks::All, None)
                 .await
                 .unwrap();
             assert_eq!(positions.len(), 2);
@@ -357,13 +361,8 @@ mod tests {
             // One output topic deleted meanwhile: the next step stores nothing, not
             // its other output, its state or its offset.
             store.delete_topic("out-b").await.unwrap();
-            let mut commit = broker
-                .groups()
-                .commit_ops(group, &[("in".into(), 0, 3)])
-                .unwrap();
-            commit.push((b"state/count".to_vec(), Some(b"stale".to_vec())));
             let failed = broker
-                .produce_committing(&outputs, commit, Acks::All, None)
+                .produce_committing(&outputs, commit(b"stale"), Acks::All, None)
                 .await;
             assert!(
                 matches!(

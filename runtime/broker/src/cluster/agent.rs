@@ -28,6 +28,15 @@ struct Retrying {
 }
 
 impl Retrying {
+    fn new(deployment: u64, now: Instant) -> Self {
+        Retrying {
+            deployment,
+            since: now,
+            next: now,
+            backoff: Duration::from_millis(100),
+        }
+    }
+
     /// Whether to read again now; notes the try (100 ms, doubling to 5 s).
     fn due(&mut self, now: Instant) -> bool {
         if now < self.next {
@@ -122,17 +131,6 @@ pub fn follow(cluster: Cluster, reloader: Arc<Reloader>) -> tokio::task::JoinHan
             tokio::time::sleep(EVERY).await;
         }
     })
-}
-
-impl Retrying {
-    fn new(deployment: u64, now: Instant) -> Self {
-        Retrying {
-            deployment,
-            since: now,
-            next: now,
-            backoff: Duration::from_millis(100),
-        }
-    }
 }
 
 /// What became of a deployed version on this node.

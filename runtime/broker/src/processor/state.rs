@@ -26,30 +26,15 @@ use crate::Result;
 /// Committed values kept in memory per partition; past it the cache starts over.
 pub const CACHE_ENTRIES: usize = 100_000;
 
-/// The key-value prefix of `processor`'s state on `partition` of `topic`.
-pub fn partition_prefix(processor: &str, topic: &Topic, partition: u32) -> Vec<u8> {
-    let mut k = processor_prefix(processor);
-    k.extend_from_slice(&topic.id().to_be_bytes());
-    k.extend_from_slice(&partition.to_be_bytes());
-    k
-}
-
-/// The key-value prefix of all of `processor`'s state.
-pub fn processor_prefix(processor: &str) -> Vec<u8> {
-    named_prefix(b"proc/", processor)
-}
-
-/// The key-value prefix of what the runtime keeps for `processor` (watermarks, open
-/// windows), apart from the plugin's keys.
-pub fn system_prefix(processor: &str) -> Vec<u8> {
-    named_prefix(b"proc-sys/", processor)
-}
-
-fn named_prefix(space: &[u8], processor: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(space.len() + processor.len() + 1);
+/// The key-value prefix of `processor`'s keys in `space` (`proc/` for the plugin's
+/// state, `proc-sys/` for the runtime's) on `partition` of `topic`.
+fn partition_prefix(space: &[u8], processor: &str, topic: &Topic, partition: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(space.len() + processor.len() + 9);
     k.extend_from_slice(space);
     k.extend_from_slice(processor.as_bytes());
     k.push(0);
+    k.extend_from_slice(&topic.id().to_be_bytes());
+    k.extend_from_slice(&partition.to_be_bytes());
     k
 }
 
@@ -77,15 +62,16 @@ impl std::fmt::Debug for PartitionState {
 impl PartitionState {
     /// `processor`'s state on `partition` of `topic`, in `log`.
     pub fn new(log: Arc<dyn Log>, processor: &str, topic: &Topic, partition: u32) -> Self {
-        Self::under(log, partition_prefix(processor, topic, partition))
+        Self::under(log, partition_prefix(b"proc/", processor, topic, partition))
     }
 
-    /// What the runtime keeps for `processor` on `partition` of `topic`.
+    /// What the runtime keeps for `processor` on `partition` of `topic` (watermark,
+    /// open windows), apart from the plugin's keys.
     pub fn system(log: Arc<dyn Log>, processor: &str, topic: &Topic, partition: u32) -> Self {
-        let mut prefix = system_prefix(processor);
-        prefix.extend_from_slice(&topic.id().to_be_bytes());
-        prefix.extend_from_slice(&partition.to_be_bytes());
-        Self::under(log, prefix)
+        Self::under(
+            log,
+            partition_prefix(b"proc-sys/", processor, topic, partition),
+        )
     }
 
     fn under(log: Arc<dyn Log>, prefix: Vec<u8>) -> Self {

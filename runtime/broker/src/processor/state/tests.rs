@@ -4,14 +4,16 @@ use weir_storage::{Log, Store, StoreOptions, TopicConfig};
 
 use super::*;
 
-async fn store_with_topic(dir: &std::path::Path) -> (Store, Arc<Topic>) {
+/// A store in `dir` with topic `in`, and the store as the log state lives in.
+async fn store_with_topic(dir: &std::path::Path) -> (Store, Arc<Topic>, Arc<dyn Log>) {
     let store = Store::open(dir, StoreOptions::default()).unwrap();
     // Identical on reopen: `Existing`.
     store
         .create_topic("in", TopicConfig::with_partitions(2))
         .unwrap();
     let topic = store.topic("in").unwrap();
-    (store, topic)
+    let log: Arc<dyn Log> = Arc::new(store.clone());
+    (store, topic, log)
 }
 
 fn pairs(v: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -24,8 +26,7 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
 async fn staged_writes_are_read_back_and_stored_only_when_kept() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (store, topic) = store_with_topic(dir.path()).await;
-        let log: Arc<dyn Log> = Arc::new(store.clone());
+        let (store, topic, log) = store_with_topic(dir.path()).await;
         let mut state = PartitionState::new(log.clone(), "count", &topic, 0);
         assert_eq!(state.get(b"k").unwrap(), None);
         state.put(b"k", b"1");
@@ -52,8 +53,7 @@ async fn staged_writes_are_read_back_and_stored_only_when_kept() {
         store.shutdown().await;
     }
     // Restored by reading, in a new instance after a restart.
-    let (store, topic) = store_with_topic(dir.path()).await;
-    let log: Arc<dyn Log> = Arc::new(store.clone());
+    let (store, topic, log) = store_with_topic(dir.path()).await;
     let mut state = PartitionState::new(log.clone(), "count", &topic, 0);
     assert_eq!(state.get(b"k").unwrap().as_deref(), Some(&b"2"[..]));
     assert_eq!(state.get(b"gone").unwrap(), None);
@@ -68,8 +68,7 @@ async fn staged_writes_are_read_back_and_stored_only_when_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_merges_staged_writes_and_pages_in_key_order() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, topic) = store_with_topic(dir.path()).await;
-    let log: Arc<dyn Log> = Arc::new(store.clone());
+    let (store, topic, log) = store_with_topic(dir.path()).await;
     let mut state = PartitionState::new(log.clone(), "join", &topic, 0);
     for (k, v) in [("c/1", "a"), ("c/2", "b"), ("c/3", "c"), ("d/1", "z")] {
         state.put(k.as_bytes(), v.as_bytes());
@@ -94,8 +93,7 @@ async fn a_scan_merges_staged_writes_and_pages_in_key_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_deletes_every_key_of_the_partition_and_no_other() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, topic) = store_with_topic(dir.path()).await;
-    let log: Arc<dyn Log> = Arc::new(store.clone());
+    let (store, topic, log) = store_with_topic(dir.path()).await;
     let mut p0 = PartitionState::new(log.clone(), "count", &topic, 0);
     let mut p1 = PartitionState::new(log.clone(), "count", &topic, 1);
     p0.put(b"a", b"1");
