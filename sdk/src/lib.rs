@@ -50,6 +50,9 @@
 //! - Connectors: [`connector::Source`] and [`connector::Sink`] with
 //!   [`export_source!`] and [`export_sink!`]; they reach only what their manifest
 //!   grants, through [`connector::http`] and [`connector::files`].
+//! - Processors: [`processor::Processor`] with [`export_processor!`] consume topics on
+//!   their own with keyed state ([`processor::state`]), event-time windows and
+//!   timers; a batch's outputs, state and offsets are stored in one atomic write.
 //! - [`testing`] runs a plugin natively, so its logic is unit-tested with `cargo test`.
 //!
 //! Plugins are built for `wasm32-unknown-unknown` and import nothing but Weir's `host`
@@ -66,5 +69,7 @@ pub mod connector;
 mod guest;
 #[cfg(feature = "guest")]
 pub mod json;
+#[cfg(feature = "guest")]
+pub mod processor;
 #[cfg(feature = "guest")]
 pub use guest::*;

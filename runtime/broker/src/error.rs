@@ -84,6 +84,27 @@ pub enum BrokerError {
     /// The topic's pipeline cannot run as configured.
     #[error("{0}")]
     PipelineInvalid(String),
+    /// A processor's step was refused: a newer run of the processor (a restart, a
+    /// reset, a new version) has taken over its partitions.
+    #[error(
+        "processor '{processor}' generation {generation} is fenced: generation {current} has taken over"
+    )]
+    ProcessorFenced {
+        /// The processor.
+        processor: String,
+        /// The generation that tried to commit.
+        generation: u64,
+        /// The current one.
+        current: u64,
+    },
+    /// A processor's plugin failed on a batch; nothing of the batch was stored.
+    #[error("processor '{processor}' failed: {reason}")]
+    ProcessorFailed {
+        /// The processor.
+        processor: String,
+        /// Why.
+        reason: String,
+    },
     /// A plugin could not be used (consume-side filters).
     #[error(transparent)]
     Plugin(#[from] PluginError),
@@ -108,6 +129,8 @@ impl BrokerError {
             Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Self::SequenceOutOfOrder { .. } => "sequence_out_of_order",
             Self::PipelineInvalid(_) => "pipeline_invalid",
+            Self::ProcessorFenced { .. } => "processor_fenced",
+            Self::ProcessorFailed { .. } => "processor_failed",
             Self::Plugin(e) => e.code(),
             Self::Internal(_) => "internal_error",
             Self::Storage(e) => e.code(),

@@ -66,3 +66,14 @@ pub mod sink {
         },
     });
 }
+
+pub mod processor {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "processor",
+        with: {
+            "weir:plugin/types": super::filter::weir::plugin::types,
+            "weir:plugin/host": super::filter::weir::plugin::host,
+        },
+    });
+}

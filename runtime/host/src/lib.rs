@@ -38,12 +38,15 @@ pub use grants::GrantBounds;
 pub use health::HealthPolicy;
 pub use history::{Origin, Outcome, ProbationPolicy};
 pub use manifest::Attachment;
-pub use manifest::{ConnectorSettings, Grants, Kind, Manifest, OnFailure, Reach, RouterSettings};
+pub use manifest::{
+    ConnectorSettings, EventTime, Grants, Kind, LateEvents, Manifest, OnFailure, ProcessorSettings,
+    Reach, RouterSettings, WindowSpec,
+};
 pub use plugin::{
-    AclRequest, BatchInfo, Decision, Delivery, Destination, Plugin, PluginFiles, PollInfo, Polled,
-    Transformed,
+    AclRequest, BatchInfo, Decision, Delivery, Destination, Emitted, EventWindow, Plugin,
+    PluginFiles, PollInfo, Polled, ProcessInfo, Transformed, Window,
 };
 pub use registry::{CallKind, PluginStatus, PolicyAction, Registry, Rejected, Slot};
 pub use reload::Reloader;
-pub use state::{MemoryState, PluginState};
+pub use state::{KeyedState, MemoryState, PluginState};
 pub use weir_sdk::packed;

@@ -42,3 +42,26 @@ impl PluginState for MemoryState {
         self.map.lock().remove(&(plugin.to_string(), key.to_vec()));
     }
 }
+
+/// A processor's keyed state on the input partition being processed, behind the
+/// `keyed-state` imports. The broker supplies it for the length of one call; writes
+/// are staged there and stored with the batch.
+pub trait KeyedState: Send + Sync {
+    /// The value of `key` (this batch's write first).
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
+    /// Sets `key`.
+    fn put(&self, key: &[u8], value: &[u8]);
+    /// Removes `key`.
+    fn delete(&self, key: &[u8]);
+    /// Up to `limit` entries under `prefix` after `after`, in key order.
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String>;
+    /// Fires `key` once the clock reaches `at_ms` (replacing its earlier timer).
+    fn set_timer(&self, key: &[u8], at_ms: i64);
+    /// Removes `key`'s timer.
+    fn cancel_timer(&self, key: &[u8]);
+}

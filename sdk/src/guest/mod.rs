@@ -66,6 +66,17 @@ pub mod bindings {
         });
     }
 
+    /// The `processor` world.
+    pub mod processor {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "processor",
+            pub_export_macro: true,
+            export_macro_name: "__export_processor_world",
+            default_bindings_module: "weir_sdk::bindings::processor",
+        });
+    }
+
     /// The `acl` world.
     pub mod acl {
         wit_bindgen::generate!({

@@ -2,12 +2,16 @@
 //! emit records, with keyed state, event-time windows and timers, exactly once.
 //!
 //! - [`state`]: keyed state per input partition, staged during a batch, cached.
+//! - [`keyed`]: the handle a step's logic works on: state, system keys, timers.
+//! - [`lease`]: fencing by generation, so a replaced run commits nothing more.
 //! - [`step`]: one exactly-once step on one input partition.
 //! - [`windows`]: which windows an event belongs to, when they close, what is late.
 //!
 //! A processor's batch is stored with [`Broker::produce_committing`](crate::Broker::produce_committing):
 //! its outputs, state changes and consumed offsets in one atomic append.
 
+pub mod keyed;
+pub mod lease;
 pub mod state;
 pub mod step;
 pub mod windows;

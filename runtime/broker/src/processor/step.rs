@@ -10,8 +10,10 @@
 //! leaves the committed state as it was and the step runs again on the same records;
 //! after it, nothing of the step is repeated. A failed step is undone in memory too.
 //!
-//! The watermark and the open windows live in the processor's state under a system
-//! prefix (`proc-sys/`), so a restart resumes them by reading, with the offset.
+//! The watermark, the open windows and the timers live in the processor's state
+//! under a system prefix (`proc-sys/`), so a restart resumes them by reading, with
+//! the offset. Timers due by the broker's clock fire at a step too, with or without
+//! records. A step commits only while its run's [`Lease`] is current (fencing).
 //!
 //! Windows are per record key (a record without one has the empty key). Outputs and
 //! late copies are new records: their timestamps are their append times.
@@ -23,6 +25,8 @@ use std::time::Duration;
 use weir_storage::batch::ATTR_VALUE_JSON;
 use weir_storage::{ReadLimits, RecordView, Topic};
 
+use super::keyed::Keyed;
+use super::lease::Lease;
 use super::state::PartitionState;
 use super::windows::{OpenWindows, Sessions, Watermark, Window, WindowKind};
 use crate::{Acks, Broker, BrokerError, NewRecord, Result};
@@ -41,18 +45,41 @@ pub trait Logic: Send {
     /// On-time events of one partition, in offset order.
     fn process(
         &mut self,
+        batch: &Batch<'_>,
         events: &[InputEvent<'_>],
-        state: &mut PartitionState,
         out: &mut Vec<Output>,
     ) -> std::result::Result<(), String>;
 
     /// Windows that closed, with their keys, earliest end first: emit their results.
     fn close(
         &mut self,
+        batch: &Batch<'_>,
         closed: &[(Vec<u8>, Window)],
-        state: &mut PartitionState,
         out: &mut Vec<Output>,
     ) -> std::result::Result<(), String>;
+
+    /// Timers that are due, by key (none by default).
+    fn fire(
+        &mut self,
+        _batch: &Batch<'_>,
+        _keys: &[Vec<u8>],
+        _out: &mut Vec<Output>,
+    ) -> std::result::Result<(), String> {
+        Ok(())
+    }
+}
+
+/// What a logic's call works on: the input partition, the clock, the state.
+#[derive(Debug)]
+pub struct Batch<'a> {
+    /// The input topic.
+    pub topic: &'a Topic,
+    /// The input partition.
+    pub partition: u32,
+    /// The broker's clock at the step's start (ms).
+    pub now_ms: i64,
+    /// The partition's state and timers.
+    pub keyed: &'a Keyed,
 }
 
 /// An on-time event and the windows it counts in (none without windows).
@@ -78,6 +105,8 @@ pub struct Output {
     pub key: Option<Vec<u8>>,
     /// Its value.
     pub value: Option<Vec<u8>>,
+    /// Its headers.
+    pub headers: Vec<(String, Vec<u8>)>,
     /// The window whose result it is: stamped as `weir-window-start` and
     /// `weir-window-end` headers (ms).
     pub window: Option<Window>,
@@ -113,6 +142,8 @@ pub struct StepReport {
     pub late: usize,
     /// Windows closed.
     pub closed: usize,
+    /// Timers fired.
+    pub fired: usize,
     /// Records emitted (late copies included).
     pub emitted: usize,
     /// Records retention removed before they were processed.
@@ -122,12 +153,13 @@ pub struct StepReport {
 /// A processor's run on one input partition.
 #[derive(Debug)]
 pub struct PartitionRun {
+    name: String,
     group: String,
     topic: Arc<Topic>,
     partition: u32,
     timing: Timing,
-    state: PartitionState,
-    system: PartitionState,
+    keyed: Keyed,
+    lease: Lease,
     watermark: Watermark,
     open: OpenWindows<Vec<u8>>,
     next: u64,
@@ -137,6 +169,8 @@ pub struct PartitionRun {
 }
 
 const WATERMARK: &[u8] = b"m";
+/// Most timers fired by one step.
+const TIMERS_PER_STEP: usize = 10_000;
 const WINDOW: &[u8] = b"w/";
 
 fn window_key(key: &[u8], w: Window) -> Vec<u8> {
@@ -148,13 +182,15 @@ fn window_key(key: &[u8], w: Window) -> Vec<u8> {
 }
 
 impl PartitionRun {
-    /// Resumes processor `name` on `partition` of `topic` from what was committed.
+    /// Resumes processor `name` on `partition` of `topic` from what was committed;
+    /// its steps commit under `lease`.
     pub fn restore(
         broker: &Broker,
         name: &str,
         topic: Arc<Topic>,
         partition: u32,
         timing: Timing,
+        lease: Lease,
     ) -> Result<Self> {
         let group = format!("processor.{name}");
         let part = topic.partition(partition)?;
@@ -188,12 +224,13 @@ impl PartitionRun {
             );
         }
         Ok(PartitionRun {
+            name: name.to_string(),
             group,
             topic,
             partition,
             timing,
-            state,
-            system,
+            keyed: Keyed::restore(state, system)?,
+            lease,
             watermark,
             open,
             next,
@@ -209,6 +246,21 @@ impl PartitionRun {
     /// The partition's watermark and how many windows are open.
     pub fn progress(&self) -> (Watermark, usize) {
         (self.watermark, self.open.len())
+    }
+
+    /// The partition's state and timers.
+    pub fn keyed(&self) -> &Keyed {
+        &self.keyed
+    }
+
+    /// The input partition.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// When the next step is due for a timer, if one is set.
+    pub fn next_timer(&self) -> Option<i64> {
+        self.keyed.next_timer()
     }
 
     /// Runs one step: waits up to `wait` for records, then processes and stores up
@@ -229,10 +281,16 @@ impl PartitionRun {
         let start = self.topic.partition(self.partition)?.log_start_offset();
         let skipped = start.saturating_sub(self.next);
         self.next = self.next.max(start);
+        // Wait no longer than until the next timer is due.
+        let now = crate::now_ms();
+        let wait = match self.next_timer() {
+            Some(at) => wait.min(Duration::from_millis(at.saturating_sub(now).max(0) as u64)),
+            None => wait,
+        };
         let read = broker
             .fetch(&self.topic, self.partition, self.next, limits, wait)
             .await?;
-        if read.count == 0 {
+        if read.count == 0 && self.next_timer().is_none_or(|at| at > crate::now_ms()) {
             return Ok(StepReport {
                 skipped,
                 ..StepReport::default()
@@ -244,13 +302,13 @@ impl PartitionRun {
         self.interrupted = false;
         match &result {
             Ok(_) => {
-                self.state.kept();
-                self.system.kept();
-                self.next = read.next_offset;
+                self.keyed.kept();
+                if read.count > 0 {
+                    self.next = read.next_offset;
+                }
             }
             Err(_) => {
-                self.state.discard();
-                self.system.discard();
+                self.keyed.discard();
                 (self.watermark, self.open) = (watermark, open);
             }
         }
@@ -263,9 +321,17 @@ impl PartitionRun {
         logic: &mut dyn Logic,
         read: &weir_storage::ReadResult,
     ) -> Result<StepReport> {
-        let plugin_failed = |e: String| BrokerError::Internal(format!("the processor failed: {e}"));
+        let name = self.name.clone();
+        let plugin_failed = |reason: String| BrokerError::ProcessorFailed {
+            processor: name.clone(),
+            reason,
+        };
         let records: Vec<RecordView<'_>> = read.records().collect();
-        let times = logic.event_times(&records).map_err(plugin_failed)?;
+        let times = if records.is_empty() {
+            Vec::new()
+        } else {
+            logic.event_times(&records).map_err(plugin_failed)?
+        };
         if times.len() != records.len() {
             return Err(plugin_failed(format!(
                 "{} event times for {} events",
@@ -299,7 +365,10 @@ impl PartitionRun {
                     }
                     for absorbed in &merge.absorbed {
                         self.open.forget(&key, *absorbed);
-                        self.system.delete(&window_key(&key, *absorbed));
+                        self.keyed
+                            .lock()
+                            .system
+                            .delete(&window_key(&key, *absorbed));
                     }
                     self.open_window(&key, merge.into);
                     let merged = merge
@@ -330,36 +399,54 @@ impl PartitionRun {
             });
         }
         report.late = late.len();
+        let batch = Batch {
+            topic: &self.topic,
+            partition: self.partition,
+            now_ms: crate::now_ms(),
+            keyed: &self.keyed,
+        };
         if !events.is_empty() {
             logic
-                .process(&events, &mut self.state, &mut out)
+                .process(&batch, &events, &mut out)
                 .map_err(plugin_failed)?;
         }
         let closed = self.open.close(&self.watermark);
         if !closed.is_empty() {
             for (key, w) in &closed {
-                self.system.delete(&window_key(key, *w));
+                self.keyed.lock().system.delete(&window_key(key, *w));
             }
             logic
-                .close(&closed, &mut self.state, &mut out)
+                .close(&batch, &closed, &mut out)
                 .map_err(plugin_failed)?;
         }
         report.closed = closed.len();
-        if let Some(max) = self.watermark.max_ms {
-            self.system.put(WATERMARK, &max.to_be_bytes());
+        let due = self.keyed.take_due(batch.now_ms, TIMERS_PER_STEP);
+        if !due.is_empty() {
+            logic.fire(&batch, &due, &mut out).map_err(plugin_failed)?;
         }
-        let mut commit = self.state.staged_ops();
-        commit.extend(self.system.staged_ops());
-        commit.extend(broker.groups().commit_ops(
-            &self.group,
-            &[(
-                self.topic.name().to_string(),
-                self.partition,
-                read.next_offset,
-            )],
-        )?);
+        report.fired = due.len();
+        let mut commit = {
+            let mut scope = self.keyed.lock();
+            if let Some(max) = self.watermark.max_ms {
+                scope.system.put(WATERMARK, &max.to_be_bytes());
+            }
+            let mut commit = scope.state.staged_ops();
+            commit.extend(scope.system.staged_ops());
+            commit
+        };
+        if read.count > 0 {
+            commit.extend(broker.groups().commit_ops(
+                &self.group,
+                &[(
+                    self.topic.name().to_string(),
+                    self.partition,
+                    read.next_offset,
+                )],
+            )?);
+        }
         let outputs = self.outputs(broker, &out, &late)?;
         report.emitted = outputs.iter().map(|(_, r)| r.len()).sum();
+        let _lease = self.lease.hold().await?;
         broker
             .produce_committing(&outputs, commit, Acks::All, None)
             .await?;
@@ -368,7 +455,7 @@ impl PartitionRun {
 
     fn open_window(&mut self, key: &[u8], w: Window) {
         self.open.open(key.to_vec(), w);
-        self.system.put(&window_key(key, w), b"");
+        self.keyed.lock().system.put(&window_key(key, w), b"");
     }
 
     /// The step's records by topic: the logic's outputs, then late copies.
@@ -388,7 +475,11 @@ impl PartitionRun {
             Ok(())
         };
         for o in out {
-            let mut headers = Vec::new();
+            let mut headers: Vec<(Cow<'a, str>, Cow<'a, [u8]>)> = o
+                .headers
+                .iter()
+                .map(|(n, v)| (Cow::Borrowed(n.as_str()), Cow::Borrowed(v.as_slice())))
+                .collect();
             if let Some(w) = o.window {
                 headers.push((
                     Cow::Borrowed("weir-window-start"),

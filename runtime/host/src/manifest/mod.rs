@@ -3,8 +3,10 @@
 //! [`Reach`] (in `reach`) says what a manifest touches beyond the plugin itself:
 //! the topics and groups that deploying it needs permissions on.
 
+mod processor;
 mod reach;
 
+pub use processor::{EventTime, LateEvents, ProcessorSettings, WindowSpec};
 pub use reach::Reach;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +31,8 @@ pub enum Kind {
     Source,
     /// Delivers events out.
     Sink,
+    /// Consumes topics with keyed state and windows, and emits records.
+    Processor,
 }
 
 impl Kind {
@@ -46,6 +50,7 @@ impl Kind {
             Kind::Acl => "acl",
             Kind::Source => "source",
             Kind::Sink => "sink",
+            Kind::Processor => "processor",
         }
     }
 }
@@ -257,6 +262,9 @@ pub struct Manifest {
     /// The topics a router may send to (routers only, required for them).
     #[serde(default)]
     pub router: Option<RouterSettings>,
+    /// What a processor consumes and emits (processors only, required for them).
+    #[serde(default)]
+    pub processor: Option<ProcessorSettings>,
 }
 
 impl Manifest {
@@ -283,7 +291,11 @@ impl Manifest {
                 reason,
             })
         };
-        if let Some(reason) = m.connector_problem().or_else(|| m.router_problem()) {
+        if let Some(reason) = m
+            .connector_problem()
+            .or_else(|| m.router_problem())
+            .or_else(|| m.processor_problem())
+        {
             return fail(reason);
         }
         for a in &m.attach {
@@ -399,6 +411,21 @@ impl Manifest {
                     "[router] destination '{d}' is not a topic name (names are exact: 1-249 characters of A-Z, a-z, 0-9, '.', '_', '-')"
                 )
             }),
+            (None, _) => None,
+        }
+    }
+
+    /// What is wrong with `[processor]`, if anything.
+    fn processor_problem(&self) -> Option<String> {
+        match (&self.processor, self.kind) {
+            (Some(_), kind) if kind != Kind::Processor => Some(format!(
+                "[processor] is for processor plugins, not a {} plugin",
+                kind.as_str()
+            )),
+            (None, Kind::Processor) => Some(
+                "a processor declares what it consumes: add [processor] inputs = [\"topic\", ...] to plugin.toml".into(),
+            ),
+            (Some(p), _) => p.problem(),
             (None, _) => None,
         }
     }

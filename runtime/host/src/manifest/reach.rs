@@ -14,9 +14,9 @@ pub struct Reach {
     /// Topics it writes: dead-letter topics, a router's destinations, a source's
     /// output.
     pub produces: Vec<String>,
-    /// Topics a sink reads.
+    /// Topics a sink or a processor reads.
     pub consumes: Vec<String>,
-    /// Consumer groups it reads as (a sink's).
+    /// Consumer groups it reads as (a sink's, a processor's).
     pub groups: Vec<String>,
 }
 
@@ -49,6 +49,26 @@ impl Manifest {
                 }
                 if self.kind == Kind::Sink {
                     push(&mut r.groups, settings.group_of(&self.name));
+                }
+            }
+            Kind::Processor => {
+                let settings = self.processor.iter();
+                for p in settings {
+                    for input in &p.inputs {
+                        push(&mut r.consumes, input.clone());
+                    }
+                    for output in &p.outputs {
+                        push(&mut r.produces, output.clone());
+                    }
+                    for input in &p.inputs {
+                        if let Some(late) = p.late_topic_of(&self.name, input) {
+                            push(&mut r.produces, late);
+                        }
+                    }
+                    push(
+                        &mut r.groups,
+                        super::ProcessorSettings::group_of(&self.name),
+                    );
                 }
             }
             Kind::Acl => {}

@@ -90,3 +90,51 @@ pub struct Transformed {
     /// Outputs per input event, in order.
     pub counts: Vec<u32>,
 }
+
+/// An event-time window, `[start_ms, end_ms)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Window {
+    /// First millisecond in it.
+    pub start_ms: i64,
+    /// First millisecond after it.
+    pub end_ms: i64,
+}
+
+/// What a processor is told about a batch: one partition of one input topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Input topic.
+    pub topic: String,
+    /// Input partition.
+    pub partition: u32,
+    /// The topic's partition count.
+    pub partitions: u32,
+    /// The broker's clock (ms since the epoch).
+    pub now_ms: i64,
+}
+
+/// A window an event of a batch counts in (see the `processor` world).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventWindow {
+    /// The event's index in the batch.
+    pub event: u32,
+    /// The window.
+    pub window: Window,
+    /// A session the event merged into its own window.
+    pub merged: bool,
+}
+
+/// A record a processor emitted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Emitted {
+    /// Output topic.
+    pub topic: String,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value.
+    pub value: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The window whose result it is.
+    pub window: Option<Window>,
+}

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bindings::{filter, source, types};
+use crate::bindings::{filter, processor, source, types};
 use crate::error::Result;
 use crate::grants::{self, Capabilities};
 use crate::limits::Limiter;
-use crate::state::PluginState;
+use crate::state::{KeyedState, PluginState};
 use crate::wasi::WasiState;
 
 /// Store data of one instance.
@@ -22,6 +22,10 @@ pub(crate) struct Ctx {
     pub(super) caps: Option<Arc<Capabilities>>,
     /// State writes of a source's poll, held back to be committed with its events.
     pub(super) staged: Option<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+    /// A processor's keyed state during a call, and the first error reading it
+    /// (which fails the call: a read that silently returned nothing would corrupt
+    /// the state).
+    pub(super) keyed: Option<Keyed>,
     /// When the current call's deadline passes (caps outbound request timeouts).
     pub(super) deadline: Instant,
     /// The zero-grant WASI context language runtimes start with.
@@ -47,6 +51,12 @@ impl Ctx {
     fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
+}
+
+/// The keyed state a processor call works on.
+pub(crate) struct Keyed {
+    pub(super) state: Arc<dyn KeyedState>,
+    pub(super) error: Option<String>,
 }
 
 impl types::Host for Ctx {}
@@ -153,5 +163,68 @@ impl source::weir::plugin::files::Host for Ctx {
 
     fn create_dir(&mut self, path: String) -> std::result::Result<(), String> {
         self.caps()?.create_dir(&path)
+    }
+}
+
+impl Ctx {
+    /// The call's keyed state; `None` outside a processor call (the import is
+    /// linked for processors only, whose every call sets it).
+    fn keyed(&mut self) -> Option<&mut Keyed> {
+        self.keyed.as_mut()
+    }
+}
+
+impl processor::weir::plugin::keyed_state::Host for Ctx {
+    fn get(&mut self, key: Vec<u8>) -> Option<Vec<u8>> {
+        let k = self.keyed()?;
+        match k.state.get(&key) {
+            Ok(v) => v,
+            Err(e) => {
+                k.error.get_or_insert(e);
+                None
+            }
+        }
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        if let Some(k) = self.keyed() {
+            k.state.put(&key, &value);
+        }
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        if let Some(k) = self.keyed() {
+            k.state.delete(&key);
+        }
+    }
+
+    fn scan(
+        &mut self,
+        prefix: Vec<u8>,
+        after: Option<Vec<u8>>,
+        limit: u32,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let Some(k) = self.keyed() else {
+            return Vec::new();
+        };
+        match k.state.scan(&prefix, after.as_deref(), limit as usize) {
+            Ok(v) => v,
+            Err(e) => {
+                k.error.get_or_insert(e);
+                Vec::new()
+            }
+        }
+    }
+
+    fn set_timer(&mut self, key: Vec<u8>, at_ms: i64) {
+        if let Some(k) = self.keyed() {
+            k.state.set_timer(&key, at_ms);
+        }
+    }
+
+    fn cancel_timer(&mut self, key: Vec<u8>) {
+        if let Some(k) = self.keyed() {
+            k.state.cancel_timer(&key);
+        }
     }
 }

@@ -27,6 +27,7 @@ impl Plugin {
                 state: self.state.clone(),
                 caps: self.caps.clone(),
                 staged: None,
+                keyed: None,
                 deadline: Instant::now(),
                 wasi: WasiState::new(&self.output),
             },
@@ -86,6 +87,11 @@ impl Plugin {
                 let b = pre.instantiate(&mut store).map_err(|e| self.classify(e))?;
                 let r = b.call_init(&mut store, &self.config_json);
                 (Bindings::Sink(b), r)
+            }
+            Pre::Processor(pre) => {
+                let b = pre.instantiate(&mut store).map_err(|e| self.classify(e))?;
+                let r = b.call_init(&mut store, &self.config_json);
+                (Bindings::Processor(b), r)
             }
         };
         match init {

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::bindings::{acl, filter, router, sink, source, transform};
+use crate::bindings::{acl, filter, processor, router, sink, source, transform};
 use crate::engine::Engine;
 use crate::error::{PluginError, Result};
 use crate::grants::Capabilities;
@@ -174,6 +174,14 @@ impl Plugin {
                 })
                 .map_err(|e| component_error(e.to_string()))?;
         }
+        if manifest.kind == Kind::Processor {
+            // Only processors have keyed state per partition.
+            processor::weir::plugin::keyed_state::add_to_linker::<_, HasSelf<_>>(
+                &mut linker,
+                |c| c,
+            )
+            .map_err(|e| component_error(e.to_string()))?;
+        }
         let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
             let cause = root_cause(&e);
             component_error(format!(
@@ -197,6 +205,9 @@ impl Plugin {
             Kind::Acl => Pre::Acl(acl::AclPre::new(instance_pre).map_err(wrong_world)?),
             Kind::Source => Pre::Source(source::SourcePre::new(instance_pre).map_err(wrong_world)?),
             Kind::Sink => Pre::Sink(sink::SinkPre::new(instance_pre).map_err(wrong_world)?),
+            Kind::Processor => {
+                Pre::Processor(processor::ProcessorPre::new(instance_pre).map_err(wrong_world)?)
+            }
         };
         let caps = manifest
             .kind

@@ -10,20 +10,22 @@
 //! Split by job: [`imports`] (what the broker offers a plugin: log, state, a
 //! connector's capabilities), `call_types` (what calls take and return), `load`
 //! (files, compile, link, `init`), `instance` (stores, deadlines, the pool, how
-//! failures are classified) and `calls` (one entry per world's export).
+//! failures are classified), `calls` (one entry per world's export) and `process`
+//! (a processor's calls, with its keyed state set for each).
 
 mod call_types;
 mod calls;
 mod imports;
 mod instance;
 mod load;
+mod process;
 
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use wasmtime::Store;
 
-use crate::bindings::{acl, filter, router, sink, source, transform};
+use crate::bindings::{acl, filter, processor, router, sink, source, transform};
 use crate::engine::Engine;
 use crate::grants::Capabilities;
 use crate::manifest::{Kind, Manifest};
@@ -31,7 +33,8 @@ use crate::state::PluginState;
 use crate::wasi::Attribution;
 
 pub use call_types::{
-    AclRequest, BatchInfo, Decision, Delivery, Destination, PollInfo, Polled, Transformed,
+    AclRequest, BatchInfo, Decision, Delivery, Destination, Emitted, EventWindow, PollInfo, Polled,
+    ProcessInfo, Transformed, Window,
 };
 pub(crate) use imports::Ctx;
 pub use load::PluginFiles;
@@ -44,6 +47,7 @@ enum Pre {
     Acl(acl::AclPre<Ctx>),
     Source(source::SourcePre<Ctx>),
     Sink(sink::SinkPre<Ctx>),
+    Processor(processor::ProcessorPre<Ctx>),
 }
 
 /// A live instance, by world.
@@ -54,6 +58,7 @@ enum Bindings {
     Acl(acl::Acl),
     Source(source::Source),
     Sink(sink::Sink),
+    Processor(processor::Processor),
 }
 
 struct Live {

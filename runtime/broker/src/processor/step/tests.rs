@@ -5,6 +5,7 @@ use std::time::Duration;
 use weir_storage::{ReadLimits, Store, StoreOptions, TopicConfig};
 
 use super::*;
+use crate::processor::lease::Generations;
 use crate::{BrokerOptions, NewRecord};
 
 /// Counts events per key and window; event times are the values.
@@ -42,10 +43,11 @@ impl Logic for CountPerWindow {
 
     fn process(
         &mut self,
+        batch: &Batch<'_>,
         events: &[InputEvent<'_>],
-        state: &mut PartitionState,
         _out: &mut Vec<Output>,
     ) -> std::result::Result<(), String> {
+        let state = batch.keyed;
         for e in events {
             let key = e.record.key.unwrap_or_default();
             for w in &e.windows {
@@ -66,10 +68,11 @@ impl Logic for CountPerWindow {
 
     fn close(
         &mut self,
+        batch: &Batch<'_>,
         closed: &[(Vec<u8>, Window)],
-        state: &mut PartitionState,
         out: &mut Vec<Output>,
     ) -> std::result::Result<(), String> {
+        let state = batch.keyed;
         for (key, w) in closed {
             let k = count_key(key, *w);
             let n = number(state.get(&k).map_err(|e| e.to_string())?);
@@ -83,6 +86,7 @@ impl Logic for CountPerWindow {
                 key: Some(key.clone()),
                 value: Some(n.to_string().into_bytes()),
                 window: Some(*w),
+                ..Output::default()
             });
         }
         Ok(())
@@ -96,6 +100,7 @@ fn expected(records: usize, late: usize, closed: usize, emitted: usize) -> StepR
         late,
         closed,
         emitted,
+        fired: 0,
         skipped: 0,
     }
 }
@@ -145,6 +150,10 @@ fn stored(store: &Store, topic: &str) -> Vec<(String, String, Option<String>)> {
         .collect()
 }
 
+async fn lease(broker: &Broker, name: &str) -> Lease {
+    Generations::default().next(broker, name).await.unwrap()
+}
+
 fn open_broker(dir: &std::path::Path) -> (Store, Broker) {
     let store = Store::open(dir, StoreOptions::default()).unwrap();
     for name in ["in", "counts", "late"] {
@@ -168,7 +177,15 @@ async fn windows_close_once_late_events_go_to_the_policy_and_a_restart_resumes()
         )
         .await;
         let input = broker.topic("in").unwrap();
-        let mut run = PartitionRun::restore(&broker, "count", input, 0, timing()).unwrap();
+        let mut run = PartitionRun::restore(
+            &broker,
+            "count",
+            input,
+            0,
+            timing(),
+            lease(&broker, "count").await,
+        )
+        .unwrap();
         let report = run
             .step(&broker, &mut logic, ALL, Duration::ZERO)
             .await
@@ -201,7 +218,15 @@ async fn windows_close_once_late_events_go_to_the_policy_and_a_restart_resumes()
     // read back, not recomputed from the input.
     let (store, broker) = open_broker(dir.path());
     let input = broker.topic("in").unwrap();
-    let mut run = PartitionRun::restore(&broker, "count", input, 0, timing()).unwrap();
+    let mut run = PartitionRun::restore(
+        &broker,
+        "count",
+        input,
+        0,
+        timing(),
+        lease(&broker, "count").await,
+    )
+    .unwrap();
     assert_eq!(run.next_offset(), 6);
     assert_eq!(run.progress().0.max_ms, Some(25));
     assert_eq!(run.progress().1, 1);
@@ -226,7 +251,15 @@ async fn a_failed_step_changes_nothing_and_runs_again_the_same() {
     let (store, broker) = open_broker(dir.path());
     publish(&broker, &[("a", 1), ("a", 2), ("a", 15)]).await;
     let input = broker.topic("in").unwrap();
-    let mut run = PartitionRun::restore(&broker, "count", input.clone(), 0, timing()).unwrap();
+    let mut run = PartitionRun::restore(
+        &broker,
+        "count",
+        input.clone(),
+        0,
+        timing(),
+        lease(&broker, "count").await,
+    )
+    .unwrap();
     let failed = run
         .step(
             &broker,
@@ -278,7 +311,15 @@ async fn sessions_merge_across_steps_and_close_once_with_every_event_counted() {
         late: LatePolicy::Drop,
     };
     let input = broker.topic("in").unwrap();
-    let mut run = PartitionRun::restore(&broker, "sessions", input, 0, sessions).unwrap();
+    let mut run = PartitionRun::restore(
+        &broker,
+        "sessions",
+        input,
+        0,
+        sessions,
+        lease(&broker, "sessions").await,
+    )
+    .unwrap();
     let mut logic = CountPerWindow::default();
     // Two sessions of a, [0, 10) and [12, 22) ...
     publish(&broker, &[("a", 0), ("a", 12)]).await;
@@ -322,7 +363,8 @@ async fn results_in_steps(
         late: LatePolicy::Topic("late".into()),
     };
     let input = broker.topic("in").unwrap();
-    let mut run = PartitionRun::restore(&broker, "p", input, 0, timing).unwrap();
+    let mut run =
+        PartitionRun::restore(&broker, "p", input, 0, timing, lease(&broker, "p").await).unwrap();
     let limits = ReadLimits {
         max_records: per_step,
         max_bytes: usize::MAX,
@@ -378,7 +420,8 @@ async fn a_logic_that_loses_event_times_fails_the_step() {
     let (store, broker) = open_broker(dir.path());
     publish(&broker, &[("a", 1)]).await;
     let input = broker.topic("in").unwrap();
-    let mut run = PartitionRun::restore(&broker, "p", input, 0, timing()).unwrap();
+    let mut run =
+        PartitionRun::restore(&broker, "p", input, 0, timing(), lease(&broker, "p").await).unwrap();
     let mut broken = CountPerWindow {
         lose_times: true,
         ..CountPerWindow::default()
@@ -389,5 +432,129 @@ async fn a_logic_that_loses_event_times_fails_the_step() {
             .is_err()
     );
     assert_eq!(run.next_offset(), 0, "nothing skipped");
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_replaced_by_a_newer_generation_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, broker) = open_broker(dir.path());
+    publish(&broker, &[("a", 1), ("a", 12)]).await;
+    let input = broker.topic("in").unwrap();
+    let generations = Generations::default();
+    let first = generations.next(&broker, "count").await.unwrap();
+    let mut old =
+        PartitionRun::restore(&broker, "count", input.clone(), 0, timing(), first).unwrap();
+    let second = generations.next(&broker, "count").await.unwrap();
+    assert_eq!(second.generation(), 2);
+    let mut new = PartitionRun::restore(&broker, "count", input, 0, timing(), second).unwrap();
+    let mut logic = CountPerWindow::default();
+    let refused = old
+        .step(&broker, &mut logic, ALL, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "processor_fenced");
+    assert!(stored(&store, "counts").is_empty());
+    assert_eq!(old.next_offset(), 0);
+    let report = new
+        .step(&broker, &mut logic, ALL, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(report, expected(2, 0, 1, 1));
+    assert_eq!(
+        stored(&store, "counts").len(),
+        1,
+        "one commit of the window"
+    );
+    // Generations only grow across restarts.
+    let after = Generations::default().next(&broker, "count").await.unwrap();
+    assert_eq!(after.generation(), 3);
+    store.shutdown().await;
+}
+
+/// Sets a timer 100 ms ahead per key; when it fires, emits the key to `counts`.
+struct Timeout;
+
+impl Logic for Timeout {
+    fn process(
+        &mut self,
+        batch: &Batch<'_>,
+        events: &[InputEvent<'_>],
+        _out: &mut Vec<Output>,
+    ) -> std::result::Result<(), String> {
+        for e in events {
+            let key = e.record.key.unwrap_or_default();
+            batch.keyed.set_timer(key, batch.now_ms + 100);
+        }
+        Ok(())
+    }
+
+    fn close(
+        &mut self,
+        _batch: &Batch<'_>,
+        _closed: &[(Vec<u8>, Window)],
+        _out: &mut Vec<Output>,
+    ) -> std::result::Result<(), String> {
+        Ok(())
+    }
+
+    fn fire(
+        &mut self,
+        _batch: &Batch<'_>,
+        keys: &[Vec<u8>],
+        out: &mut Vec<Output>,
+    ) -> std::result::Result<(), String> {
+        out.extend(keys.iter().map(|k| Output {
+            topic: "counts".into(),
+            key: Some(k.clone()),
+            value: Some(b"timeout".to_vec()),
+            ..Output::default()
+        }));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_fire_once_when_due_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let untimed = Timing {
+        windows: None,
+        allowed_lateness_ms: 0,
+        late: LatePolicy::Drop,
+    };
+    {
+        let (store, broker) = open_broker(dir.path());
+        publish(&broker, &[("a", 1), ("b", 2), ("a", 3)]).await;
+        let input = broker.topic("in").unwrap();
+        let lease = lease(&broker, "t").await;
+        let mut run =
+            PartitionRun::restore(&broker, "t", input, 0, untimed.clone(), lease).unwrap();
+        let report = run
+            .step(&broker, &mut Timeout, ALL, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!((report.records, report.fired), (3, 0));
+        assert_eq!(run.keyed().timers(), 2, "one timer per key");
+        store.shutdown().await;
+    }
+    let (store, broker) = open_broker(dir.path());
+    let input = broker.topic("in").unwrap();
+    let lease = lease(&broker, "t").await;
+    let mut run = PartitionRun::restore(&broker, "t", input, 0, untimed, lease).unwrap();
+    assert!(run.next_timer().is_some(), "the timers were restored");
+    // No records: the step waits until the timers are due (not the whole minute).
+    let mut fired = 0;
+    while fired < 2 {
+        let report = run
+            .step(&broker, &mut Timeout, ALL, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(report.records, 0);
+        fired += report.fired;
+    }
+    assert_eq!(fired, 2);
+    assert_eq!(run.keyed().timers(), 0);
+    let timeouts: Vec<String> = stored(&store, "counts").into_iter().map(|r| r.0).collect();
+    assert_eq!(timeouts, vec!["a", "b"]);
     store.shutdown().await;
 }

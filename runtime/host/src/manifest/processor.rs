@@ -1,0 +1,179 @@
+//! `[processor]`: what a processor plugin consumes and emits, how it groups events in
+//! time, and the version of its state's layout.
+//!
+//! ```toml
+//! [processor]
+//! inputs = ["clicks"]
+//! outputs = ["click-counts"]
+//! windows = { kind = "tumbling", size_ms = 60000 }
+//! allowed_lateness_ms = 5000
+//! late = "side_output"            # drop | side_output | dead_letter
+//! state_version = 1
+//! ```
+
+use serde::Deserialize;
+
+use super::valid_name;
+
+/// How a processor groups events in time (`[processor] windows`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum WindowSpec {
+    /// Back-to-back windows of `size_ms`.
+    Tumbling {
+        /// Window length.
+        size_ms: i64,
+    },
+    /// Windows of `size_ms` starting every `advance_ms` (an event counts in each
+    /// window that covers it).
+    Hopping {
+        /// Window length.
+        size_ms: i64,
+        /// Distance between window starts.
+        advance_ms: i64,
+    },
+    /// Per key, events closer than `gap_ms` to each other share a window.
+    Session {
+        /// Inactivity that ends a session.
+        gap_ms: i64,
+    },
+}
+
+/// What happens to an event too late for every window of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LateEvents {
+    /// Counted and dropped.
+    #[default]
+    Drop,
+    /// Copied to `late_topic` (default `<processor>.late`) with `weir-late: true`.
+    SideOutput,
+    /// Copied to `late_topic` (default `<input>.dlq`) with `weir-late: true`.
+    DeadLetter,
+}
+
+/// Where a processor's event times come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventTime {
+    /// The record's timestamp.
+    #[default]
+    Record,
+    /// The plugin's `event-times` export (a field of the value).
+    Plugin,
+}
+
+/// `[processor]`, required for processor plugins.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorSettings {
+    /// Topics it consumes, each partition in offset order.
+    pub inputs: Vec<String>,
+    /// Topics it may emit to (an output to any other fails the batch).
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// Its windows; none for a processor that keeps plain keyed state.
+    #[serde(default)]
+    pub windows: Option<WindowSpec>,
+    /// How long after a window's end its events are still accepted, in ms.
+    #[serde(default)]
+    pub allowed_lateness_ms: i64,
+    /// What happens to later events.
+    #[serde(default)]
+    pub late: LateEvents,
+    /// Where late events are copied (see [`LateEvents`] for the defaults).
+    #[serde(default)]
+    pub late_topic: Option<String>,
+    /// Where event times come from.
+    #[serde(default)]
+    pub event_time: EventTime,
+    /// The layout of the state this version reads and writes. A new version with
+    /// another one is refused unless deployed with `reset_state` (its old state
+    /// would be misread).
+    #[serde(default = "one")]
+    pub state_version: u32,
+    /// Most events per batch.
+    #[serde(default = "default_batch_max")]
+    pub batch_max: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_batch_max() -> u32 {
+    1000
+}
+
+impl ProcessorSettings {
+    /// Where the late events of `input` go, if anywhere.
+    pub fn late_topic_of(&self, processor: &str, input: &str) -> Option<String> {
+        match self.late {
+            LateEvents::Drop => None,
+            LateEvents::SideOutput => Some(
+                self.late_topic
+                    .clone()
+                    .unwrap_or_else(|| format!("{processor}.late")),
+            ),
+            LateEvents::DeadLetter => Some(
+                self.late_topic
+                    .clone()
+                    .unwrap_or_else(|| format!("{input}.dlq")),
+            ),
+        }
+    }
+
+    /// The consumer group it reads its inputs as.
+    pub fn group_of(processor: &str) -> String {
+        format!("processor.{processor}")
+    }
+
+    /// What is wrong with these settings, if anything.
+    pub(super) fn problem(&self) -> Option<String> {
+        if self.inputs.is_empty() {
+            return Some("[processor] inputs must name at least one topic".into());
+        }
+        let names = self
+            .inputs
+            .iter()
+            .chain(&self.outputs)
+            .chain(&self.late_topic);
+        if let Some(n) = names.into_iter().find(|n| !valid_name(n)) {
+            return Some(format!(
+                "[processor]: '{n}' is not a topic name (1-249 characters of A-Z, a-z, 0-9, '.', '_', '-')"
+            ));
+        }
+        if let Some(n) = self.inputs.iter().find(|i| self.outputs.contains(i)) {
+            return Some(format!(
+                "[processor]: '{n}' is both an input and an output (the processor would read its own results)"
+            ));
+        }
+        if self.allowed_lateness_ms < 0 {
+            return Some("[processor] allowed_lateness_ms must not be negative".into());
+        }
+        if self.batch_max == 0 {
+            return Some("[processor] batch_max must be positive".into());
+        }
+        if self.late == LateEvents::Drop && self.late_topic.is_some() {
+            return Some(
+                "[processor] late_topic needs late = \"side_output\" or \"dead_letter\"".into(),
+            );
+        }
+        match self.windows {
+            Some(WindowSpec::Tumbling { size_ms }) if size_ms <= 0 => {
+                Some("[processor] windows: size_ms must be positive".into())
+            }
+            Some(WindowSpec::Hopping {
+                size_ms,
+                advance_ms,
+            }) if size_ms <= 0 || advance_ms <= 0 || advance_ms > size_ms => Some(
+                "[processor] windows: size_ms and advance_ms must be positive, advance_ms at most size_ms"
+                    .into(),
+            ),
+            Some(WindowSpec::Session { gap_ms }) if gap_ms <= 0 => {
+                Some("[processor] windows: gap_ms must be positive".into())
+            }
+            _ => None,
+        }
+    }
+}
