@@ -105,6 +105,15 @@ pub enum BrokerError {
         /// Why.
         reason: String,
     },
+    /// A processor cannot run at all for now (no loadable version, quarantined, a
+    /// state layout it cannot read); its input waits.
+    #[error("processor '{processor}' cannot run: {reason}")]
+    ProcessorBlocked {
+        /// The processor.
+        processor: String,
+        /// Why.
+        reason: String,
+    },
     /// A plugin could not be used (consume-side filters).
     #[error(transparent)]
     Plugin(#[from] PluginError),
@@ -131,6 +140,7 @@ impl BrokerError {
             Self::PipelineInvalid(_) => "pipeline_invalid",
             Self::ProcessorFenced { .. } => "processor_fenced",
             Self::ProcessorFailed { .. } => "processor_failed",
+            Self::ProcessorBlocked { .. } => "processor_blocked",
             Self::Plugin(e) => e.code(),
             Self::Internal(_) => "internal_error",
             Self::Storage(e) => e.code(),

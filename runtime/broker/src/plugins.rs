@@ -8,7 +8,8 @@ pub use weir_host::manifest::{Attachment, is_host_grant, is_plain_absolute, is_v
 pub use weir_host::registry::LastError;
 pub use weir_host::reload::{Outcome, WatchOptions};
 pub use weir_host::{
-    AclRequest, BatchInfo, CallKind, ConnectorSettings, Decision, Delivery, Engine, GrantBounds,
-    HealthPolicy, Kind, Manifest, MemoryState, OnFailure, Plugin, PluginError, PluginFiles,
-    PluginStatus, PollInfo, Polled, ProbationPolicy, Registry, Reloader, Slot, packed,
+    AclRequest, BatchInfo, CallKind, ConnectorSettings, Decision, Delivery, Engine, EventTime,
+    GrantBounds, HealthPolicy, Kind, LateEvents, Manifest, MemoryState, OnFailure, Plugin,
+    PluginError, PluginFiles, PluginStatus, PollInfo, Polled, ProbationPolicy, ProcessorSettings,
+    Registry, Reloader, Slot, WindowSpec, packed,
 };

@@ -1,5 +1,5 @@
-//! What an operator asked a connector to be: running, paused or stopped. Kept in
-//! the store, so a restart keeps a paused connector paused.
+//! What an operator asked a connector (or a processor) to be: running, paused or
+//! stopped. Kept in the store, so a restart keeps a paused connector paused.
 
 use weir_broker::Broker;
 
@@ -37,11 +37,16 @@ const NAMESPACE: &str = "connector";
 
 /// The persisted wish for `name` (running when none was recorded).
 pub(crate) fn load(broker: &Broker, name: &str) -> Desired {
-    match broker.state(NAMESPACE, name) {
+    load_in(broker, NAMESPACE, name)
+}
+
+/// The persisted wish for `name` among `namespace`'s (running when none).
+pub fn load_in(broker: &Broker, namespace: &str, name: &str) -> Desired {
+    match broker.state(namespace, name) {
         Ok(Some(v)) => Desired::parse(&v),
         Ok(None) => Desired::Running,
         Err(e) => {
-            tracing::error!(connector = name, error = %e, "reading the connector's state failed; running it");
+            tracing::error!(namespace, name, error = %e, "reading the wished state failed; running it");
             Desired::Running
         }
     }
@@ -49,6 +54,16 @@ pub(crate) fn load(broker: &Broker, name: &str) -> Desired {
 
 /// Records the wish for `name`, durably.
 pub(crate) async fn save(broker: &Broker, name: &str, desired: Desired) -> weir_broker::Result<()> {
+    save_in(broker, NAMESPACE, name, desired).await
+}
+
+/// Records the wish for `name` among `namespace`'s, durably.
+pub async fn save_in(
+    broker: &Broker,
+    namespace: &str,
+    name: &str,
+    desired: Desired,
+) -> weir_broker::Result<()> {
     let value = (desired != Desired::Running).then(|| desired.as_bytes().to_vec());
-    broker.save_state(NAMESPACE, name, value).await
+    broker.save_state(namespace, name, value).await
 }

@@ -24,7 +24,7 @@
 //! key-values, and every node's reconcile loop follows it.
 
 mod backoff;
-mod control;
+pub mod control;
 mod error;
 mod run;
 mod sink;

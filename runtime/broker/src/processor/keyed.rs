@@ -1,13 +1,14 @@
-//! The state a processor's logic works on during a step, as one shareable handle:
-//! its keyed state, the runtime's own keys beside it (watermark, open windows,
-//! timers), and the timers' in-memory index.
+//! The state a processor's logic works on, as one shareable handle per partition
+//! number: its keyed state, its timers, and the timers' in-memory index. The runs of
+//! the processor's inputs on that partition number share it (stepped one after the
+//! other by one task), so a join meets both sides' keys.
 //!
 //! A handle, not a borrow, because a WASM processor's instance holds it for the
 //! length of a call (the host's store data must own what it refers to). Only one
-//! step uses a partition's handle at a time, so its lock is never contended.
+//! step uses a handle at a time, so its lock is never contended.
 //!
-//! Timers are kept under `t/` + key in the system state (8-byte big-endian due
-//! time); the index orders them by due time. Changes to the index during a step are
+//! Timers are kept under `t/` + key in their own state (8-byte big-endian due time);
+//! the index orders them by due time. Changes to the index during a step are
 //! logged, so a failed step puts them back like it discards the staged state.
 
 use std::collections::{BTreeSet, HashMap};
@@ -15,22 +16,24 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
 
+use weir_storage::{KvOp, Log};
+
 use super::state::PartitionState;
 use crate::{BrokerError, Result};
 
 const TIMER: &[u8] = b"t/";
 
-/// The state of one processor on one input partition.
+/// The state of one processor on one partition number.
 #[derive(Debug, Clone)]
 pub struct Keyed(Arc<Mutex<Scope>>);
 
 /// What a [`Keyed`] handle guards.
 #[derive(Debug)]
-pub struct Scope {
+struct Scope {
     /// The plugin's keys.
-    pub state: PartitionState,
-    /// The runtime's keys.
-    pub system: PartitionState,
+    state: PartitionState,
+    /// The timers' keys.
+    stored_timers: PartitionState,
     timers: Timers,
 }
 
@@ -63,10 +66,12 @@ fn timer_key(key: &[u8]) -> Vec<u8> {
 }
 
 impl Keyed {
-    /// A handle over `state` and `system`, with the timers stored in `system`.
-    pub fn restore(state: PartitionState, mut system: PartitionState) -> Result<Keyed> {
+    /// Processor `processor`'s state and timers on `partition`, as committed.
+    pub fn restore(log: Arc<dyn Log>, processor: &str, partition: u32) -> Result<Keyed> {
+        let state = PartitionState::new(log.clone(), processor, partition);
+        let mut stored_timers = PartitionState::timers(log, processor, partition);
         let mut timers = Timers::default();
-        for (k, v) in system.scan(TIMER, None, usize::MAX)? {
+        for (k, v) in stored_timers.scan(TIMER, None, usize::MAX)? {
             let at = v.try_into().map(i64::from_be_bytes).map_err(|_| {
                 BrokerError::Internal("a processor's timer is damaged in the store".into())
             })?;
@@ -74,14 +79,23 @@ impl Keyed {
         }
         Ok(Keyed(Arc::new(Mutex::new(Scope {
             state,
-            system,
+            stored_timers,
             timers,
         }))))
     }
 
     /// Locks the scope (uncontended: one step at a time uses it).
-    pub fn lock(&self) -> MutexGuard<'_, Scope> {
+    fn lock(&self) -> MutexGuard<'_, Scope> {
         self.0.lock()
+    }
+
+    /// This step's writes to the state and the timers, as key-value writes for its
+    /// append (see [`PartitionState::staged_ops`]).
+    pub fn staged_ops(&self) -> Vec<KvOp> {
+        let mut s = self.lock();
+        let mut ops = s.state.staged_ops();
+        ops.extend(s.stored_timers.staged_ops());
+        ops
     }
 
     /// The value of `key` in the plugin's state.
@@ -114,7 +128,7 @@ impl Keyed {
         let mut s = self.lock();
         let old = s.timers.set(key, Some(at_ms));
         s.timers.undo.push((key.to_vec(), old));
-        s.system.put(&timer_key(key), &at_ms.to_be_bytes());
+        s.stored_timers.put(&timer_key(key), &at_ms.to_be_bytes());
     }
 
     /// Removes `key`'s timer.
@@ -122,7 +136,7 @@ impl Keyed {
         let mut s = self.lock();
         if let Some(old) = s.timers.set(key, None) {
             s.timers.undo.push((key.to_vec(), Some(old)));
-            s.system.delete(&timer_key(key));
+            s.stored_timers.delete(&timer_key(key));
         }
     }
 
@@ -152,7 +166,7 @@ impl Keyed {
             };
             s.timers.set(&key, None);
             s.timers.undo.push((key.clone(), Some(at)));
-            s.system.delete(&timer_key(&key));
+            s.stored_timers.delete(&timer_key(&key));
             keys.push(key);
         }
         keys
@@ -162,7 +176,7 @@ impl Keyed {
     pub fn kept(&self) {
         let mut s = self.lock();
         s.state.kept();
-        s.system.kept();
+        s.stored_timers.kept();
         s.timers.undo.clear();
     }
 
@@ -170,7 +184,7 @@ impl Keyed {
     pub fn discard(&self) {
         let mut s = self.lock();
         s.state.discard();
-        s.system.discard();
+        s.stored_timers.discard();
         while let Some((key, before)) = s.timers.undo.pop() {
             s.timers.set(&key, before);
         }

@@ -1,7 +1,11 @@
 //! A processor's keyed state on one input partition.
 //!
-//! State lives in the log's key-value store under
-//! `proc/<processor>\0<topic id><partition>` + the plugin's key, so it is restored
+//! State lives in the log's key-value store under `proc/<processor>\0<partition>` +
+//! the plugin's key: one state per partition number, shared by the processor's
+//! inputs (they are co-partitioned, so a join of two topics keyed alike meets its
+//! keys in one state). The runtime's keys are apart: timers per partition number
+//! (`proc-timer/`), watermark and open windows per input partition (`proc-sys/`,
+//! with the topic's id). All are restored
 //! after a restart by reading, never by replaying the input. During a batch, writes
 //! are **staged**: reads see them (read-your-writes), but nothing is stored until the
 //! batch's one atomic append, which takes them as key-value writes
@@ -26,14 +30,21 @@ use crate::Result;
 /// Committed values kept in memory per partition; past it the cache starts over.
 pub const CACHE_ENTRIES: usize = 100_000;
 
-/// The key-value prefix of `processor`'s keys in `space` (`proc/` for the plugin's
-/// state, `proc-sys/` for the runtime's) on `partition` of `topic`.
-fn partition_prefix(space: &[u8], processor: &str, topic: &Topic, partition: u32) -> Vec<u8> {
-    let mut k = Vec::with_capacity(space.len() + processor.len() + 9);
+/// The key-value prefix of `processor`'s keys in `space` on `partition` (of
+/// `topic`, for keys kept per input partition).
+fn partition_prefix(
+    space: &[u8],
+    processor: &str,
+    topic: Option<&Topic>,
+    partition: u32,
+) -> Vec<u8> {
+    let mut k = Vec::with_capacity(space.len() + processor.len() + 13);
     k.extend_from_slice(space);
     k.extend_from_slice(processor.as_bytes());
     k.push(0);
-    k.extend_from_slice(&topic.id().to_be_bytes());
+    if let Some(topic) = topic {
+        k.extend_from_slice(&topic.id().to_be_bytes());
+    }
     k.extend_from_slice(&partition.to_be_bytes());
     k
 }
@@ -60,9 +71,17 @@ impl std::fmt::Debug for PartitionState {
 }
 
 impl PartitionState {
-    /// `processor`'s state on `partition` of `topic`, in `log`.
-    pub fn new(log: Arc<dyn Log>, processor: &str, topic: &Topic, partition: u32) -> Self {
-        Self::under(log, partition_prefix(b"proc/", processor, topic, partition))
+    /// `processor`'s state on partition `partition` of its inputs, in `log`.
+    pub fn new(log: Arc<dyn Log>, processor: &str, partition: u32) -> Self {
+        Self::under(log, partition_prefix(b"proc/", processor, None, partition))
+    }
+
+    /// `processor`'s timers on partition `partition` of its inputs.
+    pub fn timers(log: Arc<dyn Log>, processor: &str, partition: u32) -> Self {
+        Self::under(
+            log,
+            partition_prefix(b"proc-timer/", processor, None, partition),
+        )
     }
 
     /// What the runtime keeps for `processor` on `partition` of `topic` (watermark,
@@ -70,7 +89,7 @@ impl PartitionState {
     pub fn system(log: Arc<dyn Log>, processor: &str, topic: &Topic, partition: u32) -> Self {
         Self::under(
             log,
-            partition_prefix(b"proc-sys/", processor, topic, partition),
+            partition_prefix(b"proc-sys/", processor, Some(topic), partition),
         )
     }
 

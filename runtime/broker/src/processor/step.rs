@@ -18,27 +18,48 @@
 //! Windows are per record key (a record without one has the empty key). Outputs and
 //! late copies are new records: their timestamps are their append times.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_storage::batch::ATTR_VALUE_JSON;
 use weir_storage::{ReadLimits, RecordView, Topic};
 
 use super::keyed::Keyed;
 use super::lease::Lease;
 use super::state::PartitionState;
 use super::windows::{OpenWindows, Sessions, Watermark, Window, WindowKind};
-use crate::{Acks, Broker, BrokerError, NewRecord, Result};
+use crate::{Acks, Broker, BrokerError, Result};
+
+/// Why a logic's call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogicError {
+    /// It failed on this batch (its data or its code): retried, then the records
+    /// it keeps failing on are dead-lettered.
+    Failed(String),
+    /// It cannot run now, whatever the batch (no loadable version, quarantined, a
+    /// state layout it cannot read): retried, records kept.
+    Blocked(String),
+}
+
+impl From<String> for LogicError {
+    fn from(reason: String) -> Self {
+        LogicError::Failed(reason)
+    }
+}
+
+/// What a logic's calls return.
+pub type LogicResult<T> = std::result::Result<T, LogicError>;
 
 /// What a processor does with its input: the plugin, as a step sees it.
 pub trait Logic: Send {
+    /// A step begins: a logic that can change between steps (a plugin's new
+    /// version) settles here; an error fails the step before anything is read.
+    fn begin(&mut self) -> LogicResult<()> {
+        Ok(())
+    }
+
     /// Each event's time, when the processor takes it from the value; `None` (the
     /// default) uses the record's timestamp.
-    fn event_times(
-        &mut self,
-        events: &[RecordView<'_>],
-    ) -> std::result::Result<Vec<Option<i64>>, String> {
+    fn event_times(&mut self, events: &[RecordView<'_>]) -> LogicResult<Vec<Option<i64>>> {
         Ok(vec![None; events.len()])
     }
 
@@ -48,7 +69,7 @@ pub trait Logic: Send {
         batch: &Batch<'_>,
         events: &[InputEvent<'_>],
         out: &mut Vec<Output>,
-    ) -> std::result::Result<(), String>;
+    ) -> LogicResult<()>;
 
     /// Windows that closed, with their keys, earliest end first: emit their results.
     fn close(
@@ -56,7 +77,7 @@ pub trait Logic: Send {
         batch: &Batch<'_>,
         closed: &[(Vec<u8>, Window)],
         out: &mut Vec<Output>,
-    ) -> std::result::Result<(), String>;
+    ) -> LogicResult<()>;
 
     /// Timers that are due, by key (none by default).
     fn fire(
@@ -64,7 +85,7 @@ pub trait Logic: Send {
         _batch: &Batch<'_>,
         _keys: &[Vec<u8>],
         _out: &mut Vec<Output>,
-    ) -> std::result::Result<(), String> {
+    ) -> LogicResult<()> {
         Ok(())
     }
 }
@@ -133,6 +154,20 @@ pub struct Timing {
     pub late: LatePolicy,
 }
 
+impl Timing {
+    /// The timing `[processor]` declares for input `input` of processor `name`.
+    pub fn of(settings: &weir_host::ProcessorSettings, name: &str, input: &str) -> Timing {
+        Timing {
+            windows: settings.windows.map(WindowKind::from),
+            allowed_lateness_ms: settings.allowed_lateness_ms,
+            late: match settings.late_topic_of(name, input) {
+                Some(topic) => LatePolicy::Topic(topic),
+                None => LatePolicy::Drop,
+            },
+        }
+    }
+}
+
 /// What one step did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StepReport {
@@ -159,6 +194,7 @@ pub struct PartitionRun {
     partition: u32,
     timing: Timing,
     keyed: Keyed,
+    system: PartitionState,
     lease: Lease,
     watermark: Watermark,
     open: OpenWindows<Vec<u8>>,
@@ -182,13 +218,14 @@ fn window_key(key: &[u8], w: Window) -> Vec<u8> {
 }
 
 impl PartitionRun {
-    /// Resumes processor `name` on `partition` of `topic` from what was committed;
+    /// Resumes processor `name` on `partition` of `topic` from what was committed,
+    /// with the partition number's `keyed` state (shared by the processor's inputs);
     /// its steps commit under `lease`.
     pub fn restore(
         broker: &Broker,
         name: &str,
-        topic: Arc<Topic>,
-        partition: u32,
+        (topic, partition): (Arc<Topic>, u32),
+        keyed: Keyed,
         timing: Timing,
         lease: Lease,
     ) -> Result<Self> {
@@ -198,9 +235,7 @@ impl PartitionRun {
             Some((offset, _)) => offset.max(part.log_start_offset()),
             None => part.log_start_offset(),
         };
-        let log = broker.log().clone();
-        let state = PartitionState::new(log.clone(), name, &topic, partition);
-        let mut system = PartitionState::system(log, name, &topic, partition);
+        let mut system = PartitionState::system(broker.log().clone(), name, &topic, partition);
         let mut watermark = Watermark::new(timing.allowed_lateness_ms);
         if let Some(bytes) = system.get(WATERMARK)? {
             let max = bytes.try_into().map(i64::from_be_bytes).map_err(|_| {
@@ -229,7 +264,8 @@ impl PartitionRun {
             topic,
             partition,
             timing,
-            keyed: Keyed::restore(state, system)?,
+            keyed,
+            system,
             lease,
             watermark,
             open,
@@ -251,6 +287,11 @@ impl PartitionRun {
     /// The partition's state and timers.
     pub fn keyed(&self) -> &Keyed {
         &self.keyed
+    }
+
+    /// The input topic.
+    pub fn topic(&self) -> &Arc<Topic> {
+        &self.topic
     }
 
     /// The input partition.
@@ -303,12 +344,14 @@ impl PartitionRun {
         match &result {
             Ok(_) => {
                 self.keyed.kept();
+                self.system.kept();
                 if read.count > 0 {
                     self.next = read.next_offset;
                 }
             }
             Err(_) => {
                 self.keyed.discard();
+                self.system.discard();
                 (self.watermark, self.open) = (watermark, open);
             }
         }
@@ -322,10 +365,17 @@ impl PartitionRun {
         read: &weir_storage::ReadResult,
     ) -> Result<StepReport> {
         let name = self.name.clone();
-        let plugin_failed = |reason: String| BrokerError::ProcessorFailed {
-            processor: name.clone(),
-            reason,
+        let plugin_failed = |e: LogicError| match e {
+            LogicError::Failed(reason) => BrokerError::ProcessorFailed {
+                processor: name.clone(),
+                reason,
+            },
+            LogicError::Blocked(reason) => BrokerError::ProcessorBlocked {
+                processor: name.clone(),
+                reason,
+            },
         };
+        logic.begin().map_err(plugin_failed)?;
         let records: Vec<RecordView<'_>> = read.records().collect();
         let times = if records.is_empty() {
             Vec::new()
@@ -333,11 +383,11 @@ impl PartitionRun {
             logic.event_times(&records).map_err(plugin_failed)?
         };
         if times.len() != records.len() {
-            return Err(plugin_failed(format!(
+            return Err(plugin_failed(LogicError::Failed(format!(
                 "{} event times for {} events",
                 times.len(),
                 records.len()
-            )));
+            ))));
         }
         let mut report = StepReport {
             records: records.len(),
@@ -365,10 +415,7 @@ impl PartitionRun {
                     }
                     for absorbed in &merge.absorbed {
                         self.open.forget(&key, *absorbed);
-                        self.keyed
-                            .lock()
-                            .system
-                            .delete(&window_key(&key, *absorbed));
+                        self.system.delete(&window_key(&key, *absorbed));
                     }
                     self.open_window(&key, merge.into);
                     let merged = merge
@@ -413,7 +460,7 @@ impl PartitionRun {
         let closed = self.open.close(&self.watermark);
         if !closed.is_empty() {
             for (key, w) in &closed {
-                self.keyed.lock().system.delete(&window_key(key, *w));
+                self.system.delete(&window_key(key, *w));
             }
             logic
                 .close(&batch, &closed, &mut out)
@@ -425,15 +472,11 @@ impl PartitionRun {
             logic.fire(&batch, &due, &mut out).map_err(plugin_failed)?;
         }
         report.fired = due.len();
-        let mut commit = {
-            let mut scope = self.keyed.lock();
-            if let Some(max) = self.watermark.max_ms {
-                scope.system.put(WATERMARK, &max.to_be_bytes());
-            }
-            let mut commit = scope.state.staged_ops();
-            commit.extend(scope.system.staged_ops());
-            commit
-        };
+        if let Some(max) = self.watermark.max_ms {
+            self.system.put(WATERMARK, &max.to_be_bytes());
+        }
+        let mut commit = self.keyed.staged_ops();
+        commit.extend(self.system.staged_ops());
         if read.count > 0 {
             commit.extend(broker.groups().commit_ops(
                 &self.group,
@@ -455,73 +498,11 @@ impl PartitionRun {
 
     fn open_window(&mut self, key: &[u8], w: Window) {
         self.open.open(key.to_vec(), w);
-        self.keyed.lock().system.put(&window_key(key, w), b"");
-    }
-
-    /// The step's records by topic: the logic's outputs, then late copies.
-    #[allow(clippy::type_complexity)]
-    fn outputs<'a>(
-        &self,
-        broker: &Broker,
-        out: &'a [Output],
-        late: &[RecordView<'a>],
-    ) -> Result<Vec<(Arc<Topic>, Vec<NewRecord<'a>>)>> {
-        let mut by_topic: Vec<(Arc<Topic>, Vec<NewRecord<'a>>)> = Vec::new();
-        let mut push = |name: &str, record: NewRecord<'a>| -> Result<()> {
-            match by_topic.iter_mut().find(|(t, _)| t.name() == name) {
-                Some((_, records)) => records.push(record),
-                None => by_topic.push((broker.topic(name)?, vec![record])),
-            }
-            Ok(())
-        };
-        for o in out {
-            let mut headers: Vec<(Cow<'a, str>, Cow<'a, [u8]>)> = o
-                .headers
-                .iter()
-                .map(|(n, v)| (Cow::Borrowed(n.as_str()), Cow::Borrowed(v.as_slice())))
-                .collect();
-            if let Some(w) = o.window {
-                headers.push((
-                    Cow::Borrowed("weir-window-start"),
-                    Cow::Owned(w.start_ms.to_string().into_bytes()),
-                ));
-                headers.push((
-                    Cow::Borrowed("weir-window-end"),
-                    Cow::Owned(w.end_ms.to_string().into_bytes()),
-                ));
-            }
-            push(
-                &o.topic,
-                NewRecord {
-                    key: o.key.as_deref().map(Cow::Borrowed),
-                    value: o.value.as_deref().map(Cow::Borrowed),
-                    headers,
-                    ..NewRecord::default()
-                },
-            )?;
-        }
-        if let LatePolicy::Topic(topic) = &self.timing.late {
-            for r in late {
-                let mut headers: Vec<(Cow<'a, str>, Cow<'a, [u8]>)> = r
-                    .headers()
-                    .map(|(n, v)| (Cow::Owned(n.to_string()), Cow::Owned(v.to_vec())))
-                    .collect();
-                headers.push((Cow::Borrowed("weir-late"), Cow::Borrowed(b"true")));
-                push(
-                    topic,
-                    NewRecord {
-                        key: r.key.map(Cow::Borrowed),
-                        value: r.value.map(Cow::Borrowed),
-                        value_is_json: r.attributes & ATTR_VALUE_JSON != 0,
-                        headers,
-                        ..NewRecord::default()
-                    },
-                )?;
-            }
-        }
-        Ok(by_topic)
+        self.system.put(&window_key(key, w), b"");
     }
 }
 
+mod outputs;
+mod poison;
 #[cfg(test)]
 mod tests;

@@ -36,26 +36,24 @@ pub enum WindowKind {
     Session { gap_ms: i64 },
 }
 
-impl WindowKind {
-    /// Why this kind cannot work, if it cannot.
-    pub fn problem(&self) -> Option<String> {
-        match *self {
-            WindowKind::Tumbling { size_ms } if size_ms <= 0 => Some(format!(
-                "a tumbling window needs size_ms > 0, got {size_ms}"
-            )),
-            WindowKind::Hopping {
+impl From<weir_host::WindowSpec> for WindowKind {
+    /// The manifest's windows (checked there: sizes, gaps and advances positive).
+    fn from(spec: weir_host::WindowSpec) -> Self {
+        match spec {
+            weir_host::WindowSpec::Tumbling { size_ms } => WindowKind::Tumbling { size_ms },
+            weir_host::WindowSpec::Hopping {
                 size_ms,
                 advance_ms,
-            } if size_ms <= 0 || advance_ms <= 0 || advance_ms > size_ms => Some(format!(
-                "a hopping window needs 0 < advance_ms <= size_ms, got size_ms {size_ms}, advance_ms {advance_ms}"
-            )),
-            WindowKind::Session { gap_ms } if gap_ms <= 0 => {
-                Some(format!("a session window needs gap_ms > 0, got {gap_ms}"))
-            }
-            _ => None,
+            } => WindowKind::Hopping {
+                size_ms,
+                advance_ms,
+            },
+            weir_host::WindowSpec::Session { gap_ms } => WindowKind::Session { gap_ms },
         }
     }
+}
 
+impl WindowKind {
     /// The windows an event at `t` starts out in, by start. A session event's window
     /// is `[t, t + gap)` before it is merged with the key's open sessions
     /// ([`Sessions::add`]). Computed without overflow: bounds past the range of `i64`

@@ -97,6 +97,9 @@ pub struct ProcessorSettings {
     pub batch_max: u32,
 }
 
+/// Most hopping windows one event may count in.
+pub const MAX_WINDOWS_PER_EVENT: i64 = 1_000;
+
 fn one() -> u32 {
     1
 }
@@ -166,10 +169,15 @@ impl ProcessorSettings {
             Some(WindowSpec::Hopping {
                 size_ms,
                 advance_ms,
-            }) if size_ms <= 0 || advance_ms <= 0 || advance_ms > size_ms => Some(
-                "[processor] windows: size_ms and advance_ms must be positive, advance_ms at most size_ms"
-                    .into(),
-            ),
+            }) if size_ms <= 0
+                || advance_ms <= 0
+                || advance_ms > size_ms
+                || size_ms / advance_ms > MAX_WINDOWS_PER_EVENT =>
+            {
+                Some(format!(
+                    "[processor] windows: size_ms and advance_ms must be positive, advance_ms at most size_ms, and size_ms / advance_ms at most {MAX_WINDOWS_PER_EVENT} (each event counts in that many windows)"
+                ))
+            }
             Some(WindowSpec::Session { gap_ms }) if gap_ms <= 0 => {
                 Some("[processor] windows: gap_ms must be positive".into())
             }

@@ -5,9 +5,13 @@
 
 use super::{CallKind, Slot};
 use crate::error::Result;
+use std::sync::Arc;
+
 use crate::plugin::{
-    AclRequest, BatchInfo, Decision, Delivery, Destination, Plugin, PollInfo, Polled, Transformed,
+    AclRequest, BatchInfo, Decision, Delivery, Destination, Emitted, EventWindow, Plugin, PollInfo,
+    Polled, ProcessInfo, Transformed, Window,
 };
+use crate::state::KeyedState;
 
 impl Slot {
     /// A filter over `count` packed events: one keep flag per event.
@@ -87,6 +91,65 @@ impl Slot {
     ) -> Result<()> {
         self.call(plugin, kind, count, |p| {
             p.write(delivery, events).map(|()| ((), count))
+        })
+    }
+
+    /// A processor's event times for `count` packed events.
+    pub fn event_times(
+        &self,
+        plugin: &Plugin,
+        events: &[u8],
+        count: usize,
+    ) -> Result<Vec<Option<i64>>> {
+        self.call(plugin, CallKind::Batch, count, |p| {
+            p.event_times(events, count).map(|t| (t, 0))
+        })
+    }
+
+    /// A processor's `process` of `times.len()` on-time events.
+    pub fn process(
+        &self,
+        plugin: &Plugin,
+        info: &ProcessInfo,
+        events: &[u8],
+        times: &[i64],
+        windows: &[EventWindow],
+        state: Arc<dyn KeyedState>,
+    ) -> Result<Vec<Emitted>> {
+        self.call(plugin, CallKind::Batch, times.len(), |p| {
+            let out = p.process(info, events, times, windows, state)?;
+            let n = out.len();
+            Ok((out, n))
+        })
+    }
+
+    /// A processor's `close` of windows that closed.
+    pub fn close(
+        &self,
+        plugin: &Plugin,
+        info: &ProcessInfo,
+        closed: &[(Vec<u8>, Window)],
+        state: Arc<dyn KeyedState>,
+    ) -> Result<Vec<Emitted>> {
+        self.call(plugin, CallKind::Batch, 0, |p| {
+            let out = p.close(info, closed, state)?;
+            let n = out.len();
+            Ok((out, n))
+        })
+    }
+
+    /// A processor's `fire` of due timers.
+    pub fn fire(
+        &self,
+        plugin: &Plugin,
+        info: &ProcessInfo,
+        keys: &[Vec<u8>],
+        state: Arc<dyn KeyedState>,
+    ) -> Result<Vec<Emitted>> {
+        self.call(plugin, CallKind::Batch, 0, |p| {
+            let out = p.fire(info, keys, state)?;
+            let n = out.len();
+            Ok((out, n))
         })
     }
 }

@@ -1,19 +1,14 @@
 use std::sync::Arc;
 
-use weir_storage::{Log, Store, StoreOptions, TopicConfig};
+use weir_storage::{Log, Store, StoreOptions};
 
 use super::*;
 
-/// A store in `dir` with topic `in`, and the store as the log state lives in.
-async fn store_with_topic(dir: &std::path::Path) -> (Store, Arc<Topic>, Arc<dyn Log>) {
+/// A store in `dir`, and the store as the log state lives in.
+async fn open_store(dir: &std::path::Path) -> (Store, Arc<dyn Log>) {
     let store = Store::open(dir, StoreOptions::default()).unwrap();
-    // Identical on reopen: `Existing`.
-    store
-        .create_topic("in", TopicConfig::with_partitions(2))
-        .unwrap();
-    let topic = store.topic("in").unwrap();
     let log: Arc<dyn Log> = Arc::new(store.clone());
-    (store, topic, log)
+    (store, log)
 }
 
 fn pairs(v: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -26,8 +21,8 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
 async fn staged_writes_are_read_back_and_stored_only_when_kept() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (store, topic, log) = store_with_topic(dir.path()).await;
-        let mut state = PartitionState::new(log.clone(), "count", &topic, 0);
+        let (store, log) = open_store(dir.path()).await;
+        let mut state = PartitionState::new(log.clone(), "count", 0);
         assert_eq!(state.get(b"k").unwrap(), None);
         state.put(b"k", b"1");
         assert_eq!(state.get(b"k").unwrap().as_deref(), Some(&b"1"[..]));
@@ -53,14 +48,14 @@ async fn staged_writes_are_read_back_and_stored_only_when_kept() {
         store.shutdown().await;
     }
     // Restored by reading, in a new instance after a restart.
-    let (store, topic, log) = store_with_topic(dir.path()).await;
-    let mut state = PartitionState::new(log.clone(), "count", &topic, 0);
+    let (store, log) = open_store(dir.path()).await;
+    let mut state = PartitionState::new(log.clone(), "count", 0);
     assert_eq!(state.get(b"k").unwrap().as_deref(), Some(&b"2"[..]));
     assert_eq!(state.get(b"gone").unwrap(), None);
     // Another partition, another processor: other state.
-    let mut other_partition = PartitionState::new(log.clone(), "count", &topic, 1);
+    let mut other_partition = PartitionState::new(log.clone(), "count", 1);
     assert_eq!(other_partition.get(b"k").unwrap(), None);
-    let mut other_processor = PartitionState::new(log, "counter", &topic, 0);
+    let mut other_processor = PartitionState::new(log, "counter", 0);
     assert_eq!(other_processor.get(b"k").unwrap(), None);
     store.shutdown().await;
 }
@@ -68,8 +63,8 @@ async fn staged_writes_are_read_back_and_stored_only_when_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_merges_staged_writes_and_pages_in_key_order() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, topic, log) = store_with_topic(dir.path()).await;
-    let mut state = PartitionState::new(log.clone(), "join", &topic, 0);
+    let (store, log) = open_store(dir.path()).await;
+    let mut state = PartitionState::new(log.clone(), "join", 0);
     for (k, v) in [("c/1", "a"), ("c/2", "b"), ("c/3", "c"), ("d/1", "z")] {
         state.put(k.as_bytes(), v.as_bytes());
     }
@@ -93,9 +88,9 @@ async fn a_scan_merges_staged_writes_and_pages_in_key_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_deletes_every_key_of_the_partition_and_no_other() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, topic, log) = store_with_topic(dir.path()).await;
-    let mut p0 = PartitionState::new(log.clone(), "count", &topic, 0);
-    let mut p1 = PartitionState::new(log.clone(), "count", &topic, 1);
+    let (store, log) = open_store(dir.path()).await;
+    let mut p0 = PartitionState::new(log.clone(), "count", 0);
+    let mut p1 = PartitionState::new(log.clone(), "count", 1);
     p0.put(b"a", b"1");
     p0.put(b"b", b"2");
     p1.put(b"a", b"9");

@@ -28,10 +28,7 @@ fn number(bytes: Option<Vec<u8>>) -> u64 {
 }
 
 impl Logic for CountPerWindow {
-    fn event_times(
-        &mut self,
-        events: &[RecordView<'_>],
-    ) -> std::result::Result<Vec<Option<i64>>, String> {
+    fn event_times(&mut self, events: &[RecordView<'_>]) -> LogicResult<Vec<Option<i64>>> {
         if self.lose_times {
             return Ok(Vec::new());
         }
@@ -46,7 +43,7 @@ impl Logic for CountPerWindow {
         batch: &Batch<'_>,
         events: &[InputEvent<'_>],
         _out: &mut Vec<Output>,
-    ) -> std::result::Result<(), String> {
+    ) -> LogicResult<()> {
         let state = batch.keyed;
         for e in events {
             let key = e.record.key.unwrap_or_default();
@@ -71,7 +68,7 @@ impl Logic for CountPerWindow {
         batch: &Batch<'_>,
         closed: &[(Vec<u8>, Window)],
         out: &mut Vec<Output>,
-    ) -> std::result::Result<(), String> {
+    ) -> LogicResult<()> {
         let state = batch.keyed;
         for (key, w) in closed {
             let k = count_key(key, *w);
@@ -150,6 +147,18 @@ fn stored(store: &Store, topic: &str) -> Vec<(String, String, Option<String>)> {
         .collect()
 }
 
+/// Processor `name`'s run on partition 0 of `input`.
+fn restore(
+    broker: &Broker,
+    name: &str,
+    input: Arc<Topic>,
+    timing: Timing,
+    lease: Lease,
+) -> PartitionRun {
+    let keyed = Keyed::restore(broker.log().clone(), name, 0).unwrap();
+    PartitionRun::restore(broker, name, (input, 0), keyed, timing, lease).unwrap()
+}
+
 async fn lease(broker: &Broker, name: &str) -> Lease {
     Generations::default().next(broker, name).await.unwrap()
 }
@@ -177,15 +186,13 @@ async fn windows_close_once_late_events_go_to_the_policy_and_a_restart_resumes()
         )
         .await;
         let input = broker.topic("in").unwrap();
-        let mut run = PartitionRun::restore(
+        let mut run = restore(
             &broker,
             "count",
             input,
-            0,
             timing(),
             lease(&broker, "count").await,
-        )
-        .unwrap();
+        );
         let report = run
             .step(&broker, &mut logic, ALL, Duration::ZERO)
             .await
@@ -218,15 +225,13 @@ async fn windows_close_once_late_events_go_to_the_policy_and_a_restart_resumes()
     // read back, not recomputed from the input.
     let (store, broker) = open_broker(dir.path());
     let input = broker.topic("in").unwrap();
-    let mut run = PartitionRun::restore(
+    let mut run = restore(
         &broker,
         "count",
         input,
-        0,
         timing(),
         lease(&broker, "count").await,
-    )
-    .unwrap();
+    );
     assert_eq!(run.next_offset(), 6);
     assert_eq!(run.progress().0.max_ms, Some(25));
     assert_eq!(run.progress().1, 1);
@@ -251,15 +256,13 @@ async fn a_failed_step_changes_nothing_and_runs_again_the_same() {
     let (store, broker) = open_broker(dir.path());
     publish(&broker, &[("a", 1), ("a", 2), ("a", 15)]).await;
     let input = broker.topic("in").unwrap();
-    let mut run = PartitionRun::restore(
+    let mut run = restore(
         &broker,
         "count",
         input.clone(),
-        0,
         timing(),
         lease(&broker, "count").await,
-    )
-    .unwrap();
+    );
     let failed = run
         .step(
             &broker,
@@ -311,15 +314,13 @@ async fn sessions_merge_across_steps_and_close_once_with_every_event_counted() {
         late: LatePolicy::Drop,
     };
     let input = broker.topic("in").unwrap();
-    let mut run = PartitionRun::restore(
+    let mut run = restore(
         &broker,
         "sessions",
         input,
-        0,
         sessions,
         lease(&broker, "sessions").await,
-    )
-    .unwrap();
+    );
     let mut logic = CountPerWindow::default();
     // Two sessions of a, [0, 10) and [12, 22) ...
     publish(&broker, &[("a", 0), ("a", 12)]).await;
@@ -363,8 +364,7 @@ async fn results_in_steps(
         late: LatePolicy::Topic("late".into()),
     };
     let input = broker.topic("in").unwrap();
-    let mut run =
-        PartitionRun::restore(&broker, "p", input, 0, timing, lease(&broker, "p").await).unwrap();
+    let mut run = restore(&broker, "p", input, timing, lease(&broker, "p").await);
     let limits = ReadLimits {
         max_records: per_step,
         max_bytes: usize::MAX,
@@ -420,8 +420,7 @@ async fn a_logic_that_loses_event_times_fails_the_step() {
     let (store, broker) = open_broker(dir.path());
     publish(&broker, &[("a", 1)]).await;
     let input = broker.topic("in").unwrap();
-    let mut run =
-        PartitionRun::restore(&broker, "p", input, 0, timing(), lease(&broker, "p").await).unwrap();
+    let mut run = restore(&broker, "p", input, timing(), lease(&broker, "p").await);
     let mut broken = CountPerWindow {
         lose_times: true,
         ..CountPerWindow::default()
@@ -443,11 +442,10 @@ async fn a_run_replaced_by_a_newer_generation_commits_nothing() {
     let input = broker.topic("in").unwrap();
     let generations = Generations::default();
     let first = generations.next(&broker, "count").await.unwrap();
-    let mut old =
-        PartitionRun::restore(&broker, "count", input.clone(), 0, timing(), first).unwrap();
+    let mut old = restore(&broker, "count", input.clone(), timing(), first);
     let second = generations.next(&broker, "count").await.unwrap();
     assert_eq!(second.generation(), 2);
-    let mut new = PartitionRun::restore(&broker, "count", input, 0, timing(), second).unwrap();
+    let mut new = restore(&broker, "count", input, timing(), second);
     let mut logic = CountPerWindow::default();
     let refused = old
         .step(&broker, &mut logic, ALL, Duration::ZERO)
@@ -481,7 +479,7 @@ impl Logic for Timeout {
         batch: &Batch<'_>,
         events: &[InputEvent<'_>],
         _out: &mut Vec<Output>,
-    ) -> std::result::Result<(), String> {
+    ) -> LogicResult<()> {
         for e in events {
             let key = e.record.key.unwrap_or_default();
             batch.keyed.set_timer(key, batch.now_ms + 100);
@@ -494,7 +492,7 @@ impl Logic for Timeout {
         _batch: &Batch<'_>,
         _closed: &[(Vec<u8>, Window)],
         _out: &mut Vec<Output>,
-    ) -> std::result::Result<(), String> {
+    ) -> LogicResult<()> {
         Ok(())
     }
 
@@ -503,7 +501,7 @@ impl Logic for Timeout {
         _batch: &Batch<'_>,
         keys: &[Vec<u8>],
         out: &mut Vec<Output>,
-    ) -> std::result::Result<(), String> {
+    ) -> LogicResult<()> {
         out.extend(keys.iter().map(|k| Output {
             topic: "counts".into(),
             key: Some(k.clone()),
@@ -527,8 +525,7 @@ async fn timers_fire_once_when_due_and_survive_a_restart() {
         publish(&broker, &[("a", 1), ("b", 2), ("a", 3)]).await;
         let input = broker.topic("in").unwrap();
         let lease = lease(&broker, "t").await;
-        let mut run =
-            PartitionRun::restore(&broker, "t", input, 0, untimed.clone(), lease).unwrap();
+        let mut run = restore(&broker, "t", input, untimed.clone(), lease);
         let report = run
             .step(&broker, &mut Timeout, ALL, Duration::ZERO)
             .await
@@ -540,7 +537,7 @@ async fn timers_fire_once_when_due_and_survive_a_restart() {
     let (store, broker) = open_broker(dir.path());
     let input = broker.topic("in").unwrap();
     let lease = lease(&broker, "t").await;
-    let mut run = PartitionRun::restore(&broker, "t", input, 0, untimed, lease).unwrap();
+    let mut run = restore(&broker, "t", input, untimed, lease);
     assert!(run.next_timer().is_some(), "the timers were restored");
     // No records: the step waits until the timers are due (not the whole minute).
     let mut fired = 0;

@@ -41,21 +41,6 @@ fn hopping_windows_hold_each_event_size_over_advance_times() {
 }
 
 #[test]
-fn impossible_kinds_say_why() {
-    assert!(WindowKind::Tumbling { size_ms: 0 }.problem().is_some());
-    assert!(
-        WindowKind::Hopping {
-            size_ms: 5,
-            advance_ms: 10
-        }
-        .problem()
-        .is_some()
-    );
-    assert!(WindowKind::Session { gap_ms: -1 }.problem().is_some());
-    assert!(WindowKind::Session { gap_ms: 1 }.problem().is_none());
-}
-
-#[test]
 fn a_window_closes_once_the_watermark_passes_its_end_and_the_lateness() {
     let mut mark = Watermark::new(1_000);
     let window = w(0, 60_000);
