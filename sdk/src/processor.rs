@@ -92,10 +92,51 @@ pub struct Emit {
     pub key: Option<Vec<u8>>,
     /// Value.
     pub value: Option<Vec<u8>>,
+    /// The value is JSON text (fetches show it as JSON).
+    pub json: bool,
     /// Headers.
     pub headers: Vec<(String, Vec<u8>)>,
     /// The window whose result it is (stamped as `weir-window-start`/`-end`).
     pub window: Option<Window>,
+}
+
+impl Emit {
+    /// A record for `topic` with a JSON `value`.
+    pub fn json(topic: &str, value: impl Into<Vec<u8>>) -> Emit {
+        Emit {
+            topic: topic.into(),
+            value: Some(value.into()),
+            json: true,
+            ..Emit::default()
+        }
+    }
+
+    /// A record for `topic` with a `value` that is not JSON.
+    pub fn bytes(topic: &str, value: impl Into<Vec<u8>>) -> Emit {
+        Emit {
+            topic: topic.into(),
+            value: Some(value.into()),
+            ..Emit::default()
+        }
+    }
+
+    /// With `key`.
+    pub fn key(mut self, key: &[u8]) -> Emit {
+        self.key = Some(key.to_vec());
+        self
+    }
+
+    /// As the result of `window`.
+    pub fn window(mut self, window: Window) -> Emit {
+        self.window = Some(window);
+        self
+    }
+
+    /// With a header.
+    pub fn header(mut self, name: &str, value: &[u8]) -> Emit {
+        self.headers.push((name.into(), value.to_vec()));
+        self
+    }
 }
 
 /// What a processor's calls see and emit into.
@@ -375,6 +416,7 @@ macro_rules! export_processor {
                             topic: e.topic,
                             key: e.key,
                             value: e.value,
+                            json: e.json,
                             headers: e.headers,
                             window: e.window.map(|w| __types::Window { start_ms: w.start_ms, end_ms: w.end_ms }),
                         })

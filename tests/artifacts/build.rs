@@ -63,7 +63,15 @@ fn main() {
         ),
         (
             "examples",
-            &["hello-filter", "shout-transform", "key-router", "team-acl"][..],
+            &[
+                "hello-filter",
+                "shout-transform",
+                "key-router",
+                "team-acl",
+                "window-count",
+                "dedup",
+                "order-enrich",
+            ][..],
         ),
     ] {
         let release = build(&root.join(workspace), &target, &[]);

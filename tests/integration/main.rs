@@ -22,6 +22,7 @@ mod openapi;
 mod pipeline_failures;
 mod pipelines;
 mod polyglot;
+mod processors;
 mod produce_fetch;
 mod reload;
 mod retention;

@@ -39,8 +39,12 @@ mod tests {
 
     #[test]
     fn keeps_only_matching_events() {
-        let events = [TestEvent::json(serde_json::json!("hello world")), TestEvent::json(serde_json::json!("bye"))];
-        let kept = run_filter::<HelloFilter>(serde_json::json!({"word": "hello"}), &events).unwrap();
+        let events = [
+            TestEvent::json(serde_json::json!("hello world")),
+            TestEvent::json(serde_json::json!("bye")),
+        ];
+        let kept =
+            run_filter::<HelloFilter>(serde_json::json!({"word": "hello"}), &events).unwrap();
         assert_eq!(kept, [true, false]);
     }
 }

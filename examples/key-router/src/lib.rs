@@ -42,8 +42,16 @@ mod tests {
 
     #[test]
     fn routes_by_first_letter() {
-        let events = [TestEvent::json(serde_json::json!(1)).key("Alice"), TestEvent::json(serde_json::json!(2))];
-        let got = run_router::<KeyRouter>(serde_json::json!({"prefix": "users-", "fallback": "users-other"}), "users", &events).unwrap();
+        let events = [
+            TestEvent::json(serde_json::json!(1)).key("Alice"),
+            TestEvent::json(serde_json::json!(2)),
+        ];
+        let got = run_router::<KeyRouter>(
+            serde_json::json!({"prefix": "users-", "fallback": "users-other"}),
+            "users",
+            &events,
+        )
+        .unwrap();
         assert_eq!(got[0].topic, "users-a");
         assert_eq!(got[1].topic, "users-other");
     }

@@ -19,7 +19,9 @@ impl Transform for Shout {
     type Config = Config;
 
     fn init(config: Config) -> std::result::Result<Self, String> {
-        Ok(Shout { twice: config.twice })
+        Ok(Shout {
+            twice: config.twice,
+        })
     }
 
     fn transform(&self, event: &Event<'_>, out: &mut Output) -> Result<()> {
@@ -34,7 +36,13 @@ impl Transform for Shout {
         let mut headers: Vec<(&str, &[u8])> = event.headers().collect();
         headers.push(("shouted", b"yes"));
         for _ in 0..if self.twice { 2 } else { 1 } {
-            out.emit(event.key, Some(loud.as_bytes()), event.value_is_json(), headers.iter().copied(), event.timestamp_ms);
+            out.emit(
+                event.key,
+                Some(loud.as_bytes()),
+                event.value_is_json(),
+                headers.iter().copied(),
+                event.timestamp_ms,
+            );
         }
         Ok(())
     }
@@ -49,7 +57,10 @@ mod tests {
 
     #[test]
     fn shouts_drops_and_fans_out() {
-        let events = [TestEvent::json(serde_json::json!("hi")), TestEvent::json(serde_json::json!(""))];
+        let events = [
+            TestEvent::json(serde_json::json!("hi")),
+            TestEvent::json(serde_json::json!("")),
+        ];
         let out = run_transform::<Shout>(serde_json::json!({"twice": true}), &events).unwrap();
         assert_eq!(out[0].len(), 2);
         assert_eq!(out[0][0].value.as_deref(), Some(b"\"HI\"".as_slice()));

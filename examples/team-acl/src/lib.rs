@@ -30,7 +30,9 @@ impl Acl for TeamAcl {
         if config.admin_group.is_empty() {
             return Err("admin_group must not be empty".into());
         }
-        Ok(TeamAcl { admin_group: config.admin_group })
+        Ok(TeamAcl {
+            admin_group: config.admin_group,
+        })
     }
 
     fn authorize(&self, r: &AclRequest) -> Decision {
@@ -50,7 +52,11 @@ impl Acl for TeamAcl {
                 "{} may only {} resources named after their teams ({})",
                 r.principal,
                 r.operation,
-                r.groups.iter().map(|g| format!("{g}.*")).collect::<Vec<_>>().join(", ")
+                r.groups
+                    .iter()
+                    .map(|g| format!("{g}.*"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         }
     }

@@ -214,6 +214,11 @@ pub async fn run(
         plugins.registry().clone(),
         cluster.clone(),
     );
+    let processors = weir_processors::Processors::start(
+        broker.clone(),
+        plugins.registry().clone(),
+        cluster.is_some(),
+    );
     let mut collectors: Vec<Box<dyn prometheus_client::collector::Collector>> =
         vec![Box::new(api::metrics::PluginMetrics {
             plugins: plugins.registry().clone(),
@@ -233,6 +238,7 @@ pub async fn run(
         telemetry,
         broker: broker.clone(),
         connectors: connectors.clone(),
+        processors: processors.clone(),
         plugins,
         guard,
         limits: config.limits,
@@ -262,6 +268,7 @@ pub async fn run(
     );
     listen::serve(listener, tls, app, config.limits, shutdown).await;
     connectors.shutdown().await;
+    processors.shutdown().await;
     if let (Some(cluster), Some((heartbeat, agent))) = (&cluster, coordination) {
         agent.abort();
         heartbeat.abort();

@@ -126,6 +126,8 @@ pub struct Output {
     pub key: Option<Vec<u8>>,
     /// Its value.
     pub value: Option<Vec<u8>>,
+    /// The value is JSON text.
+    pub value_is_json: bool,
     /// Its headers.
     pub headers: Vec<(String, Vec<u8>)>,
     /// The window whose result it is: stamped as `weir-window-start` and

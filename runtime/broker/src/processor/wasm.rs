@@ -110,6 +110,7 @@ fn outputs(emitted: Vec<weir_host::Emitted>, out: &mut Vec<Output>) {
         topic: e.topic,
         key: e.key,
         value: e.value,
+        value_is_json: e.json,
         headers: e.headers,
         window: e.window.map(|w| Window {
             start_ms: w.start_ms,

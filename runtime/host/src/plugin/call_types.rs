@@ -133,6 +133,8 @@ pub struct Emitted {
     pub key: Option<Vec<u8>>,
     /// Value.
     pub value: Option<Vec<u8>>,
+    /// The value is JSON text.
+    pub json: bool,
     /// Headers.
     pub headers: Vec<(String, Vec<u8>)>,
     /// The window whose result it is.

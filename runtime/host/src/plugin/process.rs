@@ -126,6 +126,7 @@ impl Plugin {
                 topic: e.topic,
                 key: e.key,
                 value: e.value,
+                json: e.json,
                 headers: e.headers,
                 window: e.window.map(|w| Window {
                     start_ms: w.start_ms,

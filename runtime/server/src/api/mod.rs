@@ -12,6 +12,7 @@ mod overview;
 mod params;
 mod plugins;
 pub mod problem;
+mod processors;
 mod records;
 mod topics;
 mod trace;
@@ -60,6 +61,8 @@ pub struct Shared {
     pub telemetry: crate::telemetry::SharedTelemetry,
     /// Source and sink connectors.
     pub connectors: weir_connect::Connectors,
+    /// Stream processors.
+    pub processors: weir_processors::Processors,
     /// Authentication and authorization.
     pub guard: std::sync::Arc<crate::auth::Guard>,
     /// HTTP limits.
@@ -101,6 +104,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/connectors", get(connectors::list))
         .route("/v1/connectors/{name}", get(connectors::get))
         .route("/v1/connectors/{name}/{action}", post(connectors::control))
+        .route("/v1/processors", get(processors::list))
+        .route("/v1/processors/{name}", get(processors::get))
+        .route("/v1/processors/{name}/state", get(processors::state_scan))
+        .route(
+            "/v1/processors/{name}/state/{key}",
+            get(processors::state_key),
+        )
+        .route("/v1/processors/{name}/{action}", post(processors::control))
         .route("/v1/groups", get(groups::list))
         .route(
             "/v1/groups/{group}",

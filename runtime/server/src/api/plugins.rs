@@ -11,7 +11,7 @@
 use axum::Extension;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -111,10 +111,20 @@ pub async fn rollback(
 pub async fn deploy(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
     principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
+    let reset_state = match query.get("reset_state").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(Problem::invalid_request(format!(
+                "query parameter 'reset_state' must be true or false, got '{other}'"
+            )));
+        }
+    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -150,6 +160,7 @@ pub async fn deploy(
     {
         let checks = deploy_checks(&parsed, current.as_ref(), state.guard.policy());
         state.guard.require(principal.as_deref(), checks).await?;
+        state_layout_check(&name, &parsed, current.as_ref(), reset_state)?;
     }
     if let Some(cluster) = &state.cluster {
         return super::cluster::deploy(cluster, &name, manifest, component.to_vec(), replaces)
@@ -167,15 +178,23 @@ pub async fn deploy(
     match outcome {
         Outcome::Activated {
             version, load_time, ..
-        } => Ok((
-            StatusCode::CREATED,
-            Json(json!({
+        } => {
+            let mut answer = json!({
                 "plugin": name,
                 "version": version,
                 "outcome": "activated",
                 "load_ms": load_time.as_secs_f64() * 1e3,
-            })),
-        )),
+            });
+            if reset_state && state.processors.status(&name).is_some() {
+                let offsets = state
+                    .processors
+                    .reset(&name, weir_processors::ResetTo::Earliest)
+                    .await
+                    .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.code(), format!("the version is activated but resetting the processor's state failed: {e}")))?;
+                answer["state_reset"] = json!(offsets.len());
+            }
+            Ok((StatusCode::CREATED, Json(answer)))
+        }
         Outcome::Unchanged { version, .. } => Ok((
             StatusCode::OK,
             Json(json!({ "plugin": name, "version": version, "outcome": "unchanged" })),
@@ -191,6 +210,34 @@ pub async fn deploy(
             "the deploy did not produce a version",
         )),
     }
+}
+
+/// A processor keeps the state its versions read: a version that declares another
+/// `state_version` would misread it, so it is refused unless the deploy clears the
+/// state too (`reset_state=true`).
+fn state_layout_check(
+    name: &str,
+    next: &weir_broker::plugins::Manifest,
+    current: Option<&weir_broker::plugins::Manifest>,
+    reset_state: bool,
+) -> Result<(), Problem> {
+    let (Some(next), Some(current)) = (
+        next.processor.as_ref(),
+        current.and_then(|m| m.processor.as_ref()),
+    ) else {
+        return Ok(());
+    };
+    if next.state_version == current.state_version || reset_state {
+        return Ok(());
+    }
+    Err(Problem::new(
+        StatusCode::CONFLICT,
+        "state_version_changed",
+        format!(
+            "processor '{name}' keeps state written by state_version {}, and this version declares {}: deploy with ?reset_state=true to clear the state and process the inputs again from the earliest offsets",
+            current.state_version, next.state_version
+        ),
+    ))
 }
 
 /// The `manifest` and `component` parts of a multipart body.

@@ -77,7 +77,7 @@ impl From<BrokerError> for Problem {
             "invalid_request" => StatusCode::BAD_REQUEST,
             "topic_not_found" | "partition_not_found" | "group_not_found" => StatusCode::NOT_FOUND,
             "topic_exists" | "not_assigned" | "group_not_empty" | "pipeline_invalid"
-            | "version_conflict" => StatusCode::CONFLICT,
+            | "version_conflict" | "processor_fenced" => StatusCode::CONFLICT,
             "plugin_rejected" | "plugin_bad_input" | "idempotency_key_reused" => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }

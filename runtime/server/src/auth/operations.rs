@@ -62,7 +62,7 @@ pub fn checks(
         }
         "/metrics" => cluster("metrics"),
         "/v1/topics" | "/v1/groups" => cluster("describe"),
-        "/v1/plugins" | "/v1/connectors" => cluster("plugin-read"),
+        "/v1/plugins" | "/v1/connectors" | "/v1/processors" => cluster("plugin-read"),
         "/v1/topics/{topic}" | "/v1/topics/{topic}/pipeline" if reads => {
             vec![topic("describe")]
         }
@@ -77,6 +77,11 @@ pub fn checks(
         // them plugin-admin.
         "/v1/connectors/{name}" if reads => plugin("plugin-read"),
         "/v1/connectors/{name}/{action}" => plugin("plugin-admin"),
+        // Processors too; their state holds their inputs' data: plugin-admin.
+        "/v1/processors/{name}" if reads => plugin("plugin-read"),
+        "/v1/processors/{name}/{action}"
+        | "/v1/processors/{name}/state"
+        | "/v1/processors/{name}/state/{key}" => plugin("plugin-admin"),
         "/v1/groups/{group}" | "/v1/groups/{group}/offsets" if reads => {
             vec![group_of("describe")]
         }

@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod pipeline;
 pub mod plugins;
+pub mod processors;
 pub mod produce;
 pub mod published;
 pub mod records;

@@ -48,6 +48,7 @@ impl PartitionRun {
                 NewRecord {
                     key: o.key.as_deref().map(Cow::Borrowed),
                     value: o.value.as_deref().map(Cow::Borrowed),
+                    value_is_json: o.value_is_json,
                     headers,
                     ..NewRecord::default()
                 },

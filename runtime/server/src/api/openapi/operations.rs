@@ -110,6 +110,7 @@ const TOPIC: Param = path("topic", "Topic name", Schema::Name, "orders");
 const GROUP: Param = path("group", "Consumer group name", Schema::Name, "billing");
 const PLUGIN: Param = path("name", "Plugin name", Schema::PluginName, "hello-filter");
 const CONNECTOR: Param = path("name", "Connector name", Schema::PluginName, "gen");
+const PROCESSOR: Param = path("name", "Processor name", Schema::PluginName, "window-count");
 const FILTER: Param = query(
     "filter",
     "A filter or transform plugin run on what is read",
@@ -520,7 +521,15 @@ pub(super) const OPERATIONS: &[Operation] = &[
         path: "/v1/plugins/{name}",
         tag: "plugins",
         summary: "Deploy: multipart parts `manifest` (plugin.toml) and `component` (the .wasm file)",
-        params: &[PLUGIN],
+        params: &[
+            PLUGIN,
+            query(
+                "reset_state",
+                "A processor whose new version declares another `state_version`: clear its state and start again from the earliest offsets (refused with 409 `state_version_changed` otherwise)",
+                Schema::Word(&["true", "false"]),
+                "false",
+            ),
+        ],
         body: Some(Body {
             media: &["multipart/form-data"],
             schema: schema::deploy,
@@ -580,5 +589,82 @@ pub(super) const OPERATIONS: &[Operation] = &[
         ],
         body: None,
         ok: (200, "The connector's status"),
+    },
+    Operation {
+        method: "get",
+        path: "/v1/processors",
+        tag: "processors",
+        summary: "Stream processors with state, generation, lag, watermark and counters",
+        params: &[],
+        body: None,
+        ok: (200, "`{\"processors\":[...]}`"),
+    },
+    Operation {
+        method: "get",
+        path: "/v1/processors/{name}",
+        tag: "processors",
+        summary: "One processor's status, with each input partition's progress",
+        params: &[PROCESSOR],
+        body: None,
+        ok: (200, "The processor"),
+    },
+    Operation {
+        method: "post",
+        path: "/v1/processors/{name}/{action}",
+        tag: "processors",
+        summary: "`pause`, `resume` (persisted) or `reset` (state cleared, offsets moved to `to`, in one append)",
+        params: &[
+            PROCESSOR,
+            path(
+                "action",
+                "What to do",
+                Schema::Word(&["pause", "resume", "reset"]),
+                "resume",
+            ),
+            query(
+                "to",
+                "Where `reset` moves every input partition",
+                Schema::Offset,
+                "earliest",
+            ),
+        ],
+        body: None,
+        ok: (
+            200,
+            "The processor's status; for `reset`, `{\"processor\",\"reset\":[{\"topic\",\"partition\",\"offset\"}]}`",
+        ),
+    },
+    Operation {
+        method: "get",
+        path: "/v1/processors/{name}/state",
+        tag: "processors",
+        summary: "A page of the processor's committed state, by partition then key",
+        params: &[
+            PROCESSOR,
+            query("prefix", "Only keys starting with this", Schema::Text, "a"),
+            query(
+                "limit",
+                "Most entries (at most 1000)",
+                Schema::Count { max: 1000 },
+                "100",
+            ),
+        ],
+        body: None,
+        ok: (
+            200,
+            "`{\"entries\":[{\"partition\",\"key\"|\"key_base64\",\"value\"|\"value_base64\"}]}`",
+        ),
+    },
+    Operation {
+        method: "get",
+        path: "/v1/processors/{name}/state/{key}",
+        tag: "processors",
+        summary: "One key's committed value on each partition that has it",
+        params: &[
+            PROCESSOR,
+            path("key", "The state key (UTF-8)", Schema::Text, "a"),
+        ],
+        body: None,
+        ok: (200, "`{\"entries\":[...]}`; 404 `state_key_not_found`"),
     },
 ];
