@@ -78,12 +78,13 @@ impl Graph {
     }
 }
 
-const CRATES: [&str; 9] = [
+const CRATES: [&str; 10] = [
     "weir-storage",
     "weir-jetstream",
     "weir-broker",
     "weir-host",
     "weir-connect",
+    "weir-processors",
     "weir-toolchain",
     "weir-server",
     "weir-cli",
@@ -181,16 +182,12 @@ fn the_cluster_log_is_a_storage_backend_and_nothing_more() {
 }
 
 #[test]
-fn connectors_serve_no_http() {
+fn connectors_and_processors_serve_no_http() {
     let g = Graph::load();
-    let links = g.reach("weir-connect");
-    assert_never(
-        &g,
-        "weir-connect",
-        &links,
-        &["axum", "hyper", "weir-server"],
-        "link",
-    );
+    for krate in ["weir-connect", "weir-processors"] {
+        let links = g.reach(krate);
+        assert_never(&g, krate, &links, &["axum", "hyper", "weir-server"], "link");
+    }
 }
 
 #[test]
@@ -270,7 +267,14 @@ const PERSISTED: [(&str, &str); 12] = [
 fn only_the_server_has_wire_types() {
     let g = Graph::load();
     let mut offenders = Vec::new();
-    for krate in ["storage", "jetstream", "broker", "host", "connect"] {
+    for krate in [
+        "storage",
+        "jetstream",
+        "broker",
+        "host",
+        "connect",
+        "processors",
+    ] {
         for file in rust_files(&g.root.join("runtime").join(krate).join("src")) {
             let rel = file
                 .strip_prefix(&g.root)

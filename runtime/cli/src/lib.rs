@@ -8,6 +8,7 @@ mod docs;
 mod doctor;
 mod group;
 pub(crate) mod plugin;
+mod processor;
 mod produce;
 mod serve;
 mod store;
@@ -91,6 +92,16 @@ enum Command {
     Connector {
         #[command(subcommand)]
         command: connector::ConnectorCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List, inspect, pause, resume and reset stream processors, and read their state.
+    #[command(
+        after_help = "Examples:\n  weir processor list\n  weir processor status window-count\n  weir processor reset window-count --to latest\n  weir processor state dedup --prefix seen/"
+    )]
+    Processor {
+        #[command(subcommand)]
+        command: processor::ProcessorCommand,
         #[command(flatten)]
         remote: Remote,
     },
@@ -196,6 +207,9 @@ impl Cli {
             Command::Group { command, remote } => group::run(command, &remote.client()?).await,
             Command::Connector { command, remote } => {
                 connector::run(command, &remote.client()?).await
+            }
+            Command::Processor { command, remote } => {
+                processor::run(command, &remote.client()?).await
             }
             Command::Plugin { command, remote } => plugin::run(command, &remote).await,
             Command::Produce(args) => produce::run(args).await,

@@ -225,6 +225,9 @@ pub async fn run(
             connectors: connectors.clone(),
             guard: guard.clone(),
         })];
+    collectors.push(Box::new(api::processor_metrics::ProcessorMetrics {
+        processors: processors.clone(),
+    }));
     if let Some(cluster) = &cluster {
         collectors.push(Box::new(api::metrics::ClusterMetrics {
             cluster: cluster.clone(),

@@ -25,6 +25,7 @@ mod connectors;
 mod languages;
 mod latency;
 mod pipeline;
+mod processors;
 mod reload;
 
 #[derive(Debug, clap::Args)]
@@ -118,6 +119,11 @@ enum BenchCommand {
         after_help = "Examples:\n  weir bench languages\n  weir bench languages --seconds 1 --batch 100"
     )]
     Languages(languages::LanguageArgs),
+    /// Stream processors: records/s through the window-count example (100 B, 10 K
+    /// keys, batch 1000), the time from a window's close to its result being
+    /// readable, and the restore time after a restart with 1 M open windows.
+    #[command(after_help = "Examples:\n  weir bench processors\n  weir bench processors --quick")]
+    Processors(processors::ProcessorArgs),
 }
 
 /// One line of the results table.
@@ -172,6 +178,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchCommand::Compare(a)) => return compare::run(a).await,
         Some(BenchCommand::Cluster(a)) => return cluster::run(a).await,
         Some(BenchCommand::Languages(a)) => return languages::run(a).await,
+        Some(BenchCommand::Processors(a)) => return processors::run(a).await,
         None => {}
     }
     let seconds = if args.quick { 0.2 } else { args.seconds };

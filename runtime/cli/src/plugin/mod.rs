@@ -75,11 +75,17 @@ pub enum PluginCommand {
         check: bool,
     },
     /// Deploy a plugin folder (or crate, built first) to a server over HTTP.
-    #[command(after_help = "Examples:\n  weir plugin deploy weir-plugins/shouty")]
+    #[command(
+        after_help = "Examples:\n  weir plugin deploy weir-plugins/shouty\n  weir plugin deploy examples/window-count --reset-state"
+    )]
     Deploy {
         /// A deployable plugin folder, or a plugin project (built first).
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// A processor whose new version declares another `state_version`: clear its
+        /// state and process its inputs again from the earliest offsets.
+        #[arg(long)]
+        reset_state: bool,
     },
     /// A plugin's version history on a server.
     #[command(after_help = "Examples:\n  weir plugin versions shouty")]
@@ -119,7 +125,9 @@ pub async fn run(command: PluginCommand, remote: &Remote) -> anyhow::Result<()> 
             let client = check.then(|| remote.client()).transpose()?;
             watch::run(&crate_dir, &plugin_dir, client).await
         }
-        PluginCommand::Deploy { dir } => remote::deploy(&remote.client()?, dir).await,
+        PluginCommand::Deploy { dir, reset_state } => {
+            remote::deploy(&remote.client()?, dir, reset_state).await
+        }
         PluginCommand::Versions { name } => remote::versions(&remote.client()?, &name).await,
         PluginCommand::Rollback { name } => remote::rollback(&remote.client()?, &name).await,
         PluginCommand::New {

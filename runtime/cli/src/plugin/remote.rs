@@ -7,8 +7,9 @@ use weir_broker::plugins::PluginFiles;
 
 use super::Client;
 
-/// Deploys a plugin folder (or a crate, built first) with `PUT /v1/plugins/{name}`.
-pub(super) async fn deploy(client: &Client, dir: PathBuf) -> anyhow::Result<()> {
+/// Deploys a plugin folder (or a crate, built first) with `PUT /v1/plugins/{name}`
+/// (`?reset_state=true` with `reset_state`).
+pub(super) async fn deploy(client: &Client, dir: PathBuf, reset_state: bool) -> anyhow::Result<()> {
     let files = tokio::task::spawn_blocking(move || -> anyhow::Result<PluginFiles> {
         let folder = if weir_toolchain::polyglot::Lang::of(&dir).is_some() {
             super::build(&dir, None)?
@@ -28,8 +29,9 @@ pub(super) async fn deploy(client: &Client, dir: PathBuf) -> anyhow::Result<()> 
             "component",
             reqwest::multipart::Part::bytes(files.component.to_vec()).file_name("plugin.wasm"),
         );
+    let query = if reset_state { "?reset_state=true" } else { "" };
     let body = client
-        .put_multipart(&format!("/v1/plugins/{name}"), form)
+        .put_multipart(&format!("/v1/plugins/{name}{query}"), form)
         .await
         .with_context(|| format!("deploying {name}"))?;
     println!(
@@ -37,6 +39,9 @@ pub(super) async fn deploy(client: &Client, dir: PathBuf) -> anyhow::Result<()> 
         body["outcome"].as_str().unwrap_or("?"),
         body["version"].as_str().unwrap_or("?")
     );
+    if let Some(n) = body.get("state_reset") {
+        println!("  state cleared on {n} input(s); processing again from the earliest offsets");
+    }
     // Cluster mode: each node's answer.
     for (node, answer) in body["nodes"].as_object().into_iter().flatten() {
         println!("  {node}: {}", answer["state"].as_str().unwrap_or("?"));

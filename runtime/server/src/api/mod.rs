@@ -12,6 +12,7 @@ mod overview;
 mod params;
 mod plugins;
 pub mod problem;
+pub(crate) mod processor_metrics;
 mod processors;
 mod records;
 mod topics;

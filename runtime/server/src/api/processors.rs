@@ -57,15 +57,15 @@ pub async fn control(
     Path((name, action)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
+    let to = match query.get("to").map(String::as_str) {
+        None | Some("earliest") => ResetTo::Earliest,
+        Some("latest") => ResetTo::Latest,
+        Some(n) => ResetTo::Offset(parse_num("to", n)?),
+    };
     let desired = match action.as_str() {
         "pause" => Desired::Paused,
         "resume" => Desired::Running,
         "reset" => {
-            let to = match query.get("to").map(String::as_str) {
-                None | Some("earliest") => ResetTo::Earliest,
-                Some("latest") => ResetTo::Latest,
-                Some(n) => ResetTo::Offset(parse_num("to", n)?),
-            };
             let offsets = state.processors.reset(&name, to).await.map_err(problem)?;
             let offsets: Vec<Value> = offsets
                 .iter()
@@ -114,7 +114,15 @@ pub async fn state_scan(
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
-    let prefix = query.get("prefix").cloned().unwrap_or_default();
+    let prefix = match query.get("prefix") {
+        Some(p) if p.is_empty() => {
+            return Err(Problem::invalid_request(
+                "query parameter 'prefix' must not be empty (leave it out for every key)",
+            ));
+        }
+        Some(p) => p.clone(),
+        None => String::new(),
+    };
     let limit = match query.get("limit") {
         Some(l) => parse_num("limit", l)?,
         None => DEFAULT_PAGE,
