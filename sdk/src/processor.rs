@@ -449,7 +449,7 @@ macro_rules! export_processor {
                         s.with_mut(|p| __p::glue::process(p, __info(info), &events, &times, &windows))
                     }))
                 }
-                fn close(
+                fn close_windows(
                     info: __types::ProcessInfo,
                     windows: Vec<__types::ClosedWindow>,
                 ) -> Result<Vec<__types::Emitted>, __types::Error> {
@@ -457,7 +457,7 @@ macro_rules! export_processor {
                         windows.into_iter().map(|c| (c.key, __window(c.window))).collect();
                     __emitted(__WEIR_SLOT.with(|s| s.with_mut(|p| __p::glue::close(p, __info(info), &closed))))
                 }
-                fn fire(info: __types::ProcessInfo, keys: Vec<Vec<u8>>) -> Result<Vec<__types::Emitted>, __types::Error> {
+                fn fire_timers(info: __types::ProcessInfo, keys: Vec<Vec<u8>>) -> Result<Vec<__types::Emitted>, __types::Error> {
                     __emitted(__WEIR_SLOT.with(|s| s.with_mut(|p| __p::glue::fire(p, __info(info), &keys))))
                 }
             }

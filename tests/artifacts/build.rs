@@ -96,6 +96,7 @@ fn main() {
     for (name, world, lang) in [
         ("hello-filter-py", "filter", Lang::Python),
         ("shout-transform-py", "transform", Lang::Python),
+        ("window-count-py", "processor", Lang::Python),
         ("hello-filter-js", "filter", Lang::Js),
         ("shout-transform-js", "transform", Lang::Js),
     ] {

@@ -156,6 +156,39 @@ async fn windows_close_once_with_their_bounds_and_late_events_go_aside() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_processor_counts_windows_like_the_rust_one() {
+    let server = TestServer::start_with(|plugins, _| {
+        install_plugin(
+            plugins,
+            "window-count-py",
+            "processor",
+            artifacts::WINDOW_COUNT_PY,
+            "[limits]\ntimeout_ms = 5000\n\
+             [processor]\ninputs = [\"clicks\"]\noutputs = [\"counts\"]\n\
+             windows = { kind = \"tumbling\", size_ms = 1000 }\nevent_time = \"plugin\"\n\
+             [config]\noutput = \"counts\"\ntime_field = \"ts\"\n",
+        );
+    })
+    .await;
+    let api = server.client();
+    api.create_topic("clicks", json!({ "partitions": 1 })).await;
+    api.create_topic("counts", json!({ "partitions": 1 })).await;
+    click(
+        &api,
+        &[("a", 100), ("b", 200), ("a", 900), ("a", 1500), ("b", 2100)],
+    )
+    .await;
+    let expected = counts_of(&[("a", 0, 2), ("b", 0, 1), ("a", 1000, 1)]);
+    eventually_within(
+        Duration::from_secs(60),
+        "the Python processor's counts",
+        || async { window_counts(&api, 1).await == expected },
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compatible_version_keeps_the_state_and_an_incompatible_one_needs_a_reset() {
     let server = TestServer::start_with(|plugins, _| install_count(plugins)).await;
     let api = server.client();

@@ -43,6 +43,9 @@ impl PluginState for MemoryState {
     }
 }
 
+/// Key-value pairs, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A processor's keyed state on the input partition being processed, behind the
 /// `keyed-state` imports. The broker supplies it for the length of one call; writes
 /// are staged there and stored with the batch.
@@ -54,12 +57,7 @@ pub trait KeyedState: Send + Sync {
     /// Removes `key`.
     fn delete(&self, key: &[u8]);
     /// Up to `limit` entries under `prefix` after `after`, in key order.
-    fn scan(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String>;
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries, String>;
     /// Fires `key` once the clock reaches `at_ms` (replacing its earlier timer).
     fn set_timer(&self, key: &[u8], at_ms: i64);
     /// Removes `key`'s timer.

@@ -34,7 +34,7 @@ const JS_LOCK: &str = include_str!("../js/package-lock.json");
 pub const WIT: &str = include_str!("../../../wit/weir-plugin.wit");
 
 /// The Python SDK's files (`weir_plugin/`), by name.
-pub const PYTHON_SDK: [(&str, &str); 5] = [
+pub const PYTHON_SDK: [(&str, &str); 6] = [
     (
         "__init__.py",
         include_str!("../../../sdk/python/weir_plugin/__init__.py"),
@@ -50,6 +50,10 @@ pub const PYTHON_SDK: [(&str, &str); 5] = [
     (
         "host.py",
         include_str!("../../../sdk/python/weir_plugin/host.py"),
+    ),
+    (
+        "processor.py",
+        include_str!("../../../sdk/python/weir_plugin/processor.py"),
     ),
     (
         "testing.py",

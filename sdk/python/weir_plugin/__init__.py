@@ -1,6 +1,7 @@
 """Weir plugins in Python, built into WebAssembly components with componentize-py.
 
-A plugin is a class deriving from one of the world bases below; ``export`` turns it
+A plugin is a class deriving from one of the world bases below (``Processor`` for
+stream processors, see ``weir_plugin.processor``); ``export`` turns it
 into the ``WitWorld`` class componentize-py looks for in the app module::
 
     import weir_plugin as weir
@@ -22,21 +23,28 @@ from .packed import FLAG_VALUE_JSON, DecodeError, Event, decode, encode
 from .worlds import Acl, BadInput, BatchInfo, Filter, Router, Transform, export
 from . import host
 from .host import log, state
+from .processor import Context, Input, ProcessInfo, Processor, Window, keyed
 
 __all__ = [
     "Acl",
     "BadInput",
     "BatchInfo",
+    "Context",
     "DecodeError",
     "Event",
     "FLAG_VALUE_JSON",
     "Filter",
+    "Input",
+    "ProcessInfo",
+    "Processor",
+    "Window",
     "Router",
     "Transform",
     "decode",
     "encode",
     "export",
     "host",
+    "keyed",
     "log",
     "state",
 ]

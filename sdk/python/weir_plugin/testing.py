@@ -6,6 +6,7 @@ the component runs, the same packed codec on the way in and out.
 """
 
 from .packed import decode, encode
+from .processor import ProcessInfo
 from .worlds import BatchInfo
 
 
@@ -26,3 +27,24 @@ def run(cls, events, config=None, topic="test", partitions=1):
     if plugin.kind == "router":
         return plugin._run(info, batch)
     raise ValueError(f"testing.run does not run {plugin.kind} plugins; call authorize()")
+
+
+def processor(cls, config=None):
+    """An initialised processor ``cls``."""
+    plugin = cls()
+    plugin.init(dict(config or {}))
+    return plugin
+
+
+def run_process(plugin, inputs, topic="test"):
+    """Hands ``plugin`` one batch of ``(event, time_ms, windows)`` on partition 0 of
+    ``topic``; returns what it emitted."""
+    batch = decode(encode([e for e, _, _ in inputs]))
+    times = [t for _, t, _ in inputs]
+    windows = [(i, w, False) for i, (_, _, ws) in enumerate(inputs) for w in ws]
+    return plugin._process(ProcessInfo(topic), batch, times, windows)
+
+
+def run_close(plugin, closed, topic="test"):
+    """Closes ``(key, Window)`` pairs; returns what ``plugin`` emitted."""
+    return plugin._close(ProcessInfo(topic), closed)

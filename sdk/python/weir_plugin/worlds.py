@@ -155,6 +155,51 @@ def export(cls):
         def route(self, info, events):
             return [types.Destination(i, t, k) for i, t, k in self._call(info, events)]
 
+        def _emitted(self, out):
+            def window(w):
+                return None if w is None else types.Window(w.start_ms, w.end_ms)
+
+            return [
+                types.Emitted(e.topic, e.key, e.value, e.json, e.headers, window(e.window))
+                for e in out
+            ]
+
+        def _guarded(self, call):
+            try:
+                return call()
+            except BadInput as e:
+                raise Err(types.Error_BadInput(str(e))) from None
+            except Err:
+                raise
+            except Exception as e:
+                raise failed(e) from None
+
+        def event_times(self, events):
+            plugin = WitWorld.plugin
+            return self._guarded(lambda: [plugin.event_time(e) for e in decode(events)])
+
+        def process(self, info, events, times, windows):
+            from .processor import Window
+
+            triples = [
+                (w.event, Window(w.window.start_ms, w.window.end_ms), w.merged)
+                for w in windows
+            ]
+            return self._emitted(
+                self._guarded(
+                    lambda: WitWorld.plugin._process(info, decode(events), times, triples)
+                )
+            )
+
+        def close_windows(self, info, windows):
+            from .processor import Window
+
+            closed = [(c.key, Window(c.window.start_ms, c.window.end_ms)) for c in windows]
+            return self._emitted(self._guarded(lambda: WitWorld.plugin._close(info, closed)))
+
+        def fire_timers(self, info, keys):
+            return self._emitted(self._guarded(lambda: WitWorld.plugin._fire(info, keys)))
+
         def authorize(self, request):
             try:
                 verdict = WitWorld.plugin.authorize(request)

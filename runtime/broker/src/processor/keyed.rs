@@ -209,7 +209,7 @@ impl weir_host::KeyedState for Keyed {
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    ) -> std::result::Result<weir_host::state::Entries, String> {
         Keyed::scan(self, prefix, after, limit).map_err(|e| e.to_string())
     }
 

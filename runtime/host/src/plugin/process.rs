@@ -1,4 +1,4 @@
-//! A processor's calls: `event-times`, `process`, `close` and `fire`. Each runs with
+//! A processor's calls: `event-times`, `process`, `close-windows` and `fire-timers`. Each runs with
 //! the partition's keyed state set on the instance for the length of the call, and
 //! checks what the plugin answered: a time per event, outputs only to the declared
 //! topics, and no failed state read behind an answer.
@@ -68,7 +68,7 @@ impl Plugin {
             })
             .collect();
         self.processor_call(state, |b, store| {
-            b.call_close(store, &wit_info(info), &closed)
+            b.call_close_windows(store, &wit_info(info), &closed)
         })
     }
 
@@ -79,7 +79,9 @@ impl Plugin {
         keys: &[Vec<u8>],
         state: Arc<dyn KeyedState>,
     ) -> Result<Vec<Emitted>> {
-        self.processor_call(state, |b, store| b.call_fire(store, &wit_info(info), keys))
+        self.processor_call(state, |b, store| {
+            b.call_fire_timers(store, &wit_info(info), keys)
+        })
     }
 
     /// Runs one call with `state` on the instance, then checks its outputs.
