@@ -3,7 +3,8 @@
 // A plugin module exports the functions of its world; the `define*` helpers build them
 // from per-event callbacks, decoding and encoding the packed batch format for you:
 //
-//   import { defineFilter } from "weir-plugin";
+//   import { defineFilter } from "weir-plugin";   // or defineTransform, defineRouter,
+//                                                  // defineAcl, defineProcessor
 //   export const { init, filter } = defineFilter({
 //     init(config) { this.word = config.word ?? "hello"; },
 //     keep(event, info) { return event.valueText()?.includes(this.word) ?? false; },
@@ -373,6 +374,178 @@ export function defineAcl(plugin) {
       } catch (e) {
         return { tag: "deny", val: `policy failed: ${e?.message ?? e}` };
       }
+    },
+  };
+}
+
+// Processors ------------------------------------------------------------------------
+
+/** Keyed state in memory, with the shape of the `weir:plugin/keyed-state` import:
+ * what `defineProcessor` is given in plain Node (tests). */
+export function memoryKeyed() {
+  const map = new Map(); // key as a latin1 string -> value bytes
+  const timers = new Map();
+  const k = (key) => String.fromCharCode(...bytes(key));
+  return {
+    timers,
+    get: (key) => map.get(k(key)),
+    put: (key, value) => void map.set(k(key), bytes(value)),
+    remove: (key) => void map.delete(k(key)),
+    scan(prefix, after, limit) {
+      const p = k(prefix);
+      const a = after === undefined || after === null ? null : k(after);
+      return [...map.keys()]
+        .filter((key) => key.startsWith(p) && (a === null || key > a))
+        .sort()
+        .slice(0, Number(limit))
+        .map((key) => [Uint8Array.from(key, (c) => c.charCodeAt(0)), map.get(key)]);
+    },
+    setTimer: (key, atMs) => void timers.set(k(key), BigInt(atMs)),
+    cancelTimer: (key) => void timers.delete(k(key)),
+  };
+}
+
+/** The partition's keyed state as a processor sees it: bytes or strings for keys and
+ * values, 8-byte big-endian counters, timers in milliseconds. */
+export class Keyed {
+  constructor(imports) {
+    this.imports = imports;
+  }
+  get(key) {
+    return this.imports.get(bytes(key)) ?? null;
+  }
+  put(key, value) {
+    this.imports.put(bytes(key), bytes(value));
+  }
+  delete(key) {
+    this.imports.remove(bytes(key));
+  }
+  /** Up to `limit` [key, value] pairs under `prefix`, after `after`. */
+  scan(prefix, after = null, limit = 1000) {
+    return this.imports.scan(bytes(prefix), after === null ? undefined : bytes(after), limit);
+  }
+  counter(key) {
+    const v = this.get(key);
+    return v && v.length === 8 ? Number(new DataView(v.buffer, v.byteOffset, 8).getBigUint64(0)) : 0;
+  }
+  add(key, n = 1) {
+    const v = this.counter(key) + n;
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, BigInt(v));
+    this.put(key, b);
+    return v;
+  }
+  take(key) {
+    const v = this.counter(key);
+    this.delete(key);
+    return v;
+  }
+  /** Calls the processor's `fire(key, ctx)` once the broker's clock reaches `atMs`. */
+  setTimer(key, atMs) {
+    this.imports.setTimer(bytes(key), BigInt(atMs));
+  }
+  cancelTimer(key) {
+    this.imports.cancelTimer(bytes(key));
+  }
+}
+
+/** An event-time window, [startMs, endMs). */
+export class Window {
+  constructor(startMs, endMs) {
+    this.startMs = Number(startMs);
+    this.endMs = Number(endMs);
+  }
+  /** A state key for `key` in this window: its bounds, then the key. */
+  stateKey(key) {
+    const k = bytes(key) ?? new Uint8Array();
+    const out = new Uint8Array(16 + k.length);
+    const view = new DataView(out.buffer);
+    view.setBigInt64(0, BigInt(this.startMs));
+    view.setBigInt64(8, BigInt(this.endMs));
+    out.set(k, 16);
+    return out;
+  }
+}
+
+/** What a processor's call sees (`info`: topic, partition, partitions, nowMs) and
+ * emits into. */
+class Context {
+  constructor(info) {
+    this.info = { ...info, nowMs: Number(info.nowMs ?? 0) };
+    this.out = [];
+  }
+  /** Emits a record to one of the manifest's outputs: an object or array value is
+   * stored as JSON, a string or bytes as they are. */
+  emit(topic, value, { key = null, window = null, headers = [] } = {}) {
+    const json = value !== null && typeof value === "object" && !(value instanceof Uint8Array);
+    this.out.push({
+      topic,
+      key: key === null ? undefined : bytes(key),
+      value: value === null ? undefined : bytes(json ? JSON.stringify(value) : value),
+      json,
+      headers: headers.map(([n, v]) => [n, bytes(v)]),
+      window: window === null ? undefined : { startMs: BigInt(window.startMs), endMs: BigInt(window.endMs) },
+    });
+  }
+}
+
+function guarded(run) {
+  try {
+    return run();
+  } catch (e) {
+    throw witError(e);
+  }
+}
+
+/** A stream processor: `process(input, ctx)` per on-time event (`input`: event,
+ * timeMs, windows, merged), `close(key, window, ctx)` per closed window and key,
+ * `fire(key, ctx)` per due timer, `eventTime(event)` for event times read from values
+ * (with `event_time = "plugin"` in the manifest). `imports` is the
+ * `weir:plugin/keyed-state@0.1.0` module (`memoryKeyed()` in plain Node); the plugin
+ * reaches it as `this.keyed`. */
+export function defineProcessor(plugin, imports) {
+  plugin.keyed = new Keyed(imports);
+  const win = (w) => new Window(w.startMs, w.endMs);
+  return {
+    kind: "processor",
+    plugin,
+    init: initOf(plugin),
+    eventTimes: (events) =>
+      batch(events, (evs) =>
+        evs.map((e) => {
+          const t = plugin.eventTime?.(e);
+          return t === null || t === undefined ? undefined : BigInt(t);
+        }),
+      ),
+    process(info, events, times, windows) {
+      return batch(events, (evs) => {
+        const ctx = new Context(info);
+        let at = 0;
+        evs.forEach((event, i) => {
+          const own = [];
+          const merged = [];
+          while (at < windows.length && windows[at].event === i) {
+            (windows[at].merged ? merged : own).push(win(windows[at].window));
+            at += 1;
+          }
+          plugin.process({ event, timeMs: Number(times[i]), windows: own, merged }, ctx);
+        });
+        return ctx.out;
+      });
+    },
+    closeWindows(info, closed) {
+      return guarded(() => {
+        const ctx = new Context(info);
+        for (const c of closed) plugin.close?.(c.key, win(c.window), ctx);
+        return ctx.out;
+      });
+    },
+    fireTimers(info, keys) {
+      return guarded(() => {
+        const ctx = new Context(info);
+        for (const key of keys) plugin.fire?.(key, ctx);
+        return ctx.out;
+      });
     },
   };
 }

@@ -255,7 +255,7 @@ pub mod state {
     /// Removes `key`.
     pub fn delete(key: &[u8]) {
         #[cfg(target_arch = "wasm32")]
-        host::delete(key);
+        host::remove(key);
         #[cfg(not(target_arch = "wasm32"))]
         NATIVE.with(|m| m.borrow_mut().remove(key));
     }

@@ -99,6 +99,7 @@ fn main() {
         ("window-count-py", "processor", Lang::Python),
         ("hello-filter-js", "filter", Lang::Js),
         ("shout-transform-js", "transform", Lang::Js),
+        ("window-count-js", "processor", Lang::Js),
     ] {
         let dir = root.join("examples").join(name);
         let bytes = match lang {

@@ -156,17 +156,29 @@ async fn windows_close_once_with_their_bounds_and_late_events_go_aside() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_python_processor_counts_windows_like_the_rust_one() {
+async fn python_and_javascript_processors_count_windows_like_the_rust_one() {
+    for (name, component, field) in [
+        ("window-count-py", artifacts::WINDOW_COUNT_PY, "time_field"),
+        ("window-count-js", artifacts::WINDOW_COUNT_JS, "timeField"),
+    ] {
+        count_in(name, component, field).await;
+    }
+}
+
+/// The window count written in another language counts like the Rust one.
+async fn count_in(name: &str, component: &str, time_field: &str) {
     let server = TestServer::start_with(|plugins, _| {
         install_plugin(
             plugins,
-            "window-count-py",
+            name,
             "processor",
-            artifacts::WINDOW_COUNT_PY,
-            "[limits]\ntimeout_ms = 5000\n\
-             [processor]\ninputs = [\"clicks\"]\noutputs = [\"counts\"]\n\
-             windows = { kind = \"tumbling\", size_ms = 1000 }\nevent_time = \"plugin\"\n\
-             [config]\noutput = \"counts\"\ntime_field = \"ts\"\n",
+            component,
+            &format!(
+                "[limits]\ntimeout_ms = 5000\n\
+                 [processor]\ninputs = [\"clicks\"]\noutputs = [\"counts\"]\n\
+                 windows = {{ kind = \"tumbling\", size_ms = 1000 }}\nevent_time = \"plugin\"\n\
+                 [config]\noutput = \"counts\"\n{time_field} = \"ts\"\n"
+            ),
         );
     })
     .await;

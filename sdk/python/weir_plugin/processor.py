@@ -180,7 +180,7 @@ class _Keyed:
         if _host is None:
             self.native.pop(key, None)
         else:
-            _host.delete(key)
+            _host.remove(key)
 
     def scan(self, prefix, after=None, limit=1000):
         """Up to ``limit`` ``(key, value)`` pairs under ``prefix`` after ``after``."""

@@ -192,7 +192,7 @@ impl processor::weir::plugin::keyed_state::Host for Ctx {
         }
     }
 
-    fn delete(&mut self, key: Vec<u8>) {
+    fn remove(&mut self, key: Vec<u8>) {
         if let Some(k) = self.keyed() {
             k.state.delete(&key);
         }
