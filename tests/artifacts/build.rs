@@ -145,7 +145,14 @@ fn main() {
     let release = build(
         &root.join("tests/guests"),
         &target,
-        &["-p", "hostile-sink", "-p", "escape-source"],
+        &[
+            "-p",
+            "hostile-sink",
+            "-p",
+            "escape-source",
+            "-p",
+            "hostile-processor",
+        ],
     );
     for (name, doc) in [
         (
@@ -157,6 +164,11 @@ fn main() {
             "escape-source",
             "A source that tries `url` and `path` from its config once and emits \
              `{\"http\": ..., \"file\": ...}` saying what happened.",
+        ),
+        (
+            "hostile-processor",
+            "A processor that copies values to `output`, traps on `trap` and fails on \
+             `fail`.",
         ),
     ] {
         let bytes = componentize(module(&release, name));

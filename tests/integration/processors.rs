@@ -333,6 +333,79 @@ async fn dedup_forgets_ids_when_their_timers_fire_and_dead_letters_what_it_canno
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_the_plugin_traps_or_fails_on_are_dead_lettered_and_the_rest_go_on() {
+    let server = TestServer::start_with(|plugins, _| {
+        install_plugin(
+            plugins,
+            "hostile",
+            "processor",
+            artifacts::HOSTILE_PROCESSOR,
+            "[processor]\ninputs = [\"in\"]\noutputs = [\"out\"]\n[config]\noutput = \"out\"\n",
+        );
+    })
+    .await;
+    let api = server.client();
+    api.create_topic("in", json!({ "partitions": 1 })).await;
+    api.create_topic("out", json!({ "partitions": 1 })).await;
+    // More traps and failures than the plugin's breaker allows in a minute (5):
+    // retries of a batch count once, so the breaker never stops the processor.
+    let values = [
+        "a", "trap", "b", "fail", "c", "trap", "fail", "d", "trap", "fail", "e",
+    ];
+    let records: Vec<Value> = values.iter().map(|v| json!({ "value": v })).collect();
+    api.publish("in", json!(records)).await;
+    eventually_within(Duration::from_secs(120), "the good records out", || async {
+        api.fetch_all("out", 0, 0).await.len() == 5
+    })
+    .await;
+    caught_up(&api, "hostile").await;
+    let out: Vec<Value> = api
+        .fetch_all("out", 0, 0)
+        .await
+        .iter()
+        .map(|r| r["value"].clone())
+        .collect();
+    assert_eq!(
+        out,
+        vec![json!("a"), json!("b"), json!("c"), json!("d"), json!("e")]
+    );
+    let dead: Vec<Value> = api
+        .fetch_all("in.dlq", 0, 0)
+        .await
+        .iter()
+        .map(|r| r["value"].clone())
+        .collect();
+    assert_eq!(
+        dead,
+        vec![
+            json!("trap"),
+            json!("fail"),
+            json!("trap"),
+            json!("fail"),
+            json!("trap"),
+            json!("fail")
+        ]
+    );
+    let s = status(&api, "hostile").await;
+    assert_eq!(s["counters"]["dead_lettered"], 6, "{s}");
+    // Its consumer group moves only with its state: clients may read it, not move it.
+    let r = api
+        .post(
+            "/v1/groups/processor.hostile/offsets",
+            "application/json",
+            json!({ "offsets": [{ "topic": "in", "partition": 0, "offset": 0 }] }).to_string(),
+        )
+        .await;
+    r.assert_problem(409, "group_reserved");
+    let r = api
+        .get("/v1/topics/in/records?group=processor.hostile")
+        .await;
+    r.assert_problem(409, "group_reserved");
+    assert_eq!(api.get("/v1/groups/processor.hostile").await.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_are_joined_with_their_customers_across_co_partitioned_topics() {
     let server = TestServer::start_with(|plugins, _| {
         install_plugin(

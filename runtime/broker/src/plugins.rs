@@ -4,7 +4,10 @@
 //! sources and sinks with them. The host itself (wasmtime, instances) stays behind.
 
 pub use weir_host::history::{Entry, Origin as HistoryOrigin, Outcome as HistoryOutcome};
-pub use weir_host::manifest::{Attachment, is_host_grant, is_plain_absolute, is_valid_plugin_name};
+pub use weir_host::manifest::{
+    Attachment, GROUP_PREFIX as PROCESSOR_GROUP_PREFIX, is_host_grant, is_plain_absolute,
+    is_valid_plugin_name,
+};
 pub use weir_host::registry::LastError;
 pub use weir_host::reload::{Outcome, WatchOptions};
 pub use weir_host::{

@@ -106,6 +106,15 @@ pub enum PluginError {
         /// Why.
         reason: String,
     },
+    /// A processor's state could not be read during a call (storage failed): no
+    /// fault of the plugin or of its input; the batch is retried.
+    #[error("plugin '{plugin}' could not read its state: {reason}")]
+    StateUnavailable {
+        /// Plugin name.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
     /// The component needs more of something than its `[limits]` allow.
     #[error(
         "plugin '{plugin}' needs {needed} {limit}, above its limit of {allowed}; raise {key} in plugin.toml"
@@ -188,6 +197,7 @@ impl PluginError {
             Self::InvalidOutput { .. } => "plugin_invalid_output",
             Self::Quarantined { .. } => "plugin_quarantined",
             Self::Unavailable { .. } => "plugin_unavailable",
+            Self::StateUnavailable { .. } => "plugin_state_unavailable",
             Self::WrongKind { .. } => "plugin_wrong_kind",
             Self::NoPreviousVersion { .. } => "plugin_no_previous_version",
             Self::Io { .. } => "plugin_dir_io",
@@ -203,7 +213,10 @@ impl PluginError {
     pub fn counts_against_plugin(&self) -> bool {
         !matches!(
             self,
-            Self::BadInput { .. } | Self::Quarantined { .. } | Self::Unavailable { .. }
+            Self::BadInput { .. }
+                | Self::Quarantined { .. }
+                | Self::Unavailable { .. }
+                | Self::StateUnavailable { .. }
         )
     }
 

@@ -48,6 +48,8 @@ use crate::run::PartitionTask;
 
 /// How often the plugin directory's state is compared with the running tasks.
 const RECONCILE_EVERY: Duration = Duration::from_millis(250);
+/// How long a processor that could not start waits before it is tried again.
+const RETRY_START: Duration = Duration::from_secs(5);
 /// How long shutdown waits for tasks to finish their step.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Where operators' pause/resume wishes are kept.
@@ -107,6 +109,8 @@ struct Run {
     fingerprint: String,
     desired: watch::Sender<Desired>,
     tasks: Vec<JoinHandle<()>>,
+    /// It could not start (no tasks): tried again after [`RETRY_START`].
+    failed_at: Option<std::time::Instant>,
 }
 
 impl Processors {
@@ -145,6 +149,8 @@ impl Processors {
         if let Some(h) = self.inner.reconciler.lock().take() {
             h.abort();
         }
+        // A reconcile in progress finishes (or is cancelled) before the runs go.
+        let _turn = self.inner.turn.lock().await;
         let runs: Vec<Run> = self.inner.runs.lock().drain().map(|(_, r)| r).collect();
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         for run in runs {
@@ -229,6 +235,8 @@ impl Processors {
         desired: Desired,
     ) -> Result<ProcessorStatus, ProcessorError> {
         let slot = self.slot(name)?;
+        // Not between a reconcile's read of the wish and its passing it on.
+        let _turn = self.inner.turn.lock().await;
         control::save_in(&self.inner.broker, WISHES, slot.name(), desired).await?;
         if let Some(run) = self.inner.runs.lock().get(name) {
             run.desired.send_replace(desired);
@@ -246,6 +254,7 @@ impl Processors {
         name: &str,
         to: ResetTo,
     ) -> Result<Vec<(String, u32, u64)>, ProcessorError> {
+        let _turn = self.inner.turn.lock().await;
         let slot = self.slot(name)?;
         let settings = processor_manifest(&slot)
             .and_then(|m| m.processor)
@@ -254,7 +263,6 @@ impl Processors {
             .inner
             .inputs(&settings)
             .map_err(ProcessorError::Invalid)?;
-        let _turn = self.inner.turn.lock().await;
         // End the tasks; the new generation fences any still finishing a step.
         let ending = self.inner.runs.lock().remove(name);
         let lease = self
@@ -347,7 +355,10 @@ impl Inner {
         let ending: Vec<(String, Run)> = self
             .runs
             .lock()
-            .extract_if(|name, run| fingerprints.get(name) != Some(&run.fingerprint))
+            .extract_if(|name, run| {
+                fingerprints.get(name) != Some(&run.fingerprint)
+                    || run.failed_at.is_some_and(|at| at.elapsed() >= RETRY_START)
+            })
             .collect();
         for (name, run) in ending {
             tracing::info!(processor = %name, "processor tasks ending (plugin removed or reconfigured)");
@@ -362,12 +373,12 @@ impl Inner {
             }
             let fingerprint = fingerprints[&name].clone();
             let (tx, rx) = watch::channel(desired);
-            let tasks = match self.start(&name, slot, &manifest, rx).await {
-                Ok(tasks) => tasks,
+            let (tasks, failed_at) = match self.start(&name, slot, &manifest, rx).await {
+                Ok(tasks) => (tasks, None),
                 Err(reason) => {
-                    // Retried when the manifest or the inputs change, or after a reset.
+                    // Tried again soon, and at once when the manifest or topics change.
                     self.tracker(&name).blocked(reason);
-                    Vec::new()
+                    (Vec::new(), Some(std::time::Instant::now()))
                 }
             };
             self.runs.lock().insert(
@@ -376,18 +387,19 @@ impl Inner {
                     fingerprint,
                     desired: tx,
                     tasks,
+                    failed_at,
                 },
             );
         }
     }
 
-    /// What the tasks depend on besides the plugin's code: the settings and the
-    /// inputs' partition counts (a new partition needs a task).
+    /// What the tasks depend on besides the plugin's code: the settings, the inputs'
+    /// partition counts (a new partition needs a task) and whether the outputs exist.
     fn fingerprint(&self, m: &Manifest) -> String {
         let partitions: Vec<String> = m
             .processor
             .iter()
-            .flat_map(|p| &p.inputs)
+            .flat_map(|p| p.inputs.iter().chain(&p.outputs))
             .map(|t| match self.broker.topic(t) {
                 Ok(topic) => format!("{t}:{}", topic.partition_count()),
                 Err(_) => format!("{t}:missing"),
@@ -416,6 +428,15 @@ impl Inner {
                 inputs[0].name(),
                 other.name(),
                 other.partition_count()
+            ));
+        }
+        if let Some(missing) = settings
+            .outputs
+            .iter()
+            .find(|t| self.broker.topic(t).is_err())
+        {
+            return Err(format!(
+                "output topic '{missing}' does not exist: create it (outputs are not created for you)"
             ));
         }
         let declared = settings.state_version;

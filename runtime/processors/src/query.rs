@@ -38,11 +38,13 @@ impl Processors {
     }
 
     /// Up to `limit` (at most [`MAX_PAGE`]) entries whose keys start with `prefix`,
-    /// by partition, then key.
+    /// by partition, then key; after `after` (the last entry of the page before, to
+    /// page on).
     pub fn state_scan(
         &self,
         name: &str,
         prefix: &[u8],
+        after: Option<(u32, &[u8])>,
         limit: usize,
     ) -> Result<Vec<StateEntry>, ProcessorError> {
         let limit = limit.min(MAX_PAGE);
@@ -51,7 +53,12 @@ impl Processors {
             if entries.len() >= limit {
                 break;
             }
-            for (key, value) in state.scan(prefix, None, limit - entries.len())? {
+            let from = match after {
+                Some((p, _)) if partition < p => continue,
+                Some((p, key)) if partition == p => Some(key),
+                _ => None,
+            };
+            for (key, value) in state.scan(prefix, from, limit - entries.len())? {
                 entries.push(StateEntry {
                     partition,
                     key,

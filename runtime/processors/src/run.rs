@@ -55,6 +55,15 @@ pub(crate) struct PartitionTask {
     pub desired: watch::Receiver<Desired>,
 }
 
+/// How an input's failures stand; kept across restores, so a record that keeps
+/// failing is isolated and dead-lettered whatever else fails meanwhile.
+#[derive(Debug, Clone, Copy, Default)]
+struct Retries {
+    failures: u32,
+    /// Through this offset, one record per step (a failing batch's range).
+    isolate_until: Option<u64>,
+}
+
 /// Why the task stops stepping.
 enum Halt {
     /// Paused, or a failure whose outcome is unknown: restore, then go on.
@@ -66,9 +75,7 @@ enum Halt {
 /// One input's run and how its failures stand.
 struct Input {
     run: PartitionRun,
-    failures: u32,
-    /// Through this offset, one record per step (a failing batch's range).
-    isolate_until: Option<u64>,
+    retries: Retries,
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -78,17 +85,18 @@ fn backoff(attempt: u32) -> Duration {
 impl PartitionTask {
     pub(crate) async fn run(mut self) {
         let mut logic = WasmLogic::new(self.slot.clone(), self.state_version);
+        // Restores in a row that found the processor unable to go on: the backoff.
         let mut attempt = 0;
+        let mut retries = vec![Retries::default(); self.inputs.len()];
         loop {
             if !self.until_running().await {
                 return;
             }
-            let mut inputs = match self.restore() {
+            let mut inputs = match self.restore(&retries) {
                 Ok(inputs) => inputs,
                 Err(e) => {
                     attempt += 1;
-                    self.tracker
-                        .failed(format!("restoring partition {}: {e}", self.partition));
+                    self.failed(format!("restoring partition {}: {e}", self.partition));
                     if self.pause(backoff(attempt)).await.is_err() {
                         return;
                     }
@@ -98,18 +106,31 @@ impl PartitionTask {
             for input in &inputs {
                 self.report(&input.run);
             }
-            match self.steps(&mut inputs, &mut logic).await {
-                Halt::Restore => continue,
-                Halt::Ended => return,
+            let halt = self.steps(&mut inputs, &mut logic, &mut attempt).await;
+            retries = inputs.iter().map(|i| i.retries).collect();
+            if matches!(halt, Halt::Ended) {
+                return;
+            }
+            if attempt > 0 && self.pause(backoff(attempt)).await.is_err() {
+                return;
             }
         }
     }
 
-    fn restore(&self) -> weir_broker::Result<Vec<Input>> {
+    /// A failure, unless this task was fenced (its successor reports now).
+    fn failed(&self, message: String) {
+        if !self.lease.is_fenced() {
+            self.tracker.failed(message);
+            self.tracker.set(RunState::Backoff);
+        }
+    }
+
+    fn restore(&self, retries: &[Retries]) -> weir_broker::Result<Vec<Input>> {
         let keyed = Keyed::restore(self.broker.log().clone(), &self.name, self.partition)?;
         self.inputs
             .iter()
-            .map(|topic| {
+            .zip(retries)
+            .map(|(topic, retries)| {
                 let timing = Timing::of(&self.settings, &self.name, topic.name());
                 let run = PartitionRun::restore(
                     &self.broker,
@@ -121,15 +142,20 @@ impl PartitionTask {
                 )?;
                 Ok(Input {
                     run,
-                    failures: 0,
-                    isolate_until: None,
+                    retries: *retries,
                 })
             })
             .collect()
     }
 
-    /// Steps the inputs in turn until paused or ended.
-    async fn steps(&mut self, inputs: &mut [Input], logic: &mut WasmLogic) -> Halt {
+    /// Steps the inputs in turn until paused or ended; `attempt` counts the restores
+    /// in a row that found the processor unable to go on (0 after a good step).
+    async fn steps(
+        &mut self,
+        inputs: &mut [Input],
+        logic: &mut WasmLogic,
+        attempt: &mut u32,
+    ) -> Halt {
         let mut idle = false;
         loop {
             match self.desired.has_changed() {
@@ -148,8 +174,16 @@ impl PartitionTask {
             idle = true;
             for input in inputs.iter_mut() {
                 match self.step(input, logic, wait).await {
-                    Ok(worked) => idle &= !worked,
-                    Err(halt) => return halt,
+                    Ok(worked) => {
+                        idle &= !worked;
+                        if input.retries.failures == 0 {
+                            *attempt = 0;
+                        }
+                    }
+                    Err(halt) => {
+                        *attempt += 1;
+                        return halt;
+                    }
                 }
             }
         }
@@ -163,12 +197,15 @@ impl PartitionTask {
         wait: Duration,
     ) -> Result<bool, Halt> {
         let run = &mut input.run;
-        let one_by_one = input
+        let retries = &mut input.retries;
+        let one_by_one = retries
             .isolate_until
             .is_some_and(|end| run.next_offset() < end);
         if !one_by_one {
-            input.isolate_until = None;
+            retries.isolate_until = None;
         }
+        // Retries of a failed batch do not count against the plugin's health again.
+        logic.set_retrying(retries.failures > 0 || one_by_one);
         let max_records = if one_by_one {
             1
         } else {
@@ -180,7 +217,7 @@ impl PartitionTask {
         };
         let error = match run.step(&self.broker, logic, limits, wait).await {
             Ok(report) => {
-                input.failures = 0;
+                retries.failures = 0;
                 self.count(&report);
                 self.report(run);
                 return Ok(report.records > 0 || report.fired > 0);
@@ -192,41 +229,38 @@ impl PartitionTask {
             tracing::info!(processor = %self.name, partition = self.partition, "fenced by a newer generation; the task ends");
             return Err(Halt::Ended);
         }
-        input.failures += 1;
-        let topic = run.topic().name().to_string();
-        self.tracker.failed(format!(
-            "partition {} of '{topic}' at offset {}: {error}",
+        self.failed(format!(
+            "partition {} of '{}' at offset {}: {error}",
             self.partition,
+            run.topic().name(),
             run.next_offset()
         ));
-        self.tracker.set(RunState::Backoff);
         if code != "processor_failed" {
-            // The step's append may or may not have landed: restore from storage.
-            return match self.pause(backoff(input.failures)).await {
-                Ok(()) => Err(Halt::Restore),
-                Err(()) => Err(Halt::Ended),
-            };
+            // Not the input's fault (blocked, storage): the step's append may or may
+            // not have landed, so restore from storage, after a backoff.
+            return Err(Halt::Restore);
         }
-        if input.failures > RETRIES {
-            input.failures = 0;
+        retries.failures += 1;
+        if retries.failures > RETRIES {
+            retries.failures = 0;
             if !one_by_one {
-                input.isolate_until = Some(run.next_offset() + max_records as u64);
+                retries.isolate_until = Some(run.next_offset() + max_records as u64);
                 return Ok(true);
             }
             if let Err(e) = self.dead_letter(run, &error.to_string()).await {
-                self.tracker.failed(format!("dead-lettering failed: {e}"));
+                self.failed(format!("dead-lettering failed: {e}"));
                 return Err(Halt::Restore);
             }
             return Ok(true);
         }
-        match self.pause(backoff(input.failures)).await {
+        match self.pause(backoff(retries.failures)).await {
             Ok(()) => Ok(true),
             Err(()) => Err(Halt::Ended),
         }
     }
 
     async fn dead_letter(&self, run: &mut PartitionRun, reason: &str) -> weir_broker::Result<()> {
-        let dlq = format!("{}.dlq", run.topic().name());
+        let dlq = ProcessorSettings::dead_letter_topic_of(run.topic().name());
         let dlq = self.broker.ensure_topic(&dlq, 1).await?;
         if run.dead_letter_next(&self.broker, dlq, reason).await? {
             self.tracker
@@ -239,6 +273,9 @@ impl PartitionTask {
     }
 
     fn count(&self, r: &StepReport) {
+        if self.lease.is_fenced() {
+            return;
+        }
         let c = &self.tracker.counters;
         let add = |a: &std::sync::atomic::AtomicU64, n: usize| {
             a.fetch_add(n as u64, Ordering::Relaxed);
@@ -259,6 +296,9 @@ impl PartitionTask {
     }
 
     fn report(&self, run: &PartitionRun) {
+        if self.lease.is_fenced() {
+            return;
+        }
         let (watermark, windows_open) = run.progress();
         self.tracker.progress(PartitionProgress {
             topic: run.topic().name().to_string(),

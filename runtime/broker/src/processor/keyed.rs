@@ -23,6 +23,11 @@ use crate::{BrokerError, Result};
 
 const TIMER: &[u8] = b"t/";
 
+/// Most bytes of state writes one step may make (keys and values): a plugin that
+/// writes more fails the step (and its batch is then processed record by record),
+/// rather than grow the broker's memory without bound.
+pub const MAX_STAGED_BYTES: usize = 64 << 20;
+
 /// The state of one processor on one partition number.
 #[derive(Debug, Clone)]
 pub struct Keyed(Arc<Mutex<Scope>>);
@@ -35,6 +40,21 @@ struct Scope {
     /// The timers' keys.
     stored_timers: PartitionState,
     timers: Timers,
+    /// Bytes written this step, and whether they passed [`MAX_STAGED_BYTES`] (then
+    /// further writes are dropped and the step fails).
+    staged_bytes: usize,
+    overflowed: bool,
+}
+
+impl Scope {
+    /// Counts a write of `bytes`; `false` when the step's budget is spent.
+    fn budget(&mut self, bytes: usize) -> bool {
+        self.staged_bytes += bytes;
+        if self.staged_bytes > MAX_STAGED_BYTES {
+            self.overflowed = true;
+        }
+        !self.overflowed
+    }
 }
 
 #[derive(Debug, Default)]
@@ -81,6 +101,8 @@ impl Keyed {
             state,
             stored_timers,
             timers,
+            staged_bytes: 0,
+            overflowed: false,
         }))))
     }
 
@@ -105,12 +127,24 @@ impl Keyed {
 
     /// Sets `key` in this step.
     pub fn put(&self, key: &[u8], value: &[u8]) {
-        self.lock().state.put(key, value);
+        let mut s = self.lock();
+        if s.budget(key.len() + value.len()) {
+            s.state.put(key, value);
+        }
+    }
+
+    /// Whether this step wrote more than [`MAX_STAGED_BYTES`] (its writes are
+    /// incomplete: the step must fail).
+    pub fn overflowed(&self) -> bool {
+        self.lock().overflowed
     }
 
     /// Deletes `key` in this step.
     pub fn delete(&self, key: &[u8]) {
-        self.lock().state.delete(key);
+        let mut s = self.lock();
+        if s.budget(key.len()) {
+            s.state.delete(key);
+        }
     }
 
     /// See [`PartitionState::scan`].
@@ -126,6 +160,9 @@ impl Keyed {
     /// Fires `key` once the clock reaches `at_ms`; replaces its earlier timer.
     pub fn set_timer(&self, key: &[u8], at_ms: i64) {
         let mut s = self.lock();
+        if !s.budget(key.len() + 8) {
+            return;
+        }
         let old = s.timers.set(key, Some(at_ms));
         s.timers.undo.push((key.to_vec(), old));
         s.stored_timers.put(&timer_key(key), &at_ms.to_be_bytes());
@@ -178,6 +215,7 @@ impl Keyed {
         s.state.kept();
         s.stored_timers.kept();
         s.timers.undo.clear();
+        (s.staged_bytes, s.overflowed) = (0, false);
     }
 
     /// The step failed: its writes and timer changes never happened.
@@ -185,6 +223,7 @@ impl Keyed {
         let mut s = self.lock();
         s.state.discard();
         s.stored_timers.discard();
+        (s.staged_bytes, s.overflowed) = (0, false);
         while let Some((key, before)) = s.timers.undo.pop() {
             s.timers.set(&key, before);
         }

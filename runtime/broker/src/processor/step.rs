@@ -46,6 +46,17 @@ impl From<String> for LogicError {
     }
 }
 
+/// A failure of `close` or `fire`: whatever the step's records, it fails again, so no
+/// record is to blame (none is dead-lettered); the processor waits until the plugin
+/// is fixed.
+fn not_the_input(e: LogicError, what: &str) -> LogicError {
+    match e {
+        LogicError::Failed(reason) | LogicError::Blocked(reason) => {
+            LogicError::Blocked(format!("{what} failed: {reason}"))
+        }
+    }
+}
+
 /// What a logic's calls return.
 pub type LogicResult<T> = std::result::Result<T, LogicError>;
 
@@ -459,6 +470,12 @@ impl PartitionRun {
                 .process(&batch, &events, &mut out)
                 .map_err(plugin_failed)?;
         }
+        if self.keyed.overflowed() {
+            return Err(plugin_failed(LogicError::Failed(format!(
+                "the batch wrote more than {} MiB of state; lower batch_max",
+                super::keyed::MAX_STAGED_BYTES >> 20
+            ))));
+        }
         let closed = self.open.close(&self.watermark);
         if !closed.is_empty() {
             for (key, w) in &closed {
@@ -466,14 +483,22 @@ impl PartitionRun {
             }
             logic
                 .close(&batch, &closed, &mut out)
-                .map_err(plugin_failed)?;
+                .map_err(|e| plugin_failed(not_the_input(e, "closing windows")))?;
         }
         report.closed = closed.len();
         let due = self.keyed.take_due(batch.now_ms, TIMERS_PER_STEP);
         if !due.is_empty() {
-            logic.fire(&batch, &due, &mut out).map_err(plugin_failed)?;
+            logic
+                .fire(&batch, &due, &mut out)
+                .map_err(|e| plugin_failed(not_the_input(e, "firing timers")))?;
         }
         report.fired = due.len();
+        if self.keyed.overflowed() {
+            return Err(plugin_failed(LogicError::Blocked(format!(
+                "closing windows or firing timers wrote more than {} MiB of state",
+                super::keyed::MAX_STAGED_BYTES >> 20
+            ))));
+        }
         if let Some(max) = self.watermark.max_ms {
             self.system.put(WATERMARK, &max.to_be_bytes());
         }

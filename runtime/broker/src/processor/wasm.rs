@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use weir_host::packed::{FLAG_VALUE_JSON, Writer};
-use weir_host::{EventTime, EventWindow, Plugin, PluginError, ProcessInfo, Slot};
+use weir_host::{CallKind, EventTime, EventWindow, Kind, Plugin, PluginError, ProcessInfo, Slot};
 use weir_storage::RecordView;
 use weir_storage::batch::ATTR_VALUE_JSON;
 
@@ -26,6 +26,8 @@ pub struct WasmLogic {
     state_version: u32,
     /// The version this step runs on.
     pinned: Option<Arc<Plugin>>,
+    /// How calls are made: `Retry` while the runner retries a failed batch.
+    kind: CallKind,
 }
 
 impl WasmLogic {
@@ -35,7 +37,18 @@ impl WasmLogic {
             slot,
             state_version,
             pinned: None,
+            kind: CallKind::Batch,
         }
+    }
+
+    /// Whether the next steps retry a failed batch (their calls do not count
+    /// against the plugin's health again).
+    pub fn set_retrying(&mut self, retrying: bool) {
+        self.kind = if retrying {
+            CallKind::Retry
+        } else {
+            CallKind::Batch
+        };
     }
 
     fn plugin(&self) -> LogicResult<Arc<Plugin>> {
@@ -100,7 +113,10 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
 /// failed on the batch fails the step.
 fn logic_error(e: PluginError) -> LogicError {
     match e.code() {
-        "plugin_unavailable" | "plugin_quarantined" => LogicError::Blocked(e.to_string()),
+        "plugin_unavailable"
+        | "plugin_quarantined"
+        | "plugin_state_unavailable"
+        | "plugin_wrong_kind" => LogicError::Blocked(e.to_string()),
         _ => LogicError::Failed(e.to_string()),
     }
 }
@@ -122,6 +138,13 @@ fn outputs(emitted: Vec<weir_host::Emitted>, out: &mut Vec<Output>) {
 impl Logic for WasmLogic {
     fn begin(&mut self) -> LogicResult<()> {
         let plugin = self.slot.current_or_unavailable().map_err(logic_error)?;
+        if plugin.kind() != Kind::Processor {
+            return Err(LogicError::Blocked(format!(
+                "version {} is a {} plugin, not a processor",
+                plugin.version_tag(),
+                plugin.kind().as_str()
+            )));
+        }
         let declared = state_version_of(&plugin);
         if declared != self.state_version {
             return Err(LogicError::Blocked(format!(
@@ -145,7 +168,7 @@ impl Logic for WasmLogic {
             return Ok(vec![None; events.len()]);
         }
         let (buf, n) = pack(events.iter());
-        blocking(|| self.slot.event_times(&plugin, &buf, n)).map_err(logic_error)
+        blocking(|| self.slot.event_times(&plugin, self.kind, &buf, n)).map_err(logic_error)
     }
 
     fn process(
@@ -171,8 +194,15 @@ impl Logic for WasmLogic {
         }
         let state = Arc::new(batch.keyed.clone());
         let emitted = blocking(|| {
-            self.slot
-                .process(&plugin, &info(batch), &buf, &times, &windows, state)
+            self.slot.process(
+                &plugin,
+                self.kind,
+                &info(batch),
+                &buf,
+                &times,
+                &windows,
+                state,
+            )
         })
         .map_err(logic_error)?;
         outputs(emitted, out);
@@ -191,8 +221,11 @@ impl Logic for WasmLogic {
             .map(|(k, w)| (k.clone(), host_window(*w)))
             .collect();
         let state = Arc::new(batch.keyed.clone());
-        let emitted = blocking(|| self.slot.close(&plugin, &info(batch), &closed, state))
-            .map_err(logic_error)?;
+        let emitted = blocking(|| {
+            self.slot
+                .close(&plugin, self.kind, &info(batch), &closed, state)
+        })
+        .map_err(logic_error)?;
         outputs(emitted, out);
         Ok(())
     }
@@ -205,8 +238,11 @@ impl Logic for WasmLogic {
     ) -> LogicResult<()> {
         let plugin = self.plugin()?;
         let state = Arc::new(batch.keyed.clone());
-        let emitted =
-            blocking(|| self.slot.fire(&plugin, &info(batch), keys, state)).map_err(logic_error)?;
+        let emitted = blocking(|| {
+            self.slot
+                .fire(&plugin, self.kind, &info(batch), keys, state)
+        })
+        .map_err(logic_error)?;
         outputs(emitted, out);
         Ok(())
     }

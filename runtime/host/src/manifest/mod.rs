@@ -6,7 +6,7 @@
 mod processor;
 mod reach;
 
-pub use processor::{EventTime, LateEvents, ProcessorSettings, WindowSpec};
+pub use processor::{EventTime, GROUP_PREFIX, LateEvents, ProcessorSettings, WindowSpec};
 pub use reach::Reach;
 
 use std::path::{Path, PathBuf};

@@ -97,8 +97,14 @@ pub struct ProcessorSettings {
     pub batch_max: u32,
 }
 
+/// The prefix of processors' consumer groups, reserved for them.
+pub const GROUP_PREFIX: &str = "processor.";
+
 /// Most hopping windows one event may count in.
 pub const MAX_WINDOWS_PER_EVENT: i64 = 1_000;
+
+/// Most events per batch.
+pub const MAX_BATCH: u32 = 10_000;
 
 fn one() -> u32 {
     1
@@ -128,7 +134,12 @@ impl ProcessorSettings {
 
     /// The consumer group it reads its inputs as.
     pub fn group_of(processor: &str) -> String {
-        format!("processor.{processor}")
+        format!("{GROUP_PREFIX}{processor}")
+    }
+
+    /// Where input records that fail every retry go.
+    pub fn dead_letter_topic_of(input: &str) -> String {
+        format!("{input}.dlq")
     }
 
     /// What is wrong with these settings, if anything.
@@ -146,16 +157,27 @@ impl ProcessorSettings {
                 "[processor]: '{n}' is not a topic name (1-249 characters of A-Z, a-z, 0-9, '.', '_', '-')"
             ));
         }
-        if let Some(n) = self.inputs.iter().find(|i| self.outputs.contains(i)) {
+        let written = self.outputs.iter().chain(&self.late_topic);
+        if let Some(n) = written.into_iter().find(|t| self.inputs.contains(t)) {
             return Some(format!(
-                "[processor]: '{n}' is both an input and an output (the processor would read its own results)"
+                "[processor]: '{n}' is both an input and an output or late topic (the processor would read its own records)"
             ));
+        }
+        if self.windows.is_some() && self.inputs.len() > 1 {
+            // Watermarks are per input partition: two inputs would close a window
+            // twice, once per input.
+            return Some(
+                "[processor]: windows need exactly one input (join inputs with keyed state instead)"
+                    .into(),
+            );
         }
         if self.allowed_lateness_ms < 0 {
             return Some("[processor] allowed_lateness_ms must not be negative".into());
         }
-        if self.batch_max == 0 {
-            return Some("[processor] batch_max must be positive".into());
+        if self.batch_max == 0 || self.batch_max > MAX_BATCH {
+            return Some(format!(
+                "[processor] batch_max must be between 1 and {MAX_BATCH}"
+            ));
         }
         if self.late == LateEvents::Drop && self.late_topic.is_some() {
             return Some(
@@ -183,5 +205,60 @@ impl ProcessorSettings {
             }
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::manifest::Manifest;
+
+    fn problem(section: &str) -> Option<String> {
+        let text = format!(
+            "name = \"p\"\nkind = \"processor\"\ncomponent = \"p.wasm\"\n[processor]\n{section}"
+        );
+        Manifest::parse(&text, Path::new("p/plugin.toml"))
+            .err()
+            .map(|e| e.to_string())
+    }
+
+    #[test]
+    fn impossible_processors_are_refused_saying_why() {
+        assert_eq!(problem("inputs = [\"a\"]\noutputs = [\"b\"]"), None);
+        for (section, why) in [
+            ("inputs = []", "at least one topic"),
+            ("inputs = [\"a\"]\noutputs = [\"a\"]", "both an input"),
+            (
+                "inputs = [\"a\"]\nlate = \"side_output\"\nlate_topic = \"a\"",
+                "both an input",
+            ),
+            (
+                "inputs = [\"a\", \"b\"]\nwindows = { kind = \"tumbling\", size_ms = 10 }",
+                "exactly one input",
+            ),
+            (
+                "inputs = [\"a\"]\nwindows = { kind = \"tumbling\", size_ms = 0 }",
+                "size_ms must be positive",
+            ),
+            (
+                "inputs = [\"a\"]\nwindows = { kind = \"hopping\", size_ms = 100000, advance_ms = 1 }",
+                "at most 1000",
+            ),
+            ("inputs = [\"a\"]\nbatch_max = 100000", "batch_max"),
+            ("inputs = [\"a\"]\nlate_topic = \"x\"", "late_topic needs"),
+            ("inputs = [\"a b\"]", "not a topic name"),
+        ] {
+            let got = problem(section).unwrap_or_default();
+            assert!(got.contains(why), "{section}: {got}");
+        }
+    }
+
+    #[test]
+    fn a_processor_needs_its_section_and_only_processors_have_one() {
+        let text = "name = \"p\"\nkind = \"processor\"\ncomponent = \"p.wasm\"\n";
+        assert!(Manifest::parse(text, Path::new("p")).is_err());
+        let text = "name = \"f\"\nkind = \"filter\"\ncomponent = \"f.wasm\"\n[processor]\ninputs = [\"a\"]\n";
+        assert!(Manifest::parse(text, Path::new("f")).is_err());
     }
 }

@@ -64,6 +64,8 @@ impl Manifest {
                         if let Some(late) = p.late_topic_of(&self.name, input) {
                             push(&mut r.produces, late);
                         }
+                        let dead_letters = super::ProcessorSettings::dead_letter_topic_of(input);
+                        push(&mut r.produces, dead_letters);
                     }
                     push(
                         &mut r.groups,

@@ -74,6 +74,11 @@ impl filter::weir::plugin::host::Host for Ctx {
     }
 
     fn state_get(&mut self, key: Vec<u8>) -> Option<Vec<u8>> {
+        // A processor's call: its plugin state is the partition's keyed state, stored
+        // with the batch like every other effect of it.
+        if self.keyed.is_some() {
+            return processor::weir::plugin::keyed_state::Host::get(self, key);
+        }
         if let Some(staged) = self.staged.as_ref().and_then(|s| s.get(&key)) {
             return staged.clone();
         }
@@ -81,6 +86,9 @@ impl filter::weir::plugin::host::Host for Ctx {
     }
 
     fn state_set(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        if self.keyed.is_some() {
+            return processor::weir::plugin::keyed_state::Host::put(self, key, value);
+        }
         match &mut self.staged {
             Some(staged) => {
                 staged.insert(key, Some(value));
@@ -90,6 +98,9 @@ impl filter::weir::plugin::host::Host for Ctx {
     }
 
     fn state_delete(&mut self, key: Vec<u8>) {
+        if self.keyed.is_some() {
+            return processor::weir::plugin::keyed_state::Host::remove(self, key);
+        }
         match &mut self.staged {
             Some(staged) => {
                 staged.insert(key, None);

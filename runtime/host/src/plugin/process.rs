@@ -103,10 +103,10 @@ impl Plugin {
             store.data_mut().keyed = Some(Keyed { state, error: None });
             let r = call(b, store);
             let keyed = store.data_mut().keyed.take();
-            if let Some(error) = keyed.and_then(|k| k.error) {
-                return Err(PluginError::Failed {
+            if let Some(reason) = keyed.and_then(|k| k.error) {
+                return Err(PluginError::StateUnavailable {
                     plugin: self.name.to_string(),
-                    reason: format!("reading its state failed: {error}"),
+                    reason,
                 });
             }
             self.guest(r)

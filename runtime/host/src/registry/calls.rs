@@ -94,14 +94,17 @@ impl Slot {
         })
     }
 
-    /// A processor's event times for `count` packed events.
+    /// A processor's event times for `count` packed events. Processor calls are
+    /// `Batch` calls, except the runner's retries of a failed batch (`Retry`): one
+    /// bad record costs the plugin's health one failure, not one per attempt.
     pub fn event_times(
         &self,
         plugin: &Plugin,
+        kind: CallKind,
         events: &[u8],
         count: usize,
     ) -> Result<Vec<Option<i64>>> {
-        self.call(plugin, CallKind::Batch, count, |p| {
+        self.call(plugin, kind, count, |p| {
             p.event_times(events, count).map(|t| (t, 0))
         })
     }
@@ -110,13 +113,14 @@ impl Slot {
     pub fn process(
         &self,
         plugin: &Plugin,
+        kind: CallKind,
         info: &ProcessInfo,
         events: &[u8],
         times: &[i64],
         windows: &[EventWindow],
         state: Arc<dyn KeyedState>,
     ) -> Result<Vec<Emitted>> {
-        self.call(plugin, CallKind::Batch, times.len(), |p| {
+        self.call(plugin, kind, times.len(), |p| {
             let out = p.process(info, events, times, windows, state)?;
             let n = out.len();
             Ok((out, n))
@@ -127,11 +131,12 @@ impl Slot {
     pub fn close(
         &self,
         plugin: &Plugin,
+        kind: CallKind,
         info: &ProcessInfo,
         closed: &[(Vec<u8>, Window)],
         state: Arc<dyn KeyedState>,
     ) -> Result<Vec<Emitted>> {
-        self.call(plugin, CallKind::Batch, 0, |p| {
+        self.call(plugin, kind, 0, |p| {
             let out = p.close(info, closed, state)?;
             let n = out.len();
             Ok((out, n))
@@ -142,11 +147,12 @@ impl Slot {
     pub fn fire(
         &self,
         plugin: &Plugin,
+        kind: CallKind,
         info: &ProcessInfo,
         keys: &[Vec<u8>],
         state: Arc<dyn KeyedState>,
     ) -> Result<Vec<Emitted>> {
-        self.call(plugin, CallKind::Batch, 0, |p| {
+        self.call(plugin, kind, 0, |p| {
             let out = p.fire(info, keys, state)?;
             let n = out.len();
             Ok((out, n))

@@ -55,7 +55,10 @@ pub async fn stream(
     for (k, v) in &query {
         match k.as_str() {
             "from" => from = Some(v.as_str()),
-            "group" => group = Some(v.clone()),
+            "group" => {
+                super::params::writable_group(v)?;
+                group = Some(v.clone());
+            }
             "member" => member = Some(super::params::non_empty(k, v)?.to_string()),
             "auto_offset_reset" => reset = parse_reset(v)?,
             other if filter.take(other, v)? => {}

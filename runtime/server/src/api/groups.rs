@@ -15,6 +15,7 @@ use super::AppState;
 use super::body::read_limited;
 use super::params::{
     FILTER_PARAMS, FetchParams, FilterParams, filter_reads, non_empty, unknown_param,
+    writable_group,
 };
 use super::problem::Problem;
 use crate::auth::{Principal, check};
@@ -45,7 +46,10 @@ pub async fn fetch(
     let mut filter = FilterParams::default();
     for (k, v) in &query {
         match k.as_str() {
-            "group" => group = Some(v.as_str()),
+            "group" => {
+                writable_group(v)?;
+                group = Some(v.as_str());
+            }
             "member" => member = Some(non_empty(k, v)?),
             other if fetch.take(other, v, &state.limits)? => {}
             other if filter.take(other, v)? => {}
@@ -141,6 +145,7 @@ pub async fn commit(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
+    writable_group(&group)?;
     let mut member = None;
     for (k, v) in &query {
         match k.as_str() {
@@ -316,6 +321,7 @@ pub async fn delete(
     Path(group): Path<String>,
     principal: Option<Extension<Principal>>,
 ) -> Result<StatusCode, Problem> {
+    writable_group(&group)?;
     let info = state.broker.groups().describe(&group).await?;
     let mut checks: Vec<_> = info
         .partitions
@@ -334,6 +340,7 @@ pub async fn leave(
     State(state): State<AppState>,
     Path((group, member)): Path<(String, String)>,
 ) -> Result<StatusCode, Problem> {
+    writable_group(&group)?;
     if state.broker.groups().leave(&group, &member).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -368,6 +375,7 @@ pub async fn reset(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, Problem> {
+    writable_group(&group)?;
     let bytes = read_limited(&headers, body, 64 << 10, state.limits.body_idle_timeout()).await?;
     let body: ResetBody =
         serde_json::from_slice(&bytes).map_err(|e| Problem::from_json("reset body", &e))?;

@@ -47,6 +47,22 @@ pub async fn check_path_names(
     next.run(req).await
 }
 
+/// Refuses joining, committing for, resetting or deleting a processor's consumer
+/// group (`processor.<name>`): its offsets are stored with the processor's state, so
+/// moving them alone would skip records or count them twice. Reading is allowed.
+pub fn writable_group(group: &str) -> Result<(), Problem> {
+    match group.strip_prefix(weir_broker::plugins::PROCESSOR_GROUP_PREFIX) {
+        Some(processor) => Err(Problem::new(
+            axum::http::StatusCode::CONFLICT,
+            "group_reserved",
+            format!(
+                "group '{group}' is processor '{processor}''s: its offsets move with its state (POST /v1/processors/{processor}/reset)"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A query parameter that names something (a member, a plugin) must not be empty.
 pub fn non_empty<'a>(name: &str, value: &'a str) -> Result<&'a str, Problem> {
     if value.is_empty() {

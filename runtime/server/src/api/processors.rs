@@ -127,10 +127,23 @@ pub async fn state_scan(
         Some(l) => parse_num("limit", l)?,
         None => DEFAULT_PAGE,
     };
+    // `after=<partition>:<key>`: the last entry of the previous page.
+    let after = match query.get("after") {
+        None => None,
+        Some(a) => {
+            let (p, key) = a.split_once(':').ok_or_else(|| {
+                Problem::invalid_request("query parameter 'after' is <partition>:<key>")
+            })?;
+            Some((parse_num::<u32>("after", p)?, key.as_bytes().to_vec()))
+        }
+    };
     let processors = state.processors.clone();
-    let entries = super::blocking(move || processors.state_scan(&name, prefix.as_bytes(), limit))
-        .await?
-        .map_err(problem)?;
+    let entries = super::blocking(move || {
+        let after = after.as_ref().map(|(p, k)| (*p, k.as_slice()));
+        processors.state_scan(&name, prefix.as_bytes(), after, limit)
+    })
+    .await?
+    .map_err(problem)?;
     Ok(Json(json!({
         "entries": entries.iter().map(state_entry).collect::<Vec<_>>(),
     })))

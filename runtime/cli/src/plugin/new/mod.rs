@@ -64,6 +64,12 @@ fn manifest(name: &str, kind: &str, component: &str, config: &str) -> String {
              # a route to any other topic is refused.\n[router]\ndestinations = [\"routed-events\"]\n"
         }
         "source" | "sink" => "\n[[attach]]\ntopic = \"events\"\n",
+        "processor" => {
+            "\n# What it consumes (as the group processor.<name>), where it may emit, and\n\
+             # how it groups events in time; see the README's Processors section.\n\
+             [processor]\ninputs = [\"events\"]\noutputs = [\"counts\"]\n\
+             windows = { kind = \"tumbling\", size_ms = 60000 }\nstate_version = 1\n"
+        }
         _ => "",
     };
     // Connectors run on their own and get a longer deadline.

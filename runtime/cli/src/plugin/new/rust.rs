@@ -21,8 +21,12 @@ pub(super) fn files(name: &str, kind: &str) -> anyhow::Result<Files> {
         ),
         "source" => (include_str!("templates/rust/source.rs"), "count = 100"),
         "sink" => (include_str!("templates/rust/sink.rs"), "prefix = \"got\""),
+        "processor" => (
+            include_str!("templates/rust/processor.rs"),
+            "output = \"counts\"",
+        ),
         other => bail!(
-            "--kind {other}: Rust plugins scaffold as filter, transform, router, source or sink"
+            "--kind {other}: Rust plugins scaffold as filter, transform, router, source, sink or processor"
         ),
     };
     let crate_name = name.replace('-', "_");

@@ -643,6 +643,12 @@ pub(super) const OPERATIONS: &[Operation] = &[
             PROCESSOR,
             query("prefix", "Only keys starting with this", Schema::Text, "a"),
             query(
+                "after",
+                "`<partition>:<key>` of the previous page's last entry",
+                Schema::Text,
+                "0:a",
+            ),
+            query(
                 "limit",
                 "Most entries (at most 1000)",
                 Schema::Count { max: 1000 },
