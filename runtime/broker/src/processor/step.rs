@@ -350,7 +350,8 @@ impl PartitionRun {
                 ..StepReport::default()
             });
         }
-        let (watermark, open) = (self.watermark, self.open.clone());
+        let watermark = self.watermark;
+        self.open.mark();
         self.interrupted = true;
         let result = self.run(broker, logic, &read).await;
         self.interrupted = false;
@@ -365,7 +366,8 @@ impl PartitionRun {
             Err(_) => {
                 self.keyed.discard();
                 self.system.discard();
-                (self.watermark, self.open) = (watermark, open);
+                self.watermark = watermark;
+                self.open.rollback();
             }
         }
         result.map(|report| StepReport { skipped, ..report })

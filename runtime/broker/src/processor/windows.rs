@@ -12,7 +12,8 @@
 //! Kept free of storage and plugins: the processor runner persists the open windows
 //! (so a restart resumes them) and calls the plugin; this module only decides.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
 
 /// A window of event time, `[start_ms, end_ms)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -140,35 +141,48 @@ impl Watermark {
 }
 
 /// The windows open on one partition, per key, in the order they close.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OpenWindows<K: Ord> {
+///
+/// Changes since [`mark`](Self::mark) are journaled, so a failed step puts back
+/// exactly what it changed ([`rollback`](Self::rollback)) instead of copying every
+/// open window before each step.
+#[derive(Debug, Clone, Default)]
+pub struct OpenWindows<K: Ord + Hash> {
     /// `(end, start, key)`: the first entries close first.
     by_end: BTreeSet<(i64, i64, K)>,
+    /// Each key's open windows, for a session's merge candidates.
+    by_key: HashMap<K, BTreeSet<Window>>,
+    /// Since the mark: each change, `true` for an opening.
+    journal: Vec<(bool, K, Window)>,
 }
 
-impl<K: Ord + Clone> OpenWindows<K> {
+impl<K: Ord + Clone + Hash> OpenWindows<K> {
     /// No open window.
     pub fn new() -> Self {
         OpenWindows {
             by_end: BTreeSet::new(),
+            by_key: HashMap::new(),
+            journal: Vec::new(),
         }
     }
 
     /// Notes `window` of `key` as open (again: no effect).
     pub fn open(&mut self, key: K, window: Window) {
-        self.by_end.insert((window.end_ms, window.start_ms, key));
+        if self.insert(key.clone(), window) {
+            self.journal.push((true, key, window));
+        }
     }
 
     /// Forgets `window` of `key` (a session merged into a larger one).
     pub fn forget(&mut self, key: &K, window: Window) {
-        self.by_end
-            .remove(&(window.end_ms, window.start_ms, key.clone()));
+        if self.remove(key, window) {
+            self.journal.push((false, key.clone(), window));
+        }
     }
 
     /// Removes and returns the windows `watermark` closes, earliest end first.
     pub fn close(&mut self, watermark: &Watermark) -> Vec<(K, Window)> {
         let mut closed = Vec::new();
-        while let Some((end, start, _)) = self.by_end.first() {
+        while let Some((end, start, key)) = self.by_end.first() {
             let window = Window {
                 start_ms: *start,
                 end_ms: *end,
@@ -176,23 +190,19 @@ impl<K: Ord + Clone> OpenWindows<K> {
             if !watermark.closes(window) {
                 break;
             }
-            let (_, _, key) = self.by_end.pop_first().expect("first exists");
+            let key = key.clone();
+            self.forget(&key, window);
             closed.push((key, window));
         }
         closed
     }
 
-    /// `key`'s open windows (a session's merge candidates), by end. A scan of all
-    /// open windows: fine for the windows one partition holds open at once.
+    /// `key`'s open windows (a session's merge candidates), by start.
     pub fn of_key(&self, key: &K) -> Vec<Window> {
-        self.by_end
-            .iter()
-            .filter(|(_, _, k)| k == key)
-            .map(|(end, start, _)| Window {
-                start_ms: *start,
-                end_ms: *end,
-            })
-            .collect()
+        self.by_key
+            .get(key)
+            .map(|windows| windows.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// How many windows are open.
@@ -203,6 +213,46 @@ impl<K: Ord + Clone> OpenWindows<K> {
     /// Whether none is.
     pub fn is_empty(&self) -> bool {
         self.by_end.is_empty()
+    }
+
+    /// Starts journaling anew: what is open now is what [`rollback`](Self::rollback)
+    /// returns to.
+    pub fn mark(&mut self) {
+        self.journal.clear();
+    }
+
+    /// Undoes every change since the mark.
+    pub fn rollback(&mut self) {
+        while let Some((opened, key, window)) = self.journal.pop() {
+            if opened {
+                self.remove(&key, window);
+            } else {
+                self.insert(key, window);
+            }
+        }
+    }
+
+    fn insert(&mut self, key: K, window: Window) -> bool {
+        let fresh = self
+            .by_end
+            .insert((window.end_ms, window.start_ms, key.clone()));
+        if fresh {
+            self.by_key.entry(key).or_default().insert(window);
+        }
+        fresh
+    }
+
+    fn remove(&mut self, key: &K, window: Window) -> bool {
+        let removed = self
+            .by_end
+            .remove(&(window.end_ms, window.start_ms, key.clone()));
+        if removed && let Some(windows) = self.by_key.get_mut(key) {
+            windows.remove(&window);
+            if windows.is_empty() {
+                self.by_key.remove(key);
+            }
+        }
+        removed
     }
 }
 

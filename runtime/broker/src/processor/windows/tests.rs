@@ -113,6 +113,24 @@ fn open_windows_close_in_end_order_exactly_once() {
 }
 
 #[test]
+fn a_rollback_puts_back_what_changed_since_the_mark() {
+    let mut open = OpenWindows::new();
+    open.open("a", w(0, 10));
+    open.open("b", w(0, 20));
+    open.mark();
+    open.open("a", w(10, 20));
+    open.forget(&"b", w(0, 20));
+    let mut mark = Watermark::new(0);
+    mark.observe(10);
+    assert_eq!(open.close(&mark), vec![("a", w(0, 10))]);
+    assert_eq!(open.of_key(&"a"), vec![w(10, 20)]);
+    open.rollback();
+    assert_eq!(open.len(), 2);
+    assert_eq!(open.of_key(&"a"), vec![w(0, 10)]);
+    assert_eq!(open.of_key(&"b"), vec![w(0, 20)]);
+}
+
+#[test]
 fn sessions_merge_events_closer_than_the_gap() {
     let sessions = Sessions { gap_ms: 10 };
     let first = sessions.add(0, &[]);
