@@ -82,6 +82,19 @@ async fn caught_up(api: &Api, name: &str) {
     .await;
 }
 
+/// Creates `clicks` and `counts` and publishes clicks that close three windows (1 s
+/// tumbling): the counts they must give.
+async fn three_windows_closed(api: &Api) -> BTreeMap<(String, i64), u64> {
+    api.create_topic("clicks", json!({ "partitions": 1 })).await;
+    api.create_topic("counts", json!({ "partitions": 1 })).await;
+    click(
+        api,
+        &[("a", 100), ("b", 200), ("a", 900), ("a", 1500), ("b", 2100)],
+    )
+    .await;
+    counts_of(&[("a", 0, 2), ("b", 0, 1), ("a", 1000, 1)])
+}
+
 fn counts_of(pairs: &[(&str, i64, u64)]) -> BTreeMap<(String, i64), u64> {
     pairs
         .iter()
@@ -93,14 +106,7 @@ fn counts_of(pairs: &[(&str, i64, u64)]) -> BTreeMap<(String, i64), u64> {
 async fn windows_close_once_with_their_bounds_and_late_events_go_aside() {
     let server = TestServer::start_with(|plugins, _| install_count(plugins)).await;
     let api = server.client();
-    api.create_topic("clicks", json!({ "partitions": 1 })).await;
-    api.create_topic("counts", json!({ "partitions": 1 })).await;
-    click(
-        &api,
-        &[("a", 100), ("b", 200), ("a", 900), ("a", 1500), ("b", 2100)],
-    )
-    .await;
-    let expected = counts_of(&[("a", 0, 2), ("b", 0, 1), ("a", 1000, 1)]);
+    let expected = three_windows_closed(&api).await;
     eventually("the closed windows' counts", || async {
         window_counts(&api, 1).await == expected
     })
@@ -183,14 +189,7 @@ async fn count_in(name: &str, component: &str, time_field: &str) {
     })
     .await;
     let api = server.client();
-    api.create_topic("clicks", json!({ "partitions": 1 })).await;
-    api.create_topic("counts", json!({ "partitions": 1 })).await;
-    click(
-        &api,
-        &[("a", 100), ("b", 200), ("a", 900), ("a", 1500), ("b", 2100)],
-    )
-    .await;
-    let expected = counts_of(&[("a", 0, 2), ("b", 0, 1), ("a", 1000, 1)]);
+    let expected = three_windows_closed(&api).await;
     eventually_within(
         Duration::from_secs(60),
         "the Python processor's counts",

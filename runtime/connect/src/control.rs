@@ -32,6 +32,31 @@ impl Desired {
     }
 }
 
+/// Runs `reconcile` on what `weak` points to every `period` (delayed ticks are not
+/// made up), until it is gone: the loop of the connector and processor managers.
+pub fn reconcile_every<T, F, Fut>(
+    weak: std::sync::Weak<T>,
+    period: std::time::Duration,
+    reconcile: F,
+) -> tokio::task::JoinHandle<()>
+where
+    T: Send + Sync + 'static,
+    F: Fn(std::sync::Arc<T>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match weak.upgrade() {
+                Some(inner) => reconcile(inner).await,
+                None => return,
+            }
+        }
+    })
+}
+
 /// The namespace of these records in the broker's state.
 const NAMESPACE: &str = "connector";
 

@@ -128,16 +128,8 @@ impl Processors {
             turn: tokio::sync::Mutex::new(()),
         });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
-        let handle = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(RECONCILE_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                match weak.upgrade() {
-                    Some(inner) => inner.reconcile().await,
-                    None => return,
-                }
-            }
+        let handle = control::reconcile_every(weak, RECONCILE_EVERY, |inner| async move {
+            inner.reconcile().await
         });
         *inner.reconciler.lock() = Some(handle);
         Processors { inner }
