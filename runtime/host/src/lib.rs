@@ -43,7 +43,7 @@ pub use manifest::{
     Reach, RouterSettings, WindowSpec,
 };
 pub use plugin::{
-    AclRequest, BatchInfo, Decision, Delivery, Destination, Emitted, EventWindow, Plugin,
+    AclRequest, BatchInfo, Decision, Delivery, Destination, Emitted, EventWindow, OnTime, Plugin,
     PluginFiles, PollInfo, Polled, ProcessInfo, Transformed, Window,
 };
 pub use registry::{CallKind, PluginStatus, PolicyAction, Registry, Rejected, Slot};

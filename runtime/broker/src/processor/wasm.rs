@@ -11,7 +11,9 @@
 use std::sync::Arc;
 
 use weir_host::packed::{FLAG_VALUE_JSON, Writer};
-use weir_host::{CallKind, EventTime, EventWindow, Kind, Plugin, PluginError, ProcessInfo, Slot};
+use weir_host::{
+    CallKind, EventTime, EventWindow, Kind, OnTime, Plugin, PluginError, ProcessInfo, Slot,
+};
 use weir_storage::RecordView;
 use weir_storage::batch::ATTR_VALUE_JSON;
 
@@ -198,9 +200,11 @@ impl Logic for WasmLogic {
                 &plugin,
                 self.kind,
                 &info(batch),
-                &buf,
-                &times,
-                &windows,
+                OnTime {
+                    events: &buf,
+                    times: &times,
+                    windows: &windows,
+                },
                 state,
             )
         })

@@ -124,6 +124,18 @@ pub struct EventWindow {
     pub merged: bool,
 }
 
+/// The on-time events a processor is handed: packed, with each one's time and the
+/// windows it counts in (grouped by event, in order).
+#[derive(Debug, Clone, Copy)]
+pub struct OnTime<'a> {
+    /// Packed events.
+    pub events: &'a [u8],
+    /// Each event's time (ms).
+    pub times: &'a [i64],
+    /// Their windows.
+    pub windows: &'a [EventWindow],
+}
+
 /// A record a processor emitted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Emitted {

@@ -33,8 +33,8 @@ use crate::state::PluginState;
 use crate::wasi::Attribution;
 
 pub use call_types::{
-    AclRequest, BatchInfo, Decision, Delivery, Destination, Emitted, EventWindow, PollInfo, Polled,
-    ProcessInfo, Transformed, Window,
+    AclRequest, BatchInfo, Decision, Delivery, Destination, Emitted, EventWindow, OnTime, PollInfo,
+    Polled, ProcessInfo, Transformed, Window,
 };
 pub(crate) use imports::Ctx;
 pub use load::PluginFiles;

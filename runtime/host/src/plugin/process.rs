@@ -11,7 +11,7 @@ use crate::bindings::{processor, types};
 use crate::error::{PluginError, Result};
 use crate::state::KeyedState;
 
-use super::call_types::{Emitted, EventWindow, ProcessInfo, Window};
+use super::call_types::{Emitted, OnTime, ProcessInfo, Window};
 use super::imports::Keyed;
 use super::{Bindings, Ctx, Live, Plugin};
 
@@ -35,11 +35,14 @@ impl Plugin {
     pub fn process(
         &self,
         info: &ProcessInfo,
-        events: &[u8],
-        times: &[i64],
-        windows: &[EventWindow],
+        batch: OnTime<'_>,
         state: Arc<dyn KeyedState>,
     ) -> Result<Vec<Emitted>> {
+        let OnTime {
+            events,
+            times,
+            windows,
+        } = batch;
         let windows: Vec<types::EventWindow> = windows
             .iter()
             .map(|w| types::EventWindow {

@@ -8,7 +8,7 @@ use crate::error::Result;
 use std::sync::Arc;
 
 use crate::plugin::{
-    AclRequest, BatchInfo, Decision, Delivery, Destination, Emitted, EventWindow, Plugin, PollInfo,
+    AclRequest, BatchInfo, Decision, Delivery, Destination, Emitted, OnTime, Plugin, PollInfo,
     Polled, ProcessInfo, Transformed, Window,
 };
 use crate::state::KeyedState;
@@ -115,13 +115,11 @@ impl Slot {
         plugin: &Plugin,
         kind: CallKind,
         info: &ProcessInfo,
-        events: &[u8],
-        times: &[i64],
-        windows: &[EventWindow],
+        batch: OnTime<'_>,
         state: Arc<dyn KeyedState>,
     ) -> Result<Vec<Emitted>> {
-        self.call(plugin, kind, times.len(), |p| {
-            let out = p.process(info, events, times, windows, state)?;
+        self.call(plugin, kind, batch.times.len(), |p| {
+            let out = p.process(info, batch, state)?;
             let n = out.len();
             Ok((out, n))
         })
