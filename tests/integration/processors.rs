@@ -131,6 +131,7 @@ async fn windows_close_once_with_their_bounds_and_late_events_go_aside() {
     assert_eq!(s["counters"]["windows_closed"], 3, "{s}");
     assert_eq!(s["watermark_ms"], 2100, "{s}");
     assert_eq!(s["windows_open"], 1, "b's [2000, 3000) is open: {s}");
+    assert_eq!(s["state_size"]["keys"], 1, "its counter: {s}");
     assert_eq!(s["group"], "processor.window-count");
     // The open window's counter is in the state, read-only over HTTP.
     let r = api.get("/v1/processors/window-count/state?limit=10").await;

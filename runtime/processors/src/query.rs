@@ -69,6 +69,17 @@ impl Processors {
         Ok(entries)
     }
 
+    /// How many keys `name`'s committed state holds over its partitions, and their
+    /// bytes. Reads through the whole state (for one processor's status, not lists).
+    pub fn state_size(&self, name: &str) -> Result<(u64, u64), ProcessorError> {
+        let mut total = (0, 0);
+        for (_, state) in self.partition_states(name)? {
+            let (keys, bytes) = state.size()?;
+            total = (total.0 + keys, total.1 + bytes);
+        }
+        Ok(total)
+    }
+
     fn partition_states(&self, name: &str) -> Result<Vec<(u32, PartitionState)>, ProcessorError> {
         let slot = self.slot(name)?;
         let settings = slot

@@ -161,6 +161,14 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
     /// Every pair whose key starts with `prefix`, in key order.
     fn kv_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 
+    /// How many pairs have keys starting with `prefix`, and their bytes (keys and
+    /// values): a size, without holding them all in memory where the log can.
+    fn kv_size(&self, prefix: &[u8]) -> Result<(u64, u64)> {
+        let pairs = self.kv_scan(prefix)?;
+        let bytes = pairs.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+        Ok((pairs.len() as u64, bytes))
+    }
+
     /// Records stored in `[from, to)` of a partition, for lag. Offsets are dense in
     /// the embedded store, so it is `to - from` there; a log whose offsets have gaps
     /// counts what it holds.
@@ -283,6 +291,10 @@ impl Log for crate::Store {
 
     fn kv_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         crate::Store::kv_scan(self, prefix)
+    }
+
+    fn kv_size(&self, prefix: &[u8]) -> Result<(u64, u64)> {
+        crate::Store::kv_size(self, prefix)
     }
 
     fn health(&self) -> Health {

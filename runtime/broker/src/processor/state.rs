@@ -175,6 +175,13 @@ impl PartitionState {
         ops
     }
 
+    /// How many keys the committed state holds, and their bytes (the plugin's keys
+    /// and values, without the prefix). Reads through the whole state.
+    pub fn size(&self) -> Result<(u64, u64)> {
+        let (keys, bytes) = self.log.kv_size(&self.prefix)?;
+        Ok((keys, bytes.saturating_sub(keys * self.prefix.len() as u64)))
+    }
+
     /// Whether this batch wrote anything.
     pub fn has_staged(&self) -> bool {
         !self.staged.is_empty()

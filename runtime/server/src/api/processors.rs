@@ -44,11 +44,17 @@ pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    state
+    let status = state
         .processors
         .status(&name)
-        .map(|s| Json(processor_status(&s)))
-        .ok_or_else(|| problem(ProcessorError::NotFound(name)))
+        .ok_or_else(|| problem(ProcessorError::NotFound(name.clone())))?;
+    let mut body = processor_status(&status);
+    // The state's size: a read through it, so only here, not in the list.
+    let processors = state.processors.clone();
+    if let Ok((keys, bytes)) = super::blocking(move || processors.state_size(&name)).await? {
+        body["state_size"] = json!({ "keys": keys, "bytes": bytes });
+    }
+    Ok(Json(body))
 }
 
 /// `POST /v1/processors/{name}/{action}`.

@@ -113,6 +113,20 @@ impl Store {
         crate::engine::catch_engine_panic(|| Ok(self.ctx().kv.get(key)?.map(|v| v.to_vec())))
     }
 
+    /// How many key-value pairs start with `prefix`, and their bytes, read one at a
+    /// time.
+    pub fn kv_size(&self, prefix: &[u8]) -> Result<(u64, u64)> {
+        crate::engine::catch_engine_panic(|| {
+            let mut size = (0, 0);
+            for item in self.ctx().kv.scan_prefix(prefix) {
+                let (k, v) = item?;
+                size.0 += 1;
+                size.1 += (k.len() + v.len()) as u64;
+            }
+            Ok(size)
+        })
+    }
+
     /// Every key-value pair whose key starts with `prefix`, in key order.
     pub fn kv_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         crate::engine::catch_engine_panic(|| {
