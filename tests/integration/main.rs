@@ -25,6 +25,7 @@ mod polyglot;
 mod processors;
 mod produce_fetch;
 mod reload;
+mod replay;
 mod retention;
 mod security;
 mod tls;

@@ -30,6 +30,7 @@ pub mod plugins;
 pub mod processor;
 pub mod produce;
 mod publish;
+pub mod replay;
 
 use std::sync::Arc;
 use std::time::Duration;

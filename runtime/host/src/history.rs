@@ -186,6 +186,16 @@ impl History {
             .find_map(|e| e.plugin.clone())
     }
 
+    /// The loaded version whose hash starts with `prefix` (the active one or one of
+    /// the last that served), newest first; `None` when none is loaded.
+    pub(crate) fn loaded(&self, prefix: &str) -> Option<Arc<Plugin>> {
+        self.entries
+            .iter()
+            .rev()
+            .filter(|e| !prefix.is_empty() && e.version.starts_with(prefix))
+            .find_map(|e| e.plugin.clone())
+    }
+
     /// Newest first.
     pub(crate) fn entries(&self) -> Vec<Entry> {
         self.entries.iter().rev().cloned().collect()

@@ -242,6 +242,7 @@ pub async fn run(
         broker: broker.clone(),
         connectors: connectors.clone(),
         processors: processors.clone(),
+        replays: Default::default(),
         plugins,
         guard,
         limits: config.limits,

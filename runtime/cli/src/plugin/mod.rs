@@ -99,6 +99,12 @@ pub enum PluginCommand {
         /// Plugin name.
         name: String,
     },
+    /// Replay a stored range of a topic through a loaded version of a filter or
+    /// transform into another topic, beside the serving path; shows progress.
+    #[command(
+        after_help = "Examples:\n  weir plugin replay json-filter --version 3f2a9c --topic orders --into orders-v1\n  weir plugin replay redact --topic orders --from 1000 --to 2000 --into sample --rate 5000\n  weir plugin replay redact --topic orders --from-time-ms 1764720000000 --into today"
+    )]
+    Replay(remote::ReplayArgs),
     /// Run a plugin in the real host over NDJSON records and print the result.
     #[command(
         after_help = "Examples:\n  weir plugin test weir-plugins/shouty --input events.ndjson --topic orders"
@@ -129,6 +135,7 @@ pub async fn run(command: PluginCommand, remote: &Remote) -> anyhow::Result<()> 
             remote::deploy(&remote.client()?, dir, reset_state).await
         }
         PluginCommand::Versions { name } => remote::versions(&remote.client()?, &name).await,
+        PluginCommand::Replay(args) => remote::replay(&remote.client()?, args).await,
         PluginCommand::Rollback { name } => remote::rollback(&remote.client()?, &name).await,
         PluginCommand::New {
             name,

@@ -87,3 +87,112 @@ pub(super) async fn rollback(client: &Client, name: &str) -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+/// `weir plugin replay` options.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Plugin name.
+    name: String,
+    /// A loaded version's hash, or a prefix of it (default: the serving one).
+    #[arg(long)]
+    version: Option<String>,
+    /// The topic read.
+    #[arg(long)]
+    topic: String,
+    /// The topic written (created with the source's partitions if missing).
+    #[arg(long)]
+    into: String,
+    /// Start: `earliest` (default), `latest` or an offset in every partition.
+    #[arg(long, conflicts_with = "from_time_ms")]
+    from: Option<String>,
+    /// End (exclusive): `latest` (default), `earliest` or an offset.
+    #[arg(long, conflicts_with = "to_time_ms")]
+    to: Option<String>,
+    /// Start at the first record appended at or after this time (ms since the epoch).
+    #[arg(long)]
+    from_time_ms: Option<i64>,
+    /// End at the first record appended at or after this time.
+    #[arg(long)]
+    to_time_ms: Option<i64>,
+    /// Most records read per second.
+    #[arg(long)]
+    rate: Option<u64>,
+}
+
+/// A position as JSON: a number stays one.
+fn position(p: &Option<String>) -> serde_json::Value {
+    match p {
+        None => serde_json::Value::Null,
+        Some(s) => s
+            .parse::<u64>()
+            .map_or_else(|_| serde_json::json!(s), |n| serde_json::json!(n)),
+    }
+}
+
+/// Starts a replay and follows it with a progress bar until it is done.
+pub(super) async fn replay(client: &Client, a: ReplayArgs) -> anyhow::Result<()> {
+    let mut body = serde_json::json!({ "topic": a.topic, "into": a.into });
+    for (key, value) in [
+        ("version", a.version.map(serde_json::Value::from)),
+        ("from", a.from.is_some().then(|| position(&a.from))),
+        ("to", a.to.is_some().then(|| position(&a.to))),
+        ("from_time_ms", a.from_time_ms.map(Into::into)),
+        ("to_time_ms", a.to_time_ms.map(Into::into)),
+        ("max_rate", a.rate.map(Into::into)),
+    ] {
+        if let Some(v) = value {
+            body[key] = v;
+        }
+    }
+    let started = client
+        .post(
+            &format!("/v1/plugins/{}/replays", a.name),
+            "application/json",
+            body.to_string().into(),
+        )
+        .await?;
+    let id = started["id"].as_u64().unwrap_or_default();
+    eprintln!(
+        "replaying {} {} -> {} with {}",
+        a.topic,
+        started["total"],
+        a.into,
+        started["version"].as_str().unwrap_or("?")
+    );
+    let path = format!("/v1/plugins/{}/replays/{id}", a.name);
+    let status = loop {
+        let s = client.get(&path).await?;
+        let (read, total) = (
+            s["read"].as_u64().unwrap_or(0),
+            s["total"].as_u64().unwrap_or(0),
+        );
+        let share = if total == 0 {
+            1.0
+        } else {
+            read as f64 / total as f64
+        };
+        let filled = (share * 30.0).round() as usize;
+        eprint!(
+            "\r[{}{}] {:>3.0}% {read}/{total} read, {} written, {} failed",
+            "=".repeat(filled),
+            " ".repeat(30 - filled.min(30)),
+            share * 100.0,
+            s["written"],
+            s["failed"]
+        );
+        if s["done"] == true {
+            eprintln!();
+            break s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    match status["error"].as_str() {
+        Some(e) if status["failed"] == 0 => anyhow::bail!("the replay stopped: {e}"),
+        Some(e) => println!("done; {} events failed (first: {e})", status["failed"]),
+        None => println!(
+            "done: {} read, {} written",
+            status["read"], status["written"]
+        ),
+    }
+    Ok(())
+}

@@ -250,6 +250,12 @@ impl Slot {
         self.current.load_full()
     }
 
+    /// A version still loaded (the current one or one of the last that served), by
+    /// its hash or a prefix of it: what a replay runs.
+    pub fn loaded_version(&self, prefix: &str) -> Option<Arc<Plugin>> {
+        self.history.lock().loaded(prefix)
+    }
+
     /// The manifest of the current version, or of the version that failed to load
     /// when there is none.
     pub fn manifest(&self) -> Option<Manifest> {

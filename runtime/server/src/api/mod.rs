@@ -15,6 +15,7 @@ pub mod problem;
 pub(crate) mod processor_metrics;
 mod processors;
 mod records;
+mod replays;
 mod topics;
 mod trace;
 mod ui;
@@ -64,6 +65,8 @@ pub struct Shared {
     pub connectors: weir_connect::Connectors,
     /// Stream processors.
     pub processors: weir_processors::Processors,
+    /// Replays of stored ranges through plugin versions.
+    pub replays: std::sync::Arc<weir_broker::replay::Replays>,
     /// Authentication and authorization.
     pub guard: std::sync::Arc<crate::auth::Guard>,
     /// HTTP limits.
@@ -102,6 +105,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/plugins/{name}", get(plugins::get).put(plugins::deploy))
         .route("/v1/plugins/{name}/versions", get(plugins::versions))
         .route("/v1/plugins/{name}/rollback", post(plugins::rollback))
+        .route(
+            "/v1/plugins/{name}/replays",
+            post(replays::start).get(replays::list),
+        )
+        .route("/v1/plugins/{name}/replays/{id}", get(replays::get))
         .route("/v1/connectors", get(connectors::list))
         .route("/v1/connectors/{name}", get(connectors::get))
         .route("/v1/connectors/{name}/{action}", post(connectors::control))

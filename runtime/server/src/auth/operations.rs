@@ -71,7 +71,17 @@ pub fn checks(
         "/v1/topics/{topic}/records"
         | "/v1/topics/{topic}/events"
         | "/v1/topics/{topic}/partitions/{partition}/records" => reading("consume"),
-        "/v1/plugins/{name}" | "/v1/plugins/{name}/versions" if reads => plugin("plugin-read"),
+        "/v1/plugins/{name}"
+        | "/v1/plugins/{name}/versions"
+        | "/v1/plugins/{name}/replays"
+        | "/v1/plugins/{name}/replays/{id}"
+            if reads =>
+        {
+            plugin("plugin-read")
+        }
+        // A replay also needs consume on its source and produce on its target,
+        // checked by the handler.
+        "/v1/plugins/{name}/replays" => plugin("plugin-admin"),
         "/v1/plugins/{name}" | "/v1/plugins/{name}/rollback" => plugin("plugin-admin"),
         // Connectors are plugins: reading their status is plugin-read, controlling
         // them plugin-admin.

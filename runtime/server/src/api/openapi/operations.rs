@@ -556,6 +556,43 @@ pub(super) const OPERATIONS: &[Operation] = &[
         ok: (200, "`{\"plugin\",\"rolled_back\",\"version\"}`"),
     },
     Operation {
+        method: "post",
+        path: "/v1/plugins/{name}/replays",
+        tag: "plugins",
+        summary: "Replay a stored range of a topic through a loaded version into another topic, beside the serving path",
+        params: &[PLUGIN],
+        body: Some(Body {
+            media: &["application/json"],
+            schema: schema::replay,
+            example: || json!({ "topic": "orders", "into": "orders-replayed", "from": "earliest" }),
+        }),
+        ok: (
+            202,
+            "The replay's status: `{\"id\",\"version\",\"total\",\"read\",\"written\",\"failed\",\"done\",\"error\"}`",
+        ),
+    },
+    Operation {
+        method: "get",
+        path: "/v1/plugins/{name}/replays",
+        tag: "plugins",
+        summary: "The plugin's replays, newest first",
+        params: &[PLUGIN],
+        body: None,
+        ok: (200, "`{\"replays\":[...]}`"),
+    },
+    Operation {
+        method: "get",
+        path: "/v1/plugins/{name}/replays/{id}",
+        tag: "plugins",
+        summary: "One replay's progress",
+        params: &[
+            PLUGIN,
+            path("id", "Replay id", Schema::Count { max: u64::MAX }, "1"),
+        ],
+        body: None,
+        ok: (200, "The replay's status"),
+    },
+    Operation {
         method: "get",
         path: "/v1/connectors",
         tag: "connectors",

@@ -173,6 +173,29 @@ pub(super) fn reset() -> Value {
     })
 }
 
+/// `POST /v1/plugins/{name}/replays`: source and target required.
+pub(super) fn replay() -> Value {
+    let position = json!({ "oneOf": [
+        { "type": "integer", "minimum": 0 },
+        { "type": "string", "enum": ["earliest", "latest"] },
+    ] });
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["topic", "into"],
+        "properties": {
+            "topic": Schema::Name.json(),
+            "into": Schema::Name.json(),
+            "version": { "type": "string", "description": "a loaded version's hash or a prefix of it (default: the serving one)" },
+            "from": position,
+            "to": position,
+            "from_time_ms": { "type": "integer" },
+            "to_time_ms": { "type": "integer" },
+            "max_rate": { "type": "integer", "minimum": 0, "description": "most records read per second" },
+        },
+    })
+}
+
 /// `PUT /v1/plugins/{name}`: both parts required.
 pub(super) fn deploy() -> Value {
     json!({
