@@ -28,4 +28,5 @@ mod reload;
 mod replay;
 mod retention;
 mod security;
+mod shadow;
 mod tls;

@@ -6,6 +6,9 @@
 use super::{CallKind, Slot};
 use crate::error::Result;
 use std::sync::Arc;
+use std::time::Instant;
+
+use super::shadow::Served;
 
 use crate::plugin::{
     AclRequest, BatchInfo, Decision, Delivery, Destination, Emitted, OnTime, Plugin, PollInfo,
@@ -23,11 +26,42 @@ impl Slot {
         events: &[u8],
         count: usize,
     ) -> Result<Vec<bool>> {
-        self.call(plugin, kind, count, |p| {
+        let started = Instant::now();
+        let flags = self.call(plugin, kind, count, |p| {
             let flags = p.filter(info, events, count)?;
             let kept = flags.iter().filter(|k| **k).count();
             Ok((flags, kept))
-        })
+        });
+        self.to_shadow(kind, count, &flags, started, || {
+            let flags = flags.as_ref().map(Clone::clone).unwrap_or_default();
+            (info, events, Served::Kept(flags))
+        });
+        flags
+    }
+
+    /// Offers a batch the serving version answered to the shadow, if one runs and
+    /// wants it (a batch call, in its sample, within its share).
+    fn to_shadow<'a, T>(
+        &self,
+        kind: CallKind,
+        count: usize,
+        result: &Result<T>,
+        started: Instant,
+        batch: impl FnOnce() -> (&'a BatchInfo, &'a [u8], Served),
+    ) {
+        if kind != CallKind::Batch {
+            return;
+        }
+        let Some(shadow) = self.shadow() else {
+            return;
+        };
+        if result.is_err() {
+            shadow.serving_failed(count);
+        } else if shadow.wants() {
+            let (info, events, served) = batch();
+            let serving_ns = started.elapsed().as_nanos() as u64;
+            shadow.offer(info, events, count, served, serving_ns);
+        }
     }
 
     /// A transform over `count` packed events: the outputs (checked to decode and to
@@ -40,11 +74,20 @@ impl Slot {
         events: &[u8],
         count: usize,
     ) -> Result<Transformed> {
-        self.call(plugin, kind, count, |p| {
+        let started = Instant::now();
+        let out = self.call(plugin, kind, count, |p| {
             let t = p.transform(info, events, count)?;
             let produced = t.counts.iter().map(|c| *c as usize).sum();
             Ok((t, produced))
-        })
+        });
+        self.to_shadow(kind, count, &out, started, || {
+            let served = match &out {
+                Ok(t) => Served::Transformed(t.events.clone(), t.counts.clone()),
+                Err(_) => Served::Kept(Vec::new()),
+            };
+            (info, events, served)
+        });
+        out
     }
 
     /// A router over `count` packed events: where each goes.

@@ -13,6 +13,7 @@
 //! counters and the snapshot the API shows).
 
 mod calls;
+pub mod shadow;
 mod slot;
 mod status;
 
@@ -209,6 +210,41 @@ impl Registry {
     /// The slot of `name`, if such a plugin was ever loaded or tried.
     pub fn get(&self, name: &str) -> Option<Arc<Slot>> {
         self.slots.read().get(name).cloned()
+    }
+
+    /// Starts shadowing `name`'s serving version with the version in `files` (a filter
+    /// or transform of the same kind), loaded with a state of its own in memory; a
+    /// shadow already running is replaced.
+    pub fn start_shadow(
+        &self,
+        name: &str,
+        files: crate::plugin::PluginFiles,
+        settings: shadow::ShadowSettings,
+    ) -> Result<Arc<shadow::Shadow>> {
+        let slot = self.get(name).ok_or_else(|| PluginError::Unavailable {
+            plugin: name.to_string(),
+            reason: "no version serves it to shadow".into(),
+        })?;
+        let serving = slot.current_or_unavailable()?;
+        let kind = files.manifest.kind;
+        if kind != serving.kind() || !matches!(kind, crate::Kind::Filter | crate::Kind::Transform) {
+            return Err(PluginError::WrongKind {
+                plugin: name.to_string(),
+                expected: "a filter or transform of the serving version's kind",
+                actual: kind.as_str(),
+            });
+        }
+        let state: Arc<dyn PluginState> = Arc::new(crate::state::MemoryState::default());
+        let plugin = Plugin::from_files(&self.engine, files, state)?;
+        let shadow = shadow::Shadow::start(Arc::new(plugin), settings);
+        slot.set_shadow(Some(shadow.clone()));
+        tracing::info!(
+            plugin = name,
+            candidate = %shadow.plugin.version_tag(),
+            serving = %serving.version_tag(),
+            "shadowing the serving version"
+        );
+        Ok(shadow)
     }
 
     /// All slots, by name.

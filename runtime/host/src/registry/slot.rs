@@ -44,6 +44,8 @@ pub struct Slot {
     pub(super) probation: Mutex<Option<Probation>>,
     pub(super) rollback_listener: Arc<OnceLock<RollbackListener>>,
     pub(super) reloads: ReloadCounters,
+    /// A candidate version compared with the serving one, if any.
+    pub(super) shadow: ArcSwapOption<super::shadow::Shadow>,
 }
 
 #[derive(Debug, Default)]
@@ -85,6 +87,20 @@ impl Slot {
             probation: Mutex::new(None),
             rollback_listener,
             reloads: ReloadCounters::default(),
+            shadow: ArcSwapOption::empty(),
+        }
+    }
+
+    /// The candidate shadowing the serving version, if any.
+    pub fn shadow(&self) -> Option<Arc<super::shadow::Shadow>> {
+        self.shadow.load_full()
+    }
+
+    /// Shadows the serving version with `shadow` (`None` ends shadowing); the one it
+    /// replaces stops.
+    pub fn set_shadow(&self, shadow: Option<Arc<super::shadow::Shadow>>) {
+        if let Some(old) = self.shadow.swap(shadow) {
+            old.stop();
         }
     }
 

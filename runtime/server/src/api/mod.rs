@@ -16,6 +16,7 @@ pub(crate) mod processor_metrics;
 mod processors;
 mod records;
 mod replays;
+mod shadow;
 mod topics;
 mod trace;
 mod ui;
@@ -110,6 +111,10 @@ pub fn router(state: AppState) -> Router {
             post(replays::start).get(replays::list),
         )
         .route("/v1/plugins/{name}/replays/{id}", get(replays::get))
+        .route(
+            "/v1/plugins/{name}/shadow",
+            get(shadow::get).delete(shadow::stop),
+        )
         .route("/v1/connectors", get(connectors::list))
         .route("/v1/connectors/{name}", get(connectors::get))
         .route("/v1/connectors/{name}/{action}", post(connectors::control))

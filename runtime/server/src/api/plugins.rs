@@ -116,6 +116,7 @@ pub async fn deploy(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
+    let shadow = shadow_settings(&query)?;
     let reset_state = match query.get("reset_state").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
@@ -161,6 +162,9 @@ pub async fn deploy(
         let checks = deploy_checks(&parsed, current.as_ref(), state.guard.policy());
         state.guard.require(principal.as_deref(), checks).await?;
         state_layout_check(&name, &parsed, current.as_ref(), reset_state)?;
+    }
+    if let Some(settings) = shadow {
+        return super::shadow::start(&state, &name, manifest, component.to_vec(), settings).await;
     }
     if let Some(cluster) = &state.cluster {
         return super::cluster::deploy(cluster, &name, manifest, component.to_vec(), replaces)
@@ -209,6 +213,39 @@ pub async fn deploy(
             "internal_error",
             "the deploy did not produce a version",
         )),
+    }
+}
+
+/// `?shadow=true[&sample_percent=N&max_share_percent=N]`: the version shadows the
+/// serving one instead of replacing it.
+fn shadow_settings(
+    query: &std::collections::HashMap<String, String>,
+) -> Result<Option<weir_broker::plugins::ShadowSettings>, Problem> {
+    let percent = |name: &str, default: u32| -> Result<u32, Problem> {
+        match query.get(name) {
+            None => Ok(default),
+            Some(v) => match super::params::parse_num::<u32>(name, v)? {
+                n @ 1..=100 => Ok(n),
+                _ => Err(Problem::invalid_request(format!(
+                    "query parameter '{name}' must be between 1 and 100"
+                ))),
+            },
+        }
+    };
+    let defaults = weir_broker::plugins::ShadowSettings::default();
+    let settings = weir_broker::plugins::ShadowSettings {
+        sample_percent: percent("sample_percent", defaults.sample_percent)?,
+        max_share: f64::from(percent(
+            "max_share_percent",
+            (defaults.max_share * 100.0) as u32,
+        )?) / 100.0,
+    };
+    match query.get("shadow").map(String::as_str) {
+        None | Some("false") => Ok(None),
+        Some("true") => Ok(Some(settings)),
+        Some(other) => Err(Problem::invalid_request(format!(
+            "query parameter 'shadow' must be true or false, got '{other}'"
+        ))),
     }
 }
 

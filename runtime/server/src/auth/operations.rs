@@ -82,6 +82,8 @@ pub fn checks(
         // A replay also needs consume on its source and produce on its target,
         // checked by the handler.
         "/v1/plugins/{name}/replays" => plugin("plugin-admin"),
+        // A shadow's report holds samples of records: plugin-admin, like its deploy.
+        "/v1/plugins/{name}/shadow" => plugin("plugin-admin"),
         "/v1/plugins/{name}" | "/v1/plugins/{name}/rollback" => plugin("plugin-admin"),
         // Connectors are plugins: reading their status is plugin-read, controlling
         // them plugin-admin.

@@ -148,3 +148,38 @@ fn connector_settings(c: &ConnectorSettings) -> Value {
     }
     v
 }
+
+/// `GET /v1/plugins/{name}/shadow`: the comparison so far.
+pub fn shadow_report(s: &weir_broker::plugins::Shadow) -> Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let r = &s.report;
+    let events = r.events.load(Relaxed);
+    let per_event = |ns: u64| (events > 0).then(|| ns / events);
+    let text = |v: &Vec<u8>| match std::str::from_utf8(v) {
+        Ok(t) => json!(t),
+        Err(_) => json!({ "bytes": v.len() }),
+    };
+    json!({
+        "candidate": s.plugin.version_tag(),
+        "started_ms": s.started_ms,
+        "sample_percent": s.settings.sample_percent,
+        "max_share_percent": (s.settings.max_share * 100.0).round() as u64,
+        "events": events,
+        "identical": r.identical.load(Relaxed),
+        "different": r.different.load(Relaxed),
+        "only_in_old": r.only_in_old.load(Relaxed),
+        "only_in_new": r.only_in_new.load(Relaxed),
+        "errors": { "old": r.errors_old.load(Relaxed), "new": r.errors_new.load(Relaxed) },
+        "ns_per_event": {
+            "old": per_event(r.serving_ns.load(Relaxed)),
+            "new": per_event(r.shadow_ns.load(Relaxed)),
+        },
+        "batches": r.batches.load(Relaxed),
+        "skipped_batches": r.skipped.load(Relaxed),
+        "samples": r.samples.lock().iter().map(|d| json!({
+            "kind": d.kind,
+            "old": d.old.iter().map(text).collect::<Vec<_>>(),
+            "new": d.new.iter().map(text).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
