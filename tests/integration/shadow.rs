@@ -123,6 +123,13 @@ async fn a_shadow_reports_exactly_the_events_it_would_change_and_stores_nothing(
         .count();
     assert_eq!(with_ssn, 10, "the serving version does not redact /ssn");
     assert!(stored.iter().all(|r| r["value"]["email"] == "***"));
+    // The CLI shows the same.
+    let out = std::process::Command::new(crate::harness::WEIR)
+        .args(["plugin", "shadow", "redact", "--url", &api.url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("identical 990, different 10"), "{text}");
     // Stopped, it answers its final report and is gone.
     let r = api.delete("/v1/plugins/redact/shadow").await;
     assert_eq!(r.status, 200, "{}", r.body);

@@ -134,6 +134,17 @@ impl Client {
         json_or_problem(resp).await
     }
 
+    /// DELETE → the JSON it answers.
+    pub async fn delete_json(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .delete(self.url(path))
+            .send()
+            .await
+            .with_context(|| self.unreachable())?;
+        json_or_problem(resp).await
+    }
+
     /// DELETE.
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
         let resp = self

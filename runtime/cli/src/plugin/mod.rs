@@ -86,6 +86,24 @@ pub enum PluginCommand {
         /// state and process its inputs again from the earliest offsets.
         #[arg(long)]
         reset_state: bool,
+        /// Run the version beside the serving one (a filter or transform), its outputs
+        /// compared and dropped, instead of replacing it; see `weir plugin shadow`.
+        #[arg(long, conflicts_with = "reset_state")]
+        shadow: bool,
+        /// With --shadow: the share of batches compared, in percent.
+        #[arg(long, requires = "shadow", value_parser = clap::value_parser!(u32).range(1..=100))]
+        sample_percent: Option<u32>,
+    },
+    /// A shadow's comparison with the serving version, or `--stop` it.
+    #[command(
+        after_help = "Examples:\n  weir plugin deploy plugins/redact --shadow --sample-percent 10\n  weir plugin shadow redact\n  weir plugin shadow redact --stop"
+    )]
+    Shadow {
+        /// Plugin name.
+        name: String,
+        /// Stop shadowing (prints the final report).
+        #[arg(long)]
+        stop: bool,
     },
     /// A plugin's version history on a server.
     #[command(after_help = "Examples:\n  weir plugin versions shouty")]
@@ -131,8 +149,22 @@ pub async fn run(command: PluginCommand, remote: &Remote) -> anyhow::Result<()> 
             let client = check.then(|| remote.client()).transpose()?;
             watch::run(&crate_dir, &plugin_dir, client).await
         }
-        PluginCommand::Deploy { dir, reset_state } => {
-            remote::deploy(&remote.client()?, dir, reset_state).await
+        PluginCommand::Deploy {
+            dir,
+            reset_state,
+            shadow,
+            sample_percent,
+        } => {
+            let query = match (reset_state, shadow, sample_percent) {
+                (true, _, _) => "?reset_state=true".to_string(),
+                (_, true, Some(p)) => format!("?shadow=true&sample_percent={p}"),
+                (_, true, None) => "?shadow=true".to_string(),
+                _ => String::new(),
+            };
+            remote::deploy(&remote.client()?, dir, &query).await
+        }
+        PluginCommand::Shadow { name, stop } => {
+            remote::shadow(&remote.client()?, &name, stop).await
         }
         PluginCommand::Versions { name } => remote::versions(&remote.client()?, &name).await,
         PluginCommand::Replay(args) => remote::replay(&remote.client()?, args).await,

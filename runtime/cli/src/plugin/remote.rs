@@ -8,8 +8,8 @@ use weir_broker::plugins::PluginFiles;
 use super::Client;
 
 /// Deploys a plugin folder (or a crate, built first) with `PUT /v1/plugins/{name}`
-/// (`?reset_state=true` with `reset_state`).
-pub(super) async fn deploy(client: &Client, dir: PathBuf, reset_state: bool) -> anyhow::Result<()> {
+/// and `query` (`?reset_state=true`, `?shadow=true`, or nothing).
+pub(super) async fn deploy(client: &Client, dir: PathBuf, query: &str) -> anyhow::Result<()> {
     let files = tokio::task::spawn_blocking(move || -> anyhow::Result<PluginFiles> {
         let folder = if weir_toolchain::polyglot::Lang::of(&dir).is_some() {
             super::build(&dir, None)?
@@ -29,7 +29,6 @@ pub(super) async fn deploy(client: &Client, dir: PathBuf, reset_state: bool) -> 
             "component",
             reqwest::multipart::Part::bytes(files.component.to_vec()).file_name("plugin.wasm"),
         );
-    let query = if reset_state { "?reset_state=true" } else { "" };
     let body = client
         .put_multipart(&format!("/v1/plugins/{name}{query}"), form)
         .await
@@ -193,6 +192,45 @@ pub(super) async fn replay(client: &Client, a: ReplayArgs) -> anyhow::Result<()>
             "done: {} read, {} written",
             status["read"], status["written"]
         ),
+    }
+    Ok(())
+}
+
+/// Prints a shadow's report (stopping it first with `stop`).
+pub(super) async fn shadow(client: &Client, name: &str, stop: bool) -> anyhow::Result<()> {
+    let path = format!("/v1/plugins/{name}/shadow");
+    let r = if stop {
+        client.delete_json(&path).await?
+    } else {
+        client.get(&path).await?
+    };
+    println!(
+        "{} shadowing {name}{} ({}% of batches, up to {}% of a core)",
+        r["candidate"].as_str().unwrap_or("?"),
+        if stop { ", stopped" } else { "" },
+        r["sample_percent"],
+        r["max_share_percent"]
+    );
+    println!(
+        "events {}: identical {}, different {}, only in old {}, only in new {}",
+        r["events"], r["identical"], r["different"], r["only_in_old"], r["only_in_new"]
+    );
+    println!(
+        "errors old {} new {}; ns per event old {} new {}; batches {} compared, {} skipped",
+        r["errors"]["old"],
+        r["errors"]["new"],
+        r["ns_per_event"]["old"],
+        r["ns_per_event"]["new"],
+        r["batches"],
+        r["skipped_batches"]
+    );
+    for s in r["samples"].as_array().into_iter().flatten() {
+        println!(
+            "  {}: old {} new {}",
+            s["kind"].as_str().unwrap_or("?"),
+            s["old"],
+            s["new"]
+        );
     }
     Ok(())
 }

@@ -201,19 +201,28 @@ impl Shadow {
     }
 }
 
-/// Each input event's outputs (values and keys, flags, headers) as comparable
-/// owned events.
-type Outputs = Vec<Vec<(Option<Vec<u8>>, Option<Vec<u8>>, u8, Vec<(String, Vec<u8>)>)>>;
+/// An output event, owned, comparable.
+#[derive(Debug, PartialEq, Eq)]
+struct Owned {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    flags: u8,
+    headers: Vec<(String, Vec<u8>)>,
+}
 
-fn owned(e: &Event<'_>) -> (Option<Vec<u8>>, Option<Vec<u8>>, u8, Vec<(String, Vec<u8>)>) {
-    (
-        e.key.map(<[u8]>::to_vec),
-        e.value.map(<[u8]>::to_vec),
-        e.flags,
-        e.headers()
+/// Each input event's outputs.
+type Outputs = Vec<Vec<Owned>>;
+
+fn owned(e: &Event<'_>) -> Owned {
+    Owned {
+        key: e.key.map(<[u8]>::to_vec),
+        value: e.value.map(<[u8]>::to_vec),
+        flags: e.flags,
+        headers: e
+            .headers()
             .map(|(n, v)| (n.to_string(), v.to_vec()))
             .collect(),
-    )
+    }
 }
 
 /// Splits a batch's answer into each input event's outputs.
@@ -285,10 +294,10 @@ fn compare(candidate: &Plugin, report: &ShadowReport, job: Job) {
         kind.0.fetch_add(1, Ordering::Relaxed);
         let mut samples = report.samples.lock();
         if samples.len() < SAMPLES {
-            let values = |outs: Vec<(Option<Vec<u8>>, Option<Vec<u8>>, u8, _)>| -> Vec<Vec<u8>> {
+            let values = |outs: Vec<Owned>| -> Vec<Vec<u8>> {
                 outs.into_iter()
-                    .map(|(_, v, _, _)| {
-                        let mut v = v.unwrap_or_default();
+                    .map(|o| {
+                        let mut v = o.value.unwrap_or_default();
                         v.truncate(SAMPLE_BYTES);
                         v
                     })
