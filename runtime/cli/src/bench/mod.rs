@@ -27,6 +27,7 @@ mod latency;
 mod pipeline;
 mod processors;
 mod reload;
+mod rollout;
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -124,6 +125,11 @@ enum BenchCommand {
     /// readable, and the restore time after a restart with 1 M open windows.
     #[command(after_help = "Examples:\n  weir bench processors\n  weir bench processors --quick")]
     Processors(processors::ProcessorArgs),
+    /// Safe rollout's costs: publishes through json-filter + redact without a
+    /// shadow, with a shadow comparing every batch and 10 % of them, then replays of
+    /// the stored topic through each plugin.
+    #[command(after_help = "Examples:\n  weir bench rollout\n  weir bench rollout --quick")]
+    Rollout(rollout::RolloutArgs),
 }
 
 /// One line of the results table.
@@ -179,6 +185,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchCommand::Cluster(a)) => return cluster::run(a).await,
         Some(BenchCommand::Languages(a)) => return languages::run(a).await,
         Some(BenchCommand::Processors(a)) => return processors::run(a).await,
+        Some(BenchCommand::Rollout(a)) => return rollout::run(a).await,
         None => {}
     }
     let seconds = if args.quick { 0.2 } else { args.seconds };

@@ -76,7 +76,7 @@ pub(super) fn build_one(name: &str) -> anyhow::Result<Vec<u8>> {
 /// A JSON produce body of `batch` records whose values are JSON objects of
 /// `value_bytes` bytes that pass the filter and have a field to redact, each with a
 /// `region` header naming one of 4 routes.
-fn pipeline_body(value_bytes: usize, batch: usize) -> Vec<u8> {
+pub(super) fn pipeline_body(value_bytes: usize, batch: usize) -> Vec<u8> {
     let fixed = r#"{"status":"paid","card":{"number":"4111111111111111"},"pad":""}"#.len();
     let pad = "x".repeat(value_bytes.saturating_sub(fixed));
     let mut out = Vec::with_capacity(batch * (value_bytes + 48) + 16);
@@ -193,7 +193,7 @@ fn print_plugin_time(before: &[(String, u64, f64)], after: &[(String, u64, f64)]
     );
 }
 
-async fn create(
+pub(super) async fn create(
     client: &Client,
     topic: &str,
     partitions: u32,
