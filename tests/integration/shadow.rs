@@ -137,6 +137,16 @@ async fn a_shadow_reports_exactly_the_events_it_would_change_and_stores_nothing(
     api.get("/v1/plugins/redact/shadow")
         .await
         .assert_problem(404, "no_shadow");
+    // The history says it ran as a shadow, and until when.
+    let history = api.get("/v1/plugins/redact/versions").await.body;
+    let shadowed: Vec<&Value> = history["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "shadowed")
+        .collect();
+    assert_eq!(shadowed.len(), 1, "{history}");
+    assert!(shadowed[0]["ended_at_ms"].is_u64(), "{history}");
     // Sampling: 10 % of batches compared, the others counted as skipped.
     let r = shadow_deploy(&api, &redact("[\"/email\"]"), "&sample_percent=10").await;
     assert_eq!(r.status, 201, "{}", r.body);

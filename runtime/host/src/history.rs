@@ -46,6 +46,9 @@ pub enum Outcome {
     Rejected,
     /// Served until its folder was deleted.
     Removed,
+    /// Ran as a shadow of the serving version (compared, never served); `ended_at_ms`
+    /// says when it stopped.
+    Shadowed,
 }
 
 /// One version event in a plugin's history.
@@ -142,6 +145,36 @@ impl History {
             probation: None,
             plugin: None,
         });
+    }
+
+    /// Records `plugin` starting as a shadow of the serving version.
+    pub(crate) fn shadow_started(&mut self, plugin: &Plugin, reason: String) {
+        self.end_shadow("replaced by another shadow");
+        self.push(Entry {
+            version: plugin.hash().to_string(),
+            origin: Origin::Http,
+            file: plugin.files().map(|f| f.component_path.clone()),
+            at_ms: now_ms(),
+            ended_at_ms: None,
+            outcome: Outcome::Shadowed,
+            reason: Some(reason),
+            load_ms: None,
+            probation: None,
+            plugin: None,
+        });
+    }
+
+    /// Ends the running shadow's entry, saying why.
+    pub(crate) fn end_shadow(&mut self, why: &str) {
+        if let Some(e) = self
+            .entries
+            .iter_mut()
+            .rev()
+            .find(|e| e.outcome == Outcome::Shadowed && e.ended_at_ms.is_none())
+        {
+            e.ended_at_ms = Some(now_ms());
+            e.reason = Some(format!("{}; {why}", e.reason.take().unwrap_or_default()));
+        }
     }
 
     /// Ends the active version (its folder was removed, or it was rolled back).

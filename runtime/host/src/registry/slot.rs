@@ -97,8 +97,20 @@ impl Slot {
     }
 
     /// Shadows the serving version with `shadow` (`None` ends shadowing); the one it
-    /// replaces stops.
+    /// replaces stops. Both are recorded in the version history.
     pub fn set_shadow(&self, shadow: Option<Arc<super::shadow::Shadow>>) {
+        let mut history = self.history.lock();
+        match &shadow {
+            Some(s) => history.shadow_started(
+                &s.plugin,
+                format!(
+                    "shadow: {}% of batches, up to {}% of a core",
+                    s.settings.sample_percent,
+                    (s.settings.max_share * 100.0).round()
+                ),
+            ),
+            None => history.end_shadow("stopped"),
+        }
         if let Some(old) = self.shadow.swap(shadow) {
             old.stop();
         }

@@ -81,6 +81,7 @@ pub fn history_entry(e: &Entry) -> Value {
             HistoryOutcome::RolledBack => "rolled_back",
             HistoryOutcome::Rejected => "rejected",
             HistoryOutcome::Removed => "removed",
+            HistoryOutcome::Shadowed => "shadowed",
         },
         "reason": e.reason,
         "load_ms": e.load_ms,
