@@ -96,7 +96,7 @@ pub enum PluginCommand {
     },
     /// A shadow's comparison with the serving version, or `--stop` it.
     #[command(
-        after_help = "Examples:\n  weir plugin deploy plugins/redact --shadow --sample-percent 10\n  weir plugin shadow redact\n  weir plugin shadow redact --stop"
+        after_help = "Examples:\n  weir plugin shadow redact\n  weir plugin shadow redact --stop\n  weir plugin deploy plugins/redact --shadow --sample-percent 10"
     )]
     Shadow {
         /// Plugin name.
