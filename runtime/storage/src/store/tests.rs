@@ -35,21 +35,27 @@ async fn with_three_chunks(dir: &Path) -> (Store, Arc<Topic>) {
     (store, t)
 }
 
-/// Opens the store once the last handle on its files (a dropped store's or a raw
-/// sled's, whose background thread lets go a moment after the drop) is released.
-fn reopen(dir: &Path) -> crate::Result<Store> {
+/// Runs `f` (an open of the store's files) once they are free: a dropped store's or
+/// raw sled's background thread lets go of the file lock a moment after the drop,
+/// and `repair` opens and drops sled itself.
+fn when_free<T>(mut f: impl FnMut() -> crate::Result<T>) -> crate::Result<T> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match Store::open(dir, StoreOptions::default()) {
+        match f() {
             Err(e)
                 if e.to_string().contains("could not acquire lock")
                     && std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            opened => return opened,
+            done => return done,
         }
     }
+}
+
+/// Opens the store once the last handle on its files is released.
+fn reopen(dir: &Path) -> crate::Result<Store> {
+    when_free(|| Store::open(dir, StoreOptions::default()))
 }
 
 /// sled itself on the store's files, for tests that damage them, once free.
@@ -130,16 +136,20 @@ async fn damaged_chunks_are_errors_never_short_reads() {
     drop(store);
 
     // verify finds it; recover truncates to the last good batch and says so.
-    let found = crate::repair::verify(dir.path()).unwrap();
+    let found = when_free(|| crate::repair::verify(dir.path())).unwrap();
     assert!(!found.is_clean());
     let p = &found.partitions[0];
     assert_eq!((p.good_end, p.stored_end, p.records), (1, 3, 1));
     assert!(p.damage.as_ref().unwrap().contains("CRC mismatch"), "{p:?}");
-    let (_, dropped) = crate::repair::recover(dir.path()).unwrap();
+    let (_, dropped) = when_free(|| crate::repair::recover(dir.path())).unwrap();
     assert_eq!(dropped.len(), 1);
     assert_eq!((dropped[0].truncated_to, dropped[0].dropped_to), (1, 3));
     assert_eq!(dropped[0].chunks, 2);
-    assert!(crate::repair::verify(dir.path()).unwrap().is_clean());
+    assert!(
+        when_free(|| crate::repair::verify(dir.path()))
+            .unwrap()
+            .is_clean()
+    );
     let store = reopen(dir.path()).unwrap();
     let t = store.topic("t").unwrap();
     // Offsets are not reused: [1, 3) is an empty span now.
@@ -171,7 +181,7 @@ async fn a_missing_chunk_is_an_error_never_a_skip() {
     assert_eq!(err.code(), "storage_corrupt");
     store.shutdown().await;
     drop(store);
-    let found = crate::repair::verify(dir.path()).unwrap();
+    let found = when_free(|| crate::repair::verify(dir.path())).unwrap();
     assert_eq!(found.partitions[0].good_end, 1);
     assert!(
         found.partitions[0]
@@ -203,7 +213,7 @@ async fn a_store_recovered_short_of_the_checkpoint_refuses_to_open() {
         ),
         "{err}"
     );
-    let (_, dropped) = crate::repair::recover(dir.path()).unwrap();
+    let (_, dropped) = when_free(|| crate::repair::recover(dir.path())).unwrap();
     assert_eq!((dropped[0].truncated_to, dropped[0].dropped_to), (2, 3));
     let store = reopen(dir.path()).unwrap();
     assert_eq!(store.topic("t").unwrap().partitions[0].high_watermark(), 3);
