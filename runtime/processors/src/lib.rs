@@ -280,6 +280,12 @@ impl Processors {
         Ok(offsets)
     }
 
+    /// The `state_version` of the state `name` has stored (`None` before it first
+    /// ran): what a new version must declare to run without a reset.
+    pub fn stored_state_version(&self, name: &str) -> Result<Option<u32>, ProcessorError> {
+        Ok(self.inner.stored_state_version(name)?)
+    }
+
     fn slot(&self, name: &str) -> Result<Arc<Slot>, ProcessorError> {
         self.inner
             .registry
@@ -300,6 +306,15 @@ impl Inner {
             .entry(name.to_string())
             .or_default()
             .clone()
+    }
+
+    /// The layout version of `name`'s stored state, once it has run.
+    fn stored_state_version(&self, name: &str) -> weir_broker::Result<Option<u32>> {
+        Ok(self
+            .broker
+            .state(STATE_VERSIONS, name)?
+            .and_then(|v| v.try_into().ok())
+            .map(u32::from_be_bytes))
     }
 
     /// The input topics, or why one cannot be used.
@@ -432,12 +447,7 @@ impl Inner {
             ));
         }
         let declared = settings.state_version;
-        let stored = self
-            .broker
-            .state(STATE_VERSIONS, name)
-            .map_err(|e| e.to_string())?
-            .and_then(|v| v.try_into().ok())
-            .map(u32::from_be_bytes);
+        let stored = self.stored_state_version(name).map_err(|e| e.to_string())?;
         match stored {
             Some(v) if v != declared => {
                 return Err(format!(

@@ -161,7 +161,8 @@ pub async fn deploy(
     {
         let checks = deploy_checks(&parsed, current.as_ref(), state.guard.policy());
         state.guard.require(principal.as_deref(), checks).await?;
-        state_layout_check(&name, &parsed, current.as_ref(), reset_state)?;
+        let stored = state.processors.stored_state_version(&name).ok().flatten();
+        state_layout_check(&name, &parsed, current.as_ref(), stored, reset_state)?;
     }
     if let Some(settings) = shadow {
         return super::shadow::start(&state, &name, manifest, component.to_vec(), settings).await;
@@ -256,15 +257,16 @@ fn state_layout_check(
     name: &str,
     next: &weir_broker::plugins::Manifest,
     current: Option<&weir_broker::plugins::Manifest>,
+    stored: Option<u32>,
     reset_state: bool,
 ) -> Result<(), Problem> {
-    let (Some(next), Some(current)) = (
-        next.processor.as_ref(),
-        current.and_then(|m| m.processor.as_ref()),
-    ) else {
+    // The stored state's layout decides; before the processor ever ran, the serving
+    // version's.
+    let kept = stored.or_else(|| current?.processor.as_ref().map(|p| p.state_version));
+    let (Some(next), Some(kept)) = (next.processor.as_ref(), kept) else {
         return Ok(());
     };
-    if next.state_version == current.state_version || reset_state {
+    if next.state_version == kept || reset_state {
         return Ok(());
     }
     Err(Problem::new(
@@ -272,7 +274,7 @@ fn state_layout_check(
         "state_version_changed",
         format!(
             "processor '{name}' keeps state written by state_version {}, and this version declares {}: deploy with ?reset_state=true to clear the state and process the inputs again from the earliest offsets",
-            current.state_version, next.state_version
+            kept, next.state_version
         ),
     ))
 }
