@@ -80,15 +80,15 @@ impl Client {
         &self.http
     }
 
+    /// Sends `req` → its JSON, or the server's problem as an error.
+    async fn json(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let resp = req.send().await.with_context(|| self.unreachable())?;
+        json_or_problem(resp).await
+    }
+
     /// GET → JSON.
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let resp = self
-            .http
-            .get(self.url(path))
-            .send()
-            .await
-            .with_context(|| self.unreachable())?;
-        json_or_problem(resp).await
+        self.json(self.http.get(self.url(path))).await
     }
 
     /// PUT a JSON body → (status, JSON).
@@ -107,15 +107,9 @@ impl Client {
 
     /// POST raw bytes with a content type → JSON.
     pub async fn post(&self, path: &str, content_type: &str, body: Bytes) -> anyhow::Result<Value> {
-        let resp = self
-            .http
-            .post(self.url(path))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
+        let req = self.http.post(self.url(path));
+        self.json(req.header("content-type", content_type).body(body))
             .await
-            .with_context(|| self.unreachable())?;
-        json_or_problem(resp).await
     }
 
     /// PUT a multipart form → JSON.
@@ -124,25 +118,13 @@ impl Client {
         path: &str,
         form: reqwest::multipart::Form,
     ) -> anyhow::Result<Value> {
-        let resp = self
-            .http
-            .put(self.url(path))
-            .multipart(form)
-            .send()
+        self.json(self.http.put(self.url(path)).multipart(form))
             .await
-            .with_context(|| self.unreachable())?;
-        json_or_problem(resp).await
     }
 
     /// DELETE → the JSON it answers.
     pub async fn delete_json(&self, path: &str) -> anyhow::Result<Value> {
-        let resp = self
-            .http
-            .delete(self.url(path))
-            .send()
-            .await
-            .with_context(|| self.unreachable())?;
-        json_or_problem(resp).await
+        self.json(self.http.delete(self.url(path))).await
     }
 
     /// DELETE.
@@ -182,4 +164,18 @@ async fn json_or_problem(resp: reqwest::Response) -> anyhow::Result<Value> {
     let code = value["code"].as_str().unwrap_or("error");
     let detail = value["detail"].as_str().unwrap_or("");
     bail!("{code} ({}): {detail}", status.as_u16())
+}
+
+/// The multipart body of `PUT /v1/plugins/{name}`: the `manifest` (plugin.toml) and
+/// `component` parts.
+pub fn deploy_form(manifest: String, component: Vec<u8>) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
+        .part(
+            "manifest",
+            reqwest::multipart::Part::text(manifest).file_name("plugin.toml"),
+        )
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(component).file_name("plugin.wasm"),
+        )
 }

@@ -18,18 +18,6 @@ fn redact_manifest(i: usize) -> String {
     )
 }
 
-fn form(manifest: String, component: Vec<u8>) -> reqwest::multipart::Form {
-    reqwest::multipart::Form::new()
-        .part(
-            "manifest",
-            reqwest::multipart::Part::text(manifest).file_name("plugin.toml"),
-        )
-        .part(
-            "component",
-            reqwest::multipart::Part::bytes(component).file_name("plugin.wasm"),
-        )
-}
-
 /// `deploys` versions through `a`, each timed from the PUT until `b` serves it.
 pub(super) async fn deploy_latency(
     a: &Client,
@@ -46,7 +34,7 @@ pub(super) async fn deploy_latency(
         let t = Instant::now();
         let put = a.put_multipart(
             "/v1/plugins/bench-deploy",
-            form(manifest, component.to_vec()),
+            crate::client::deploy_form(manifest, component.to_vec()),
         );
         tokio::pin!(put);
         let mut answered = None;
@@ -150,7 +138,10 @@ pub(super) async fn connector_failover(
         [[attach]]\ntopic = \"bench-gen\"\n[connector]\npoll_interval_ms = 50\n[config]\nrate = 100\n";
     nodes[0]
         .client
-        .put_multipart("/v1/plugins/gen", form(manifest.into(), generator.to_vec()))
+        .put_multipart(
+            "/v1/plugins/gen",
+            crate::client::deploy_form(manifest.into(), generator.to_vec()),
+        )
         .await?;
     let started = Instant::now();
     let mut latencies = Vec::new();

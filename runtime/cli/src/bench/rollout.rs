@@ -102,15 +102,7 @@ async fn shadow(
     files: &weir_broker::plugins::PluginFiles,
     percent: u32,
 ) -> anyhow::Result<()> {
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "manifest",
-            reqwest::multipart::Part::text(files.manifest_text.clone()).file_name("plugin.toml"),
-        )
-        .part(
-            "component",
-            reqwest::multipart::Part::bytes(files.component.to_vec()).file_name("plugin.wasm"),
-        );
+    let form = crate::client::deploy_form(files.manifest_text.clone(), files.component.to_vec());
     client
         .put_multipart(
             &format!("/v1/plugins/redact?shadow=true&sample_percent={percent}"),

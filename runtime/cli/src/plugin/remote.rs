@@ -20,15 +20,7 @@ pub(super) async fn deploy(client: &Client, dir: PathBuf, query: &str) -> anyhow
     })
     .await??;
     let name = files.manifest.name.clone();
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "manifest",
-            reqwest::multipart::Part::text(files.manifest_text.clone()).file_name("plugin.toml"),
-        )
-        .part(
-            "component",
-            reqwest::multipart::Part::bytes(files.component.to_vec()).file_name("plugin.wasm"),
-        );
+    let form = crate::client::deploy_form(files.manifest_text.clone(), files.component.to_vec());
     let body = client
         .put_multipart(&format!("/v1/plugins/{name}{query}"), form)
         .await
