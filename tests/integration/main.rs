@@ -6,6 +6,7 @@ mod http2;
 
 mod acl;
 mod api_errors;
+mod canary;
 mod cli;
 mod cluster;
 mod connectors;

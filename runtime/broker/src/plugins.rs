@@ -9,6 +9,7 @@ pub use weir_host::manifest::{
     is_valid_plugin_name,
 };
 pub use weir_host::registry::LastError;
+pub use weir_host::registry::canary::{Canary, CanarySettings, CanaryVerdict, Tally};
 pub use weir_host::registry::shadow::{Difference, Shadow, ShadowReport, ShadowSettings};
 pub use weir_host::reload::{Outcome, WatchOptions};
 pub use weir_host::{

@@ -182,10 +182,7 @@ impl Broker {
                 topic: topic_for_plan.name().to_string(),
                 partitions: topic_for_plan.partition_count(),
             };
-            let batch = pipeline::exec::Batch {
-                buf: std::borrow::Cow::Borrowed(&input),
-                origins: (0..partitions.len() as u32).collect(),
-            };
+            let batch = pipeline::exec::Batch::input(&input, partitions.len());
             let executed = pipeline::exec::run(&chain, &info, batch);
             let cx = pipeline::plan::PlanContext {
                 log: &*log,

@@ -31,6 +31,8 @@ pub enum Origin {
     Rollback,
     /// A deployment to the cluster, through any node.
     Cluster,
+    /// A canary promoted after it proved itself on a share of the keys.
+    Canary,
 }
 
 /// How a version ended, or that it still serves.
@@ -49,6 +51,12 @@ pub enum Outcome {
     /// Ran as a shadow of the serving version (compared, never served); `ended_at_ms`
     /// says when it stopped.
     Shadowed,
+    /// Served a share of the keys as a canary; `reason` says how it ended (promoted:
+    /// an `Active` entry of the same version follows).
+    Canary,
+    /// Served a share of the keys as a canary, then was rolled back; `reason` says
+    /// why.
+    CanaryRolledBack,
 }
 
 /// One version event in a plugin's history.
@@ -150,13 +158,36 @@ impl History {
     /// Records `plugin` starting as a shadow of the serving version.
     pub(crate) fn shadow_started(&mut self, plugin: &Plugin, reason: String) {
         self.end_shadow("replaced by another shadow");
+        self.stage_started(plugin, Outcome::Shadowed, reason);
+    }
+
+    /// Ends the running shadow's entry, saying why.
+    pub(crate) fn end_shadow(&mut self, why: &str) {
+        self.end_stage(Outcome::Shadowed, Outcome::Shadowed, why);
+    }
+
+    /// Records `plugin` starting as a canary beside the serving version.
+    pub(crate) fn canary_started(&mut self, plugin: &Plugin, reason: String) {
+        self.end_canary(Outcome::CanaryRolledBack, "replaced by another canary");
+        self.stage_started(plugin, Outcome::Canary, reason);
+    }
+
+    /// Ends the running canary's entry as `outcome` (`Canary` when promoted), saying
+    /// why.
+    pub(crate) fn end_canary(&mut self, outcome: Outcome, why: &str) {
+        self.end_stage(Outcome::Canary, outcome, why);
+    }
+
+    /// A version running beside the serving one (shadow or canary): not kept loaded
+    /// by the history, its stage holds it.
+    fn stage_started(&mut self, plugin: &Plugin, stage: Outcome, reason: String) {
         self.push(Entry {
             version: plugin.hash().to_string(),
             origin: Origin::Http,
             file: plugin.files().map(|f| f.component_path.clone()),
             at_ms: now_ms(),
             ended_at_ms: None,
-            outcome: Outcome::Shadowed,
+            outcome: stage,
             reason: Some(reason),
             load_ms: None,
             probation: None,
@@ -164,14 +195,14 @@ impl History {
         });
     }
 
-    /// Ends the running shadow's entry, saying why.
-    pub(crate) fn end_shadow(&mut self, why: &str) {
+    fn end_stage(&mut self, stage: Outcome, outcome: Outcome, why: &str) {
         if let Some(e) = self
             .entries
             .iter_mut()
             .rev()
-            .find(|e| e.outcome == Outcome::Shadowed && e.ended_at_ms.is_none())
+            .find(|e| e.outcome == stage && e.ended_at_ms.is_none())
         {
+            e.outcome = outcome;
             e.ended_at_ms = Some(now_ms());
             e.reason = Some(format!("{}; {why}", e.reason.take().unwrap_or_default()));
         }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use weir_host::registry::canary::Canary;
 use weir_host::{Kind, Plugin, Registry, Slot};
 use weir_storage::{Log, Topic};
 
@@ -21,6 +22,8 @@ pub struct Step {
     /// The version this request runs on; `None` when no version is loaded (every
     /// event then fails with `plugin_unavailable` under the step's policy).
     pub plugin: Option<Arc<Plugin>>,
+    /// A canary beside that version: its candidate runs on the keys it takes.
+    pub canary: Option<Arc<Canary>>,
     /// The error policy.
     pub on_error: OnError,
     /// Where dead letters of this step go.
@@ -32,12 +35,15 @@ pub struct Step {
 }
 
 impl Step {
-    /// Whether this step may route to `topic`: the running version declares it and,
-    /// for a configured step, it was approved.
-    pub fn may_route_to(&self, topic: &str) -> bool {
-        let declared = self
-            .plugin
-            .as_ref()
+    /// Whether this step may route to `topic`: the version that chose it (the
+    /// serving one, or the canary's `candidate`) declares it and, for a configured
+    /// step, it was approved.
+    pub fn may_route_to(&self, topic: &str, candidate: bool) -> bool {
+        let version = match (&self.canary, candidate) {
+            (Some(c), true) => Some(&c.plugin),
+            _ => self.plugin.as_ref(),
+        };
+        let declared = version
             .and_then(|p| p.manifest().router.as_ref())
             .is_some_and(|r| r.allows(topic));
         declared
@@ -61,7 +67,8 @@ impl Step {
 pub struct Chain {
     /// The steps, router last.
     pub steps: Vec<Step>,
-    /// `name@hash` of every step, comma-separated: the lineage header's value.
+    /// `name@hash` of every step's serving version, comma-separated: the lineage
+    /// header's value.
     pub lineage: String,
 }
 
@@ -70,6 +77,35 @@ impl Chain {
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }
+
+    /// Whether a step runs a canary: outputs then carry their own lineage.
+    pub fn has_canary(&self) -> bool {
+        self.steps.iter().any(|s| s.canary.is_some())
+    }
+
+    /// The lineage of an output on which the steps in `candidates` (bit per step)
+    /// ran their canary's candidate.
+    pub fn lineage_of(&self, candidates: u64) -> String {
+        if candidates == 0 {
+            return self.lineage.clone();
+        }
+        self.steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match &s.canary {
+                Some(c) if candidates & (1 << i) != 0 => Some(c.plugin.version_tag()),
+                _ => s.plugin.as_ref().map(|p| p.version_tag()),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// The canary of `slot` beside `serving`, if one runs beside that very version.
+fn canary_beside(slot: Option<&Arc<Slot>>, serving: Option<&Arc<Plugin>>) -> Option<Arc<Canary>> {
+    let canary = slot?.canary()?;
+    (Some(canary.serving.as_str()) == serving.map(|p| p.hash()) && !canary.decided())
+        .then_some(canary)
 }
 
 /// The pipelines of all topics: configured steps (kept in the store's key-value
@@ -213,9 +249,11 @@ impl Pipelines {
         let mut steps: Vec<Step> = Vec::with_capacity(configured.len() + attached.len());
         for spec in configured.iter() {
             let slot = self.registry.get(&spec.plugin);
+            let plugin = slot.as_ref().and_then(|s| s.current());
             steps.push(Step {
                 name: spec.plugin.clone(),
-                plugin: slot.as_ref().and_then(|s| s.current()),
+                canary: canary_beside(slot.as_ref(), plugin.as_ref()),
+                plugin,
                 slot,
                 on_error: spec.on_error,
                 dead_letter_topic: spec
@@ -229,9 +267,11 @@ impl Pipelines {
             if configured.iter().any(|s| s.plugin == slot.name()) {
                 continue; // configured explicitly: that step wins
             }
+            let plugin = slot.current();
             steps.push(Step {
                 name: slot.name().to_string(),
-                plugin: slot.current(),
+                canary: canary_beside(Some(&slot), plugin.as_ref()),
+                plugin,
                 slot: Some(slot),
                 on_error: OnError::parse(&a.on_error)?,
                 dead_letter_topic: a.dead_letter_topic.unwrap_or_else(|| default_dlq.clone()),
@@ -255,6 +295,10 @@ impl Pipelines {
                 topic.name(),
                 names.join(", ")
             )));
+        }
+        // Which steps ran a candidate is a bit per step in a `u64`.
+        for s in steps.iter_mut().skip(64) {
+            s.canary = None;
         }
         let lineage = steps
             .iter()

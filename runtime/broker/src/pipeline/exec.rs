@@ -11,9 +11,10 @@
 
 use std::borrow::Cow;
 use std::ops::Range;
+use std::sync::Arc;
 
 use weir_host::packed::{self, Writer};
-use weir_host::{BatchInfo, CallKind, Kind, PluginError};
+use weir_host::{BatchInfo, CallKind, Kind, Plugin, PluginError};
 
 use super::chain::{Chain, Step};
 use super::outcome::StepFailure;
@@ -22,22 +23,46 @@ use super::outcome::StepFailure;
 const ISOLATION_BUDGET: u32 = 64;
 
 /// Events in flight: a packed buffer (the request's own until a step rewrites it)
-/// and, per event, the index of the input record it came from.
+/// and, per event, the index of the input record it came from and which steps ran
+/// on a canary's candidate for it.
 #[derive(Debug, Default)]
 pub(crate) struct Batch<'a> {
     pub buf: Cow<'a, [u8]>,
     pub origins: Vec<u32>,
+    /// Per event, bit `i` set when step `i` ran its canary's candidate on it; empty
+    /// while no candidate ran on any event.
+    pub candidates: Vec<u64>,
 }
 
-impl Batch<'_> {
+impl<'a> Batch<'a> {
+    /// The request's `count` packed records, before any step.
+    pub fn input(buf: &'a [u8], count: usize) -> Self {
+        Batch {
+            buf: Cow::Borrowed(buf),
+            origins: (0..count as u32).collect(),
+            candidates: Vec::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.origins.len()
+    }
+
+    /// Which steps ran a candidate on event `j` (bit per step).
+    pub fn candidates_of(&self, j: usize) -> u64 {
+        self.candidates.get(j).copied().unwrap_or(0)
+    }
+
+    /// Whether step `step` ran its canary's candidate on event `j`.
+    pub fn ran_candidate(&self, j: usize, step: usize) -> bool {
+        step < 64 && self.candidates_of(j) & (1 << step) != 0
     }
 }
 
 /// A router's choice for one event of the final batch.
 #[derive(Debug)]
 pub(crate) struct Route {
+    /// The event's index in the router's input batch.
     pub event: u32,
     pub topic: String,
     pub key: Option<Vec<u8>>,
@@ -79,56 +104,20 @@ pub(crate) fn run<'a>(chain: &Chain, info: &BatchInfo, input: Batch<'a>) -> Exec
         if batch.len() == 0 {
             break;
         }
-        let pieces = run_isolating(step, info, &batch);
-        let mut fail = |range: Range<usize>, e: &PluginError| {
-            let error = StepFailure::new(step, e);
-            for j in range {
-                failures.push(Failure {
-                    origin: batch.origins[j],
-                    step: index,
-                    error: error.clone(),
-                });
+        let stepped = match &step.canary {
+            Some(canary) => {
+                super::canary::run_step_with_canary(step, index, canary, info, batch, &mut failures)
             }
+            None => run_step(&Version::serving(step), index, info, batch, &mut failures),
         };
-        match step.kind() {
-            Some(Kind::Router) => {
-                let mut routes = Vec::new();
-                for (range, result) in pieces {
-                    match result {
-                        Ok(Output::Route(list)) => routes.extend(list.into_iter().map(|d| Route {
-                            event: d.event + range.start as u32,
-                            topic: d.topic,
-                            key: d.key,
-                        })),
-                        Ok(_) => unreachable!("a router answers routes"),
-                        Err(e) => fail(range, &e),
-                    }
-                }
+        match stepped {
+            Stepped::Next(next) => batch = next,
+            Stepped::Routed(out, routes) => {
                 return Executed {
-                    out: batch,
+                    out,
                     routes: Some(routes),
                     failures,
                 };
-            }
-            _ => {
-                let whole = pieces.len() == 1 && pieces[0].0.len() == batch.len();
-                let all_kept =
-                    whole && matches!(&pieces[0].1, Ok(Output::Keep(f)) if f.iter().all(|k| *k));
-                if all_kept {
-                    continue;
-                }
-                let next = {
-                    let events = packed::decode(&batch.buf).expect("the broker packed this batch");
-                    let mut next = Next::default();
-                    for (range, result) in pieces {
-                        match result {
-                            Ok(out) => next.add(&events, &batch.origins, range, out, whole),
-                            Err(e) => fail(range, &e),
-                        }
-                    }
-                    next.finish()
-                };
-                batch = next;
             }
         }
     }
@@ -139,6 +128,84 @@ pub(crate) fn run<'a>(chain: &Chain, info: &BatchInfo, input: Batch<'a>) -> Exec
     }
 }
 
+/// The version of a step that runs on some events.
+pub(crate) struct Version<'s> {
+    pub step: &'s Step,
+    /// `None` when no version is loaded.
+    pub plugin: Option<&'s Arc<Plugin>>,
+    /// `Batch` for the serving version, `Canary` for a canary's candidate.
+    pub kind: CallKind,
+}
+
+impl<'s> Version<'s> {
+    pub fn serving(step: &'s Step) -> Self {
+        Version {
+            step,
+            plugin: step.plugin.as_ref(),
+            kind: CallKind::Batch,
+        }
+    }
+}
+
+/// What one step made of a batch.
+pub(crate) enum Stepped<'a> {
+    /// The events for the next step.
+    Next(Batch<'a>),
+    /// The router's input and its choices: the chain ends here.
+    Routed(Batch<'a>, Vec<Route>),
+}
+
+/// Runs one step's `version` over `batch`, adding the events it failed on to
+/// `failures`.
+pub(crate) fn run_step<'a>(
+    version: &Version<'_>,
+    index: usize,
+    info: &BatchInfo,
+    batch: Batch<'a>,
+    failures: &mut Vec<Failure>,
+) -> Stepped<'a> {
+    let pieces = run_isolating(version, info, &batch);
+    let mut fail = |range: Range<usize>, e: &PluginError| {
+        let error = StepFailure::new(version.step, version.plugin.map(|p| &**p), e);
+        for j in range {
+            failures.push(Failure {
+                origin: batch.origins[j],
+                step: index,
+                error: error.clone(),
+            });
+        }
+    };
+    if version.step.kind() == Some(Kind::Router) {
+        let mut routes = Vec::new();
+        for (range, result) in pieces {
+            match result {
+                Ok(Output::Route(list)) => routes.extend(list.into_iter().map(|d| Route {
+                    event: d.event + range.start as u32,
+                    topic: d.topic,
+                    key: d.key,
+                })),
+                Ok(_) => unreachable!("a router answers routes"),
+                Err(e) => fail(range, &e),
+            }
+        }
+        return Stepped::Routed(batch, routes);
+    }
+    let whole = pieces.len() == 1 && pieces[0].0.len() == batch.len();
+    let all_kept = whole && matches!(&pieces[0].1, Ok(Output::Keep(f)) if f.iter().all(|k| *k));
+    if all_kept {
+        return Stepped::Next(batch);
+    }
+    let events = packed::decode(&batch.buf).expect("the broker packed this batch");
+    let mut next = Next::default();
+    for (range, result) in pieces {
+        match result {
+            Ok(out) => next.add(&events, &batch, range, out, whole),
+            Err(e) => fail(range, &e),
+        }
+    }
+    Stepped::Next(next.finish())
+}
+
 /// Builds the batch after a filter or transform step from its pieces.
 #[derive(Default)]
 struct Next {
@@ -146,17 +213,19 @@ struct Next {
     /// A transform's single whole-batch output, used as is.
     taken: Option<Vec<u8>>,
     origins: Vec<u32>,
+    candidates: Vec<u64>,
 }
 
 impl Next {
     fn add(
         &mut self,
         events: &[packed::Event<'_>],
-        origins: &[u32],
+        batch: &Batch<'_>,
         range: Range<usize>,
         out: Output,
         whole: bool,
     ) {
+        let marked = !batch.candidates.is_empty();
         match out {
             Output::Keep(flags) => {
                 let w = self
@@ -165,7 +234,10 @@ impl Next {
                 for (j, keep) in range.zip(flags) {
                     if keep {
                         w.push_event(&events[j]);
-                        self.origins.push(origins[j]);
+                        self.origins.push(batch.origins[j]);
+                        if marked {
+                            self.candidates.push(batch.candidates[j]);
+                        }
                     }
                 }
             }
@@ -175,7 +247,11 @@ impl Next {
             } => {
                 for (j, n) in range.zip(counts) {
                     self.origins
-                        .extend(std::iter::repeat_n(origins[j], n as usize));
+                        .extend(std::iter::repeat_n(batch.origins[j], n as usize));
+                    if marked {
+                        self.candidates
+                            .extend(std::iter::repeat_n(batch.candidates[j], n as usize));
+                    }
                 }
                 if whole {
                     self.taken = Some(out);
@@ -202,6 +278,7 @@ impl Next {
         Batch {
             buf: Cow::Owned(buf),
             origins: self.origins,
+            candidates: self.candidates,
         }
     }
 }
@@ -210,14 +287,14 @@ type Piece = (Range<usize>, Result<Output, PluginError>);
 
 /// Calls the step on the whole batch, then on halves of what failed, while the
 /// failure may be event-specific and the budget lasts.
-fn run_isolating(step: &Step, info: &BatchInfo, batch: &Batch<'_>) -> Vec<Piece> {
+fn run_isolating(version: &Version<'_>, info: &BatchInfo, batch: &Batch<'_>) -> Vec<Piece> {
     let n = batch.len();
-    match call(step, CallKind::Batch, info, &batch.buf, n) {
+    match call(version, version.kind, info, &batch.buf, n) {
         Err(e) if e.isolatable() && n > 1 => {
             let events = packed::decode(&batch.buf).expect("the broker packed this batch");
             let mut pieces = Vec::new();
             let mut budget = ISOLATION_BUDGET;
-            split(step, info, &events, 0..n, e, &mut budget, &mut pieces);
+            split(version, info, &events, 0..n, e, &mut budget, &mut pieces);
             pieces
         }
         result => vec![(0..n, result)],
@@ -225,7 +302,7 @@ fn run_isolating(step: &Step, info: &BatchInfo, batch: &Batch<'_>) -> Vec<Piece>
 }
 
 fn split(
-    step: &Step,
+    version: &Version<'_>,
     info: &BatchInfo,
     events: &[packed::Event<'_>],
     range: Range<usize>,
@@ -245,22 +322,23 @@ fn split(
             w.push_event(e);
         }
         let buf = w.finish();
-        match call(step, CallKind::Retry, info, &buf, half.len()) {
+        match call(version, CallKind::Retry, info, &buf, half.len()) {
             Ok(out) => pieces.push((half, Ok(out))),
-            Err(e) => split(step, info, events, half, e, budget, pieces),
+            Err(e) => split(version, info, events, half, e, budget, pieces),
         }
     }
 }
 
 /// One call of a step's plugin over `count` packed events, with its result checked.
 fn call(
-    step: &Step,
+    version: &Version<'_>,
     kind: CallKind,
     info: &BatchInfo,
     buf: &[u8],
     count: usize,
 ) -> Result<Output, PluginError> {
-    let (Some(plugin), Some(slot)) = (&step.plugin, &step.slot) else {
+    let step = version.step;
+    let (Some(plugin), Some(slot)) = (version.plugin, &step.slot) else {
         return Err(PluginError::Unavailable {
             plugin: step.name.clone(),
             reason: step

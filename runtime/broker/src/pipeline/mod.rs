@@ -12,10 +12,12 @@
 //! - [`spec`]: the step configuration and error policies.
 //! - [`chain`]: resolving a topic's chain at request time.
 //! - [`exec`]: running the chain over a batch, isolating failing events.
+//! - `canary`: a step whose canary's candidate takes some keys: split, run, joined.
 //! - [`plan`]: outputs and dead letters into batches, and the per-record results.
 //! - [`outcome`]: what became of each record: where it was stored, or why not.
 //! - [`consume`]: a subscription's own filter or transform.
 
+mod canary;
 pub mod chain;
 pub mod consume;
 pub(crate) mod exec;

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use weir_host::PluginError;
+use weir_host::{Plugin, PluginError};
 
 use super::chain::Step;
 
@@ -23,10 +23,12 @@ pub struct StepFailure {
 }
 
 impl StepFailure {
-    pub(crate) fn new(step: &Step, e: &PluginError) -> Self {
+    /// `step` failed on an event while running `version` (the serving one or a
+    /// canary's candidate; `None` when none is loaded).
+    pub(crate) fn new(step: &Step, version: Option<&Plugin>, e: &PluginError) -> Self {
         Self {
             plugin: step.name.clone(),
-            version: step.plugin.as_ref().map(|p| p.hash().to_string()),
+            version: version.map(|p| p.hash().to_string()),
             kind: Cow::Borrowed(e.code()),
             message: e.to_string(),
         }

@@ -124,7 +124,8 @@ pub(crate) fn build(
                 // A route outside the declared (and, for a configured step,
                 // approved) destinations is refused before the topic is even looked
                 // up or created: what was checked is all a router can reach.
-                let problem = if !step.may_route_to(&r.topic) {
+                let candidate = executed.out.ran_candidate(r.event as usize, router);
+                let problem = if !step.may_route_to(&r.topic, candidate) {
                     Some((
                         "route_not_declared",
                         format!(
@@ -163,7 +164,10 @@ pub(crate) fn build(
                         step: router,
                         error: StepFailure {
                             plugin: step.name.clone(),
-                            version: step.plugin.as_ref().map(|p| p.hash().to_string()),
+                            version: match (&step.canary, candidate) {
+                                (Some(c), true) => Some(c.plugin.hash().to_string()),
+                                _ => step.plugin.as_ref().map(|p| p.hash().to_string()),
+                            },
                             kind: Cow::Borrowed(kind),
                             message,
                         },
@@ -174,6 +178,22 @@ pub(crate) fn build(
     }
     let mut results = vec![RecordResult::default(); inputs.len()];
     apply_policies(cx, &mut executed.failures, &mut results)?;
+    // With a canary in the chain, an output a candidate made names it: the lineage
+    // is then each record's own instead of its batch's.
+    let lineages: Vec<(u64, String)> = if cx.chain.has_canary() {
+        let mut masks: Vec<u64> = sends
+            .iter()
+            .map(|(_, j, _)| executed.out.candidates_of(*j))
+            .collect();
+        masks.sort_unstable();
+        masks.dedup();
+        masks
+            .into_iter()
+            .map(|m| (m, cx.chain.lineage_of(m)))
+            .collect()
+    } else {
+        Vec::new()
+    };
 
     // The outputs, per destination topic, read straight from the chain's packed
     // buffer; dead letters apart (rare, and with headers of their own).
@@ -195,12 +215,19 @@ pub(crate) fn build(
         let trace = original
             .header(TRACEPARENT)
             .filter(|_| e.header(TRACEPARENT).is_none());
+        let candidates = executed.out.candidates_of(*j);
+        let lineage = lineages
+            .iter()
+            .find(|(m, _)| *m == candidates)
+            .map(|(_, l)| l.as_bytes())
+            .filter(|l| !l.is_empty());
         grow(&mut outputs, &mut output_targets, *t);
         outputs[*t].push(Out {
             event: e,
             key,
             partition,
             trace,
+            lineage,
         });
         output_targets[*t].push((origin, false));
     }
@@ -280,8 +307,9 @@ pub(crate) fn build(
             continue;
         }
         let topic = &dest.topics[t];
-        // The lineage is the same for every output: stored once per batch.
-        let shared: &[(&str, &[u8])] = if cx.chain.lineage.is_empty() {
+        // Without a canary the lineage is the same for every output: stored once per
+        // batch.
+        let shared: &[(&str, &[u8])] = if cx.chain.lineage.is_empty() || cx.chain.has_canary() {
             &[]
         } else {
             &[(LINEAGE_HEADER, cx.chain.lineage.as_bytes())]
@@ -312,6 +340,8 @@ struct Out<'a> {
     partition: Option<u32>,
     /// The input's `traceparent`, when the output lacks one.
     trace: Option<&'a [u8]>,
+    /// Its own lineage, when a canary runs in the chain.
+    lineage: Option<&'a [u8]>,
 }
 
 impl produce::Record for Out<'_> {
@@ -335,6 +365,7 @@ impl produce::Record for Out<'_> {
         self.event
             .headers()
             .chain(self.trace.map(|t| (TRACEPARENT, t)))
+            .chain(self.lineage.map(|l| (LINEAGE_HEADER, l)))
     }
 }
 

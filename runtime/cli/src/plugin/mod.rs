@@ -76,7 +76,7 @@ pub enum PluginCommand {
     },
     /// Deploy a plugin folder (or crate, built first) to a server over HTTP.
     #[command(
-        after_help = "Examples:\n  weir plugin deploy weir-plugins/shouty\n  weir plugin deploy examples/window-count --reset-state"
+        after_help = "Examples:\n  weir plugin deploy weir-plugins/shouty\n  weir plugin deploy examples/window-count --reset-state\n  weir plugin deploy plugins/redact --canary 10"
     )]
     Deploy {
         /// A deployable plugin folder, or a plugin project (built first).
@@ -93,6 +93,32 @@ pub enum PluginCommand {
         /// With --shadow: the share of batches compared, in percent.
         #[arg(long, requires = "shadow", value_parser = clap::value_parser!(u32).range(1..=100))]
         sample_percent: Option<u32>,
+        /// Serve this percent of the keys on the version, beside the serving one,
+        /// then promote or roll it back by its failure rate; see `weir plugin canary`.
+        #[arg(long, conflicts_with_all = ["reset_state", "shadow"], value_parser = clap::value_parser!(u32).range(1..=99))]
+        canary: Option<u32>,
+        /// With --canary: events the new version handles before it is judged.
+        #[arg(long, requires = "canary")]
+        promote_after: Option<u64>,
+        /// With --canary: how many percentage points its failure rate may exceed the
+        /// serving version's and still be promoted.
+        #[arg(long, requires = "canary")]
+        max_error_increase: Option<f64>,
+    },
+    /// A canary's figures (events and failures of each version), or `--promote` it
+    /// now, or `--stop` it (roll it back).
+    #[command(
+        after_help = "Examples:\n  weir plugin deploy plugins/redact --canary 10 --promote-after 50000\n  weir plugin canary redact\n  weir plugin canary redact --promote\n  weir plugin canary redact --stop"
+    )]
+    Canary {
+        /// Plugin name.
+        name: String,
+        /// Promote the new version now: it serves every key.
+        #[arg(long, conflicts_with = "stop")]
+        promote: bool,
+        /// Roll the canary back now: the serving version takes every key back.
+        #[arg(long)]
+        stop: bool,
     },
     /// A shadow's comparison with the serving version, or `--stop` it.
     #[command(
@@ -154,15 +180,30 @@ pub async fn run(command: PluginCommand, remote: &Remote) -> anyhow::Result<()> 
             reset_state,
             shadow,
             sample_percent,
+            canary,
+            promote_after,
+            max_error_increase,
         } => {
-            let query = match (reset_state, shadow, sample_percent) {
-                (true, _, _) => "?reset_state=true".to_string(),
-                (_, true, Some(p)) => format!("?shadow=true&sample_percent={p}"),
-                (_, true, None) => "?shadow=true".to_string(),
+            let mut query = match (reset_state, shadow, sample_percent, canary) {
+                (true, ..) => "?reset_state=true".to_string(),
+                (_, true, Some(p), _) => format!("?shadow=true&sample_percent={p}"),
+                (_, true, None, _) => "?shadow=true".to_string(),
+                (.., Some(p)) => format!("?canary_percent={p}"),
                 _ => String::new(),
             };
+            if let Some(n) = promote_after {
+                query.push_str(&format!("&promote_after={n}"));
+            }
+            if let Some(p) = max_error_increase {
+                query.push_str(&format!("&max_error_increase={p}"));
+            }
             remote::deploy(&remote.client()?, dir, &query).await
         }
+        PluginCommand::Canary {
+            name,
+            promote,
+            stop,
+        } => remote::canary(&remote.client()?, &name, promote, stop).await,
         PluginCommand::Shadow { name, stop } => {
             remote::shadow(&remote.client()?, &name, stop).await
         }

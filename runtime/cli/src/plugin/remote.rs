@@ -8,7 +8,8 @@ use weir_broker::plugins::PluginFiles;
 use super::Client;
 
 /// Deploys a plugin folder (or a crate, built first) with `PUT /v1/plugins/{name}`
-/// and `query` (`?reset_state=true`, `?shadow=true`, or nothing).
+/// and `query` (`?reset_state=true`, `?shadow=true`, `?canary_percent=N`, or
+/// nothing).
 pub(super) async fn deploy(client: &Client, dir: PathBuf, query: &str) -> anyhow::Result<()> {
     let files = tokio::task::spawn_blocking(move || -> anyhow::Result<PluginFiles> {
         let folder = if weir_toolchain::polyglot::Lang::of(&dir).is_some() {
@@ -224,5 +225,48 @@ pub(super) async fn shadow(client: &Client, name: &str, stop: bool) -> anyhow::R
             s["new"]
         );
     }
+    Ok(())
+}
+
+/// Prints a canary's figures (promoting or stopping it first).
+pub(super) async fn canary(
+    client: &Client,
+    name: &str,
+    promote: bool,
+    stop: bool,
+) -> anyhow::Result<()> {
+    let path = format!("/v1/plugins/{name}/canary");
+    let r = match (promote, stop) {
+        (true, _) => {
+            client
+                .post(&format!("{path}/promote"), "application/json", "{}".into())
+                .await?
+        }
+        (_, true) => client.delete_json(&path).await?,
+        _ => client.get(&path).await?,
+    };
+    println!(
+        "{} canary of {name} on {}% of keys{}",
+        r["candidate"].as_str().unwrap_or("?"),
+        r["percent"],
+        match r["outcome"].as_str() {
+            Some(o) => format!(", {}", o.replace('_', " ")),
+            None => String::new(),
+        }
+    );
+    let side = |v: &serde_json::Value| {
+        format!(
+            "{} events, {} failed ({:.2}%)",
+            v["events"],
+            v["failed"],
+            v["failure_rate"].as_f64().unwrap_or(0.0) * 100.0
+        )
+    };
+    println!("  old: {}", side(&r["old"]));
+    println!("  new: {}", side(&r["new"]));
+    println!(
+        "  judged after {} events of the new version; allowed {} points more failures",
+        r["promote_after"], r["max_error_increase"]
+    );
     Ok(())
 }

@@ -13,6 +13,7 @@
 //! counters and the snapshot the API shows).
 
 mod calls;
+pub mod canary;
 pub mod shadow;
 mod slot;
 mod status;
@@ -55,15 +56,16 @@ pub struct Registry {
     slots: RwLock<BTreeMap<String, Arc<Slot>>>,
     /// Per-subscription variants by (name, version hash, config JSON).
     variants: Mutex<HashMap<VariantKey, Arc<Plugin>>>,
-    rollback_listener: Arc<OnceLock<RollbackListener>>,
+    serving_listener: Arc<OnceLock<ServingListener>>,
 }
 
-/// Told the plugin's name after each rollback.
-struct RollbackListener(Box<dyn Fn(&str) + Send + Sync>);
+/// Told the plugin's name each time its serving version changed without a deploy (a
+/// rollback, a canary's promotion).
+struct ServingListener(Box<dyn Fn(&str) + Send + Sync>);
 
-impl std::fmt::Debug for RollbackListener {
+impl std::fmt::Debug for ServingListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RollbackListener")
+        f.write_str("ServingListener")
     }
 }
 
@@ -100,7 +102,7 @@ impl Registry {
             probation: ProbationPolicy::default(),
             slots: RwLock::new(BTreeMap::new()),
             variants: Mutex::new(HashMap::new()),
-            rollback_listener: Arc::new(OnceLock::new()),
+            serving_listener: Arc::new(OnceLock::new()),
         }
     }
 
@@ -175,12 +177,13 @@ impl Registry {
             .ok_or_else(|| slot.no_previous())
     }
 
-    /// Sets what happens after every rollback (the reloader puts the version's files
-    /// back in the plugin directory). Set once, before plugins are called.
-    pub fn on_rollback(&self, listener: impl Fn(&str) + Send + Sync + 'static) {
+    /// Sets what happens after every rollback or canary promotion (the reloader puts
+    /// the serving version's files in the plugin directory). Set once, before plugins
+    /// are called.
+    pub fn on_serving_changed(&self, listener: impl Fn(&str) + Send + Sync + 'static) {
         let _ = self
-            .rollback_listener
-            .set(RollbackListener(Box::new(listener)));
+            .serving_listener
+            .set(ServingListener(Box::new(listener)));
     }
 
     /// How new versions are put on probation.
@@ -201,7 +204,7 @@ impl Registry {
                     name,
                     self.policy,
                     self.probation,
-                    self.rollback_listener.clone(),
+                    self.serving_listener.clone(),
                 ))
             })
             .clone()
@@ -245,6 +248,63 @@ impl Registry {
             "shadowing the serving version"
         );
         Ok(shadow)
+    }
+
+    /// Starts a canary of `name`: the version in `files` (a filter, transform or
+    /// router of the serving version's kind) serves `settings.percent` of the keys,
+    /// with the plugin's durable state (its outputs are real). A canary already
+    /// running is replaced.
+    pub fn start_canary(
+        &self,
+        name: &str,
+        files: crate::plugin::PluginFiles,
+        settings: canary::CanarySettings,
+    ) -> Result<Arc<canary::Canary>> {
+        let slot = self.get(name).ok_or_else(|| PluginError::Unavailable {
+            plugin: name.to_string(),
+            reason: "no version serves it to run a canary beside".into(),
+        })?;
+        let serving = slot.current_or_unavailable()?;
+        let kind = files.manifest.kind;
+        if kind != serving.kind()
+            || !matches!(
+                kind,
+                crate::Kind::Filter | crate::Kind::Transform | crate::Kind::Router
+            )
+        {
+            return Err(PluginError::WrongKind {
+                plugin: name.to_string(),
+                expected: "a filter, transform or router of the serving version's kind",
+                actual: kind.as_str(),
+            });
+        }
+        if let Some(reason) = files.manifest.load_problem() {
+            return Err(PluginError::Manifest {
+                path: format!("{}/plugin.toml", files.component_path),
+                reason,
+            });
+        }
+        if files.version() == serving.hash() {
+            return Err(PluginError::Manifest {
+                path: format!("{}/plugin.toml", files.component_path),
+                reason: "this version already serves every key".into(),
+            });
+        }
+        let plugin = Plugin::from_files(&self.engine, files, self.state.clone())?;
+        let canary = Arc::new(canary::Canary::new(
+            Arc::new(plugin),
+            serving.hash(),
+            settings,
+        ));
+        slot.set_canary(Some(canary.clone()));
+        tracing::info!(
+            plugin = name,
+            candidate = %canary.plugin.version_tag(),
+            serving = %serving.version_tag(),
+            percent = settings.percent,
+            "canary serving a share of the keys"
+        );
+        Ok(canary)
     }
 
     /// All slots, by name.

@@ -18,8 +18,9 @@ use crate::manifest::Manifest;
 use crate::plugin::Plugin;
 
 /// (plugin name, version hash, config JSON).
+use super::canary::{Canary, CanaryVerdict};
 use super::status::{Counters, LastError, PolicyAction};
-use super::{Rejected, RollbackListener};
+use super::{Rejected, ServingListener};
 
 /// One plugin name: its current version, health and counters.
 #[derive(Debug)]
@@ -42,10 +43,12 @@ pub struct Slot {
     pub(super) probation_policy: ProbationPolicy,
     /// The probation of the current version, if it replaced another.
     pub(super) probation: Mutex<Option<Probation>>,
-    pub(super) rollback_listener: Arc<OnceLock<RollbackListener>>,
+    pub(super) serving_listener: Arc<OnceLock<ServingListener>>,
     pub(super) reloads: ReloadCounters,
     /// A candidate version compared with the serving one, if any.
     pub(super) shadow: ArcSwapOption<super::shadow::Shadow>,
+    /// A candidate version serving a share of the keys, if any.
+    pub(super) canary: ArcSwapOption<Canary>,
 }
 
 #[derive(Debug, Default)]
@@ -57,13 +60,16 @@ pub(super) struct ReloadCounters {
 
 /// How a call is made: a batch call is admitted by the breaker and its outcome
 /// counts; a retry (on part of a batch whose call failed, to isolate bad events) is
-/// only counted.
+/// only counted; so is a canary's candidate's call (its canary judges it, not the
+/// serving version's breaker and probation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallKind {
     /// A whole batch.
     Batch,
     /// Part of a batch being retried.
     Retry,
+    /// A canary's candidate on the keys it takes.
+    Canary,
 }
 
 impl Slot {
@@ -71,7 +77,7 @@ impl Slot {
         name: &str,
         policy: HealthPolicy,
         probation_policy: ProbationPolicy,
-        rollback_listener: Arc<OnceLock<RollbackListener>>,
+        serving_listener: Arc<OnceLock<ServingListener>>,
     ) -> Self {
         Self {
             name: name.to_string(),
@@ -85,9 +91,10 @@ impl Slot {
             history: Mutex::new(History::default()),
             probation_policy,
             probation: Mutex::new(None),
-            rollback_listener,
+            serving_listener,
             reloads: ReloadCounters::default(),
             shadow: ArcSwapOption::empty(),
+            canary: ArcSwapOption::empty(),
         }
     }
 
@@ -116,6 +123,75 @@ impl Slot {
         }
     }
 
+    /// The candidate serving a share of the keys, if any.
+    pub fn canary(&self) -> Option<Arc<Canary>> {
+        self.canary.load_full()
+    }
+
+    /// Starts `canary` beside the serving version (replacing a running one), or,
+    /// with `None`, stops the running one: the serving version takes every key back.
+    /// Both are recorded in the version history.
+    pub fn set_canary(&self, canary: Option<Arc<Canary>>) {
+        let mut history = self.history.lock();
+        match &canary {
+            Some(c) => history.canary_started(
+                &c.plugin,
+                format!(
+                    "canary: {}% of keys, judged after {} events (failure rate at most {:.2} points above the serving version's)",
+                    c.settings.percent,
+                    c.settings.promote_after,
+                    c.settings.max_error_rate_increase * 100.0
+                ),
+            ),
+            None => history.end_canary(Outcome::CanaryRolledBack, "stopped through the API"),
+        }
+        self.canary.store(canary);
+    }
+
+    /// Carries out `canary`'s verdict, if it is still this slot's canary: a promotion
+    /// makes the candidate the serving version (no probation: it just proved itself)
+    /// and has its files written to the plugin directory; a rollback leaves every key
+    /// on the serving version.
+    pub fn conclude_canary(&self, canary: &Arc<Canary>, verdict: CanaryVerdict) {
+        let mut history = self.history.lock();
+        if !self
+            .canary
+            .load()
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, canary))
+        {
+            return;
+        }
+        self.canary.store(None);
+        let version = &canary.plugin.hash()[..12];
+        match verdict {
+            CanaryVerdict::Promote(reason) => {
+                history.end_canary(Outcome::Canary, &reason);
+                let plugin = canary.plugin.clone();
+                history.activate(
+                    plugin.clone(),
+                    NewVersion::of(&plugin, Origin::Canary, None),
+                    false,
+                    Outcome::Replaced,
+                    Some(format!("replaced by canary {version}")),
+                );
+                self.make_current(&mut history, &plugin, false);
+                self.reloads.activated.fetch_add(1, Ordering::Relaxed);
+                drop(history);
+                tracing::info!(plugin = self.name, version, reason, "canary promoted");
+                if let Some(listener) = self.serving_listener.get() {
+                    (listener.0)(&self.name);
+                }
+            }
+            CanaryVerdict::RollBack(reason) => {
+                history.end_canary(Outcome::CanaryRolledBack, &reason);
+                self.reloads.rolled_back.fetch_add(1, Ordering::Relaxed);
+                drop(history);
+                tracing::warn!(plugin = self.name, version, reason, "canary rolled back");
+            }
+        }
+    }
+
     pub(super) fn activate(
         &self,
         plugin: Arc<Plugin>,
@@ -131,19 +207,46 @@ impl Slot {
             Outcome::Replaced,
             None,
         );
-        self.make_current(&plugin, on_probation);
+        self.make_current(&mut history, &plugin, on_probation);
         self.reloads.activated.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The swap itself, shared by activation and rollback; the caller holds the
     /// history lock, so swaps are serialised.
-    pub(super) fn make_current(&self, plugin: &Arc<Plugin>, on_probation: bool) {
+    pub(super) fn make_current(
+        &self,
+        history: &mut History,
+        plugin: &Arc<Plugin>,
+        on_probation: bool,
+    ) {
+        self.end_canary_beside(history, Some(plugin.hash()));
         self.current.store(Some(plugin.clone()));
         *self.probation.lock() = on_probation.then(|| Probation::new(plugin.hash()));
         *self.load_error.lock() = None;
         *self.failed_manifest.lock() = None;
         self.removed.store(false, Ordering::Relaxed);
         self.health.reset();
+    }
+
+    /// A canary runs beside one serving version: when another one serves (a deploy,
+    /// a rollback) or none does (a removal), the canary ends.
+    fn end_canary_beside(&self, history: &mut History, serving: Option<&str>) {
+        let ended = self
+            .canary
+            .load()
+            .as_ref()
+            .is_some_and(|c| Some(c.serving.as_str()) != serving);
+        if ended {
+            self.canary.store(None);
+            history.end_canary(
+                Outcome::CanaryRolledBack,
+                "stopped: the version it ran beside no longer serves",
+            );
+            tracing::warn!(
+                plugin = self.name,
+                "canary stopped: the version it ran beside no longer serves"
+            );
+        }
     }
 
     pub(super) fn reject(&self, r: Rejected<'_>, manifest: Option<Manifest>) {
@@ -167,6 +270,7 @@ impl Slot {
     pub(super) fn remove(&self) -> bool {
         let mut history = self.history.lock();
         let was_serving = self.current().is_some();
+        self.end_canary_beside(&mut history, None);
         history.end_active(Outcome::Removed, None);
         self.current.store(None);
         *self.probation.lock() = None;
@@ -208,7 +312,7 @@ impl Slot {
             Outcome::RolledBack,
             Some(reason.clone()),
         );
-        self.make_current(&target, false);
+        self.make_current(&mut history, &target, false);
         self.reloads.rolled_back.fetch_add(1, Ordering::Relaxed);
         drop(history);
         tracing::warn!(
@@ -218,7 +322,7 @@ impl Slot {
             reason,
             "plugin rolled back"
         );
-        if let Some(listener) = self.rollback_listener.get() {
+        if let Some(listener) = self.serving_listener.get() {
             (listener.0)(&self.name);
         }
         Ok(target)
@@ -332,7 +436,7 @@ impl Slot {
     ) -> Result<T> {
         let admission = match kind {
             CallKind::Batch => self.health.admit(Instant::now()),
-            CallKind::Retry => Admission::Call,
+            CallKind::Retry | CallKind::Canary => Admission::Call,
         };
         if let Admission::Refuse(retry_in) = admission {
             return Err(PluginError::Quarantined {

@@ -88,8 +88,8 @@ impl std::fmt::Debug for Reloader {
 
 impl Reloader {
     /// A reloader for `dir` feeding `registry`, refusing connector grants outside
-    /// `bounds`. After a rollback it writes the serving version's files back into the
-    /// plugin's folder.
+    /// `bounds`. After a rollback or a canary's promotion it writes the serving
+    /// version's files into the plugin's folder.
     pub fn new(registry: Arc<Registry>, dir: &Path, bounds: GrantBounds) -> Arc<Self> {
         let reloader = Arc::new(Self {
             registry: registry.clone(),
@@ -99,7 +99,7 @@ impl Reloader {
             claims: Mutex::new(HashMap::new()),
         });
         let weak: Weak<Self> = Arc::downgrade(&reloader);
-        registry.on_rollback(move |name| {
+        registry.on_serving_changed(move |name| {
             if let Some(r) = weak.upgrade() {
                 let name = name.to_string();
                 // Off the caller's thread: a rollback may fire inside a plugin call.
@@ -460,8 +460,8 @@ impl Reloader {
         outcome
     }
 
-    /// Writes the serving version of `name` back into its folder (after a rollback),
-    /// unless the folder already holds it.
+    /// Writes the serving version of `name` into its folder (after a rollback or a
+    /// promotion), unless the folder already holds it.
     fn restore(&self, name: &str) {
         let folders = self.folders.lock();
         let Some(plugin) = self.registry.get(name).and_then(|s| s.current()) else {
@@ -482,16 +482,16 @@ impl Reloader {
         if !is_relative_inside(&files.manifest.component) {
             tracing::error!(
                 plugin = name,
-                "cannot restore the rolled-back version's files: its component path leaves the folder; a restart would load the folder's version"
+                "cannot write the serving version's files: its component path leaves the folder; a restart would load the folder's version"
             );
             return;
         }
         match write_folder(&path, &files.manifest.component, files) {
             Ok(()) => {
-                tracing::info!(plugin = name, folder = %path.display(), version = &plugin.hash()[..12], "rolled-back version's files restored in the plugin directory")
+                tracing::info!(plugin = name, folder = %path.display(), version = &plugin.hash()[..12], "serving version's files written to the plugin directory")
             }
             Err(e) => {
-                tracing::error!(plugin = name, error = %e, "cannot restore the rolled-back version's files; a restart would load the folder's version")
+                tracing::error!(plugin = name, error = %e, "cannot write the serving version's files; a restart would load the folder's version")
             }
         }
     }

@@ -5,6 +5,9 @@
 //! Plugins: `weir_plugin_state{plugin,state}` (1 for the current state),
 //! `weir_plugin_reloads_total{plugin,result}` (`activated`, `rejected`,
 //! `rolled_back`), and calls, events, call time and errors by kind per plugin.
+//! While a canary runs: `weir_plugin_canary_percent{plugin,version}` and its events
+//! and failed events per version (`weir_plugin_canary_events_total{plugin,version,
+//! role}`, role `serving` or `candidate`), the figures it is judged by.
 //!
 //! Connectors: `weir_connector_state{connector,kind,state}`, records, batches,
 //! errors, retries, dead letters and capability refusals (`_total`), and a sink's
@@ -171,6 +174,68 @@ impl Collector for PluginMetrics {
                     })
                 })
                 .collect(),
+        )?;
+        let canaries: Vec<_> = self
+            .plugins
+            .slots()
+            .iter()
+            .filter_map(|s| Some((s.name().to_string(), s.canary()?)))
+            .collect();
+        let short = |v: &str| v.get(..12).unwrap_or(v).to_string();
+        let tags: Vec<(String, String, String)> = canaries
+            .iter()
+            .map(|(n, c)| (n.clone(), short(&c.serving), short(c.plugin.hash())))
+            .collect();
+        family(
+            "weir_plugin_canary_percent",
+            "Share of keys a canary's candidate version serves, in percent",
+            None,
+            MetricType::Gauge,
+            canaries
+                .iter()
+                .zip(&tags)
+                .map(|((_, c), (n, _, new))| {
+                    (
+                        vec![("plugin", n.as_str()), ("version", new.as_str())],
+                        Num::Count(u64::from(c.settings.percent)),
+                    )
+                })
+                .collect(),
+        )?;
+        let per_side = |failed: bool| {
+            canaries
+                .iter()
+                .zip(&tags)
+                .flat_map(|((_, c), (n, old, new))| {
+                    let (serving, candidate) = c.tallies();
+                    [("serving", old, serving), ("candidate", new, candidate)].map(
+                        |(role, version, t)| {
+                            (
+                                vec![
+                                    ("plugin", n.as_str()),
+                                    ("version", version.as_str()),
+                                    ("role", role),
+                                ],
+                                Num::Count(if failed { t.failed } else { t.events }),
+                            )
+                        },
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        family(
+            "weir_plugin_canary_events",
+            "Events each version handled during the running canary",
+            None,
+            MetricType::Counter,
+            per_side(false),
+        )?;
+        family(
+            "weir_plugin_canary_failed_events",
+            "Events each version's step failed on during the running canary",
+            None,
+            MetricType::Counter,
+            per_side(true),
         )?;
         let connectors = self.connectors.list();
         let per_connector = |f: &dyn Fn(&weir_connect::ConnectorStatus) -> Option<u64>| {

@@ -2,6 +2,7 @@
 //! wire format. Errors are RFC 9457 problem details ([`problem`]).
 
 pub mod body;
+mod canary;
 mod cluster;
 mod connectors;
 mod events;
@@ -115,6 +116,11 @@ pub fn router(state: AppState) -> Router {
             "/v1/plugins/{name}/shadow",
             get(shadow::get).delete(shadow::stop),
         )
+        .route(
+            "/v1/plugins/{name}/canary",
+            get(canary::get).delete(canary::stop),
+        )
+        .route("/v1/plugins/{name}/canary/promote", post(canary::promote))
         .route("/v1/connectors", get(connectors::list))
         .route("/v1/connectors/{name}", get(connectors::get))
         .route("/v1/connectors/{name}/{action}", post(connectors::control))

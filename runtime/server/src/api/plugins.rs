@@ -54,6 +54,9 @@ pub async fn get(
     if let Some(cluster) = &state.cluster {
         status["cluster"] = crate::wire::cluster::plugin(cluster, &name);
     }
+    if let Some(canary) = state.plugins.registry().get(&name).and_then(|s| s.canary()) {
+        status["canary"] = crate::wire::plugins::canary_report(&canary);
+    }
     Ok(Json(status))
 }
 
@@ -117,6 +120,12 @@ pub async fn deploy(
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
     let shadow = shadow_settings(&query)?;
+    let canary = super::canary::settings(&query)?;
+    if shadow.is_some() && canary.is_some() {
+        return Err(Problem::invalid_request(
+            "a deploy is a shadow or a canary, not both",
+        ));
+    }
     let reset_state = match query.get("reset_state").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
@@ -166,6 +175,9 @@ pub async fn deploy(
     }
     if let Some(settings) = shadow {
         return super::shadow::start(&state, &name, manifest, component.to_vec(), settings).await;
+    }
+    if let Some(settings) = canary {
+        return super::canary::start(&state, &name, manifest, component.to_vec(), settings).await;
     }
     if let Some(cluster) = &state.cluster {
         return super::cluster::deploy(cluster, &name, manifest, component.to_vec(), replaces)
@@ -337,6 +349,9 @@ pub(super) fn plugin_problem(e: PluginError) -> Problem {
             StatusCode::CONFLICT
         }
         PluginError::Unavailable { .. } => StatusCode::NOT_FOUND,
+        PluginError::WrongKind { .. } | PluginError::Manifest { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     Problem::new(status, e.code(), e.to_string())

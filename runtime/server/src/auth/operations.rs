@@ -84,6 +84,9 @@ pub fn checks(
         "/v1/plugins/{name}/replays" => plugin("plugin-admin"),
         // A shadow's report holds samples of records: plugin-admin, like its deploy.
         "/v1/plugins/{name}/shadow" => plugin("plugin-admin"),
+        "/v1/plugins/{name}/canary" if reads => plugin("plugin-read"),
+        // Promoting or rolling back changes what serves: like a deploy or rollback.
+        "/v1/plugins/{name}/canary" | "/v1/plugins/{name}/canary/promote" => plugin("plugin-admin"),
         "/v1/plugins/{name}" | "/v1/plugins/{name}/rollback" => plugin("plugin-admin"),
         // Connectors are plugins: reading their status is plugin-read, controlling
         // them plugin-admin.

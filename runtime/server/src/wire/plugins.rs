@@ -71,6 +71,7 @@ pub fn history_entry(e: &Entry) -> Value {
             HistoryOrigin::Http => "http",
             HistoryOrigin::Cluster => "cluster",
             HistoryOrigin::Rollback => "rollback",
+            HistoryOrigin::Canary => "canary",
         },
         "file": e.file,
         "at_ms": e.at_ms,
@@ -82,6 +83,8 @@ pub fn history_entry(e: &Entry) -> Value {
             HistoryOutcome::Rejected => "rejected",
             HistoryOutcome::Removed => "removed",
             HistoryOutcome::Shadowed => "shadowed",
+            HistoryOutcome::Canary => "canary",
+            HistoryOutcome::CanaryRolledBack => "canary_rolled_back",
         },
         "reason": e.reason,
         "load_ms": e.load_ms,
@@ -182,5 +185,22 @@ pub fn shadow_report(s: &weir_broker::plugins::Shadow) -> Value {
             "old": d.old.iter().map(text).collect::<Vec<_>>(),
             "new": d.new.iter().map(text).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+    })
+}
+
+/// `GET /v1/plugins/{name}/canary`: each version's events and failures so far.
+pub fn canary_report(c: &weir_broker::plugins::Canary) -> Value {
+    let (serving, candidate) = c.tallies();
+    let side = |t: weir_broker::plugins::Tally| json!({ "events": t.events, "failed": t.failed, "failure_rate": t.rate() });
+    json!({
+        "candidate": c.plugin.version_tag(),
+        "serving": c.serving,
+        "started_ms": c.started_at_ms,
+        "percent": c.settings.percent,
+        "promote_after": c.settings.promote_after,
+        "max_error_increase": c.settings.max_error_rate_increase * 100.0,
+        "decided": c.decided(),
+        "old": side(serving),
+        "new": side(candidate),
     })
 }

@@ -5,7 +5,8 @@ use serde_json::json;
 use super::super::schema::{self, Schema};
 use super::*;
 
-/// Plugins (status, deploys, versions, rollbacks, replays, shadows), connectors and
+/// Plugins (status, deploys, versions, rollbacks, replays, shadows, canaries),
+/// connectors and
 /// processors.
 pub(super) const PLUGINS: &[Operation] = &[
     Operation {
@@ -56,6 +57,24 @@ pub(super) const PLUGINS: &[Operation] = &[
                 "Most of one core a shadow may use; past it batches are skipped (counted)",
                 Schema::Range(1, 100),
                 "25",
+            ),
+            query(
+                "canary_percent",
+                "Serve this share of the keys on the version, beside the serving one (a canary), instead of replacing it",
+                Schema::Range(1, 99),
+                "10",
+            ),
+            query(
+                "promote_after",
+                "A canary's events before it is judged: promoted, or rolled back",
+                Schema::Count { max: u64::MAX },
+                "10000",
+            ),
+            query(
+                "max_error_increase",
+                "Percentage points a canary's failure rate may exceed the serving version's and still be promoted",
+                Schema::Text,
+                "1",
             ),
         ],
         body: Some(Body {
@@ -137,6 +156,33 @@ pub(super) const PLUGINS: &[Operation] = &[
         params: &[PLUGIN],
         body: None,
         ok: (200, "The final report"),
+    },
+    Operation {
+        method: "get",
+        path: "/v1/plugins/{name}/canary",
+        tag: "plugins",
+        summary: "The running canary: its share of keys and each version's events and failures",
+        params: &[PLUGIN],
+        body: None,
+        ok: (200, "The figures; 404 `no_canary`"),
+    },
+    Operation {
+        method: "post",
+        path: "/v1/plugins/{name}/canary/promote",
+        tag: "plugins",
+        summary: "Promote the canary now: its version serves every key",
+        params: &[PLUGIN],
+        body: None,
+        ok: (200, "The final figures"),
+    },
+    Operation {
+        method: "delete",
+        path: "/v1/plugins/{name}/canary",
+        tag: "plugins",
+        summary: "Roll the canary back now: the serving version takes every key back",
+        params: &[PLUGIN],
+        body: None,
+        ok: (200, "The final figures"),
     },
     Operation {
         method: "get",
