@@ -86,13 +86,14 @@ async fn a_canary_that_dead_letters_more_is_rolled_back_and_its_records_name_its
     api.create_topic("orders", json!({ "partitions": 2 })).await;
     let serving = api.get("/v1/plugins/json-schema").await.body["version"].clone();
     // The candidate refuses amounts over 100, which 1 in 5 orders has.
+    let strict = format!(
+        "name = \"json-schema\"\nkind = \"filter\"\ncomponent = \"plugin.wasm\"\n{}",
+        schema_config(STRICT)
+    );
     let r = deploy_canary(
         &api,
         "json-schema",
-        &format!(
-            "name = \"json-schema\"\nkind = \"filter\"\ncomponent = \"plugin.wasm\"\n{}",
-            schema_config(STRICT)
-        ),
+        &strict,
         artifacts::JSON_SCHEMA,
         "canary_percent=10&promote_after=2000&max_error_increase=1",
     )
@@ -139,7 +140,7 @@ async fn a_canary_that_dead_letters_more_is_rolled_back_and_its_records_name_its
         entry["reason"]
             .as_str()
             .unwrap()
-            .contains("rolled back after"),
+            .contains("rolled back early after"),
         "{entry}"
     );
     assert_eq!(
@@ -184,6 +185,41 @@ async fn a_canary_that_dead_letters_more_is_rolled_back_and_its_records_name_its
     )
     .await;
     assert!(results.iter().all(|r| r["status"] == "stored"));
+    // An operator can promote a canary before it is judged (the CLI), and nothing
+    // is left to stop after.
+    let r = deploy_canary(
+        &api,
+        "json-schema",
+        &strict,
+        artifacts::JSON_SCHEMA,
+        "canary_percent=50",
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(crate::harness::WEIR)
+            .args(["plugin", "canary", "json-schema"])
+            .args(args)
+            .args(["--url", &api.url])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let text = cli(&[]);
+    assert!(
+        text.contains("canary of json-schema on 50% of keys"),
+        "{text}"
+    );
+    let text = cli(&["--promote"]);
+    assert!(text.contains(", promoted"), "{text}");
+    assert_eq!(
+        api.get("/v1/plugins/json-schema").await.body["version"],
+        candidate
+    );
+    api.delete("/v1/plugins/json-schema/canary")
+        .await
+        .assert_problem(404, "no_canary");
     server.stop().await;
 }
 

@@ -132,7 +132,51 @@ async fn a_replay_through_an_older_version_leaves_the_source_and_its_groups_unto
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("done: 60 read, 40 written"), "{stdout}");
+    // A diff: the older version against the serving one on the same range, nothing
+    // written. The older keeps the 20 `keep-` values, the serving one the 40 others.
+    let out = std::process::Command::new(WEIR)
+        .args(["plugin", "replay", "greeter", "--topic", "source", "--diff"])
+        .args(["--version", &old[..12], "--from", "0", "--to", "30"])
+        .args(["--url", &api.url])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("events 60: identical 0, different 0, only in old 40, only in new 20"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("done: 60 read, 0 written"), "{stdout}");
+    let diffs = api.get("/v1/plugins/greeter/replays").await.body;
+    let diff = &diffs["replays"][0];
+    assert_eq!(diff["into"], Value::Null, "{diff}");
+    assert!(
+        diff["diff"]["against"]
+            .as_str()
+            .unwrap()
+            .starts_with("greeter@"),
+        "{diff}"
+    );
+    let samples = diff["diff"]["samples"].as_array().unwrap();
+    assert!(
+        samples
+            .iter()
+            .any(|s| s["kind"] == "only_in_old" && s["old"][0].as_str().unwrap().contains("drop-")),
+        "{diff}"
+    );
     // Refusals say why.
+    let r = api
+        .post(
+            "/v1/plugins/greeter/replays",
+            "application/json",
+            json!({ "topic": "source", "into": "x", "diff": true }).to_string(),
+        )
+        .await;
+    r.assert_problem(400, "invalid_request");
     let r = api
         .post(
             "/v1/plugins/greeter/replays",

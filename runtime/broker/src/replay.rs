@@ -1,5 +1,6 @@
 //! Replays: a stored range of a topic run through a chosen version of a filter or
-//! transform, into another topic, beside the serving path.
+//! transform, into another topic or into a diff report against another version,
+//! beside the serving path.
 //!
 //! A replay reads the source partitions with plain reads (no consumer group, no
 //! committed offsets: the source and its groups are untouched), calls the version
@@ -9,6 +10,11 @@
 //! batch the version fails on is retried one event at a time; the events that still
 //! fail are counted and left out. The rate can be capped, so a replay does not crowd
 //! out live traffic.
+//!
+//! A diff replay writes nothing: each batch goes through both versions (the chosen
+//! one and, usually, the serving one, pinned when the replay starts) and each event's
+//! outputs are compared as a shadow compares them: identical, different, only in the
+//! old or only in the new version, errors of each, cost per event, samples.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -18,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use weir_host::packed::{self, Event, FLAG_VALUE_JSON, Writer};
+use weir_host::registry::shadow::{ShadowReport, compare_versions};
 use weir_host::{BatchInfo, Kind, Plugin};
 use weir_storage::batch::ATTR_VALUE_JSON;
 use weir_storage::{ReadLimits, Topic};
@@ -46,10 +53,19 @@ pub struct ReplaySpec {
     pub from: Position,
     /// To (exclusive).
     pub to: Position,
-    /// The topic written.
-    pub into: Arc<Topic>,
+    /// Where the outputs go.
+    pub target: Target,
     /// Most records read per second (`None`: as fast as it goes).
     pub max_rate: Option<u64>,
+}
+
+/// Where a replay's outputs go.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Published to this topic.
+    Topic(Arc<Topic>),
+    /// Compared with what this version makes of the same events; nothing written.
+    Diff(Arc<Plugin>),
 }
 
 /// A replay's progress, shared with whoever watches it.
@@ -85,6 +101,7 @@ async fn run(
     spec: &ReplaySpec,
     ranges: Ranges,
     progress: &ReplayProgress,
+    diff: Option<&Arc<ShadowReport>>,
 ) -> Result<()> {
     let tag = plugin.version_tag();
     let info = BatchInfo {
@@ -121,17 +138,35 @@ async fn run(
                 w.push(r.timestamp_ms, flags, r.key, r.value, r.headers());
             }
             let buf = w.finish();
-            let (out, failed) = call_isolating(&plugin, &info, &buf, progress);
-            progress.failed.fetch_add(failed, Ordering::Relaxed);
-            if !out.is_empty() {
-                let events = packed::decode(&out).map_err(|e| {
-                    BrokerError::Internal(format!("a checked plugin output did not decode: {e}"))
-                })?;
-                let batch: Vec<NewRecord<'_>> = events.iter().map(|e| stamped(e, &tag)).collect();
-                broker.produce(&spec.into, &batch, Acks::All).await?;
-                progress
-                    .written
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            match (&spec.target, diff) {
+                (Target::Diff(old), Some(report)) => {
+                    let (old, new, info) = (old.clone(), plugin.clone(), info.clone());
+                    let (count, report) = (records.len(), report.clone());
+                    // Both versions run here: off the async workers.
+                    tokio::task::spawn_blocking(move || {
+                        compare_versions(&old, &new, &info, &buf, count, &report)
+                    })
+                    .await
+                    .map_err(|e| BrokerError::Internal(format!("a diff batch panicked: {e}")))?;
+                }
+                (Target::Topic(into), _) => {
+                    let (out, failed) = call_isolating(&plugin, &info, &buf, progress);
+                    progress.failed.fetch_add(failed, Ordering::Relaxed);
+                    if !out.is_empty() {
+                        let events = packed::decode(&out).map_err(|e| {
+                            BrokerError::Internal(format!(
+                                "a checked plugin output did not decode: {e}"
+                            ))
+                        })?;
+                        let batch: Vec<NewRecord<'_>> =
+                            events.iter().map(|e| stamped(e, &tag)).collect();
+                        broker.produce(into, &batch, Acks::All).await?;
+                        progress
+                            .written
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                (Target::Diff(_), None) => unreachable!("a diff replay has its report"),
             }
             let done = progress
                 .read
@@ -278,8 +313,11 @@ pub struct Replay {
     pub version: String,
     /// Source topic.
     pub source: String,
-    /// Target topic.
-    pub into: String,
+    /// Target topic (`None` for a diff).
+    pub into: Option<String>,
+    /// A diff's comparison: the version it is compared with (`name@hash`) and what
+    /// was found.
+    pub diff: Option<(String, Arc<ShadowReport>)>,
     /// When it started (ms since the epoch).
     pub started_ms: i64,
     /// Its progress.
@@ -305,6 +343,17 @@ impl Replays {
                 plugin.kind().as_str()
             )));
         }
+        if let Target::Diff(old) = &spec.target
+            && old.kind() != plugin.kind()
+        {
+            return Err(BrokerError::InvalidRequest(format!(
+                "a diff compares two versions of one kind: {} is a {}, {} a {}",
+                plugin.version_tag(),
+                plugin.kind().as_str(),
+                old.version_tag(),
+                old.kind().as_str()
+            )));
+        }
         let ranges = ranges(broker, &spec).await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let replay = Arc::new(Replay {
@@ -312,7 +361,14 @@ impl Replays {
             plugin: plugin.name().to_string(),
             version: plugin.version_tag(),
             source: spec.source.name().to_string(),
-            into: spec.into.name().to_string(),
+            into: match &spec.target {
+                Target::Topic(t) => Some(t.name().to_string()),
+                Target::Diff(_) => None,
+            },
+            diff: match &spec.target {
+                Target::Topic(_) => None,
+                Target::Diff(old) => Some((old.version_tag(), Arc::default())),
+            },
             started_ms: crate::now_ms(),
             progress: ReplayProgress::default(),
         });
@@ -333,7 +389,8 @@ impl Replays {
         }
         let (broker, job) = (broker.clone(), replay.clone());
         tokio::spawn(async move {
-            let result = run(&broker, plugin, &spec, ranges, &job.progress).await;
+            let diff = job.diff.as_ref().map(|(_, report)| report);
+            let result = run(&broker, plugin, &spec, ranges, &job.progress, diff).await;
             if let Err(e) = result {
                 *job.progress.error.lock() = Some(e.to_string());
             }

@@ -1,6 +1,6 @@
 //! A step with a canary: the batch is split by key between the serving version and
 //! the candidate, each half runs on its version, and the halves are joined again in
-//! input order. Each output remembers that the candidate made it (its lineage names
+//! the batch's order (each half carries its events' places in the batch). Each output remembers that the candidate made it (its lineage names
 //! the candidate's version), and the canary is told how each version did.
 
 use std::borrow::Cow;
@@ -32,38 +32,22 @@ pub(crate) fn run_step_with_canary<'a>(
         plugin: Some(&canary.plugin),
         kind: CallKind::Canary,
     };
-    let before = failures.len();
     let (stepped, tallies) = match takes.iter().filter(|t| **t).count() {
         0 => {
-            let n = batch.len() as u64;
-            let stepped = run_step(&serving, index, info, batch, failures);
-            (
-                stepped,
-                (tally(n, failures.len() - before), Tally::default()),
-            )
+            let (stepped, t) = run_counted(&serving, index, info, batch, failures);
+            (stepped, (t, Tally::default()))
         }
         all if all == takes.len() => {
-            let n = batch.len() as u64;
             let mut batch = batch;
             mark(&mut batch, |_| true, bit);
-            let stepped = run_step(&candidate, index, info, batch, failures);
-            (
-                stepped,
-                (Tally::default(), tally(n, failures.len() - before)),
-            )
+            let (stepped, t) = run_counted(&candidate, index, info, batch, failures);
+            (stepped, (Tally::default(), t))
         }
         _ => {
             let (ours, theirs) = split(&batch, &takes, bit);
-            let (n_ours, n_theirs) = (ours.len() as u64, theirs.len() as u64);
-            let ours = run_step(&serving, index, info, ours, failures);
-            let failed_ours = failures.len() - before;
-            let theirs = run_step(&candidate, index, info, theirs, failures);
-            let failed_theirs = failures.len() - before - failed_ours;
-            let stepped = join(batch, &takes, bit, ours, theirs);
-            (
-                stepped,
-                (tally(n_ours, failed_ours), tally(n_theirs, failed_theirs)),
-            )
+            let (ours, t_ours) = run_half(&serving, index, info, ours, &batch, failures);
+            let (theirs, t_theirs) = run_half(&candidate, index, info, theirs, &batch, failures);
+            (join(batch, &takes, bit, ours, theirs), (t_ours, t_theirs))
         }
     };
     if let Some(verdict) = canary.observe(tallies.0, tallies.1)
@@ -74,11 +58,52 @@ pub(crate) fn run_step_with_canary<'a>(
     stepped
 }
 
-fn tally(events: u64, failed: usize) -> Tally {
-    Tally {
-        events,
-        failed: failed as u64,
+/// Runs `version` over `batch` and tallies how it did: the events it ran on, and of
+/// those the ones it failed on (including a router's choices it may not make).
+fn run_counted<'a>(
+    version: &Version<'_>,
+    index: usize,
+    info: &BatchInfo,
+    batch: Batch<'a>,
+    failures: &mut Vec<Failure>,
+) -> (Stepped<'a>, Tally) {
+    let before = failures.len();
+    let events = batch.len() as u64;
+    let stepped = run_step(version, index, info, batch, failures);
+    let added = &failures[before..];
+    let not_run = added.iter().filter(|f| !f.ran).count() as u64;
+    let mut failed = added.iter().filter(|f| f.ran).count() as u64;
+    if let Stepped::Routed(_, routes) = &stepped {
+        let candidate = version.kind == CallKind::Canary;
+        failed += routes
+            .iter()
+            .filter(|r| !version.step.may_route_to(&r.topic, candidate))
+            .count() as u64;
     }
+    let tally = Tally {
+        events: events - not_run,
+        failed,
+    };
+    (stepped, tally)
+}
+
+/// [`run_counted`] on one half of `whole`, whose events' origins are their indices
+/// in `whole` (so the halves join back in `whole`'s order): the failures it adds are
+/// given back their input records.
+fn run_half<'h>(
+    version: &Version<'_>,
+    index: usize,
+    info: &BatchInfo,
+    half: Batch<'h>,
+    whole: &Batch<'_>,
+    failures: &mut Vec<Failure>,
+) -> (Stepped<'h>, Tally) {
+    let before = failures.len();
+    let out = run_counted(version, index, info, half, failures);
+    for f in &mut failures[before..] {
+        f.origin = whole.origins[f.origin as usize];
+    }
+    out
 }
 
 /// Sets `bit` on the events `which` selects.
@@ -93,14 +118,15 @@ fn mark(batch: &mut Batch<'_>, which: impl Fn(usize) -> bool, bit: u64) {
     }
 }
 
-/// The events the serving version keeps and those the candidate takes (marked).
+/// The events the serving version keeps and those the candidate takes (marked),
+/// each with its index in `batch` as its origin.
 fn split(batch: &Batch<'_>, takes: &[bool], bit: u64) -> (Batch<'static>, Batch<'static>) {
     let events = packed::decode(&batch.buf).expect("the broker packed this batch");
     let mut halves = [Half::default(), Half::default()];
     for (j, e) in events.iter().enumerate() {
         let h = &mut halves[usize::from(takes[j])];
         h.writer.push_event(e);
-        h.origins.push(batch.origins[j]);
+        h.origins.push(j as u32);
         h.candidates
             .push(batch.candidates_of(j) | if takes[j] { bit } else { 0 });
     }
@@ -136,7 +162,7 @@ fn join<'a>(
     theirs: Stepped<'_>,
 ) -> Stepped<'a> {
     match (ours, theirs) {
-        (Stepped::Next(a), Stepped::Next(b)) => Stepped::Next(merge(&a, &b)),
+        (Stepped::Next(a), Stepped::Next(b)) => Stepped::Next(merge(&a, &b, &input.origins)),
         (Stepped::Routed(_, a), Stepped::Routed(_, b)) => {
             // Where each half's events sit in the unsplit batch.
             let (mut at_ours, mut at_theirs) = (Vec::new(), Vec::new());
@@ -163,9 +189,10 @@ fn join<'a>(
     }
 }
 
-/// Two batches merged by origin (each is in origin order already); on a tie the
-/// serving version's outputs come first.
-fn merge(a: &Batch<'_>, b: &Batch<'_>) -> Batch<'static> {
+/// Two halves' outputs merged by origin, their event's index in the unsplit batch
+/// (each half is in that order already, and an event is in one half only), then
+/// given back the input records they came from (`origins`).
+fn merge(a: &Batch<'_>, b: &Batch<'_>, origins: &[u32]) -> Batch<'static> {
     let ea = packed::decode(&a.buf).expect("checked by the step");
     let eb = packed::decode(&b.buf).expect("checked by the step");
     let mut out = Half {
@@ -183,7 +210,7 @@ fn merge(a: &Batch<'_>, b: &Batch<'_>) -> Batch<'static> {
             (b, &eb, j - 1)
         };
         out.writer.push_event(&events[k]);
-        out.origins.push(batch.origins[k]);
+        out.origins.push(origins[batch.origins[k] as usize]);
         out.candidates.push(batch.candidates_of(k));
     }
     out.finish()

@@ -76,6 +76,9 @@ pub(crate) struct Failure {
     /// The step's index in the chain.
     pub step: usize,
     pub error: StepFailure,
+    /// Whether the version ran on it (not quarantined, missing, or without its
+    /// state): a canary judges a version by the failures it had itself.
+    pub ran: bool,
 }
 
 /// What a chain made of a batch.
@@ -167,11 +170,18 @@ pub(crate) fn run_step<'a>(
     let pieces = run_isolating(version, info, &batch);
     let mut fail = |range: Range<usize>, e: &PluginError| {
         let error = StepFailure::new(version.step, version.plugin.map(|p| &**p), e);
+        let ran = !matches!(
+            e,
+            PluginError::Quarantined { .. }
+                | PluginError::Unavailable { .. }
+                | PluginError::StateUnavailable { .. }
+        );
         for j in range {
             failures.push(Failure {
                 origin: batch.origins[j],
                 step: index,
                 error: error.clone(),
+                ran,
             });
         }
     };

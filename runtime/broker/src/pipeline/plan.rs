@@ -171,6 +171,7 @@ pub(crate) fn build(
                             kind: Cow::Borrowed(kind),
                             message,
                         },
+                        ran: true,
                     });
                 }
             }

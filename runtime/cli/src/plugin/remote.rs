@@ -92,8 +92,15 @@ pub struct ReplayArgs {
     #[arg(long)]
     topic: String,
     /// The topic written (created with the source's partitions if missing).
+    #[arg(long, required_unless_present = "diff", conflicts_with = "diff")]
+    into: Option<String>,
+    /// Write nothing: compare the version's outputs with another version's on the
+    /// same events, event by event, and print the differences.
     #[arg(long)]
-    into: String,
+    diff: bool,
+    /// With --diff: the version compared with (hash prefix; default: the serving one).
+    #[arg(long, requires = "diff")]
+    against: Option<String>,
     /// Start: `earliest` (default), `latest` or an offset in every partition.
     #[arg(long, conflicts_with = "from_time_ms")]
     from: Option<String>,
@@ -123,8 +130,11 @@ fn position(p: &Option<String>) -> serde_json::Value {
 
 /// Starts a replay and follows it with a progress bar until it is done.
 pub(super) async fn replay(client: &Client, a: ReplayArgs) -> anyhow::Result<()> {
-    let mut body = serde_json::json!({ "topic": a.topic, "into": a.into });
+    let mut body = serde_json::json!({ "topic": a.topic });
     for (key, value) in [
+        ("into", a.into.clone().map(serde_json::Value::from)),
+        ("diff", a.diff.then_some(serde_json::Value::Bool(true))),
+        ("against", a.against.map(serde_json::Value::from)),
         ("version", a.version.map(serde_json::Value::from)),
         ("from", a.from.is_some().then(|| position(&a.from))),
         ("to", a.to.is_some().then(|| position(&a.to))),
@@ -148,7 +158,10 @@ pub(super) async fn replay(client: &Client, a: ReplayArgs) -> anyhow::Result<()>
         "replaying {} {} -> {} with {}",
         a.topic,
         started["total"],
-        a.into,
+        match (&a.into, started["diff"]["against"].as_str()) {
+            (Some(into), _) => into.clone(),
+            (None, against) => format!("a diff against {}", against.unwrap_or("?")),
+        },
         started["version"].as_str().unwrap_or("?")
     );
     let path = format!("/v1/plugins/{}/replays/{id}", a.name);
@@ -178,6 +191,9 @@ pub(super) async fn replay(client: &Client, a: ReplayArgs) -> anyhow::Result<()>
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
+    if status["diff"].is_object() {
+        print_comparison(&status["diff"]);
+    }
     match status["error"].as_str() {
         Some(e) if status["failed"] == 0 => anyhow::bail!("the replay stopped: {e}"),
         Some(e) => println!("done; {} events failed (first: {e})", status["failed"]),
@@ -204,6 +220,12 @@ pub(super) async fn shadow(client: &Client, name: &str, stop: bool) -> anyhow::R
         r["sample_percent"],
         r["max_share_percent"]
     );
+    print_comparison(&r);
+    Ok(())
+}
+
+/// Prints two versions' comparison (a shadow's, a diff replay's).
+fn print_comparison(r: &serde_json::Value) {
     println!(
         "events {}: identical {}, different {}, only in old {}, only in new {}",
         r["events"], r["identical"], r["different"], r["only_in_old"], r["only_in_new"]
@@ -225,7 +247,6 @@ pub(super) async fn shadow(client: &Client, name: &str, stop: bool) -> anyhow::R
             s["new"]
         );
     }
-    Ok(())
 }
 
 /// Prints a canary's figures (promoting or stopping it first).

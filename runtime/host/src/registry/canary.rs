@@ -160,27 +160,24 @@ fn judge(settings: &CanarySettings, serving: Tally, candidate: Tally) -> Option<
             settings.max_error_rate_increase * 100.0
         )
     };
-    // Past this many failures the rate at `n` events is above `allowed` whatever
-    // the remaining events do.
-    if candidate.failed as f64 > allowed * n as f64 {
-        return Some(CanaryVerdict::RollBack(format!(
-            "rolled back after {} events: {}",
+    if candidate.events >= n {
+        let (judged, verdict): (&str, fn(String) -> CanaryVerdict) = if candidate.rate() <= allowed
+        {
+            ("promoted", CanaryVerdict::Promote)
+        } else {
+            ("rolled back", CanaryVerdict::RollBack)
+        };
+        return Some(verdict(format!(
+            "{judged} after {} events: {}",
             candidate.events,
             figures()
         )));
     }
-    if candidate.events < n {
-        return None;
-    }
-    Some(if candidate.rate() <= allowed {
-        CanaryVerdict::Promote(format!(
-            "promoted after {} events: {}",
-            candidate.events,
-            figures()
-        ))
-    } else {
+    // Past this many failures its rate at `n` events would be above `allowed`
+    // whatever its remaining events do.
+    (candidate.failed as f64 > allowed * n as f64).then(|| {
         CanaryVerdict::RollBack(format!(
-            "rolled back after {} events: {}",
+            "rolled back early after {} events: {}",
             candidate.events,
             figures()
         ))
@@ -221,6 +218,11 @@ mod tests {
         assert!(matches!(
             judge(&s, tally(9000, 0), tally(50, 11)),
             Some(CanaryVerdict::RollBack(_))
+        ));
+        // Past `promote_after` (batches overshoot it) the rate alone decides.
+        assert!(matches!(
+            judge(&s, tally(9000, 0), tally(5000, 12)),
+            Some(CanaryVerdict::Promote(_))
         ));
         // The serving version failing too raises the bar.
         assert!(matches!(

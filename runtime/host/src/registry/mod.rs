@@ -278,7 +278,13 @@ impl Registry {
                 actual: kind.as_str(),
             });
         }
-        if let Some(reason) = files.manifest.load_problem() {
+        let problem = files.manifest.load_problem().or_else(|| {
+            // Promoted, its files are written into the plugin directory.
+            (!crate::reload::is_relative_inside(&files.manifest.component)).then(|| {
+                "a canary's component must be a relative path inside its folder".to_string()
+            })
+        });
+        if let Some(reason) = problem {
             return Err(PluginError::Manifest {
                 path: format!("{}/plugin.toml", files.component_path),
                 reason,
@@ -296,7 +302,7 @@ impl Registry {
             serving.hash(),
             settings,
         ));
-        slot.set_canary(Some(canary.clone()));
+        slot.start_canary(canary.clone())?;
         tracing::info!(
             plugin = name,
             candidate = %canary.plugin.version_tag(),

@@ -248,6 +248,43 @@ fn per_event(events: &[Event<'_>], served: &Served) -> Option<Outputs> {
     }
 }
 
+/// Compares version `new` with version `old` on one packed batch of `count` events,
+/// both called here, directly (not through their slot): a replay's diff report.
+pub fn compare_versions(
+    old: &Plugin,
+    new: &Plugin,
+    info: &BatchInfo,
+    events: &[u8],
+    count: usize,
+    report: &ShadowReport,
+) {
+    let started = Instant::now();
+    let served = match old.kind() {
+        crate::Kind::Filter => old.filter(info, events, count).map(Served::Kept),
+        _ => old
+            .transform(info, events, count)
+            .map(|t| Served::Transformed(t.events, t.counts)),
+    };
+    let serving_ns = started.elapsed().as_nanos() as u64;
+    match served {
+        Ok(served) => compare(
+            new,
+            report,
+            Job {
+                info: info.clone(),
+                events: events.to_vec(),
+                count,
+                served,
+                serving_ns,
+            },
+        ),
+        Err(_) => {
+            report.errors_old.fetch_add(count as u64, Ordering::Relaxed);
+            report.events.fetch_add(count as u64, Ordering::Relaxed);
+        }
+    }
+}
+
 fn compare(candidate: &Plugin, report: &ShadowReport, job: Job) {
     let Ok(events) = packed::decode(&job.events) else {
         return;

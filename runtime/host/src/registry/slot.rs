@@ -128,31 +128,38 @@ impl Slot {
         self.canary.load_full()
     }
 
-    /// Starts `canary` beside the serving version (replacing a running one), or,
-    /// with `None`, stops the running one: the serving version takes every key back.
-    /// Both are recorded in the version history.
-    pub fn set_canary(&self, canary: Option<Arc<Canary>>) {
+    /// Starts `canary` beside the serving version (replacing a running one), if
+    /// the version it was made to run beside still serves; recorded in the version
+    /// history.
+    pub(super) fn start_canary(&self, canary: Arc<Canary>) -> Result<()> {
         let mut history = self.history.lock();
-        match &canary {
-            Some(c) => history.canary_started(
-                &c.plugin,
-                format!(
-                    "canary: {}% of keys, judged after {} events (failure rate at most {:.2} points above the serving version's)",
-                    c.settings.percent,
-                    c.settings.promote_after,
-                    c.settings.max_error_rate_increase * 100.0
-                ),
-            ),
-            None => history.end_canary(Outcome::CanaryRolledBack, "stopped through the API"),
+        let serving = self.current().map(|p| p.hash().to_string());
+        if serving.as_deref() != Some(canary.serving.as_str()) {
+            return Err(PluginError::ChangedMeanwhile {
+                plugin: self.name.clone(),
+                expected: canary.serving.clone(),
+                found: serving.unwrap_or_else(|| "none".into()),
+            });
         }
-        self.canary.store(canary);
+        history.canary_started(
+            &canary.plugin,
+            format!(
+                "canary: {}% of keys, judged after {} events (failure rate at most {:.2} points above the serving version's)",
+                canary.settings.percent,
+                canary.settings.promote_after,
+                canary.settings.max_error_rate_increase * 100.0
+            ),
+        );
+        self.canary.store(Some(canary));
+        Ok(())
     }
 
     /// Carries out `canary`'s verdict, if it is still this slot's canary: a promotion
     /// makes the candidate the serving version (no probation: it just proved itself)
     /// and has its files written to the plugin directory; a rollback leaves every key
-    /// on the serving version.
-    pub fn conclude_canary(&self, canary: &Arc<Canary>, verdict: CanaryVerdict) {
+    /// on the serving version. Returns whether it did (not when the canary had
+    /// already ended).
+    pub fn conclude_canary(&self, canary: &Arc<Canary>, verdict: CanaryVerdict) -> bool {
         let mut history = self.history.lock();
         if !self
             .canary
@@ -160,7 +167,7 @@ impl Slot {
             .as_ref()
             .is_some_and(|c| Arc::ptr_eq(c, canary))
         {
-            return;
+            return false;
         }
         self.canary.store(None);
         let version = &canary.plugin.hash()[..12];
@@ -190,6 +197,7 @@ impl Slot {
                 tracing::warn!(plugin = self.name, version, reason, "canary rolled back");
             }
         }
+        true
     }
 
     pub(super) fn activate(

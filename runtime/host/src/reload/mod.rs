@@ -498,7 +498,7 @@ impl Reloader {
 }
 
 /// Whether `path` is relative and stays inside the folder (no `..`, no root).
-fn is_relative_inside(path: &Path) -> bool {
+pub(crate) fn is_relative_inside(path: &Path) -> bool {
     path.components()
         .all(|c| matches!(c, std::path::Component::Normal(_)))
 }

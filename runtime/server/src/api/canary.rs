@@ -13,15 +13,18 @@
 //! a version is deployed to every node at once, so canaries are refused there.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde_json::{Value, json};
-use weir_broker::plugins::{Canary, CanarySettings, CanaryVerdict, PluginFiles};
+use weir_broker::plugins::{Canary, CanarySettings, CanaryVerdict, PluginFiles, Slot};
 
 use super::AppState;
 use super::problem::Problem;
+use crate::auth::Principal;
+use crate::auth::operations::deploy_checks;
 use crate::wire::plugins::canary_report;
 
 /// `?canary_percent=N[&promote_after=N&max_error_increase=P]` on a deploy: the
@@ -90,7 +93,7 @@ pub(super) async fn start(
             "a cluster deploys a version to every node at once; canaries run on the embedded store (shadow and replay work in cluster mode)",
         ));
     }
-    let origin = format!("PUT /v1/plugins/{name}?canary_percent={}", settings.percent);
+    let origin = format!("PUT /v1/plugins/{name}");
     let files = PluginFiles::from_bytes(manifest, component, &origin)
         .map_err(super::plugins::plugin_problem)?;
     if files.manifest.name != name {
@@ -154,21 +157,31 @@ pub async fn get(
 }
 
 /// `POST /v1/plugins/{name}/canary/promote`: the candidate serves every key now.
+/// Like a rollback, the caller needs what deploying the candidate over the serving
+/// version would need.
 pub async fn promote(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    principal: Option<Extension<Principal>>,
 ) -> Result<Json<Value>, Problem> {
     let (slot, canary) = running(&state, &name)?;
+    let current = slot.current();
+    let checks = deploy_checks(
+        canary.plugin.manifest(),
+        current.as_deref().map(|p| p.manifest()),
+        state.guard.policy(),
+    );
+    state.guard.require(principal.as_deref(), checks).await?;
     let (_, tally) = canary.tallies();
     let reason = format!("promoted through the API after {} events", tally.events);
-    {
-        let canary = canary.clone();
-        super::blocking(move || slot.conclude_canary(&canary, CanaryVerdict::Promote(reason)))
-            .await?;
-    }
-    let mut report = canary_report(&canary);
-    report["outcome"] = json!("promoted");
-    Ok(Json(report))
+    conclude(
+        &name,
+        slot,
+        &canary,
+        CanaryVerdict::Promote(reason),
+        "promoted",
+    )
+    .await
 }
 
 /// `DELETE /v1/plugins/{name}/canary`: the serving version takes every key back.
@@ -178,12 +191,33 @@ pub async fn stop(
 ) -> Result<Json<Value>, Problem> {
     let (slot, canary) = running(&state, &name)?;
     let reason = "rolled back through the API".to_string();
-    {
+    let verdict = CanaryVerdict::RollBack(reason);
+    conclude(&name, slot, &canary, verdict, "rolled_back").await
+}
+
+/// Carries out `verdict`, or answers 409 when the canary ended meanwhile (judged
+/// automatically, or replaced): the caller must not be told what did not happen.
+async fn conclude(
+    name: &str,
+    slot: Arc<Slot>,
+    canary: &Arc<Canary>,
+    verdict: CanaryVerdict,
+    outcome: &str,
+) -> Result<Json<Value>, Problem> {
+    let done = {
         let canary = canary.clone();
-        super::blocking(move || slot.conclude_canary(&canary, CanaryVerdict::RollBack(reason)))
-            .await?;
+        super::blocking(move || slot.conclude_canary(&canary, verdict)).await?
+    };
+    if !done {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "canary_ended",
+            format!(
+                "the canary of '{name}' ended meanwhile (see GET /v1/plugins/{name}/versions); nothing was changed"
+            ),
+        ));
     }
-    let mut report = canary_report(&canary);
-    report["outcome"] = json!("rolled_back");
+    let mut report = canary_report(canary);
+    report["outcome"] = json!(outcome);
     Ok(Json(report))
 }

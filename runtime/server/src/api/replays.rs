@@ -6,8 +6,12 @@
 //!   status; it runs in the background. Needs `consume` on the source and `produce`
 //!   on the target besides `plugin-admin`. The target is created with the source's
 //!   partition count if missing.
+//! - The same with `"diff": true` instead of `"into"`: nothing is written; each event
+//!   goes through the version and through `"against"` (a version hash prefix; the
+//!   serving version by default) and their outputs are compared (`diff` in the
+//!   status: identical, different, only in old/new, errors, cost, samples).
 //! - `GET /v1/plugins/{name}/replays`, `GET /v1/plugins/{name}/replays/{id}`: progress
-//!   (total, read, written, failed), done, error.
+//!   (total, read, written, failed), done, error, and a diff's comparison.
 
 use std::sync::atomic::Ordering;
 
@@ -18,7 +22,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use weir_broker::replay::{Position, Replay, ReplaySpec};
+use weir_broker::replay::{Position, Replay, ReplaySpec, Target};
 
 use super::AppState;
 use super::body::read_limited;
@@ -29,7 +33,12 @@ use crate::auth::{Principal, check};
 #[serde(deny_unknown_fields)]
 struct ReplayBody {
     topic: String,
-    into: String,
+    #[serde(default)]
+    into: Option<String>,
+    #[serde(default)]
+    diff: bool,
+    #[serde(default)]
+    against: Option<String>,
     #[serde(default)]
     version: Option<String>,
     #[serde(default)]
@@ -86,28 +95,35 @@ pub async fn start(
         Position::Earliest,
     )?;
     let to = position("to", body.to.as_ref(), body.to_time_ms, Position::Latest)?;
-    for topic in [&body.topic, &body.into] {
+    match (&body.into, body.diff) {
+        (Some(_), true) | (None, false) => {
+            return Err(Problem::invalid_request(
+                "a replay writes 'into' a topic or makes a 'diff' report: give exactly one",
+            ));
+        }
+        (None, true) => {}
+        (Some(_), false) if body.against.is_some() => {
+            return Err(Problem::invalid_request("'against' applies to a diff"));
+        }
+        (Some(into), false) if *into == body.topic => {
+            return Err(Problem::invalid_request(
+                "a replay writes into another topic than it reads ('into' = 'topic')",
+            ));
+        }
+        (Some(_), false) => {}
+    }
+    for topic in std::iter::once(&body.topic).chain(&body.into) {
         if !weir_broker::is_valid_name(topic) {
             return Err(Problem::invalid_request(format!(
                 "'{topic}' is not a topic name"
             )));
         }
     }
-    if body.topic == body.into {
-        return Err(Problem::invalid_request(
-            "a replay writes into another topic than it reads ('into' = 'topic')",
-        ));
+    let mut checks = vec![check("consume", "topic", &body.topic)];
+    if let Some(into) = &body.into {
+        checks.push(check("produce", "topic", into));
     }
-    state
-        .guard
-        .require(
-            principal.as_deref(),
-            [
-                check("consume", "topic", &body.topic),
-                check("produce", "topic", &body.into),
-            ],
-        )
-        .await?;
+    state.guard.require(principal.as_deref(), checks).await?;
     let slot = state.plugins.registry().get(&name).ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
@@ -115,30 +131,38 @@ pub async fn start(
             format!("no plugin named '{name}'"),
         )
     })?;
-    let plugin = match &body.version {
-        None => slot.current(),
-        Some(v) => slot.loaded_version(v),
-    }
-    .ok_or_else(|| {
-        Problem::new(
-            StatusCode::NOT_FOUND,
-            "version_not_loaded",
-            format!(
-                "plugin '{name}' has no loaded version {} (the serving one and the last four that served are kept: GET /v1/plugins/{name}/versions)",
-                body.version.as_deref().unwrap_or("serving")
-            ),
-        )
-    })?;
+    let loaded = |version: &Option<String>| {
+        match version {
+            None => slot.current(),
+            Some(v) => slot.loaded_version(v),
+        }
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "version_not_loaded",
+                format!(
+                    "plugin '{name}' has no loaded version {} (the serving one and the last four that served are kept: GET /v1/plugins/{name}/versions)",
+                    version.as_deref().unwrap_or("serving")
+                ),
+            )
+        })
+    };
+    let plugin = loaded(&body.version)?;
     let source = state.broker.topic(&body.topic)?;
-    let into = state
-        .broker
-        .ensure_topic(&body.into, source.partition_count())
-        .await?;
+    let target = match &body.into {
+        Some(into) => Target::Topic(
+            state
+                .broker
+                .ensure_topic(into, source.partition_count())
+                .await?,
+        ),
+        None => Target::Diff(loaded(&body.against)?),
+    };
     let spec = ReplaySpec {
         source,
         from,
         to,
-        into,
+        target,
         max_rate: body.max_rate,
     };
     let replay = state.replays.start(&state.broker, plugin, spec).await?;
@@ -180,7 +204,7 @@ pub async fn get(
 fn replay_status(r: &Replay) -> Value {
     let p = &r.progress;
     let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    json!({
+    let mut v = json!({
         "id": r.id,
         "plugin": r.plugin,
         "version": r.version,
@@ -193,5 +217,10 @@ fn replay_status(r: &Replay) -> Value {
         "failed": n(&p.failed),
         "done": p.done.load(Ordering::Relaxed),
         "error": p.error.lock().clone(),
-    })
+    });
+    if let Some((against, report)) = &r.diff {
+        v["diff"] = crate::wire::plugins::comparison(report);
+        v["diff"]["against"] = json!(against);
+    }
+    v
 }

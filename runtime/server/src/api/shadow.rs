@@ -26,7 +26,7 @@ pub(super) async fn start(
     component: Vec<u8>,
     settings: ShadowSettings,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
-    let origin = format!("PUT /v1/plugins/{name}?shadow=true");
+    let origin = format!("PUT /v1/plugins/{name}");
     let files = PluginFiles::from_bytes(manifest, component, &origin)
         .map_err(super::plugins::plugin_problem)?;
     if files.manifest.name != name {

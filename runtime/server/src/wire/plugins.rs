@@ -155,8 +155,18 @@ fn connector_settings(c: &ConnectorSettings) -> Value {
 
 /// `GET /v1/plugins/{name}/shadow`: the comparison so far.
 pub fn shadow_report(s: &weir_broker::plugins::Shadow) -> Value {
+    let mut v = comparison(&s.report);
+    v["candidate"] = json!(s.plugin.version_tag());
+    v["started_ms"] = json!(s.started_ms);
+    v["sample_percent"] = json!(s.settings.sample_percent);
+    v["max_share_percent"] = json!((s.settings.max_share * 100.0).round() as u64);
+    v
+}
+
+/// Two versions' outputs compared event by event (a shadow's report, a diff
+/// replay's): counts by kind, errors, cost per event, samples of differences.
+pub fn comparison(r: &weir_broker::plugins::ShadowReport) -> Value {
     use std::sync::atomic::Ordering::Relaxed;
-    let r = &s.report;
     let events = r.events.load(Relaxed);
     let per_event = |ns: u64| (events > 0).then(|| ns / events);
     let text = |v: &Vec<u8>| match std::str::from_utf8(v) {
@@ -164,10 +174,6 @@ pub fn shadow_report(s: &weir_broker::plugins::Shadow) -> Value {
         Err(_) => json!({ "bytes": v.len() }),
     };
     json!({
-        "candidate": s.plugin.version_tag(),
-        "started_ms": s.started_ms,
-        "sample_percent": s.settings.sample_percent,
-        "max_share_percent": (s.settings.max_share * 100.0).round() as u64,
         "events": events,
         "identical": r.identical.load(Relaxed),
         "different": r.different.load(Relaxed),
