@@ -163,3 +163,79 @@ async fn a_shadow_reports_exactly_the_events_it_would_change_and_stores_nothing(
     .await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadows_samples_pass_through_the_chains_redacting_steps() {
+    // `a-shout` (upper-cases values) runs before `redact` (name order), which masks
+    // /EMAIL and says it redacts: what either version of `a-shout` made is shown
+    // as the topic would have stored it.
+    let shout = |twice: bool| {
+        format!(
+            "[[attach]]\ntopic = \"people\"\non_error = \"reject\"\n[config]\ntwice = {twice}\n"
+        )
+    };
+    let server = TestServer::start_with(|plugins, _| {
+        install_plugin(
+            plugins,
+            "a-shout",
+            "transform",
+            artifacts::SHOUT_TRANSFORM,
+            &shout(false),
+        );
+        install_plugin(
+            plugins,
+            "redact",
+            "transform",
+            artifacts::REDACT,
+            "redacts = true\n[[attach]]\ntopic = \"people\"\non_error = \"reject\"\n[config]\nfields = [\"/EMAIL\"]\n",
+        );
+    })
+    .await;
+    let api = server.client();
+    api.create_topic("people", json!({ "partitions": 1 })).await;
+    let manifest = format!(
+        "name = \"a-shout\"\nkind = \"transform\"\ncomponent = \"plugin.wasm\"\n{}",
+        shout(true)
+    );
+    let form = reqwest::multipart::Form::new()
+        .part("manifest", reqwest::multipart::Part::text(manifest))
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(std::fs::read(artifacts::SHOUT_TRANSFORM).unwrap()),
+        );
+    let r = api
+        .send(
+            api.http
+                .put(format!("{}/v1/plugins/a-shout?shadow=true", api.url))
+                .multipart(form),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let records: Vec<Value> = (0..5)
+        .map(|i| json!({ "value": { "email": format!("p{i}@example.com") } }))
+        .collect();
+    publish(&api, records).await;
+    eventually_within(Duration::from_secs(60), "the batch compared", || async {
+        api.get("/v1/plugins/a-shout/shadow").await.body["events"] == 5
+    })
+    .await;
+    let report = api.get("/v1/plugins/a-shout/shadow").await.body;
+    assert_eq!(report["different"], 5, "{report}");
+    let sample = &report["samples"][0];
+    assert_eq!(sample["new"].as_array().unwrap().len(), 2, "{sample}");
+    for shown in sample["old"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(sample["new"].as_array().unwrap())
+    {
+        let text = shown.as_str().unwrap();
+        assert!(text.contains("\"***\""), "{sample}");
+        assert!(!text.contains("EXAMPLE.COM"), "{sample}");
+    }
+    // What is stored went through both, as always.
+    let stored = api.fetch_all("people", 0, 0).await;
+    assert_eq!(stored.len(), 5);
+    assert!(stored.iter().all(|r| r["value"]["EMAIL"] == "***"));
+    server.stop().await;
+}

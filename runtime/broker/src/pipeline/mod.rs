@@ -16,6 +16,7 @@
 //! - [`plan`]: outputs and dead letters into batches, and the per-record results.
 //! - [`outcome`]: what became of each record: where it was stored, or why not.
 //! - [`consume`]: a subscription's own filter or transform.
+//! - [`redaction`]: samples shown to operators, through the chain's redacting steps.
 
 mod canary;
 pub mod chain;
@@ -23,6 +24,7 @@ pub mod consume;
 pub(crate) mod exec;
 pub mod outcome;
 pub(crate) mod plan;
+pub mod redaction;
 pub mod spec;
 
 pub use chain::{Chain, Step};

@@ -265,6 +265,11 @@ pub struct Manifest {
     /// What a processor consumes and emits (processors only, required for them).
     #[serde(default)]
     pub processor: Option<ProcessorSettings>,
+    /// A transform that masks data (stateless, one output per event): samples of
+    /// records shown to operators (a shadow's, a diff replay's) pass through the
+    /// chain's redacting steps first.
+    #[serde(default)]
+    pub redacts: bool,
 }
 
 impl Manifest {
@@ -325,6 +330,12 @@ impl Manifest {
                     reason,
                 });
             }
+        }
+        if m.redacts && m.kind != Kind::Transform {
+            return fail(format!(
+                "redacts = true is for transforms that mask data; this is a {}",
+                m.kind.as_str()
+            ));
         }
         if m.limits.timeout_ms == 0 || m.limits.memory_mb == 0 {
             return fail("limits.timeout_ms and limits.memory_mb must be positive".into());

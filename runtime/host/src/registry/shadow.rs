@@ -23,8 +23,9 @@ use crate::plugin::{BatchInfo, Plugin};
 const QUEUE: usize = 16;
 /// Differing events kept as samples.
 const SAMPLES: usize = 10;
-/// Bytes of a value kept in a sample.
-const SAMPLE_BYTES: usize = 512;
+/// Bytes of a value kept in a sample (whole, so the chain's redacting steps can
+/// read it before it is shown; shown shorter).
+const SAMPLE_BYTES: usize = 64 << 10;
 
 /// How a shadow runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,6 +70,8 @@ struct Job {
 pub struct Difference {
     /// `different`, `only_in_old` or `only_in_new`.
     pub kind: &'static str,
+    /// The topic of the batch it was in.
+    pub topic: String,
     /// The serving version's output values.
     pub old: Vec<Vec<u8>>,
     /// The candidate's.
@@ -342,6 +345,7 @@ fn compare(candidate: &Plugin, report: &ShadowReport, job: Job) {
             };
             samples.push_back(Difference {
                 kind: kind.1,
+                topic: job.info.topic.clone(),
                 old: values(old),
                 new: values(new),
             });

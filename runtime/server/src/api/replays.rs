@@ -170,15 +170,15 @@ pub async fn start(
 }
 
 /// `GET /v1/plugins/{name}/replays`.
-pub async fn list(State(state): State<AppState>, Path(name): Path<String>) -> Json<Value> {
-    let all: Vec<Value> = state
-        .replays
-        .list()
-        .iter()
-        .filter(|r| r.plugin == name)
-        .map(|r| replay_status(r))
-        .collect();
-    Json(json!({ "replays": all }))
+pub async fn list(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let mut all = Vec::new();
+    for r in state.replays.list().iter().filter(|r| r.plugin == name) {
+        all.push(with_samples(&state, r).await?);
+    }
+    Ok(Json(json!({ "replays": all })))
 }
 
 /// `GET /v1/plugins/{name}/replays/{id}`.
@@ -187,18 +187,18 @@ pub async fn get(
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, Problem> {
     let id: u64 = super::params::parse_num("id", &id)?;
-    state
+    let replay = state
         .replays
         .get(id)
         .filter(|r| r.plugin == name)
-        .map(|r| Json(replay_status(&r)))
         .ok_or_else(|| {
             Problem::new(
                 StatusCode::NOT_FOUND,
                 "replay_not_found",
                 format!("plugin '{name}' has no replay {id}"),
             )
-        })
+        })?;
+    Ok(Json(with_samples(&state, &replay).await?))
 }
 
 fn replay_status(r: &Replay) -> Value {
@@ -223,4 +223,14 @@ fn replay_status(r: &Replay) -> Value {
         v["diff"]["against"] = json!(against);
     }
     v
+}
+
+/// [`replay_status`] with a diff's samples, through the source topic's redacting
+/// steps.
+async fn with_samples(state: &AppState, r: &Replay) -> Result<Value, Problem> {
+    let mut v = replay_status(r);
+    if let Some((_, report)) = &r.diff {
+        v["diff"]["samples"] = super::shadow::samples(state, &r.plugin, report.clone()).await?;
+    }
+    Ok(v)
 }

@@ -12,11 +12,15 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use weir_broker::plugins::{PluginFiles, ShadowSettings};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use weir_broker::pipeline::redaction::{self, Shown};
+use weir_broker::plugins::{BatchInfo, Plugin, PluginFiles, Shadow, ShadowReport, ShadowSettings};
 
 use super::AppState;
 use super::problem::Problem;
-use crate::wire::plugins::shadow_report;
+use crate::wire::plugins::{shadow_report, shown};
 
 /// Loads the deployed files as `name`'s shadow.
 pub(super) async fn start(
@@ -72,7 +76,57 @@ pub async fn get(
         .get(&name)
         .and_then(|s| s.shadow())
         .ok_or_else(|| no_shadow(&name))?;
-    Ok(Json(shadow_report(&shadow)))
+    Ok(Json(report(&state, &name, &shadow).await?))
+}
+
+/// A shadow's report with its samples.
+async fn report(state: &AppState, name: &str, shadow: &Shadow) -> Result<Value, Problem> {
+    let mut v = shadow_report(shadow);
+    v["samples"] = samples(state, name, shadow.report.clone()).await?;
+    Ok(v)
+}
+
+/// The samples of `report`, each value passed through the redacting steps of its
+/// topic's chain after `plugin` (see `weir_broker::pipeline::redaction`). A sample
+/// whose topic's chain cannot be resolved any more is withheld.
+pub(super) async fn samples(
+    state: &AppState,
+    plugin: &str,
+    report: Arc<ShadowReport>,
+) -> Result<Value, Problem> {
+    let (broker, plugin) = (state.broker.clone(), plugin.to_string());
+    super::blocking(move || {
+        let samples: Vec<_> = report.samples.lock().iter().cloned().collect();
+        let mut chains: HashMap<String, Option<Vec<Arc<Plugin>>>> = HashMap::new();
+        let out: Vec<Value> = samples
+            .iter()
+            .map(|d| {
+                let redactors: &Option<_> = chains.entry(d.topic.clone()).or_insert_with(|| {
+                    let topic = broker.topic(&d.topic).ok()?;
+                    match broker.pipelines() {
+                        Some(p) => Some(redaction::redactors(&p.chain(&topic).ok()?, &plugin)),
+                        None => Some(Vec::new()),
+                    }
+                });
+                let info = BatchInfo {
+                    topic: d.topic.clone(),
+                    partitions: 1,
+                };
+                let show = |values: &Vec<Vec<u8>>| -> Vec<Value> {
+                    values
+                        .iter()
+                        .map(|v| match redactors {
+                            Some(r) => shown(&redaction::redact(r, &info, v)),
+                            None => shown(&Shown::Withheld),
+                        })
+                        .collect()
+                };
+                json!({ "kind": d.kind, "old": show(&d.old), "new": show(&d.new) })
+            })
+            .collect();
+        Value::Array(out)
+    })
+    .await
 }
 
 /// `DELETE /v1/plugins/{name}/shadow`.
@@ -88,5 +142,5 @@ pub async fn stop(
     if let Some(slot) = slot {
         slot.set_shadow(None);
     }
-    Ok(Json(shadow_report(&shadow)))
+    Ok(Json(report(&state, &name, &shadow).await?))
 }

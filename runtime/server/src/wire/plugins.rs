@@ -164,15 +164,12 @@ pub fn shadow_report(s: &weir_broker::plugins::Shadow) -> Value {
 }
 
 /// Two versions' outputs compared event by event (a shadow's report, a diff
-/// replay's): counts by kind, errors, cost per event, samples of differences.
+/// replay's): counts by kind, errors, cost per event (the samples of differences
+/// are added by the caller, through the chain's redacting steps).
 pub fn comparison(r: &weir_broker::plugins::ShadowReport) -> Value {
     use std::sync::atomic::Ordering::Relaxed;
     let events = r.events.load(Relaxed);
     let per_event = |ns: u64| (events > 0).then(|| ns / events);
-    let text = |v: &Vec<u8>| match std::str::from_utf8(v) {
-        Ok(t) => json!(t),
-        Err(_) => json!({ "bytes": v.len() }),
-    };
     json!({
         "events": events,
         "identical": r.identical.load(Relaxed),
@@ -186,12 +183,25 @@ pub fn comparison(r: &weir_broker::plugins::ShadowReport) -> Value {
         },
         "batches": r.batches.load(Relaxed),
         "skipped_batches": r.skipped.load(Relaxed),
-        "samples": r.samples.lock().iter().map(|d| json!({
-            "kind": d.kind,
-            "old": d.old.iter().map(text).collect::<Vec<_>>(),
-            "new": d.new.iter().map(text).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
     })
+}
+
+/// One shown value of a sample: text up to 512 bytes, else its size; `null` when
+/// a redacting step withheld it.
+pub fn shown(v: &weir_broker::pipeline::redaction::Shown) -> Value {
+    use weir_broker::pipeline::redaction::Shown;
+    const SHOWN_BYTES: usize = 512;
+    match v {
+        Shown::Withheld => Value::Null,
+        Shown::Value(v) => {
+            let cut = &v[..v.len().min(SHOWN_BYTES)];
+            match std::str::from_utf8(cut) {
+                Ok(t) => json!(t),
+                // A cut in the middle of a character: say the size.
+                Err(_) => json!({ "bytes": v.len() }),
+            }
+        }
+    }
 }
 
 /// `GET /v1/plugins/{name}/canary`: each version's events and failures so far.
