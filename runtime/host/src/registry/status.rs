@@ -94,6 +94,9 @@ pub struct PluginStatus {
     pub reloads: ReloadsView,
     /// The current version's idle instances and what they hold.
     pub pool: Option<PoolView>,
+    /// A candidate beside the serving version: `shadow <name@hash>` or `canary
+    /// <percent>% <name@hash>`.
+    pub rollout: Option<String>,
 }
 
 /// A version's idle instances, the memory they hold, and its stdout/stderr lines.
@@ -176,7 +179,17 @@ impl Slot {
         let probation = self.probation.lock().as_ref().map(|_| "running");
         let rejected_versions = self.history.lock().rejected(super::MAX_REJECTED_SHOWN);
         let c = &self.counters;
+        let rollout = match (self.canary(), self.shadow()) {
+            (Some(c), _) => Some(format!(
+                "canary {}% {}",
+                c.settings.percent,
+                c.plugin.version_tag()
+            )),
+            (None, Some(s)) => Some(format!("shadow {}", s.plugin.version_tag())),
+            (None, None) => None,
+        };
         PluginStatus {
+            rollout,
             name: self.name.clone(),
             kind: current.as_ref().map(|p| p.kind()),
             version: current.as_ref().map(|p| p.hash().to_string()),

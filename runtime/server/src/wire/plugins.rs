@@ -33,6 +33,7 @@ pub fn plugin_status(s: &PluginStatus) -> Value {
         "times_quarantined": s.times_quarantined,
         "last_error": s.last_error.as_ref().map(last_error),
         "probation": s.probation,
+        "rollout": s.rollout,
         "rejected_versions": s.rejected_versions.iter().map(history_entry).collect::<Vec<_>>(),
         "reloads": {
             "activated": s.reloads.activated,
