@@ -1,7 +1,8 @@
 //! `weir bench rollout`: what safe rollout costs. Publishes through a json-filter +
 //! redact pipeline (the first-party plugins built from source) without a shadow,
-//! with a shadow of redact comparing every batch, and with one comparing 10 % of
-//! them, back to back; then replays the stored topic through each plugin.
+//! with a shadow of redact comparing every batch, with one comparing 10 % of them,
+//! and with a canary of redact serving 10 % of the events, back to back; then
+//! replays the stored topic through each plugin, and once as a diff.
 
 use std::time::{Duration, Instant};
 
@@ -51,13 +52,16 @@ pub(super) async fn run(args: RolloutArgs) -> anyhow::Result<()> {
         args.value_bytes, args.batch, args.concurrency
     );
     println!("|---|---:|---:|---:|---:|");
-    for (case, sample) in [
-        ("json-filter + redact, no shadow", None),
-        ("with a shadow of redact, 100 % sampled", Some(100)),
-        ("with a shadow of redact, 10 % sampled", Some(10)),
+    for (case, stage) in [
+        ("json-filter + redact, no shadow", Stage::None),
+        ("with a shadow of redact, 100 % sampled", Stage::Shadow(100)),
+        ("with a shadow of redact, 10 % sampled", Stage::Shadow(10)),
+        ("with a canary of redact on 10 % of events", Stage::Canary(10)),
     ] {
-        if let Some(percent) = sample {
-            shadow(&client, &redact, percent).await?;
+        match stage {
+            Stage::Shadow(percent) => shadow(&client, &redact, percent).await?,
+            Stage::Canary(percent) => canary(&client, &redact, percent).await?,
+            Stage::None => {}
         }
         let mut row = publish_cell(
             std::slice::from_ref(&client),
@@ -70,13 +74,20 @@ pub(super) async fn run(args: RolloutArgs) -> anyhow::Result<()> {
         )
         .await?;
         row.latencies.sort();
-        let compared = match sample {
-            Some(_) => {
+        let compared = match stage {
+            Stage::Shadow(_) => {
                 let r = client.get("/v1/plugins/redact/shadow").await?;
                 client.delete_json("/v1/plugins/redact/shadow").await?;
                 format!("{} / {}", r["batches"], r["skipped_batches"])
             }
-            None => "-".into(),
+            Stage::Canary(_) => {
+                let r = client.delete_json("/v1/plugins/redact/canary").await?;
+                format!("canary took {} of {} events", r["new"]["events"], {
+                    r["new"]["events"].as_u64().unwrap_or(0)
+                        + r["old"]["events"].as_u64().unwrap_or(0)
+                })
+            }
+            Stage::None => "-".into(),
         };
         println!(
             "| {case} | {:.0} | {:.2} | {:.2} | {compared} |",
@@ -85,14 +96,45 @@ pub(super) async fn run(args: RolloutArgs) -> anyhow::Result<()> {
             crate::produce::percentile_ms(&row.latencies, 0.99),
         );
     }
-    for plugin in ["json-filter", "redact"] {
-        let (read, secs) = replay(&client, plugin).await?;
+    for (plugin, diff) in [("json-filter", false), ("redact", false), ("redact", true)] {
+        let (read, secs) = replay(&client, plugin, diff).await?;
+        let how = if diff { "a diff (vs itself)" } else { "a replay" };
         println!(
-            "| replay of {TOPIC} through {plugin} | {:.0} | - | - | {read} records in {secs:.2} s |",
+            "| {how} of {TOPIC} through {plugin} | {:.0} | - | - | {read} records in {secs:.2} s |",
             read as f64 / secs
         );
     }
     server.stop().await;
+    Ok(())
+}
+
+/// What runs beside the serving redact during a cell.
+#[derive(Clone, Copy)]
+enum Stage {
+    None,
+    /// A shadow sampling this percent of batches.
+    Shadow(u32),
+    /// A canary serving this percent of the events (the bench's records have no
+    /// keys: spread by a counter), never judged during the cell.
+    Canary(u32),
+}
+
+/// Deploys the redact version in `files`, with one more comment line (another
+/// version), as a canary beside the serving one.
+async fn canary(
+    client: &Client,
+    files: &weir_broker::plugins::PluginFiles,
+    percent: u32,
+) -> anyhow::Result<()> {
+    let manifest = format!("{}\n# the bench's canary\n", files.manifest_text);
+    let form = crate::client::deploy_form(manifest, files.component.to_vec());
+    client
+        .put_multipart(
+            &format!("/v1/plugins/redact?canary_percent={percent}&promote_after=1000000000"),
+            form,
+        )
+        .await
+        .context("deploying the canary")?;
     Ok(())
 }
 
@@ -113,10 +155,14 @@ async fn shadow(
     Ok(())
 }
 
-/// Replays the whole topic through `plugin`'s serving version; records read and
-/// seconds taken.
-async fn replay(client: &Client, plugin: &str) -> anyhow::Result<(u64, f64)> {
-    let body = json!({ "topic": TOPIC, "into": format!("{TOPIC}-replay-{plugin}") });
+/// Replays the whole topic through `plugin`'s serving version (with `diff`, compared
+/// with itself, nothing written); records read and seconds taken.
+async fn replay(client: &Client, plugin: &str, diff: bool) -> anyhow::Result<(u64, f64)> {
+    let body = if diff {
+        json!({ "topic": TOPIC, "diff": true })
+    } else {
+        json!({ "topic": TOPIC, "into": format!("{TOPIC}-replay-{plugin}") })
+    };
     let started = Instant::now();
     let r: Value = client
         .post(
