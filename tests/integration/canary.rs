@@ -17,35 +17,8 @@ async fn deploy_canary(
     component: &str,
     query: &str,
 ) -> crate::harness::Resp {
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "manifest",
-            reqwest::multipart::Part::text(manifest.to_string()).file_name("plugin.toml"),
-        )
-        .part(
-            "component",
-            reqwest::multipart::Part::bytes(std::fs::read(component).unwrap())
-                .file_name("plugin.wasm"),
-        );
-    api.send(
-        api.http
-            .put(format!("{}/v1/plugins/{name}?{query}", api.url))
-            .multipart(form),
-    )
-    .await
-}
-
-/// Publishes through the topic's pipeline: each record's result.
-async fn publish(api: &Api, topic: &str, records: Vec<Value>) -> Vec<Value> {
-    let r = api
-        .post(
-            &format!("/v1/topics/{topic}/records"),
-            "application/json",
-            json!({ "records": records }).to_string(),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body["results"].as_array().unwrap().clone()
+    let component = std::fs::read(component).unwrap();
+    crate::reload::deploy_with(api, name, manifest, component, &format!("?{query}")).await
 }
 
 async fn all_records(api: &Api, topic: &str, partitions: u32) -> Vec<Value> {
@@ -122,7 +95,7 @@ async fn a_canary_that_dead_letters_more_is_rolled_back_and_its_records_name_its
             })
             .collect();
         i += 100;
-        let results = publish(&api, "orders", records).await;
+        let results = api.publish_results("orders", records).await;
         assert_eq!(results.len(), 100);
     }
     // Rolled back, early: it failed on more events than 1 point over the serving
@@ -176,14 +149,14 @@ async fn a_canary_that_dead_letters_more_is_rolled_back_and_its_records_name_its
     // What the candidate kept, it kept by its own rule.
     assert!(by_new.iter().all(|r| r["value"]["amount"] == 5));
     // Rolled back, the serving version takes every key.
-    let results = publish(
-        &api,
-        "orders",
-        (0..50)
-            .map(|n| json!({ "key": format!("k{n}"), "value": { "id": "x", "amount": 500 } }))
-            .collect(),
-    )
-    .await;
+    let results = api
+        .publish_results(
+            "orders",
+            (0..50)
+                .map(|n| json!({ "key": format!("k{n}"), "value": { "id": "x", "amount": 500 } }))
+                .collect(),
+        )
+        .await;
     assert!(results.iter().all(|r| r["status"] == "stored"));
     // An operator can promote a canary before it is judged (the CLI), and nothing
     // is left to stop after.
@@ -275,7 +248,7 @@ async fn a_healthy_canary_is_promoted_and_every_acknowledged_record_is_processed
                             })
                         })
                         .collect();
-                    let results = publish(&api, "people", records).await;
+                    let results = api.publish_results("people", records).await;
                     for (i, r) in results.iter().enumerate() {
                         assert_eq!(r["status"], "stored", "{r}");
                         acked.push((p * 25 + batch) * 40 + i as u64);

@@ -300,6 +300,20 @@ impl Api {
         r.body["offsets"].as_array().unwrap().clone()
     }
 
+    /// Publishes JSON records through the topic's pipeline, asserting 200; each
+    /// record's result.
+    pub async fn publish_results(&self, topic: &str, records: Vec<Value>) -> Vec<Value> {
+        let r = self
+            .post(
+                &format!("/v1/topics/{topic}/records"),
+                "application/json",
+                json!({ "records": records }).to_string(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["results"].as_array().unwrap().clone()
+    }
+
     /// Fetches a partition from `offset` (no waiting).
     pub async fn fetch(&self, topic: &str, partition: u32, offset: u64) -> Resp {
         self.get(&format!(

@@ -579,6 +579,17 @@ pub(crate) async fn deploy(
     manifest_text: &str,
     component: Vec<u8>,
 ) -> crate::harness::Resp {
+    deploy_with(api, name, manifest_text, component, "").await
+}
+
+/// [`deploy`] with a query (`?shadow=true`, `?canary_percent=10`, ...).
+pub(crate) async fn deploy_with(
+    api: &Api,
+    name: &str,
+    manifest_text: &str,
+    component: Vec<u8>,
+    query: &str,
+) -> crate::harness::Resp {
     let form = reqwest::multipart::Form::new()
         .part(
             "manifest",
@@ -590,7 +601,7 @@ pub(crate) async fn deploy(
         );
     api.send(
         api.http
-            .put(format!("{}/v1/plugins/{name}", api.url))
+            .put(format!("{}/v1/plugins/{name}{query}", api.url))
             .multipart(form),
     )
     .await

@@ -17,35 +17,20 @@ fn redact(fields: &str) -> String {
 }
 
 async fn shadow_deploy(api: &Api, manifest: &str, query: &str) -> crate::harness::Resp {
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "manifest",
-            reqwest::multipart::Part::text(manifest.to_string()).file_name("plugin.toml"),
-        )
-        .part(
-            "component",
-            reqwest::multipart::Part::bytes(std::fs::read(artifacts::REDACT).unwrap())
-                .file_name("plugin.wasm"),
-        );
-    api.send(
-        api.http
-            .put(format!("{}/v1/plugins/redact?shadow=true{query}", api.url))
-            .multipart(form),
+    let component = std::fs::read(artifacts::REDACT).unwrap();
+    crate::reload::deploy_with(
+        api,
+        "redact",
+        manifest,
+        component,
+        &format!("?shadow=true{query}"),
     )
     .await
 }
 
 /// Publishes through the topic's pipeline: each record's result.
 async fn publish(api: &Api, records: Vec<Value>) -> Vec<Value> {
-    let r = api
-        .post(
-            "/v1/topics/people/records",
-            "application/json",
-            json!({ "records": records }).to_string(),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body["results"].as_array().unwrap().clone()
+    api.publish_results("people", records).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,19 +182,8 @@ async fn a_shadows_samples_pass_through_the_chains_redacting_steps() {
         "name = \"a-shout\"\nkind = \"transform\"\ncomponent = \"plugin.wasm\"\n{}",
         shout(true)
     );
-    let form = reqwest::multipart::Form::new()
-        .part("manifest", reqwest::multipart::Part::text(manifest))
-        .part(
-            "component",
-            reqwest::multipart::Part::bytes(std::fs::read(artifacts::SHOUT_TRANSFORM).unwrap()),
-        );
-    let r = api
-        .send(
-            api.http
-                .put(format!("{}/v1/plugins/a-shout?shadow=true", api.url))
-                .multipart(form),
-        )
-        .await;
+    let component = std::fs::read(artifacts::SHOUT_TRANSFORM).unwrap();
+    let r = crate::reload::deploy_with(&api, "a-shout", &manifest, component, "?shadow=true").await;
     assert_eq!(r.status, 201, "{}", r.body);
     let records: Vec<Value> = (0..5)
         .map(|i| json!({ "value": { "email": format!("p{i}@example.com") } }))

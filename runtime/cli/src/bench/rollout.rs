@@ -56,7 +56,10 @@ pub(super) async fn run(args: RolloutArgs) -> anyhow::Result<()> {
         ("json-filter + redact, no shadow", Stage::None),
         ("with a shadow of redact, 100 % sampled", Stage::Shadow(100)),
         ("with a shadow of redact, 10 % sampled", Stage::Shadow(10)),
-        ("with a canary of redact on 10 % of events", Stage::Canary(10)),
+        (
+            "with a canary of redact on 10 % of events",
+            Stage::Canary(10),
+        ),
     ] {
         match stage {
             Stage::Shadow(percent) => shadow(&client, &redact, percent).await?,
@@ -98,7 +101,11 @@ pub(super) async fn run(args: RolloutArgs) -> anyhow::Result<()> {
     }
     for (plugin, diff) in [("json-filter", false), ("redact", false), ("redact", true)] {
         let (read, secs) = replay(&client, plugin, diff).await?;
-        let how = if diff { "a diff (vs itself)" } else { "a replay" };
+        let how = if diff {
+            "a diff (vs itself)"
+        } else {
+            "a replay"
+        };
         println!(
             "| {how} of {TOPIC} through {plugin} | {:.0} | - | - | {read} records in {secs:.2} s |",
             read as f64 / secs

@@ -108,7 +108,7 @@ pub enum PluginCommand {
     /// A canary's figures (events and failures of each version), or `--promote` it
     /// now, or `--stop` it (roll it back).
     #[command(
-        after_help = "Examples:\n  weir plugin deploy plugins/redact --canary 10 --promote-after 50000\n  weir plugin canary redact\n  weir plugin canary redact --promote\n  weir plugin canary redact --stop"
+        after_help = "Examples:\n  weir plugin canary redact\n  weir plugin canary redact --promote\n  weir plugin canary redact --stop\n  weir plugin deploy plugins/redact --canary 10 --promote-after 50000"
     )]
     Canary {
         /// Plugin name.

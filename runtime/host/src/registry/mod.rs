@@ -215,6 +215,31 @@ impl Registry {
         self.slots.read().get(name).cloned()
     }
 
+    /// The slot and serving version of `name`, for a candidate in `files` to run
+    /// beside: of the serving version's kind, one of `kinds`.
+    fn beside(
+        &self,
+        name: &str,
+        files: &crate::plugin::PluginFiles,
+        kinds: &[crate::Kind],
+        expected: &'static str,
+    ) -> Result<(Arc<Slot>, Arc<Plugin>)> {
+        let slot = self.get(name).ok_or_else(|| PluginError::Unavailable {
+            plugin: name.to_string(),
+            reason: "no version serves it to run a candidate beside".into(),
+        })?;
+        let serving = slot.current_or_unavailable()?;
+        let kind = files.manifest.kind;
+        if kind != serving.kind() || !kinds.contains(&kind) {
+            return Err(PluginError::WrongKind {
+                plugin: name.to_string(),
+                expected,
+                actual: kind.as_str(),
+            });
+        }
+        Ok((slot, serving))
+    }
+
     /// Starts shadowing `name`'s serving version with the version in `files` (a filter
     /// or transform of the same kind), loaded with a state of its own in memory; a
     /// shadow already running is replaced.
@@ -224,19 +249,12 @@ impl Registry {
         files: crate::plugin::PluginFiles,
         settings: shadow::ShadowSettings,
     ) -> Result<Arc<shadow::Shadow>> {
-        let slot = self.get(name).ok_or_else(|| PluginError::Unavailable {
-            plugin: name.to_string(),
-            reason: "no version serves it to shadow".into(),
-        })?;
-        let serving = slot.current_or_unavailable()?;
-        let kind = files.manifest.kind;
-        if kind != serving.kind() || !matches!(kind, crate::Kind::Filter | crate::Kind::Transform) {
-            return Err(PluginError::WrongKind {
-                plugin: name.to_string(),
-                expected: "a filter or transform of the serving version's kind",
-                actual: kind.as_str(),
-            });
-        }
+        let (slot, serving) = self.beside(
+            name,
+            &files,
+            &[crate::Kind::Filter, crate::Kind::Transform],
+            "a filter or transform of the serving version's kind",
+        )?;
         let state: Arc<dyn PluginState> = Arc::new(crate::state::MemoryState::default());
         let plugin = Plugin::from_files(&self.engine, files, state)?;
         let shadow = shadow::Shadow::start(Arc::new(plugin), settings);
@@ -260,24 +278,16 @@ impl Registry {
         files: crate::plugin::PluginFiles,
         settings: canary::CanarySettings,
     ) -> Result<Arc<canary::Canary>> {
-        let slot = self.get(name).ok_or_else(|| PluginError::Unavailable {
-            plugin: name.to_string(),
-            reason: "no version serves it to run a canary beside".into(),
-        })?;
-        let serving = slot.current_or_unavailable()?;
-        let kind = files.manifest.kind;
-        if kind != serving.kind()
-            || !matches!(
-                kind,
-                crate::Kind::Filter | crate::Kind::Transform | crate::Kind::Router
-            )
-        {
-            return Err(PluginError::WrongKind {
-                plugin: name.to_string(),
-                expected: "a filter, transform or router of the serving version's kind",
-                actual: kind.as_str(),
-            });
-        }
+        let (slot, serving) = self.beside(
+            name,
+            &files,
+            &[
+                crate::Kind::Filter,
+                crate::Kind::Transform,
+                crate::Kind::Router,
+            ],
+            "a filter, transform or router of the serving version's kind",
+        )?;
         let problem = files.manifest.load_problem().or_else(|| {
             // Promoted, its files are written into the plugin directory.
             (!crate::reload::is_relative_inside(&files.manifest.component)).then(|| {

@@ -19,7 +19,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde_json::{Value, json};
-use weir_broker::plugins::{Canary, CanarySettings, CanaryVerdict, PluginFiles, Slot};
+use weir_broker::plugins::{Canary, CanarySettings, CanaryVerdict, Slot};
 
 use super::AppState;
 use super::problem::Problem;
@@ -93,15 +93,7 @@ pub(super) async fn start(
             "a cluster deploys a version to every node at once; canaries run on the embedded store (shadow and replay work in cluster mode)",
         ));
     }
-    let origin = format!("PUT /v1/plugins/{name}");
-    let files = PluginFiles::from_bytes(manifest, component, &origin)
-        .map_err(super::plugins::plugin_problem)?;
-    if files.manifest.name != name {
-        return Err(Problem::invalid_request(format!(
-            "the manifest names plugin '{}', not '{name}'",
-            files.manifest.name
-        )));
-    }
+    let files = super::plugins::candidate_files(name, manifest, component)?;
     let registry = state.plugins.registry().clone();
     let owned = name.to_string();
     let canary = super::blocking(move || registry.start_canary(&owned, files, settings))

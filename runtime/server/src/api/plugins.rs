@@ -291,6 +291,24 @@ fn state_layout_check(
     ))
 }
 
+/// A deployed candidate's files (a shadow's, a canary's), checked to name `name`.
+pub(super) fn candidate_files(
+    name: &str,
+    manifest: String,
+    component: Vec<u8>,
+) -> Result<weir_broker::plugins::PluginFiles, Problem> {
+    let origin = format!("PUT /v1/plugins/{name}");
+    let files = weir_broker::plugins::PluginFiles::from_bytes(manifest, component, &origin)
+        .map_err(plugin_problem)?;
+    if files.manifest.name != name {
+        return Err(Problem::invalid_request(format!(
+            "the manifest names plugin '{}', not '{name}'",
+            files.manifest.name
+        )));
+    }
+    Ok(files)
+}
+
 /// The `manifest` and `component` parts of a multipart body.
 async fn parts(body: Bytes, boundary: String) -> Result<(Bytes, Bytes), Problem> {
     let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });

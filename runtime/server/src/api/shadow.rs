@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use weir_broker::pipeline::redaction::{self, Shown};
-use weir_broker::plugins::{BatchInfo, Plugin, PluginFiles, Shadow, ShadowReport, ShadowSettings};
+use weir_broker::plugins::{BatchInfo, Plugin, Shadow, ShadowReport, ShadowSettings};
 
 use super::AppState;
 use super::problem::Problem;
@@ -30,15 +30,7 @@ pub(super) async fn start(
     component: Vec<u8>,
     settings: ShadowSettings,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
-    let origin = format!("PUT /v1/plugins/{name}");
-    let files = PluginFiles::from_bytes(manifest, component, &origin)
-        .map_err(super::plugins::plugin_problem)?;
-    if files.manifest.name != name {
-        return Err(Problem::invalid_request(format!(
-            "the manifest names plugin '{}', not '{name}'",
-            files.manifest.name
-        )));
-    }
+    let files = super::plugins::candidate_files(name, manifest, component)?;
     let registry = state.plugins.registry().clone();
     let owned = name.to_string();
     let shadow = super::blocking(move || registry.start_shadow(&owned, files, settings))
