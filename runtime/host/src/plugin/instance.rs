@@ -16,6 +16,9 @@ use super::{Bindings, Live, POOL_SIZE, Plugin, Pre};
 
 use super::{Ctx, root_cause};
 
+/// The least time instantiating and `init` get (see [`Plugin::init_timeout_ms`]).
+const INIT_TIMEOUT_MS: u64 = 5_000;
+
 impl Plugin {
     pub(super) fn new_store(&self) -> Store<Ctx> {
         let limits = Limiter::new(&self.manifest.limits);
@@ -36,60 +39,71 @@ impl Plugin {
         store
     }
 
-    pub(super) fn arm(&self, store: &mut Store<Ctx>) {
-        let ticks = self
-            .manifest
-            .limits
-            .timeout_ms
-            .div_ceil(EPOCH_TICK.as_millis() as u64)
-            + 1;
+    /// Gives the store's next call `timeout_ms` of wall time.
+    pub(super) fn arm(&self, store: &mut Store<Ctx>, timeout_ms: u64) {
+        let ticks = timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
-        store.data_mut().deadline =
-            Instant::now() + Duration::from_millis(self.manifest.limits.timeout_ms);
+        store.data_mut().deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    }
+
+    /// How long instantiating and `init` may take: the call timeout, and at least
+    /// [`INIT_TIMEOUT_MS`]. CPython and the JS engine start in tens of milliseconds
+    /// on an idle machine and several times that on a busy one; an instance is made
+    /// once for many calls, so its start must not fail on a call's budget.
+    fn init_timeout_ms(&self) -> u64 {
+        self.manifest.limits.timeout_ms.max(INIT_TIMEOUT_MS)
     }
 
     /// A fresh instance with `init` done.
     pub(super) fn instantiate(&self) -> Result<Live> {
         let mut store = self.new_store();
-        self.arm(&mut store);
+        let budget = self.init_timeout_ms();
+        self.arm(&mut store, budget);
+        let classify = |e: wasmtime::Error| match self.classify(e) {
+            PluginError::Timeout { plugin, .. } => PluginError::Timeout {
+                plugin,
+                timeout_ms: budget,
+            },
+            other => other,
+        };
         let rejected = |reason: String| PluginError::InitRejected {
             plugin: self.name.to_string(),
             reason,
         };
         let (bindings, init) = match &*self.pre {
             Pre::Filter(pre) => {
-                let b = pre.instantiate(&mut store).map_err(|e| self.classify(e))?;
+                let b = pre.instantiate(&mut store).map_err(classify)?;
                 let r = b.call_init(&mut store, &self.config_json);
                 (Bindings::Filter(b), r)
             }
             Pre::Transform(pre) => {
-                let b = pre.instantiate(&mut store).map_err(|e| self.classify(e))?;
+                let b = pre.instantiate(&mut store).map_err(classify)?;
                 let r = b.call_init(&mut store, &self.config_json);
                 (Bindings::Transform(b), r)
             }
             Pre::Router(pre) => {
-                let b = pre.instantiate(&mut store).map_err(|e| self.classify(e))?;
+                let b = pre.instantiate(&mut store).map_err(classify)?;
                 let r = b.call_init(&mut store, &self.config_json);
                 (Bindings::Router(b), r)
             }
             Pre::Acl(pre) => {
-                let b = pre.instantiate(&mut store).map_err(|e| self.classify(e))?;
+                let b = pre.instantiate(&mut store).map_err(classify)?;
                 let r = b.call_init(&mut store, &self.config_json);
                 (Bindings::Acl(b), r)
             }
             Pre::Source(pre) => {
-                let b = pre.instantiate(&mut store).map_err(|e| self.classify(e))?;
+                let b = pre.instantiate(&mut store).map_err(classify)?;
                 let r = b.call_init(&mut store, &self.config_json);
                 (Bindings::Source(b), r)
             }
             Pre::Sink(pre) => {
-                let b = pre.instantiate(&mut store).map_err(|e| self.classify(e))?;
+                let b = pre.instantiate(&mut store).map_err(classify)?;
                 let r = b.call_init(&mut store, &self.config_json);
                 (Bindings::Sink(b), r)
             }
             Pre::Processor(pre) => {
-                let b = pre.instantiate(&mut store).map_err(|e| self.classify(e))?;
+                let b = pre.instantiate(&mut store).map_err(classify)?;
                 let r = b.call_init(&mut store, &self.config_json);
                 (Bindings::Processor(b), r)
             }
@@ -97,7 +111,7 @@ impl Plugin {
         match init {
             Ok(Ok(())) => Ok(Live { store, bindings }),
             Ok(Err(msg)) => Err(rejected(msg)),
-            Err(e) => Err(rejected(self.classify(e).to_string())),
+            Err(e) => Err(rejected(classify(e).to_string())),
         }
     }
 
@@ -119,7 +133,7 @@ impl Plugin {
             Some(l) => l,
             None => self.instantiate()?,
         };
-        self.arm(&mut live.store);
+        self.arm(&mut live.store, self.manifest.limits.timeout_ms);
         let result = f(&mut live);
         match &result {
             Err(e) if e.poisons_instance() => {
