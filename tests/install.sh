@@ -5,7 +5,8 @@
 # nats-server also stands for a too-old cluster), the pinned nats-server for cluster
 # mode (tests/cluster/nats.sh, into the project's .venv), g++ for
 # cargo-fuzz's libFuzzer, procps (kill) for the SIGTERM tests, python3 for the
-# real-client tests, and python3-venv, nodejs and npm for Python and JS plugins. Idempotent and quiet when everything is present; tests/run.sh
+# real-client tests, python3-venv, nodejs and npm for Python and JS plugins, and kcat
+# for the Kafka protocol. Idempotent and quiet when everything is present; tests/run.sh
 # and .ci/run call it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,8 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# The Kafka protocol's real client (librdkafka's command line).
+command -v kcat >/dev/null 2>&1 || need+=(kcat)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

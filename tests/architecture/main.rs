@@ -78,13 +78,14 @@ impl Graph {
     }
 }
 
-const CRATES: [&str; 10] = [
+const CRATES: [&str; 11] = [
     "weir-storage",
     "weir-jetstream",
     "weir-broker",
     "weir-host",
     "weir-connect",
     "weir-processors",
+    "weir-kafka",
     "weir-toolchain",
     "weir-server",
     "weir-cli",
@@ -188,6 +189,21 @@ fn connectors_and_processors_serve_no_http() {
         let links = g.reach(krate);
         assert_never(&g, krate, &links, &["axum", "hyper", "weir-server"], "link");
     }
+}
+
+#[test]
+fn the_kafka_listener_is_a_protocol_over_the_broker_and_nothing_more() {
+    let g = Graph::load();
+    let links = g.reach("weir-kafka");
+    // It speaks Kafka to clients and asks the broker; HTTP, and how the server
+    // authorizes, stay the server's (it hands in an `Authorizer`).
+    assert_never(
+        &g,
+        "weir-kafka",
+        &links,
+        &["axum", "hyper", "weir-server", "reqwest"],
+        "link",
+    );
 }
 
 #[test]

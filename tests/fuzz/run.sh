@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-30}"
 root="$(cd ../.. && pwd)"
-targets=(record_batch produce_body plugin_manifest component_loader)
+targets=(record_batch produce_body plugin_manifest component_loader kafka_frame)
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --version 0.13.1

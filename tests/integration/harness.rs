@@ -423,6 +423,16 @@ impl ServerProcess {
         }
     }
 
+    /// The Kafka listener's address (`[kafka] listen`), as the serving line logged it.
+    pub fn kafka_addr(&self) -> String {
+        self.log_lines("weir is serving")
+            .iter()
+            .find_map(|l| l.split("kafka=").nth(1))
+            .and_then(|a| a.split_whitespace().next())
+            .expect("the server logged no Kafka listener ([kafka] listen)")
+            .to_string()
+    }
+
     /// The log lines that contain `needle`.
     pub fn log_lines(&self, needle: &str) -> Vec<String> {
         let log = self.log.lock().unwrap();

@@ -18,6 +18,7 @@ mod faults;
 mod groups;
 mod hostile;
 mod idempotence;
+mod kafka;
 mod observability;
 mod openapi;
 mod pipeline_failures;

@@ -14,6 +14,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod kafka;
 pub mod listen;
 pub mod telemetry;
 pub mod tls;
@@ -244,7 +245,7 @@ pub async fn run(
         processors: processors.clone(),
         replays: Default::default(),
         plugins,
-        guard,
+        guard: guard.clone(),
         limits: config.limits,
         cluster: cluster.clone(),
     });
@@ -259,10 +260,15 @@ pub async fn run(
         }
         None => None,
     };
+    let kafka = match &config.kafka {
+        Some(k) => Some(kafka::start(k, &config.limits, broker.clone(), guard).await?),
+        None => None,
+    };
     // Only now is everything that can refuse the configuration behind us: the log
     // never says "serving" for a broker that then exits.
     tracing::info!(
         listen = %listener.local_addr()?,
+        kafka = kafka.as_ref().map(|k| tracing::field::display(k.addr)),
         log = %match &config.cluster {
             Some(c) => format!("cluster {}", c.servers.join(",")),
             None => format!("embedded {}", config.data_dir.display()),
@@ -271,6 +277,9 @@ pub async fn run(
         "weir is serving"
     );
     listen::serve(listener, tls, app, config.limits, shutdown).await;
+    if let Some(k) = kafka {
+        k.stop().await;
+    }
     connectors.shutdown().await;
     processors.shutdown().await;
     if let (Some(cluster), Some((heartbeat, agent))) = (&cluster, coordination) {

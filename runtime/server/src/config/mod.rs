@@ -8,8 +8,10 @@ use anyhow::Context;
 use serde::Deserialize;
 
 mod cluster;
+mod kafka;
 
 pub use cluster::ClusterConfig;
+pub use kafka::KafkaConfig;
 use weir_broker::pipeline::{MissingTopic, PipelineOptions};
 
 /// The whole configuration file.
@@ -44,6 +46,8 @@ pub struct Config {
     pub connectors: ConnectorsConfig,
     /// Cluster mode: the log on NATS JetStream instead of `data_dir`.
     pub cluster: Option<ClusterConfig>,
+    /// The Kafka wire protocol beside HTTP (off by default).
+    pub kafka: Option<KafkaConfig>,
 }
 
 /// The operator's bound on connector grants: a manifest's `[grants]` must lie within
@@ -312,6 +316,7 @@ impl Default for Config {
             tls: None,
             connectors: ConnectorsConfig::default(),
             cluster: None,
+            kafka: None,
         }
     }
 }

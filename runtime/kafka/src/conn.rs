@@ -1,0 +1,54 @@
+//! The listener and one connection: frames in, answers out, in order.
+
+use std::future::Future;
+
+use tokio::io::BufWriter;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::Context;
+use crate::frame::{self, FrameError};
+
+/// Accepts Kafka connections on `listener` until `shutdown` completes; each
+/// connection runs on its own task.
+pub async fn serve(listener: TcpListener, cx: Context, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let cx = cx.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = connection(stream, &cx).await {
+                            tracing::warn!(%peer, error = %e, "Kafka connection closed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a Kafka connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Serves one connection until the client closes it or sends what cannot be
+/// answered.
+async fn connection(stream: TcpStream, cx: &Context) -> Result<(), FrameError> {
+    stream.set_nodelay(true)?;
+    let (reader, writer) = stream.into_split();
+    let mut reader = tokio::io::BufReader::new(reader);
+    let mut writer = BufWriter::new(writer);
+    loop {
+        let (start, body) = match frame::read(&mut reader, cx.settings.max_frame_bytes).await {
+            Ok(f) => f,
+            Err(FrameError::Closed) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if let Some(answer) = crate::api::handle(cx, start, body).await? {
+            frame::write(&mut writer, &answer).await?;
+            tokio::io::AsyncWriteExt::flush(&mut writer).await?;
+        }
+    }
+}

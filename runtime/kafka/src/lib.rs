@@ -1,0 +1,77 @@
+//! The Kafka wire protocol beside HTTP: Kafka clients (kcat, librdkafka, the Java
+//! client) produce and fetch through the same broker, topics and pipelines as HTTP
+//! clients, so WASM filters, transforms and routers apply to them too.
+//!
+//! Message schemas come from the `kafka-protocol` crate; this crate only maps them
+//! onto Weir: one task per connection reads size-prefixed frames (bounded like HTTP
+//! bodies), answers each request in order (as a Kafka broker does: one request at a
+//! time per connection), and closes the connection with a log line on a malformed
+//! frame. Weir presents itself as a single broker (node 0) that leads every
+//! partition; records carry the time Weir stored them (as a Kafka topic with
+//! `message.timestamp.type=LogAppendTime`).
+//!
+//! - [`conn`]: the listener and one connection's loop.
+//! - `frame`: reading a frame, its header, and writing a response.
+//! - `api`: one module per API: versions, metadata, produce, fetch, offsets,
+//!   topics.
+//! - `records`: Kafka record batches to Weir records and back; `decompress`: their
+//!   codecs, bounded.
+//! - `errors`: Weir's errors as Kafka error codes.
+
+pub(crate) mod api;
+pub mod conn;
+mod decompress;
+mod errors;
+mod frame;
+mod records;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use api::decode_frame;
+pub use conn::serve;
+
+/// An authorization answer, computed asynchronously (an ACL policy plugin may run).
+pub type Allowed<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+
+/// Decides what a Kafka client may do. The server answers with the same guard as
+/// for HTTP (tokens, the ACL policy plugin): Kafka clients are anonymous until they
+/// authenticate, so with authentication on they may do nothing.
+pub trait Authorizer: Send + Sync + 'static {
+    /// Whether the connection may do `operation` (`produce`, `consume`, `describe`,
+    /// `topic-admin`) on `topic`.
+    fn allowed<'a>(&'a self, operation: &'static str, topic: &'a str) -> Allowed<'a>;
+}
+
+/// How the listener presents itself and what it accepts.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// The host clients are told to connect to (Metadata's broker list).
+    pub advertised_host: String,
+    /// And its port.
+    pub advertised_port: u16,
+    /// Largest request frame; a bigger one closes the connection.
+    pub max_frame_bytes: usize,
+    /// Partitions of a topic created with `num_partitions = -1`.
+    pub default_partitions: u32,
+}
+
+/// What every connection shares.
+#[derive(Clone)]
+pub struct Context {
+    /// The broker.
+    pub broker: weir_broker::Broker,
+    /// The authorization.
+    pub authorizer: Arc<dyn Authorizer>,
+    /// The settings.
+    pub settings: Arc<KafkaSettings>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}

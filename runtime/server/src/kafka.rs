@@ -1,0 +1,78 @@
+//! The Kafka listener (`[kafka]`), started beside HTTP on the same broker, with the
+//! same guard: what a Kafka client may do is what an anonymous HTTP caller may do
+//! (everything with authentication off, nothing with it on).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use weir_broker::Broker;
+use weir_kafka::{Allowed, Authorizer, Context, KafkaSettings};
+
+use crate::auth::Guard;
+use crate::auth::operations::check;
+use crate::config::{KafkaConfig, Limits};
+
+/// The running listener.
+#[derive(Debug)]
+pub struct Kafka {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Kafka {
+    /// Stops accepting connections.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `config.listen` and serves Kafka clients on `broker`.
+pub async fn start(
+    config: &KafkaConfig,
+    limits: &Limits,
+    broker: Broker,
+    guard: Arc<Guard>,
+) -> anyhow::Result<Kafka> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the Kafka listener on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let settings = KafkaSettings {
+        advertised_host: config
+            .advertised_host
+            .clone()
+            .unwrap_or_else(|| addr.ip().to_string()),
+        advertised_port: addr.port(),
+        max_frame_bytes: limits.max_request_bytes,
+        default_partitions: config.default_partitions,
+    };
+    let cx = Context {
+        broker,
+        authorizer: Arc::new(GuardAuthorizer(guard)),
+        settings: Arc::new(settings),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(weir_kafka::serve(listener, cx, async {
+        let _ = stopped.await;
+    }));
+    Ok(Kafka { addr, stop, task })
+}
+
+/// The HTTP API's guard, asked for an anonymous caller.
+struct GuardAuthorizer(Arc<Guard>);
+
+impl Authorizer for GuardAuthorizer {
+    fn allowed<'a>(&'a self, operation: &'static str, topic: &'a str) -> Allowed<'a> {
+        Box::pin(async move {
+            self.0
+                .require(None, [check(operation, "topic", topic)])
+                .await
+                .is_ok()
+        })
+    }
+}
