@@ -15,3 +15,19 @@ fn the_fuzz_seeds_are_requests_weir_decodes() {
     }
     assert!(seen >= 3);
 }
+
+#[test]
+fn counts_from_the_wire_reserve_no_more_than_the_frame_holds() {
+    // Metadata v4 asking for 2^31 - 1 topics in a 20-byte frame: refused, not an
+    // allocation of hundreds of gigabytes (which would abort the process).
+    let mut frame = vec![0, 3, 0, 4, 0, 0, 0, 1, 0, 4];
+    frame.extend_from_slice(b"kcat");
+    frame.extend_from_slice(&i32::MAX.to_be_bytes());
+    assert!(weir_kafka::decode_frame(&frame, 1 << 20).is_err());
+    // The same through a compact array (Metadata v9, flexible): a varint count.
+    let mut frame = vec![0, 3, 0, 9, 0, 0, 0, 1, 0, 4];
+    frame.extend_from_slice(b"kcat");
+    frame.push(0); // header tags
+    frame.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    assert!(weir_kafka::decode_frame(&frame, 1 << 20).is_err());
+}
