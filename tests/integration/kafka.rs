@@ -216,3 +216,42 @@ async fn malformed_and_oversized_frames_close_only_their_connection() {
     assert!(meta.contains("1 brokers"), "{meta}");
     assert!(server.client().get("/v1/topics").await.status == 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_kafka_consumer_gets_an_http_publish_as_it_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_configured(dir.path(), KAFKA);
+    let api = server.client();
+    api.create_topic("live", json!({ "partitions": 1 })).await;
+    let broker = server.kafka_addr();
+    // kcat reads the empty topic from its start, long-polling, for one record.
+    let consumer = Command::new("kcat")
+        .args([
+            "-C",
+            "-b",
+            &broker,
+            "-t",
+            "live",
+            "-o",
+            "beginning",
+            "-c",
+            "1",
+            "-f",
+            "%s\n",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Whether its fetch is already waiting or not, the record reaches it.
+    api.publish("live", json!([{ "value": { "n": 1 } }])).await;
+    let out = tokio::task::spawn_blocking(move || consumer.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"n":1}"#);
+}

@@ -1,6 +1,9 @@
 //! The listener and one connection: frames in, answers out, in order.
 
 use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
 
 use tokio::io::BufWriter;
 use tokio::net::{TcpListener, TcpStream};
@@ -12,13 +15,22 @@ use crate::frame::{self, FrameError};
 /// connection runs on its own task.
 pub async fn serve(listener: TcpListener, cx: Context, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let slots = Arc::new(Semaphore::new(cx.settings.max_connections));
     loop {
         tokio::select! {
             () = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // At the cap, a new connection is closed at once: no client can
+                    // take every socket (clients retry with backoff).
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "Kafka connection refused: too many connections");
+                        drop(stream);
+                        continue;
+                    };
                     let cx = cx.clone();
                     tokio::spawn(async move {
+                        let _slot = slot;
                         if let Err(e) = connection(stream, &cx).await {
                             tracing::warn!(%peer, error = %e, "Kafka connection closed");
                         }
@@ -41,7 +53,12 @@ async fn connection(stream: TcpStream, cx: &Context) -> Result<(), FrameError> {
     let mut reader = tokio::io::BufReader::new(reader);
     let mut writer = BufWriter::new(writer);
     loop {
-        let (start, body) = match frame::read(&mut reader, cx.settings.max_frame_bytes).await {
+        let limits = frame::Limits {
+            max_bytes: cx.settings.max_frame_bytes,
+            idle: crate::IDLE_TIMEOUT,
+            stall: cx.settings.stall_timeout,
+        };
+        let (start, body) = match frame::read(&mut reader, limits).await {
             Ok(f) => f,
             Err(FrameError::Closed) => return Ok(()),
             Err(e) => return Err(e),

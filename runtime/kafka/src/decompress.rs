@@ -28,10 +28,14 @@ pub(crate) fn bounded(
             lz4::Decoder::new(input.reader()).context("lz4 frame header")?,
             limit,
         )?,
-        Compression::Zstd => read_at_most(
-            zstd::stream::read::Decoder::new(input.reader()).context("zstd frame header")?,
-            limit,
-        )?,
+        Compression::Zstd => {
+            let mut d =
+                zstd::stream::read::Decoder::new(input.reader()).context("zstd frame header")?;
+            // Its window (memory held while decoding) at most 16 MiB, not zstd's
+            // default 128 MiB: producers' levels use far less.
+            d.window_log_max(24).context("zstd window")?;
+            read_at_most(d, limit)?
+        }
         Compression::Snappy => snappy(&input, limit)?,
     };
     Ok(Bytes::from(out))

@@ -2,8 +2,11 @@
 //! API key, version and correlation id, which are read first so that even a request
 //! Weir cannot decode can be answered or named in the log.
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::timeout;
 
 /// Why a connection is closed.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +34,20 @@ pub(crate) enum FrameError {
     /// Reading or writing the socket failed.
     #[error("socket error: {0}")]
     Io(#[from] std::io::Error),
+    /// No request for [`crate::IDLE_TIMEOUT`], or a frame's bytes stopped arriving.
+    #[error("{0}")]
+    Timeout(&'static str),
+}
+
+/// What one frame may take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Its size at most.
+    pub max_bytes: usize,
+    /// How long to wait for the next request.
+    pub idle: Duration,
+    /// How long a started frame's bytes may stop arriving.
+    pub stall: Duration,
 }
 
 /// A request's fixed start.
@@ -41,15 +58,19 @@ pub(crate) struct Start {
     pub correlation_id: i32,
 }
 
-/// Reads one frame, at most `limit` bytes.
+/// Reads one frame within `limits`.
 pub(crate) async fn read<R: AsyncRead + Unpin>(
     reader: &mut R,
-    limit: usize,
+    limits: Limits,
 ) -> Result<(Start, Bytes), FrameError> {
-    let size = match reader.read_i32().await {
-        Ok(n) => n,
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
-        Err(e) => return Err(e.into()),
+    let limit = limits.max_bytes;
+    let size = match timeout(limits.idle, reader.read_i32()).await {
+        Err(_) => return Err(FrameError::Timeout("idle for longer than the idle timeout")),
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(FrameError::Closed);
+        }
+        Ok(Err(e)) => return Err(e.into()),
     };
     if size < 0 || size as usize > limit {
         return Err(FrameError::TooLarge {
@@ -61,8 +82,21 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     if size < 8 {
         return Err(FrameError::TooShort(size));
     }
-    let mut buf = BytesMut::zeroed(size);
-    reader.read_exact(&mut buf).await?;
+    // Read as it arrives (not allocated up front from the size alone), each piece
+    // within the stall timeout.
+    let mut buf = BytesMut::with_capacity(size.min(64 << 10));
+    while buf.len() < size {
+        let want = (size - buf.len()).min(64 << 10);
+        let mut piece = vec![0u8; want];
+        let n = match timeout(limits.stall, reader.read(&mut piece)).await {
+            Err(_) => return Err(FrameError::Timeout("a frame's bytes stopped arriving")),
+            Ok(r) => r?,
+        };
+        if n == 0 {
+            return Err(FrameError::Closed);
+        }
+        buf.extend_from_slice(&piece[..n]);
+    }
     let start = Start {
         api_key: i16::from_be_bytes([buf[0], buf[1]]),
         version: i16::from_be_bytes([buf[2], buf[3]]),

@@ -55,7 +55,22 @@ pub struct KafkaSettings {
     pub max_frame_bytes: usize,
     /// Partitions of a topic created with `num_partitions = -1`.
     pub default_partitions: u32,
+    /// Longest a fetch waits for records, whatever it asks.
+    pub max_wait: std::time::Duration,
+    /// Most record bytes in one fetch answer, whatever it asks.
+    pub max_fetch_bytes: usize,
+    /// Most records read from one partition for one answer.
+    pub max_fetch_records: usize,
+    /// Open Kafka connections at most; more are closed at once.
+    pub max_connections: usize,
+    /// A frame whose bytes stop arriving this long closes its connection, and so
+    /// does a connection idle (between requests) for [`IDLE_TIMEOUT`].
+    pub stall_timeout: std::time::Duration,
 }
+
+/// A connection with no request for this long is closed (Kafka brokers close idle
+/// connections after 10 minutes too; clients reconnect).
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// What every connection shares.
 #[derive(Clone)]

@@ -17,6 +17,8 @@ use weir_broker::{NewRecord, ReadResult};
 /// The records of a produce request's partition, owned by the decoded batches.
 pub(crate) struct Decoded {
     records: Vec<Record>,
+    /// Bytes the batches decompressed to.
+    pub(crate) expanded: usize,
 }
 
 /// Why a partition's records were refused.
@@ -55,7 +57,10 @@ impl Decoded {
                 records.push(r);
             }
         }
-        Ok(Decoded { records })
+        Ok(Decoded {
+            records,
+            expanded: limit - left.get(),
+        })
     }
 
     /// The records as Weir records for `partition`.
@@ -101,7 +106,9 @@ pub(crate) fn encode(read: &ReadResult) -> Result<Bytes, String> {
             producer_epoch: -1,
             timestamp_type: TimestampType::LogAppend,
             offset: r.offset as i64,
-            sequence: -1,
+            // One batch for the whole read: the encoder starts a new batch wherever
+            // offset minus sequence changes.
+            sequence: r.offset as i32,
             timestamp: r.timestamp_ms,
             key: r.key.map(Bytes::copy_from_slice),
             value: r.value.map(Bytes::copy_from_slice),

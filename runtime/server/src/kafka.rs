@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -12,7 +13,7 @@ use weir_kafka::{Allowed, Authorizer, Context, KafkaSettings};
 
 use crate::auth::Guard;
 use crate::auth::operations::check;
-use crate::config::{KafkaConfig, Limits};
+use crate::config::{Config, KafkaConfig};
 
 /// The running listener.
 #[derive(Debug)]
@@ -31,13 +32,28 @@ impl Kafka {
     }
 }
 
-/// Binds `config.listen` and serves Kafka clients on `broker`.
+/// Binds `config.listen` and serves Kafka clients on `broker`. Refused when HTTP
+/// admits only clients with certificates and authentication is off: the plain Kafka
+/// listener would let anyone in that HTTP keeps out.
 pub async fn start(
     config: &KafkaConfig,
-    limits: &Limits,
+    server: &Config,
     broker: Broker,
     guard: Arc<Guard>,
 ) -> anyhow::Result<Kafka> {
+    let limits = &server.limits;
+    if server.tls.as_ref().is_some_and(|t| t.require_client_cert) && !guard.enabled() {
+        anyhow::bail!(
+            "[kafka] is refused while [tls] require_client_cert keeps HTTP to clients with certificates and [auth] is off: the Kafka listener has no TLS yet and would admit anyone"
+        );
+    }
+    if config.listen.ip().is_unspecified() && config.advertised_host.is_none() {
+        anyhow::bail!(
+            "[kafka] listen = {} needs advertised_host: clients connect to the host Metadata names, and {} is not one",
+            config.listen,
+            config.listen.ip()
+        );
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the Kafka listener on {}", config.listen))?;
@@ -50,6 +66,11 @@ pub async fn start(
         advertised_port: addr.port(),
         max_frame_bytes: limits.max_request_bytes,
         default_partitions: config.default_partitions,
+        max_wait: Duration::from_millis(limits.max_wait_ms),
+        max_fetch_bytes: limits.max_request_bytes,
+        max_fetch_records: limits.max_fetch_records,
+        max_connections: limits.max_connections,
+        stall_timeout: Duration::from_millis(limits.body_idle_timeout_ms),
     };
     let cx = Context {
         broker,

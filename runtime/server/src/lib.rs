@@ -261,7 +261,7 @@ pub async fn run(
         None => None,
     };
     let kafka = match &config.kafka {
-        Some(k) => Some(kafka::start(k, &config.limits, broker.clone(), guard).await?),
+        Some(k) => Some(kafka::start(k, config, broker.clone(), guard).await?),
         None => None,
     };
     // Only now is everything that can refuse the configuration behind us: the log

@@ -16,74 +16,84 @@ use weir_broker::{ReadLimits, Topic};
 
 use crate::Context;
 
-/// Records per partition per answer at most.
-const MAX_RECORDS: usize = 10_000;
-
 pub(super) async fn answer(cx: &Context, request: FetchRequest) -> FetchResponse {
-    let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    let settings = &cx.settings;
+    let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(settings.max_wait);
+    let deadline = Instant::now() + wait;
     let min_bytes = request.min_bytes.max(0) as usize;
+    // The answer's size is the server's to bound, whatever the client asks.
     let max_bytes = match request.max_bytes {
-        n if n > 0 => n as usize,
-        _ => usize::MAX,
+        n if n > 0 => (n as usize).min(settings.max_fetch_bytes),
+        _ => settings.max_fetch_bytes,
     };
     // Each topic once: authorized and looked up.
-    let mut topics: Vec<(String, Option<Arc<Topic>>, i16)> = Vec::new();
+    let mut topics: Vec<(Option<Arc<Topic>>, i16)> = Vec::new();
     for t in &request.topics {
-        let name = t.topic.as_str().to_string();
-        let (topic, error) = if !cx.authorizer.allowed("consume", &name).await {
+        let name = t.topic.as_str();
+        topics.push(if !cx.authorizer.allowed("consume", name).await {
             (None, ResponseError::TopicAuthorizationFailed.code())
         } else {
-            match cx.broker.topic(&name) {
+            match cx.broker.topic(name) {
                 Ok(topic) => (Some(topic), 0),
                 Err(_) => (None, ResponseError::UnknownTopicOrPartition.code()),
             }
-        };
-        topics.push((name, topic, error));
+        });
     }
     loop {
-        let (answer, bytes) = read_all(cx, &request, &topics, max_bytes).await;
-        let now = Instant::now();
-        if bytes >= min_bytes.max(1) || now >= deadline {
-            return answer;
+        let pass = read_all(cx, &request, &topics, max_bytes).await;
+        // Enough bytes, an error to report (Kafka answers those at once), or time.
+        if pass.bytes >= min_bytes || pass.failed || Instant::now() >= deadline {
+            return pass.answer;
         }
-        // Wait for any partition to pass its fetch offset, then read again.
-        let waits: Vec<_> = request
-            .topics
-            .iter()
-            .zip(&topics)
-            .filter_map(|(t, (_, topic, _))| Some((t, topic.clone()?)))
-            .flat_map(|(t, topic)| {
-                t.partitions.iter().filter_map(move |p| {
-                    let offset = u64::try_from(p.fetch_offset).ok()?;
-                    let topic = topic.clone();
-                    let partition = u32::try_from(p.partition).ok()?;
-                    topic.partition(partition).ok()?;
-                    Some(Box::pin(async move {
-                        if let Ok(part) = topic.partition(partition) {
-                            part.wait_beyond(offset, deadline - Instant::now()).await;
-                        }
-                    }))
+        // Wait for any partition to grow past the end this pass saw, then read
+        // again: woken by the flush that makes records visible.
+        let waits: Vec<_> = pass
+            .ends
+            .into_iter()
+            .map(|(topic, partition, end)| {
+                Box::pin(async move {
+                    if let Ok(part) = topic.partition(partition) {
+                        part.wait_beyond(end, deadline - Instant::now()).await;
+                    }
                 })
             })
             .collect();
         if waits.is_empty() {
             tokio::time::sleep_until(deadline).await;
-            return answer;
+            return pass.answer;
         }
-        select_all(waits).await;
+        tokio::select! {
+            _ = select_all(waits) => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
     }
 }
 
-/// One pass over every requested partition: the answer and the record bytes in it.
+/// One pass over every requested partition.
+struct Pass {
+    answer: FetchResponse,
+    /// Record bytes in the answer.
+    bytes: usize,
+    /// Whether a partition has an error to report.
+    failed: bool,
+    /// Each partition read, with the high watermark it had: what to wait beyond.
+    ends: Vec<(Arc<Topic>, u32, u64)>,
+}
+
 async fn read_all(
     cx: &Context,
     request: &FetchRequest,
-    topics: &[(String, Option<Arc<Topic>>, i16)],
+    topics: &[(Option<Arc<Topic>>, i16)],
     max_bytes: usize,
-) -> (FetchResponse, usize) {
-    let mut total = 0usize;
+) -> Pass {
+    let mut pass = Pass {
+        answer: FetchResponse::default(),
+        bytes: 0,
+        failed: false,
+        ends: Vec::new(),
+    };
     let mut responses = Vec::with_capacity(request.topics.len());
-    for (t, (_, topic, error)) in request.topics.iter().zip(topics) {
+    for (t, (topic, error)) in request.topics.iter().zip(topics) {
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
             let answer = PartitionData::default()
@@ -92,13 +102,24 @@ async fn read_all(
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1);
             let Some(topic) = topic else {
+                pass.failed = true;
                 partitions.push(answer.with_error_code(*error));
                 continue;
             };
-            let budget = (p.partition_max_bytes.max(0) as usize).min(max_bytes - total);
+            let budget =
+                (p.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(pass.bytes));
             let (answer, bytes) =
                 read_one(cx, topic, p.partition, p.fetch_offset, budget, answer).await;
-            total += bytes;
+            pass.bytes += bytes;
+            if answer.error_code != 0 {
+                pass.failed = true;
+            } else if let Ok(partition) = u32::try_from(p.partition) {
+                pass.ends.push((
+                    topic.clone(),
+                    partition,
+                    answer.high_watermark.max(0) as u64,
+                ));
+            }
             partitions.push(answer);
         }
         responses.push(
@@ -107,7 +128,8 @@ async fn read_all(
                 .with_partitions(partitions),
         );
     }
-    (FetchResponse::default().with_responses(responses), total)
+    pass.answer = FetchResponse::default().with_responses(responses);
+    pass
 }
 
 async fn read_one(
@@ -144,7 +166,7 @@ async fn read_one(
         return (answer, 0);
     }
     let limits = ReadLimits {
-        max_records: MAX_RECORDS,
+        max_records: cx.settings.max_fetch_records,
         max_bytes: budget,
     };
     let read = match cx
@@ -155,6 +177,11 @@ async fn read_one(
         Ok(r) => r,
         Err(e) => return (answer.with_error_code(crate::errors::code(&e)), 0),
     };
+    // The watermarks this read saw: its records lie below them.
+    let answer = answer
+        .with_high_watermark(read.high_watermark as i64)
+        .with_last_stable_offset(read.high_watermark as i64)
+        .with_log_start_offset(read.log_start_offset as i64);
     match crate::records::encode(&read) {
         Ok(records) => {
             let bytes = records.len();

@@ -11,6 +11,9 @@ use crate::Context;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+/// v7: the offset of the record with the largest timestamp; Weir's timestamps only
+/// grow, so the last record.
+const MAX_TIMESTAMP: i64 = -3;
 
 pub(super) async fn answer(cx: &Context, request: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(request.topics.len());
@@ -34,6 +37,14 @@ pub(super) async fn answer(cx: &Context, request: ListOffsetsRequest) -> ListOff
                 (true, Some((topic, part))) => match p.timestamp {
                     LATEST => answer.with_offset(part.high_watermark() as i64),
                     EARLIEST => answer.with_offset(part.log_start_offset() as i64),
+                    MAX_TIMESTAMP => {
+                        let end = part.high_watermark() as i64;
+                        answer.with_offset(if end > part.log_start_offset() as i64 {
+                            end - 1
+                        } else {
+                            -1
+                        })
+                    }
                     ts => {
                         let end = part.high_watermark();
                         match cx

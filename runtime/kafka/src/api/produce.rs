@@ -13,12 +13,17 @@ use crate::Context;
 use crate::records::{Decoded, Refused};
 
 pub(super) async fn answer(cx: &Context, request: ProduceRequest) -> Option<ProduceResponse> {
-    let acks = if request.acks == -1 {
-        Acks::All
-    } else {
-        Acks::None
+    let acks = match request.acks {
+        -1 => Acks::All,
+        0 | 1 => Acks::None,
+        other => {
+            tracing::debug!(acks = other, "a produce with invalid acks");
+            return Some(invalid_acks(request));
+        }
     };
     let mut responses = Vec::with_capacity(request.topic_data.len());
+    // What the whole request may decompress to, shared by its partitions.
+    let mut expansion = cx.settings.max_frame_bytes * crate::decompress::EXPANSION;
     for data in request.topic_data {
         let name = data.name.as_str().to_string();
         let allowed = cx.authorizer.allowed("produce", &name).await;
@@ -59,9 +64,11 @@ pub(super) async fn answer(cx: &Context, request: ProduceRequest) -> Option<Prod
                 ));
                 continue;
             }
-            let limit = cx.settings.max_frame_bytes * crate::decompress::EXPANSION;
-            let decoded = match Decoded::decode(pd.records.unwrap_or_default(), limit) {
-                Ok(d) => d,
+            let decoded = match Decoded::decode(pd.records.unwrap_or_default(), expansion) {
+                Ok(d) => {
+                    expansion -= d.expanded;
+                    d
+                }
                 Err(Refused::Corrupt(reason)) => {
                     partitions.push(refused(ResponseError::CorruptMessage, reason));
                     continue;
@@ -115,4 +122,28 @@ fn first_offset(published: &Published, topic: &str, partition: u32) -> i64 {
             .min()
             .unwrap_or(-1),
     }
+}
+
+/// Every partition refused with INVALID_REQUIRED_ACKS (acks is -1, 0 or 1).
+fn invalid_acks(request: ProduceRequest) -> ProduceResponse {
+    let responses = request
+        .topic_data
+        .into_iter()
+        .map(|t| {
+            TopicProduceResponse::default()
+                .with_partition_responses(
+                    t.partition_data
+                        .iter()
+                        .map(|p| {
+                            PartitionProduceResponse::default()
+                                .with_index(p.index)
+                                .with_base_offset(-1)
+                                .with_error_code(ResponseError::InvalidRequiredAcks.code())
+                        })
+                        .collect(),
+                )
+                .with_name(t.name)
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
 }

@@ -85,6 +85,11 @@ impl Guard {
         })
     }
 
+    /// Whether callers must authenticate (`[auth] enabled`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// The ACL policy plugin's name, if one is configured.
     pub fn policy(&self) -> Option<&str> {
         self.policy.as_deref()
