@@ -648,13 +648,13 @@ async fn deploying_a_connector_needs_connector_admin() {
     let (alice, admin) = (as_(&server, "alice-token"), as_(&server, "admin-token"));
     let filter = "name = \"alice-f\"\nkind = \"filter\"\ncomponent = \"plugin.wasm\"\n[config]\nword = \"x\"\n";
     let bytes = |path: &str| std::fs::read(path).unwrap();
-    let r = crate::reload::deploy(&alice, "alice-f", filter, bytes(artifacts::HELLO_FILTER)).await;
+    let r = crate::deploy::deploy(&alice, "alice-f", filter, bytes(artifacts::HELLO_FILTER)).await;
     assert_eq!(r.status, 201, "{}", r.body);
     // A sink reaches files, hosts and topics on its own: plugin-admin on its name is
     // not enough.
     let sink = "name = \"alice-sink\"\nkind = \"sink\"\ncomponent = \"plugin.wasm\"\n\
                 [[attach]]\ntopic = \"orders-secret\"\n[grants]\ndirs = [\"/\"]\n[config]\ndir = \"/\"\n";
-    let r = crate::reload::deploy(&alice, "alice-sink", sink, bytes(artifacts::FILE_SINK)).await;
+    let r = crate::deploy::deploy(&alice, "alice-sink", sink, bytes(artifacts::FILE_SINK)).await;
     r.assert_problem(403, "forbidden");
     assert_eq!(r.body["operation"], "connector-admin");
     assert!(!server.dir.join("plugins/alice-sink").exists());
@@ -663,7 +663,7 @@ async fn deploying_a_connector_needs_connector_admin() {
          [[attach]]\ntopic = \"orders\"\n[grants]\ndirs = [\"{0}\"]\n[config]\ndir = \"{0}\"\n",
         out.path().display()
     );
-    let r = crate::reload::deploy(&admin, "alice-sink", &sink, bytes(artifacts::FILE_SINK)).await;
+    let r = crate::deploy::deploy(&admin, "alice-sink", &sink, bytes(artifacts::FILE_SINK)).await;
     assert_eq!(r.status, 201, "{}", r.body);
     server.stop().await;
 }

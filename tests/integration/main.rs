@@ -12,6 +12,7 @@ mod cluster;
 mod connectors;
 mod console;
 mod corruption;
+mod deploy;
 mod durability;
 mod events;
 mod faults;

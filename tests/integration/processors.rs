@@ -9,10 +9,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use weir_test_artifacts as artifacts;
 
+use crate::deploy::deploy;
 use crate::harness::{
     Api, ServerProcess, TestServer, eventually, eventually_within, install_plugin,
 };
-use crate::reload::deploy;
 
 /// `[processor]` and `[config]` of the window count over `clicks` in 1 s windows,
 /// event time read from `/ts`.

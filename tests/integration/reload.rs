@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use weir_broker::plugins::PluginFiles;
 use weir_test_artifacts as artifacts;
 
+use crate::deploy::deploy;
 use crate::harness::{Api, TestServer, install_plugin};
 
 /// Deadline for a change in the plugin directory to show (debug builds compile
@@ -571,40 +572,6 @@ async fn rollback_through_the_api_restores_the_previous_version() {
         .await;
     r.assert_problem(404, "plugin_not_found");
     server.stop().await;
-}
-
-pub(crate) async fn deploy(
-    api: &Api,
-    name: &str,
-    manifest_text: &str,
-    component: Vec<u8>,
-) -> crate::harness::Resp {
-    deploy_with(api, name, manifest_text, component, "").await
-}
-
-/// [`deploy`] with a query (`?shadow=true`, `?canary_percent=10`, ...).
-pub(crate) async fn deploy_with(
-    api: &Api,
-    name: &str,
-    manifest_text: &str,
-    component: Vec<u8>,
-    query: &str,
-) -> crate::harness::Resp {
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "manifest",
-            reqwest::multipart::Part::text(manifest_text.to_string()).file_name("plugin.toml"),
-        )
-        .part(
-            "component",
-            reqwest::multipart::Part::bytes(component).file_name("plugin.wasm"),
-        );
-    api.send(
-        api.http
-            .put(format!("{}/v1/plugins/{name}{query}", api.url))
-            .multipart(form),
-    )
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

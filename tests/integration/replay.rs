@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use weir_test_artifacts as artifacts;
 
+use crate::deploy::deploy;
 use crate::harness::{Api, TestServer, WEIR, eventually_within, install_plugin};
-use crate::reload::deploy;
 
 fn greeter(word: &str) -> String {
     format!(

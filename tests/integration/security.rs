@@ -15,8 +15,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 use weir_test_artifacts as artifacts;
 
+use crate::deploy::deploy;
 use crate::harness::{Api, ServerProcess, eventually, install_plugin, token_sha256};
-use crate::reload::deploy;
 
 /// Who may do what. `mallory` administers only her own plugins and topics (`padm*`);
 /// `victim` owns `secret`; `ops` may deploy connectors named `ops-*`.

@@ -18,7 +18,7 @@ fn redact(fields: &str) -> String {
 
 async fn shadow_deploy(api: &Api, manifest: &str, query: &str) -> crate::harness::Resp {
     let component = std::fs::read(artifacts::REDACT).unwrap();
-    crate::reload::deploy_with(
+    crate::deploy::deploy_with(
         api,
         "redact",
         manifest,
@@ -183,7 +183,7 @@ async fn a_shadows_samples_pass_through_the_chains_redacting_steps() {
         shout(true)
     );
     let component = std::fs::read(artifacts::SHOUT_TRANSFORM).unwrap();
-    let r = crate::reload::deploy_with(&api, "a-shout", &manifest, component, "?shadow=true").await;
+    let r = crate::deploy::deploy_with(&api, "a-shout", &manifest, component, "?shadow=true").await;
     assert_eq!(r.status, 201, "{}", r.body);
     let records: Vec<Value> = (0..5)
         .map(|i| json!({ "value": { "email": format!("p{i}@example.com") } }))

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use weir_test_artifacts as artifacts;
 
 use super::{NatsCluster, weir_node};
+use crate::deploy::deploy;
 use crate::harness::{Api, allow_connectors, eventually, eventually_within};
-use crate::reload::deploy;
 
 const TOTAL: u64 = 4000;
 

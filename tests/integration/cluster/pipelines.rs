@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use weir_test_artifacts as artifacts;
 
 use super::{NatsCluster, weir_node};
+use crate::deploy::deploy;
 use crate::harness::{Api, eventually};
-use crate::reload::deploy;
 
 const REGIONS: [&str; 4] = ["eu", "us", "ap", "zz"];
 const TOPICS: [&str; 4] = ["r-eu", "r-us", "r-ap", "r-other"];

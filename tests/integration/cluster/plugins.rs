@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use weir_test_artifacts as artifacts;
 
 use super::{NatsCluster, weir_node};
+use crate::deploy::deploy;
 use crate::harness::{Api, eventually};
-use crate::reload::deploy;
 
 /// The redact transform on topic `t`, masking `field`.
 fn masker(field: &str) -> String {
