@@ -50,6 +50,16 @@ pub enum BrokerError {
         /// Live members.
         members: usize,
     },
+    /// Another protocol's members (Kafka consumers) hold the group.
+    #[error(
+        "group '{group}' is in use by {protocol} consumers; one group is read through one protocol at a time"
+    )]
+    GroupInUse {
+        /// Group.
+        group: String,
+        /// Who holds it.
+        protocol: &'static str,
+    },
     /// A pipeline step failed on a record under the `reject` policy; nothing of the
     /// request was stored.
     #[error("record {index} was rejected by plugin '{}': {}", failure.plugin, failure.message)]
@@ -134,6 +144,7 @@ impl BrokerError {
             Self::NotAssigned { .. } => "not_assigned",
             Self::GroupNotFound(_) => "group_not_found",
             Self::GroupNotEmpty { .. } => "group_not_empty",
+            Self::GroupInUse { .. } => "group_in_use",
             Self::PluginRejected { .. } => "plugin_rejected",
             Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Self::SequenceOutOfOrder { .. } => "sequence_out_of_order",

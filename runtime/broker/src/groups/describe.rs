@@ -25,6 +25,7 @@ impl Groups {
                 names.insert(entry.key().clone());
             }
         }
+        names.extend(self.external_names());
         if self.shared().is_some() {
             names.extend(self.roster_groups()?);
         }
@@ -123,7 +124,7 @@ impl Groups {
             }
             None => (0, Vec::new(), HashMap::new()),
         };
-        if members.is_empty() && committed.is_empty() {
+        if members.is_empty() && committed.is_empty() && !self.inner.external.contains_key(group) {
             return Err(BrokerError::GroupNotFound(group.to_string()));
         }
         let mut topic_names: BTreeSet<String> = committed.keys().map(|(t, _)| t.clone()).collect();
@@ -177,11 +178,13 @@ impl Groups {
                 });
             }
         }
-        Ok(GroupInfo {
+        let mut info = GroupInfo {
             group: group.to_string(),
             generation,
             members,
             partitions,
-        })
+        };
+        self.add_external(&mut info);
+        Ok(info)
     }
 }

@@ -44,6 +44,7 @@ impl Groups {
                 ))
             })?;
         }
+        self.refuse_if_external(group)?;
         let topic = self.inner.log.topic(topic_name)?;
         let g = self.group(group);
         let member_id = member.map_or_else(|| self.new_member_id(), str::to_string);

@@ -31,11 +31,13 @@ use weir_storage::{KvOp, Log, ReadLimits, ReadResult, Topic};
 use crate::error::{BrokerError, Result};
 
 mod describe;
+mod external;
 mod fetch;
 mod membership;
 mod offsets;
 mod roster;
 
+pub use external::ExternalGroup;
 use membership::{Group, GroupState};
 pub use offsets::validate_group_name;
 use offsets::{decode_offset, encode_offset, group_prefix, offset_key};
@@ -153,6 +155,8 @@ pub struct Groups {
 struct Inner {
     log: Arc<dyn Log>,
     groups: DashMap<String, Arc<Group>>,
+    /// Groups another protocol coordinates (Kafka clients), by name.
+    external: DashMap<String, ExternalGroup>,
     session_timeout: Duration,
     member_seq: AtomicU64,
 }
@@ -164,6 +168,7 @@ impl Groups {
             inner: Arc::new(Inner {
                 log,
                 groups: DashMap::new(),
+                external: DashMap::new(),
                 session_timeout,
                 member_seq: AtomicU64::new(1),
             }),

@@ -73,6 +73,9 @@ pub enum Retry<'a> {
         producer: &'a str,
         /// The request's sequence number (0 first).
         sequence: u64,
+        /// How many numbers the request takes: 1 for an HTTP request (requests are
+        /// numbered), its record count for a Kafka batch (records are).
+        span: u64,
     },
 }
 
@@ -264,8 +267,12 @@ impl Broker {
                 self.publish_keyed(&dedup, topic, records, acks, principal, key)
                     .await
             }
-            Retry::Session { producer, sequence } => {
-                self.publish_sequenced(&dedup, topic, records, acks, producer, sequence)
+            Retry::Session {
+                producer,
+                sequence,
+                span,
+            } => {
+                self.publish_sequenced(&dedup, topic, records, acks, producer, (sequence, span))
                     .await
             }
         }
@@ -309,7 +316,7 @@ impl Broker {
         records: &[NewRecord<'_>],
         acks: Acks,
         producer: &str,
-        sequence: u64,
+        (sequence, span): (u64, u64),
     ) -> Result<Answered> {
         let partition = single_partition(topic, records)?;
         let scope = sessions::scope(topic.id(), partition, producer)?;
@@ -329,11 +336,12 @@ impl Broker {
                 started_ms,
                 at_ms,
                 sequence,
+                span,
                 answer: note::template(&prepared.answer, prepared.batches.len()),
             }),
         };
         self.append_remembering(dedup, prepared, note, acks, move |stored| {
-            Session::record(&mut slot, started_ms, at_ms, sequence, stored);
+            Session::record(&mut slot, started_ms, at_ms, (sequence, span), stored);
         })
         .await
     }

@@ -31,6 +31,10 @@ pub(crate) struct SessionNote {
     pub started_ms: i64,
     pub at_ms: i64,
     pub sequence: u64,
+    /// Sequence numbers the request took (absent in notes written before Kafka
+    /// producers: 1).
+    #[serde(default = "one")]
+    pub span: u64,
     pub answer: StoredAnswer,
 }
 
@@ -38,6 +42,10 @@ impl HasTemplate for SessionNote {
     fn answer_mut(&mut self) -> &mut StoredAnswer {
         &mut self.answer
     }
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// The scope bytes of a session: topic id, partition, producer id.
@@ -69,7 +77,8 @@ pub(crate) fn note_key(scope: &[u8], started_ms: i64) -> Vec<u8> {
 pub(crate) struct Session {
     pub started_ms: i64,
     pub last_used_ms: i64,
-    pub last_sequence: u64,
+    /// The sequence the next request must carry: the last one plus its span.
+    pub next_sequence: u64,
     /// (sequence, answer), oldest first, at most [`RECENT`].
     pub recent: VecDeque<(u64, Arc<StoredAnswer>)>,
 }
@@ -113,7 +122,7 @@ impl Session {
                 ))
             };
         };
-        let expected = s.last_sequence + 1;
+        let expected = s.next_sequence;
         if sequence == expected {
             return Ok(Verdict::Next);
         }
@@ -137,17 +146,18 @@ impl Session {
         slot: &mut Slot,
         started_ms: i64,
         now_ms: i64,
-        sequence: u64,
+        (sequence, span): (u64, u64),
         answer: Arc<StoredAnswer>,
     ) {
+        let next_sequence = sequence.saturating_add(span);
         let s = slot.get_or_insert_with(|| Session {
             started_ms,
             last_used_ms: now_ms,
-            last_sequence: sequence,
+            next_sequence,
             recent: VecDeque::new(),
         });
         s.last_used_ms = now_ms;
-        s.last_sequence = sequence;
+        s.next_sequence = next_sequence;
         if s.recent.len() == RECENT {
             s.recent.pop_front();
         }
@@ -187,7 +197,7 @@ impl Sessions {
             &mut slot,
             note.started_ms,
             note.at_ms,
-            note.sequence,
+            (note.sequence, note.span),
             Arc::new(note.answer),
         );
         let mut slots = self.slots.lock();
