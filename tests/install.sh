@@ -6,7 +6,8 @@
 # mode (tests/cluster/nats.sh, into the project's .venv), g++ for
 # cargo-fuzz's libFuzzer, procps (kill) for the SIGTERM tests, python3 for the
 # real-client tests, python3-venv, nodejs and npm for Python and JS plugins, and kcat
-# for the Kafka protocol. Idempotent and quiet when everything is present; tests/run.sh
+# for the Kafka protocol, with confluent-kafka and kafka-python (tests/kafka) in the
+# virtualenv. Idempotent and quiet when everything is present; tests/run.sh
 # and .ci/run call it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,3 +36,6 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 bash sdk/install-toolchain.sh >/dev/null
 bash tests/cluster/nats.sh install >/dev/null
+# Kafka clients for the Kafka protocol tests, into the same virtualenv.
+.venv/bin/pip install -q --disable-pip-version-check --require-hashes \
+  -r tests/kafka/requirements.txt

@@ -20,6 +20,7 @@ mod groups;
 mod hostile;
 mod idempotence;
 mod kafka;
+mod kafka_clients;
 mod observability;
 mod openapi;
 mod pipeline_failures;

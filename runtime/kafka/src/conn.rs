@@ -15,6 +15,8 @@ use crate::frame::{self, FrameError};
 /// connection runs on its own task.
 pub async fn serve(listener: TcpListener, cx: Context, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let coordinator = tokio::spawn(cx.groups.clone().run());
+    let _stop_coordinator = AbortOnDrop(coordinator);
     let slots = Arc::new(Semaphore::new(cx.settings.max_connections));
     loop {
         tokio::select! {
@@ -31,7 +33,7 @@ pub async fn serve(listener: TcpListener, cx: Context, shutdown: impl Future<Out
                     let cx = cx.clone();
                     tokio::spawn(async move {
                         let _slot = slot;
-                        if let Err(e) = connection(stream, &cx).await {
+                        if let Err(e) = connection(stream, &cx, &peer.ip().to_string()).await {
                             tracing::warn!(%peer, error = %e, "Kafka connection closed");
                         }
                     });
@@ -47,7 +49,7 @@ pub async fn serve(listener: TcpListener, cx: Context, shutdown: impl Future<Out
 
 /// Serves one connection until the client closes it or sends what cannot be
 /// answered.
-async fn connection(stream: TcpStream, cx: &Context) -> Result<(), FrameError> {
+async fn connection(stream: TcpStream, cx: &Context, peer: &str) -> Result<(), FrameError> {
     stream.set_nodelay(true)?;
     let (reader, writer) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(reader);
@@ -63,9 +65,18 @@ async fn connection(stream: TcpStream, cx: &Context) -> Result<(), FrameError> {
             Err(FrameError::Closed) => return Ok(()),
             Err(e) => return Err(e),
         };
-        if let Some(answer) = crate::api::handle(cx, start, body).await? {
+        if let Some(answer) = crate::api::handle(cx, peer, start, body).await? {
             frame::write(&mut writer, &answer).await?;
             tokio::io::AsyncWriteExt::flush(&mut writer).await?;
         }
+    }
+}
+
+/// Stops the group coordinator's ticker with the listener.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -14,6 +14,8 @@
 //! - `frame`: reading a frame, its header, and writing a response.
 //! - `api`: one module per API: versions, metadata, produce, fetch, offsets,
 //!   topics.
+//! - `groups`: Kafka's consumer-group protocol, with offsets committed into
+//!   Weir's groups (one lag for Kafka and HTTP consumers).
 //! - `records`: Kafka record batches to Weir records and back; `decompress`: their
 //!   codecs, bounded.
 //! - `errors`: Weir's errors as Kafka error codes.
@@ -23,6 +25,7 @@ pub mod conn;
 mod decompress;
 mod errors;
 mod frame;
+mod groups;
 mod records;
 
 use std::future::Future;
@@ -81,6 +84,24 @@ pub struct Context {
     pub authorizer: Arc<dyn Authorizer>,
     /// The settings.
     pub settings: Arc<KafkaSettings>,
+    /// The Kafka consumer groups' membership.
+    pub(crate) groups: Arc<groups::Coordinator>,
+}
+
+impl Context {
+    /// What the connections of one listener share.
+    pub fn new(
+        broker: weir_broker::Broker,
+        authorizer: Arc<dyn Authorizer>,
+        settings: KafkaSettings,
+    ) -> Self {
+        Self {
+            groups: Arc::new(groups::Coordinator::new(broker.clone())),
+            broker,
+            authorizer,
+            settings: Arc::new(settings),
+        }
+    }
 }
 
 impl std::fmt::Debug for Context {

@@ -63,6 +63,32 @@ impl Decoded {
         })
     }
 
+    /// The idempotent producer that sent the records, if one did: its id, epoch,
+    /// the first record's sequence and how many records follow it. `Err` when the
+    /// records do not form one run of one producer (Kafka sends one batch per
+    /// partition and request).
+    pub(crate) fn producer(&self) -> Result<Option<(i64, i16, i32, usize)>, String> {
+        let Some(first) = self.records.first().filter(|r| r.producer_id >= 0) else {
+            return Ok(None);
+        };
+        let contiguous = self.records.iter().enumerate().all(|(i, r)| {
+            r.producer_id == first.producer_id
+                && r.producer_epoch == first.producer_epoch
+                && i64::from(r.sequence) == i64::from(first.sequence) + i as i64
+        });
+        if !contiguous {
+            return Err(
+                "an idempotent produce must carry one batch of one producer per partition".into(),
+            );
+        }
+        Ok(Some((
+            first.producer_id,
+            first.producer_epoch,
+            first.sequence,
+            self.records.len(),
+        )))
+    }
+
     /// The records as Weir records for `partition`.
     pub(crate) fn new_records(&self, partition: u32) -> Vec<NewRecord<'_>> {
         self.records

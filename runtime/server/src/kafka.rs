@@ -72,11 +72,7 @@ pub async fn start(
         max_connections: limits.max_connections,
         stall_timeout: Duration::from_millis(limits.body_idle_timeout_ms),
     };
-    let cx = Context {
-        broker,
-        authorizer: Arc::new(GuardAuthorizer(guard)),
-        settings: Arc::new(settings),
-    };
+    let cx = Context::new(broker, Arc::new(GuardAuthorizer(guard)), settings);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(weir_kafka::serve(listener, cx, async {
         let _ = stopped.await;

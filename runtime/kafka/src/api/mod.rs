@@ -1,10 +1,13 @@
 //! Requests by API: the versions Weir serves, decoding, dispatch and the encoded
 //! answer.
 
+mod commits;
 mod fetch;
+mod groups;
 mod metadata;
 mod offsets;
 mod produce;
+mod producers;
 mod topics;
 mod versions;
 
@@ -25,7 +28,24 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::InitProducerId, 0, 4),
 ];
+
+/// Who sent a request: its client id and the host it connected from.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Client {
+    pub id: String,
+    pub host: String,
+}
 
 fn supported(api_key: ApiKey, version: i16) -> bool {
     SUPPORTED
@@ -36,6 +56,7 @@ fn supported(api_key: ApiKey, version: i16) -> bool {
 /// Answers one request: `None` when no answer is due (a produce with `acks=0`).
 pub(crate) async fn handle(
     cx: &Context,
+    peer: &str,
     start: Start,
     mut body: Bytes,
 ) -> Result<Option<BytesMut>, FrameError> {
@@ -57,6 +78,14 @@ pub(crate) async fn handle(
     }
     let (header, request) = decode(api_key, start.version, &mut body)?;
     let version = start.version;
+    let client = Client {
+        id: header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        host: peer.to_string(),
+    };
     let answer = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::answer()),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::answer(cx, r).await),
@@ -68,6 +97,20 @@ pub(crate) async fn handle(
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(offsets::answer(cx, r).await),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(topics::create(cx, r).await),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(topics::delete(cx, r).await),
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(cx, r))
+        }
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(groups::join(cx, &client, r).await),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync(cx, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(cx, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave(cx, r)),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(commits::commit(cx, r).await),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(commits::fetch(cx, r).await),
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(groups::describe(cx, r).await)
+        }
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list(cx, r)),
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(producers::init(r)),
         _ => return Err(unsupported),
     };
     tracing::trace!(api = ?api_key, version, client = ?header.client_id, "Kafka request answered");

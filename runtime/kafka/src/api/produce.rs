@@ -7,6 +7,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
+use weir_broker::idempotence::Retry;
 use weir_broker::{Acks, Published};
 
 use crate::Context;
@@ -81,8 +82,30 @@ pub(super) async fn answer(cx: &Context, request: ProduceRequest) -> Option<Prod
                     continue;
                 }
             };
+            let producer = match decoded.producer() {
+                Ok(p) => p,
+                Err(reason) => {
+                    partitions.push(refused(ResponseError::InvalidRecord, reason));
+                    continue;
+                }
+            };
             let records = decoded.new_records(pd.index as u32);
-            let answer = match cx.broker.publish(topic, &records, acks).await {
+            let published = match producer {
+                None => cx.broker.publish(topic, &records, acks).await,
+                Some((id, epoch, sequence, count)) => {
+                    let name = super::producers::session_name(id, epoch);
+                    let retry = Retry::Session {
+                        producer: &name,
+                        sequence: sequence.max(0) as u64,
+                        span: count as u64,
+                    };
+                    cx.broker
+                        .publish_once(topic, &records, acks, retry)
+                        .await
+                        .map(|a| a.published)
+                }
+            };
+            let answer = match published {
                 Ok(published) => answer
                     .with_base_offset(first_offset(&published, &name, pd.index as u32))
                     .with_log_append_time_ms(weir_broker::now_ms()),

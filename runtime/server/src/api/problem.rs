@@ -76,8 +76,8 @@ impl From<BrokerError> for Problem {
         let status = match e.code() {
             "invalid_request" => StatusCode::BAD_REQUEST,
             "topic_not_found" | "partition_not_found" | "group_not_found" => StatusCode::NOT_FOUND,
-            "topic_exists" | "not_assigned" | "group_not_empty" | "pipeline_invalid"
-            | "version_conflict" | "processor_fenced" => StatusCode::CONFLICT,
+            "topic_exists" | "not_assigned" | "group_not_empty" | "group_in_use"
+            | "pipeline_invalid" | "version_conflict" | "processor_fenced" => StatusCode::CONFLICT,
             "plugin_rejected" | "plugin_bad_input" | "idempotency_key_reused" => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }

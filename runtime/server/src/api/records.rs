@@ -140,7 +140,11 @@ fn retry_of<'a>(headers: &'a HeaderMap, principal: &'a str) -> Result<Option<Ret
                     "Weir-Sequence must be a non-negative integer, got '{sequence}'"
                 ))
             })?;
-            Ok(Some(Retry::Session { producer, sequence }))
+            Ok(Some(Retry::Session {
+                producer,
+                sequence,
+                span: 1,
+            }))
         }
         (None, _, _) => Err(Problem::invalid_request(
             "Weir-Producer-Id and Weir-Sequence go together",
