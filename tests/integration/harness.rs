@@ -397,13 +397,18 @@ impl ServerProcess {
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listen=").nth(1) {
-                    let addr = addr.split_whitespace().next().unwrap_or("").to_string();
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr);
-                    }
-                }
+                // Kept before the address is handed on: a caller reading the log
+                // (the Kafka address on the same line) must find the line.
+                let addr = line
+                    .split("listen=")
+                    .nth(1)
+                    .map(|a| a.split_whitespace().next().unwrap_or("").to_string());
                 lines.lock().unwrap().push(line);
+                if let Some(addr) = addr
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr);
+                }
             }
         });
         // Generous: a first start compiles its plugins (a Python component takes ~7 s on
@@ -429,7 +434,12 @@ impl ServerProcess {
             .iter()
             .find_map(|l| l.split("kafka=").nth(1))
             .and_then(|a| a.split_whitespace().next())
-            .expect("the server logged no Kafka listener ([kafka] listen)")
+            .unwrap_or_else(|| {
+                panic!(
+                    "the server logged no Kafka listener ([kafka] listen); it logged:\n{}",
+                    self.log.lock().unwrap().join("\n")
+                )
+            })
             .to_string()
     }
 

@@ -27,7 +27,7 @@ const KAFKA: &str = "[kafka]\nlisten = \"127.0.0.1:0\"\n";
 
 /// Runs `tests/kafka/clients.py COMMAND ARGS` with the project's virtualenv (where
 /// tests/install.sh puts the clients); its JSON report.
-fn clients(command: &str, server: &ServerProcess, args: &[&str]) -> Value {
+pub(crate) fn clients(command: &str, server: &ServerProcess, args: &[&str]) -> Value {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let out = Command::new(format!("{root}/.venv/bin/python"))
         .arg(format!("{root}/tests/kafka/clients.py"))

@@ -21,6 +21,7 @@ mod hostile;
 mod idempotence;
 mod kafka;
 mod kafka_clients;
+mod kafka_sasl;
 mod observability;
 mod openapi;
 mod pipeline_failures;

@@ -9,6 +9,8 @@ the Rust test asserts on it and checks the same group over HTTP.
 - `resume`: kafka-python. An idempotent producer sends more records; a consumer of
   the same group (round-robin assignor) reads from the group's committed offsets
   and commits.
+- `sasl`: confluent-kafka over SASL_SSL: PLAIN with an API token, OAUTHBEARER with
+  a JWT, the ACL policy's answers as Kafka errors, and a wrong password.
 """
 
 import argparse
@@ -182,18 +184,80 @@ def resume(args):
     print(json.dumps({"produced_offsets": len(offsets), "seen": sorted(seen), "assigned": assigned}))
 
 
+def sasl(args):
+    from confluent_kafka import Consumer, Producer
+
+    base = {
+        "bootstrap.servers": args.bootstrap,
+        "security.protocol": "SASL_SSL",
+        "ssl.ca.location": args.ca,
+    }
+    plain = dict(base, **{"sasl.mechanisms": "PLAIN", "sasl.username": "alice", "sasl.password": "alice-token"})
+    report = {}
+
+    def produce(config, topics):
+        outcome = {}
+        p = Producer(dict(config, acks="all"))
+        for t in topics:
+            p.produce(t, value=json.dumps({"by": t}), on_delivery=lambda err, msg, t=t: outcome.__setitem__(t, err.name() if err else "ok"))
+        p.flush(30)
+        return outcome
+
+    # PLAIN: alice may produce to orders, not to payroll.
+    report["plain"] = produce(plain, ["orders", "payroll"])
+
+    # A group alice may use, and one she may not.
+    def consume(group):
+        c = Consumer(dict(plain, **{"group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}))
+        c.subscribe(["orders"])
+        deadline = time.monotonic() + 30
+        try:
+            while time.monotonic() < deadline:
+                msg = c.poll(0.2)
+                if msg is None:
+                    continue
+                if msg.error():
+                    return msg.error().name()
+                c.commit(message=msg, asynchronous=False)
+                return json.loads(msg.value())["by"]
+            return "nothing"
+        except Exception as e:  # the client raises what the broker refused
+            return e.args[0].name() if e.args and hasattr(e.args[0], "name") else str(e)
+        finally:
+            c.close()
+
+    report["own_group"] = consume("alice-readers")
+    report["other_group"] = consume("bob-readers")
+
+    # OAUTHBEARER: the JWT's subject is the principal.
+    oauth = dict(base, **{"sasl.mechanisms": "OAUTHBEARER", "oauth_cb": lambda _: (args.jwt, time.time() + 600)})
+    report["oauthbearer"] = produce(oauth, ["orders", "payroll"])
+
+    # A wrong password: the client is told authentication failed.
+    errors = []
+    wrong = dict(plain, **{"sasl.password": "not-a-token", "error_cb": lambda e: errors.append(e.name())})
+    p = Producer(wrong)
+    deadline = time.monotonic() + 30
+    while not errors and time.monotonic() < deadline:
+        p.poll(0.2)
+    report["wrong_password"] = sorted(set(errors))
+    print(json.dumps(report))
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["group", "resume"])
+    parser.add_argument("command", choices=["group", "resume", "sasl"])
     parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--http", required=True)
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--group", required=True)
+    parser.add_argument("--http", default="")
+    parser.add_argument("--ca")
+    parser.add_argument("--jwt")
+    parser.add_argument("--topic")
+    parser.add_argument("--group")
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--count", type=int, default=600)
     parser.add_argument("--start", type=int, default=0)
     args = parser.parse_args()
-    {"group": group, "resume": resume}[args.command](args)
+    {"group": group, "resume": resume, "sasl": sasl}[args.command](args)
 
 
 if __name__ == "__main__":

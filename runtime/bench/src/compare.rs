@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use weir_broker::Acks;
 
+use crate::kafka::KafkaCells;
 use crate::peers::nats::JetStream;
 use crate::peers::redis::{AppendFsync, RedisStreams};
 use crate::peers::{self, Server};
@@ -134,6 +135,15 @@ pub async fn run(options: &Options, weir: &WeirUnderTest) -> anyhow::Result<Repo
                 servers.push(server);
             }
         }
+        let kafka = match &weir.kafka {
+            Some(bootstrap) => {
+                let cells =
+                    KafkaCells::new(peers::ensure_installed("kcat", "kcat")?, bootstrap.clone());
+                versions.push(cells.version());
+                Some(cells)
+            }
+            None => None,
+        };
         let mut nats = None;
         if options.peers.contains(&Peer::Nats) {
             let program = peers::ensure_installed("nats-server", "nats-server")?;
@@ -156,6 +166,9 @@ pub async fn run(options: &Options, weir: &WeirUnderTest) -> anyhow::Result<Repo
             }
             if let Some(js) = &nats {
                 measure(js, options, phase, true, &mut rows).await?;
+            }
+            if let Some(k) = &kafka {
+                measure_kafka(k, &http_all, options, phase, &mut rows).await?;
             }
         }
         Ok::<_, anyhow::Error>(())
@@ -203,6 +216,34 @@ async fn measure<S: System>(
             record(rows, row, options).await;
         }
         Phase::Consume => {}
+    }
+    Ok(())
+}
+
+/// The Kafka cells of one phase: the async producer workload over Kafka and over
+/// HTTP, and kcat's read.
+async fn measure_kafka(
+    kafka: &KafkaCells,
+    http: &WeirHttp,
+    options: &Options,
+    phase: Phase,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    let d = options.duration;
+    match phase {
+        Phase::Latency => {}
+        Phase::Publish => {
+            for &value_bytes in &options.value_bytes {
+                let row = bounded(d, KafkaCells::produce_http(http, value_bytes, d)).await?;
+                record(rows, row, options).await;
+                let row = bounded(d, kafka.produce(http, value_bytes, d)).await?;
+                record(rows, row, options).await;
+            }
+        }
+        Phase::Consume => {
+            let row = bounded(d, kafka.consume(http, options.consume_records)).await?;
+            record(rows, row, options).await;
+        }
     }
     Ok(())
 }

@@ -15,6 +15,9 @@ pub enum Workload {
         batch: usize,
         concurrency: usize,
     },
+    /// Records of `value_bytes` produced asynchronously, batched by the client (a
+    /// Kafka producer's `linger.ms`; over HTTP, full batches a few at a time).
+    Async { value_bytes: usize },
     /// Read `records` records of `value_bytes` from the start of a stream.
     Consume { value_bytes: usize, records: u64 },
     /// Publish-to-receive latency at a fixed offered rate (records/s).
@@ -43,6 +46,13 @@ impl std::fmt::Display for Workload {
             } => write!(
                 f,
                 "publish {value_bytes} B in batches of {batch}, {concurrency} conc"
+            ),
+            Workload::Async { value_bytes } => write!(
+                f,
+                "publish {value_bytes} B async, client-batched (Kafka linger {} ms; HTTP {} x {} in flight)",
+                crate::kafka::LINGER_MS,
+                crate::kafka::IN_FLIGHT,
+                crate::kafka::http_batch(value_bytes)
             ),
             Workload::Consume {
                 value_bytes,

@@ -18,6 +18,8 @@ use crate::system::{Durability, Follower, System, latency_of};
 pub struct WeirUnderTest {
     /// Base URL, e.g. `http://127.0.0.1:43123`.
     pub url: String,
+    /// Its Kafka listener (`host:port`), when it has one.
+    pub kafka: Option<String>,
     pub broker: Broker,
 }
 
@@ -56,6 +58,22 @@ pub struct WeirHttp {
 impl WeirHttp {
     pub fn new(url: &str, acks: Acks) -> anyhow::Result<WeirHttp> {
         Self::build(url, acks, false)
+    }
+
+    /// The high watermark of partition 0 of `stream`.
+    pub async fn high_watermark(&self, stream: &str) -> anyhow::Result<u64> {
+        let body = self
+            .http
+            .get(format!("{}/v1/topics/{stream}", self.url))
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        let topic: serde_json::Value = serde_json::from_slice(&body)?;
+        topic["partitions"][0]["high_watermark"]
+            .as_u64()
+            .ok_or_else(|| anyhow::anyhow!("topic {stream} has no high watermark: {topic}"))
     }
 
     /// Over HTTP/2 (h2c, prior knowledge): concurrent publishes share one connection.

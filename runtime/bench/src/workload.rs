@@ -13,7 +13,7 @@ const PRELOAD_BATCH: usize = 1000;
 /// Concurrent publishers filling it.
 const PRELOAD_CONCURRENCY: usize = 4;
 
-fn row<S: System>(sys: &S, workload: Workload) -> Row {
+pub(crate) fn row<S: System>(sys: &S, workload: Workload) -> Row {
     Row {
         workload,
         system: sys.label(),
@@ -28,7 +28,7 @@ fn row<S: System>(sys: &S, workload: Workload) -> Row {
 }
 
 /// A stream name every system accepts (NATS stream names allow no dots).
-fn stream_name(parts: &[&dyn std::fmt::Display]) -> String {
+pub(crate) fn stream_name(parts: &[&dyn std::fmt::Display]) -> String {
     let mut name = String::from("bench");
     for p in parts {
         name.push('_');
@@ -91,18 +91,23 @@ pub async fn publish<S: System>(
     .with_percentiles(latencies))
 }
 
-/// Fills a stream with `records` records of `value_bytes` (untimed), then times
-/// reading all of them from the start.
-pub async fn consume<S: System>(sys: &S, value_bytes: usize, records: u64) -> anyhow::Result<Row> {
-    let stream = stream_name(&[&"consume", &value_bytes]);
-    sys.delete(&stream).await?;
-    sys.create(&stream).await?;
+/// Makes `stream` afresh and fills it with `records` records of `value_bytes`, in
+/// batches from a few publishers (untimed: what a consume cell then reads).
+pub async fn preload<S: System>(
+    sys: &S,
+    stream: &str,
+    value_bytes: usize,
+    records: u64,
+) -> anyhow::Result<()> {
+    sys.delete(stream).await?;
+    sys.create(stream).await?;
     let value = stamped(value_bytes, 0);
     let batches = records.div_ceil(PRELOAD_BATCH as u64);
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..PRELOAD_CONCURRENCY {
-        let (sys, stream, value, next) = (sys.clone(), stream.clone(), value.clone(), next.clone());
+        let (sys, stream, value, next) =
+            (sys.clone(), stream.to_string(), value.clone(), next.clone());
         tasks.spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -117,6 +122,14 @@ pub async fn consume<S: System>(sys: &S, value_bytes: usize, records: u64) -> an
     while let Some(done) = tasks.join_next().await {
         done??;
     }
+    Ok(())
+}
+
+/// Fills a stream with `records` records of `value_bytes` (untimed), then times
+/// reading all of them from the start.
+pub async fn consume<S: System>(sys: &S, value_bytes: usize, records: u64) -> anyhow::Result<Row> {
+    let stream = stream_name(&[&"consume", &value_bytes]);
+    preload(sys, &stream, value_bytes, records).await?;
     let started = Instant::now();
     let bytes = sys.consume(&stream, records).await?;
     let secs = started.elapsed().as_secs_f64();

@@ -5,11 +5,14 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
+use std::time::SystemTime;
 use tokio::io::BufWriter;
-use tokio::net::{TcpListener, TcpStream};
 
-use crate::Context;
+use tokio::net::TcpListener;
+
+use crate::api::sasl::Sasl;
 use crate::frame::{self, FrameError};
+use crate::{Accepted, Context};
 
 /// Accepts Kafka connections on `listener` until `shutdown` completes; each
 /// connection runs on its own task.
@@ -33,7 +36,10 @@ pub async fn serve(listener: TcpListener, cx: Context, shutdown: impl Future<Out
                     let cx = cx.clone();
                     tokio::spawn(async move {
                         let _slot = slot;
-                        if let Err(e) = connection(stream, &cx, &peer.ip().to_string()).await {
+                        let Some(accepted) = cx.transport.accept(stream, peer).await else {
+                            return;
+                        };
+                        if let Err(e) = connection(accepted, cx, &peer.ip().to_string()).await {
                             tracing::warn!(%peer, error = %e, "Kafka connection closed");
                         }
                     });
@@ -49,9 +55,12 @@ pub async fn serve(listener: TcpListener, cx: Context, shutdown: impl Future<Out
 
 /// Serves one connection until the client closes it or sends what cannot be
 /// answered.
-async fn connection(stream: TcpStream, cx: &Context, peer: &str) -> Result<(), FrameError> {
-    stream.set_nodelay(true)?;
-    let (reader, writer) = stream.into_split();
+async fn connection(accepted: Accepted, mut cx: Context, peer: &str) -> Result<(), FrameError> {
+    // Who the connection is before any SASL exchange (anonymous with auth off, a
+    // client certificate's principal, or nobody yet).
+    cx.caller = cx.authorizer.connected(accepted.certificate.as_deref());
+    let mut sasl = Sasl::default();
+    let (reader, writer) = tokio::io::split(accepted.stream);
     let mut reader = tokio::io::BufReader::new(reader);
     let mut writer = BufWriter::new(writer);
     loop {
@@ -65,9 +74,26 @@ async fn connection(stream: TcpStream, cx: &Context, peer: &str) -> Result<(), F
             Err(FrameError::Closed) => return Ok(()),
             Err(e) => return Err(e),
         };
-        if let Some(answer) = crate::api::handle(cx, peer, start, body).await? {
+        // A credential past its expiry closes the connection, unless the client
+        // authenticated again meanwhile (KIP-368); it reconnects.
+        if let Some(caller) = &cx.caller
+            && caller
+                .expires_at()
+                .is_some_and(|at| at <= SystemTime::now())
+        {
+            return Err(FrameError::Unauthenticated(format!(
+                "the credential of '{}' expired",
+                caller.name()
+            )));
+        }
+        if let Some(answer) = crate::api::handle(&mut cx, &mut sasl, peer, start, body).await? {
             frame::write(&mut writer, &answer).await?;
             tokio::io::AsyncWriteExt::flush(&mut writer).await?;
+        }
+        if sasl.failed {
+            return Err(FrameError::Unauthenticated(
+                "SASL authentication failed".into(),
+            ));
         }
     }
 }

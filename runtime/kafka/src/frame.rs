@@ -31,6 +31,10 @@ pub(crate) enum FrameError {
     /// answered with the list): Kafka brokers close the connection too.
     #[error("unsupported request: API key {api_key} version {version}")]
     Unsupported { api_key: i16, version: i16 },
+    /// A request other than ApiVersions and SASL before authenticating, a failed
+    /// authentication, or an expired credential.
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
     /// Reading or writing the socket failed.
     #[error("socket error: {0}")]
     Io(#[from] std::io::Error),

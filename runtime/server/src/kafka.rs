@@ -1,18 +1,25 @@
 //! The Kafka listener (`[kafka]`), started beside HTTP on the same broker, with the
-//! same guard: what a Kafka client may do is what an anonymous HTTP caller may do
-//! (everything with authentication off, nothing with it on).
+//! same guard: with authentication off a Kafka client may do what an anonymous HTTP
+//! caller may (everything); with it on, it is the principal of its client
+//! certificate or of the token or JWT it sends over SASL (PLAIN, OAUTHBEARER), and
+//! the ACL policy decides for it as for HTTP. SASL without TLS is refused beyond
+//! loopback.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use weir_broker::Broker;
-use weir_kafka::{Allowed, Authorizer, Context, KafkaSettings};
+use weir_kafka::{
+    Accepted, Allowed, Authorizer, Caller, Context, KafkaSettings, PlainTcp, Transport,
+};
 
-use crate::auth::Guard;
 use crate::auth::operations::check;
+use crate::auth::{ClientIdentity, Guard, Principal, Refusal};
 use crate::config::{Config, KafkaConfig};
 
 /// The running listener.
@@ -42,18 +49,20 @@ pub async fn start(
     guard: Arc<Guard>,
 ) -> anyhow::Result<Kafka> {
     let limits = &server.limits;
-    if server.tls.as_ref().is_some_and(|t| t.require_client_cert) && !guard.enabled() {
-        anyhow::bail!(
-            "[kafka] is refused while [tls] require_client_cert keeps HTTP to clients with certificates and [auth] is off: the Kafka listener has no TLS yet and would admit anyone"
-        );
-    }
-    if config.listen.ip().is_unspecified() && config.advertised_host.is_none() {
-        anyhow::bail!(
-            "[kafka] listen = {} needs advertised_host: clients connect to the host Metadata names, and {} is not one",
-            config.listen,
-            config.listen.ip()
-        );
-    }
+    let transport: Arc<dyn Transport> = match (config.tls, &server.tls) {
+        (true, Some(tls)) => Arc::new(TlsTransport(crate::tls::acceptor(tls)?)),
+        (true, None) => anyhow::bail!(
+            "[kafka] tls = true needs a [tls] section: the Kafka listener uses its certificate and key"
+        ),
+        (false, Some(tls)) if tls.require_client_cert && !guard.enabled() => anyhow::bail!(
+            "[kafka] without tls is refused while [tls] require_client_cert keeps HTTP to clients with certificates and [auth] is off: it would admit anyone; set [kafka] tls = true"
+        ),
+        (false, _) if guard.enabled() && !config.listen.ip().is_loopback() => anyhow::bail!(
+            "[kafka] on {} with [auth] on needs tls = true: SASL credentials (tokens, JWTs) would cross the network in clear",
+            config.listen
+        ),
+        (false, _) => Arc::new(PlainTcp),
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the Kafka listener on {}", config.listen))?;
@@ -72,7 +81,12 @@ pub async fn start(
         max_connections: limits.max_connections,
         stall_timeout: Duration::from_millis(limits.body_idle_timeout_ms),
     };
-    let cx = Context::new(broker, Arc::new(GuardAuthorizer(guard)), settings);
+    let cx = Context::new(
+        broker,
+        Arc::new(GuardAuthorizer(guard)),
+        transport,
+        settings,
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(weir_kafka::serve(listener, cx, async {
         let _ = stopped.await;
@@ -80,16 +94,95 @@ pub async fn start(
     Ok(Kafka { addr, stop, task })
 }
 
-/// The HTTP API's guard, asked for an anonymous caller.
+/// The HTTP API's guard: the same credentials, principals and ACL policy.
 struct GuardAuthorizer(Arc<Guard>);
 
 impl Authorizer for GuardAuthorizer {
-    fn allowed<'a>(&'a self, operation: &'static str, topic: &'a str) -> Allowed<'a> {
+    fn connected(&self, certificate: Option<&str>) -> Option<Arc<dyn Caller>> {
+        if !self.0.enabled() {
+            return Some(self.caller(Principal::anonymous()));
+        }
+        let identity = ClientIdentity(certificate?.to_string());
+        let principal = self.0.authenticate(None, Some(&identity)).ok()?;
+        Some(self.caller(principal))
+    }
+
+    fn authenticate(
+        &self,
+        username: Option<&str>,
+        secret: &str,
+    ) -> Result<Arc<dyn Caller>, String> {
+        let principal = self
+            .0
+            .authenticate(Some(&format!("Bearer {secret}")), None)
+            .map_err(|r| match r {
+                Refusal::Missing => "no credentials".to_string(),
+                Refusal::Invalid(why) => why,
+            })?;
+        if username.is_some_and(|u| u != principal.name) {
+            return Err("the username is not the principal the credential names".into());
+        }
+        Ok(self.caller(principal))
+    }
+}
+
+impl GuardAuthorizer {
+    fn caller(&self, principal: Principal) -> Arc<dyn Caller> {
+        Arc::new(GuardCaller {
+            guard: self.0.clone(),
+            principal,
+        })
+    }
+}
+
+/// A principal on a Kafka connection.
+struct GuardCaller {
+    guard: Arc<Guard>,
+    principal: Principal,
+}
+
+impl Caller for GuardCaller {
+    fn name(&self) -> &str {
+        &self.principal.name
+    }
+
+    fn expires_at(&self) -> Option<SystemTime> {
+        self.principal.expires_at
+    }
+
+    fn allowed<'a>(
+        &'a self,
+        operation: &'static str,
+        kind: &'static str,
+        name: &'a str,
+    ) -> Allowed<'a> {
         Box::pin(async move {
-            self.0
-                .require(None, [check(operation, "topic", topic)])
+            self.guard
+                .require(Some(&self.principal), [check(operation, kind, name)])
                 .await
                 .is_ok()
+        })
+    }
+}
+
+/// TLS with the server's `[tls]` acceptor: the client certificate's common name
+/// is the connection's principal, as for HTTP.
+struct TlsTransport(tokio_rustls::TlsAcceptor);
+
+impl Transport for TlsTransport {
+    fn accept(
+        &self,
+        tcp: tokio::net::TcpStream,
+        peer: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = Option<Accepted>> + Send>> {
+        let acceptor = self.0.clone();
+        Box::pin(async move {
+            tcp.set_nodelay(true).ok()?;
+            let (stream, identity) = crate::tls::handshake(&acceptor, tcp, peer).await?;
+            Some(Accepted {
+                stream: Box::new(stream),
+                certificate: identity.map(|i| i.0),
+            })
         })
     }
 }

@@ -13,6 +13,8 @@ pub(super) struct ChildBroker {
     pub child: Child,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// Its Kafka listener (`host:port`), when its config has `[kafka]`.
+    pub kafka: Option<String>,
 }
 
 impl Drop for ChildBroker {
@@ -42,18 +44,25 @@ pub(super) fn spawn_serve(dir: &Path, extra: &[&std::ffi::OsStr]) -> anyhow::Res
     std::thread::spawn(move || {
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("listen=").nth(1)
+            if line.contains("listen=")
                 && let Some(tx) = tx.take()
             {
-                let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
+                let _ = tx.send(line);
             }
         }
     });
-    let addr = rx
+    let line = rx
         .recv_timeout(Duration::from_secs(60))
         .context("a weir serve child did not start")?;
+    let field = |name: &str| {
+        line.split(name)
+            .nth(1)
+            .and_then(|v| v.split_whitespace().next())
+            .map(str::to_string)
+    };
     Ok(ChildBroker {
         child,
-        url: format!("http://{addr}"),
+        url: format!("http://{}", field("listen=").unwrap_or_default()),
+        kafka: field("kafka="),
     })
 }

@@ -1,4 +1,5 @@
-//! `weir bench compare`: Weir beside NATS JetStream and Redis Streams in one run (the
+//! `weir bench compare`: Weir beside NATS JetStream and Redis Streams, and its Kafka
+//! listener driven by kcat, in one run (the
 //! harness is the `weir-bench` crate; this starts the Weir under test and prints).
 
 use std::path::PathBuf;
@@ -45,13 +46,18 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
     // own, so the load generator and the broker do not share a process.
     let server = super::InProcess::start(plugins.path()).await?;
     let child_dir = tempfile::tempdir()?;
-    let child = super::child::spawn_serve(child_dir.path(), &[])?;
+    // With a Kafka listener, for the Kafka rows (kcat).
+    let config = child_dir.path().join("weir.toml");
+    std::fs::write(&config, "[kafka]\nlisten = \"127.0.0.1:0\"\n")?;
+    let child =
+        super::child::spawn_serve(child_dir.path(), &["--config".as_ref(), config.as_os_str()])?;
     eprintln!(
         "weir bench compare: {:?} per cell; Weir at {} (a separate process, data in a temp dir)",
         options.duration, child.url
     );
     let weir = weir_bench::WeirUnderTest {
         url: child.url.clone(),
+        kafka: child.kafka.clone(),
         broker: server.broker.clone(),
     };
     let report = weir_bench::run(&options, &weir).await;

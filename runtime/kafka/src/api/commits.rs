@@ -28,6 +28,8 @@ pub(super) async fn commit(cx: &Context, request: OffsetCommitRequest) -> Offset
     let group = request.group_id.as_str().to_string();
     let member_check = if weir_broker::groups::validate_group_name(&group).is_err() {
         Err(ResponseError::InvalidGroupId)
+    } else if !cx.allowed_group("commit", &group).await {
+        Err(ResponseError::GroupAuthorizationFailed)
     } else {
         match cx.groups.existing(&group) {
             Some(g) => g.lock().may_commit(
@@ -44,7 +46,7 @@ pub(super) async fn commit(cx: &Context, request: OffsetCommitRequest) -> Offset
     let mut offsets = Vec::new();
     for t in &request.topics {
         let name = t.name.as_str().to_string();
-        let allowed = cx.authorizer.allowed("consume", &name).await;
+        let allowed = cx.allowed("consume", &name).await;
         let topic = cx.broker.topic(&name).ok();
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
@@ -114,6 +116,9 @@ async fn fetch_group(
     if weir_broker::groups::validate_group_name(group).is_err() {
         return Err(ResponseError::InvalidGroupId);
     }
+    if !cx.allowed_group("describe", group).await {
+        return Err(ResponseError::GroupAuthorizationFailed);
+    }
     let groups = cx.broker.groups();
     let Some(topics) = topics else {
         // Every partition the group has an offset for.
@@ -126,7 +131,7 @@ async fn fetch_group(
             .iter()
             .filter(|p| p.committed_offset.is_some())
         {
-            if !cx.authorizer.allowed("consume", &p.topic).await {
+            if !cx.allowed("consume", &p.topic).await {
                 continue;
             }
             let fetched = Fetched {
@@ -146,7 +151,7 @@ async fn fetch_group(
     };
     let mut out = Vec::with_capacity(topics.len());
     for (name, partitions) in topics {
-        let allowed = cx.authorizer.allowed("consume", name.as_str()).await;
+        let allowed = cx.allowed("consume", name.as_str()).await;
         let topic = cx.broker.topic(name.as_str()).ok();
         let fetched = partitions
             .into_iter()

@@ -30,7 +30,7 @@ pub(super) async fn answer(cx: &Context, request: FetchRequest) -> FetchResponse
     let mut topics: Vec<(Option<Arc<Topic>>, i16)> = Vec::new();
     for t in &request.topics {
         let name = t.topic.as_str();
-        topics.push(if !cx.authorizer.allowed("consume", name).await {
+        topics.push(if !cx.allowed("consume", name).await {
             (None, ResponseError::TopicAuthorizationFailed.code())
         } else {
             match cx.broker.topic(name) {

@@ -91,6 +91,9 @@ pub(super) async fn join(
     if !valid_group(&name) {
         return refused(ResponseError::InvalidGroupId);
     }
+    if !cx.allowed_group("consume", &name).await {
+        return refused(ResponseError::GroupAuthorizationFailed);
+    }
     let session = request.session_timeout_ms;
     if !(SESSION_BOUNDS.0..=SESSION_BOUNDS.1).contains(&session) {
         return refused(ResponseError::InvalidSessionTimeout);
@@ -154,6 +157,9 @@ pub(super) async fn join(
 pub(super) async fn sync(cx: &Context, request: SyncGroupRequest) -> SyncGroupResponse {
     let name = request.group_id.as_str();
     let refused = |e: ResponseError| SyncGroupResponse::default().with_error_code(e.code());
+    if !cx.allowed_group("consume", name).await {
+        return refused(ResponseError::GroupAuthorizationFailed);
+    }
     let Some(g) = cx.groups.existing(name) else {
         return refused(ResponseError::UnknownMemberId);
     };
@@ -186,7 +192,11 @@ pub(super) async fn sync(cx: &Context, request: SyncGroupRequest) -> SyncGroupRe
     }
 }
 
-pub(super) fn heartbeat(cx: &Context, request: HeartbeatRequest) -> HeartbeatResponse {
+pub(super) async fn heartbeat(cx: &Context, request: HeartbeatRequest) -> HeartbeatResponse {
+    if !cx.allowed_group("consume", request.group_id.as_str()).await {
+        return HeartbeatResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let answer = match cx.groups.existing(request.group_id.as_str()) {
         Some(g) => g.lock().heartbeat(
             request.generation_id,
@@ -198,8 +208,12 @@ pub(super) fn heartbeat(cx: &Context, request: HeartbeatRequest) -> HeartbeatRes
     HeartbeatResponse::default().with_error_code(answer.err().map_or(0, |e| e.code()))
 }
 
-pub(super) fn leave(cx: &Context, request: LeaveGroupRequest) -> LeaveGroupResponse {
+pub(super) async fn leave(cx: &Context, request: LeaveGroupRequest) -> LeaveGroupResponse {
     let name = request.group_id.as_str();
+    if !cx.allowed_group("consume", name).await {
+        return LeaveGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     // v0-2 name one member; v3+ a list.
     let ids: Vec<String> = if request.members.is_empty() {
         vec![request.member_id.as_str().to_string()]
@@ -256,6 +270,10 @@ pub(super) async fn describe(
     for id in request.groups {
         let name = id.as_str().to_string();
         let described = DescribedGroup::default().with_group_id(id);
+        if !cx.allowed_group("describe", &name).await {
+            groups.push(described.with_error_code(ResponseError::GroupAuthorizationFailed.code()));
+            continue;
+        }
         let described = match cx.groups.existing(&name) {
             Some(g) => {
                 let st = g.lock();
@@ -294,7 +312,7 @@ pub(super) async fn describe(
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-pub(super) fn list(cx: &Context, request: ListGroupsRequest) -> ListGroupsResponse {
+pub(super) async fn list(cx: &Context, request: ListGroupsRequest) -> ListGroupsResponse {
     let mut names = match cx.broker.groups().list() {
         Ok(n) => n,
         Err(e) => {
@@ -307,6 +325,14 @@ pub(super) fn list(cx: &Context, request: ListGroupsRequest) -> ListGroupsRespon
         }
     }
     names.sort();
+    // Only the groups the caller may describe, as Kafka lists them.
+    let mut visible = Vec::with_capacity(names.len());
+    for name in names {
+        if cx.allowed_group("describe", &name).await {
+            visible.push(name);
+        }
+    }
+    let names = visible;
     let filter: Vec<&str> = request.states_filter.iter().map(|s| s.as_str()).collect();
     let groups = names
         .into_iter()

@@ -18,7 +18,7 @@ pub(super) async fn answer(cx: &Context, request: MetadataRequest) -> MetadataRe
         None => {
             let mut names = Vec::new();
             for t in cx.broker.topics() {
-                if cx.authorizer.allowed("describe", t.name()).await {
+                if may_describe(cx, t.name()).await {
                     names.push(t.name().to_string());
                 }
             }
@@ -45,10 +45,21 @@ pub(super) async fn answer(cx: &Context, request: MetadataRequest) -> MetadataRe
         .with_topics(topics)
 }
 
+/// Whether the caller may see a topic's metadata: `describe`, or `produce` or
+/// `consume` (which need it, as Kafka's WRITE and READ imply DESCRIBE).
+async fn may_describe(cx: &Context, topic: &str) -> bool {
+    for operation in ["describe", "produce", "consume"] {
+        if cx.allowed(operation, topic).await {
+            return true;
+        }
+    }
+    false
+}
+
 async fn topic(cx: &Context, name: String) -> MetadataResponseTopic {
     let answer = MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
-    if !cx.authorizer.allowed("describe", &name).await {
+    if !may_describe(cx, &name).await {
         return answer.with_error_code(ResponseError::TopicAuthorizationFailed.code());
     }
     let Ok(topic) = cx.broker.topic(&name) else {

@@ -8,6 +8,7 @@ mod metadata;
 mod offsets;
 mod produce;
 mod producers;
+pub(crate) mod sasl;
 mod topics;
 mod versions;
 
@@ -38,6 +39,16 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::InitProducerId, 0, 4),
+    // v1 only: v0 sends the credentials outside Kafka frames.
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+];
+
+/// What a connection may ask before it has authenticated.
+const BEFORE_AUTHENTICATION: [ApiKey; 3] = [
+    ApiKey::ApiVersions,
+    ApiKey::SaslHandshake,
+    ApiKey::SaslAuthenticate,
 ];
 
 /// Who sent a request: its client id and the host it connected from.
@@ -55,7 +66,8 @@ fn supported(api_key: ApiKey, version: i16) -> bool {
 
 /// Answers one request: `None` when no answer is due (a produce with `acks=0`).
 pub(crate) async fn handle(
-    cx: &Context,
+    cx: &mut Context,
+    sasl: &mut sasl::Sasl,
     peer: &str,
     start: Start,
     mut body: Bytes,
@@ -75,6 +87,10 @@ pub(crate) async fn handle(
             return encode(ApiKey::ApiVersions, 0, start.correlation_id, answer).map(Some);
         }
         return Err(unsupported);
+    }
+    // Kafka brokers with SASL close a connection that asks anything else first.
+    if cx.caller.is_none() && !BEFORE_AUTHENTICATION.contains(&api_key) {
+        return Err(FrameError::Unauthenticated(format!("{api_key:?}")));
     }
     let (header, request) = decode(api_key, start.version, &mut body)?;
     let version = start.version;
@@ -102,15 +118,19 @@ pub(crate) async fn handle(
         }
         RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(groups::join(cx, &client, r).await),
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync(cx, r).await),
-        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(cx, r)),
-        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave(cx, r)),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(cx, r).await),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave(cx, r).await),
         RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(commits::commit(cx, r).await),
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(commits::fetch(cx, r).await),
         RequestKind::DescribeGroups(r) => {
             ResponseKind::DescribeGroups(groups::describe(cx, r).await)
         }
-        RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list(cx, r)),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list(cx, r).await),
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(producers::init(r)),
+        RequestKind::SaslHandshake(r) => ResponseKind::SaslHandshake(sasl::handshake(sasl, r)),
+        RequestKind::SaslAuthenticate(r) => {
+            ResponseKind::SaslAuthenticate(sasl::authenticate(cx, sasl, r))
+        }
         _ => return Err(unsupported),
     };
     tracing::trace!(api = ?api_key, version, client = ?header.client_id, "Kafka request answered");

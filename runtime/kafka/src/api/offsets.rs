@@ -19,7 +19,7 @@ pub(super) async fn answer(cx: &Context, request: ListOffsetsRequest) -> ListOff
     let mut topics = Vec::with_capacity(request.topics.len());
     for t in request.topics {
         let name = t.name.as_str().to_string();
-        let allowed = cx.authorizer.allowed("consume", &name).await;
+        let allowed = cx.allowed("consume", &name).await;
         let topic = cx.broker.topic(&name).ok();
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {

@@ -27,7 +27,7 @@ pub(super) async fn answer(cx: &Context, request: ProduceRequest) -> Option<Prod
     let mut expansion = cx.settings.max_frame_bytes * crate::decompress::EXPANSION;
     for data in request.topic_data {
         let name = data.name.as_str().to_string();
-        let allowed = cx.authorizer.allowed("produce", &name).await;
+        let allowed = cx.allowed("produce", &name).await;
         let topic = cx.broker.topic(&name);
         let mut partitions = Vec::with_capacity(data.partition_data.len());
         for pd in data.partition_data {

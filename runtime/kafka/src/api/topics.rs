@@ -32,7 +32,7 @@ pub(super) async fn create(cx: &Context, request: CreateTopicsRequest) -> Create
                 .with_error_code(e.code())
                 .with_error_message(Some(StrBytes::from_string(message)))
         };
-        let result = if !cx.authorizer.allowed("topic-admin", &name).await {
+        let result = if !cx.allowed("topic-admin", &name).await {
             fail(
                 ResponseError::TopicAuthorizationFailed,
                 format!("not allowed to create '{name}'"),
@@ -89,7 +89,7 @@ pub(super) async fn delete(cx: &Context, request: DeleteTopicsRequest) -> Delete
     for name in names {
         let text = name.as_str().to_string();
         let result = DeletableTopicResult::default().with_name(Some(name));
-        let code = if !cx.authorizer.allowed("topic-admin", &text).await {
+        let code = if !cx.allowed("topic-admin", &text).await {
             ResponseError::TopicAuthorizationFailed.code()
         } else {
             match cx.broker.delete_topic(&text).await {

@@ -85,6 +85,16 @@ impl Guard {
         })
     }
 
+    /// The principal behind credentials, as the middleware finds it: for
+    /// listeners other than HTTP's (Kafka's SASL and client certificates).
+    pub(crate) fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        client: Option<&ClientIdentity>,
+    ) -> Result<Principal, Refusal> {
+        self.authn.authenticate(authorization, client)
+    }
+
     /// Whether callers must authenticate (`[auth] enabled`).
     pub fn enabled(&self) -> bool {
         self.enabled

@@ -14,6 +14,10 @@ pub struct KafkaConfig {
     /// listen address's (behind NAT, in a container).
     #[serde(default)]
     pub advertised_host: Option<String>,
+    /// TLS on this listener with the server's `[tls]` certificate (and its client
+    /// certificates, if any): Kafka's `SSL` and `SASL_SSL`.
+    #[serde(default)]
+    pub tls: bool,
     /// Partitions of a topic a client creates with `num_partitions = -1`.
     #[serde(default = "default_partitions")]
     pub default_partitions: u32,
