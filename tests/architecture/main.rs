@@ -196,12 +196,13 @@ fn the_kafka_listener_is_a_protocol_over_the_broker_and_nothing_more() {
     let g = Graph::load();
     let links = g.reach("weir-kafka");
     // It speaks Kafka to clients and asks the broker; HTTP, and how the server
-    // authorizes, stay the server's (it hands in an `Authorizer`).
+    // authenticates (tokens, JWTs), stay the server's: it hands in an `Authorizer`,
+    // and its TLS as a `Transport`.
     assert_never(
         &g,
         "weir-kafka",
         &links,
-        &["axum", "hyper", "weir-server", "reqwest"],
+        &["axum", "hyper", "weir-server", "reqwest", "jsonwebtoken"],
         "link",
     );
 }

@@ -330,9 +330,24 @@ async fn bench_compare_quick_measures_every_workload_on_every_system() {
             assert!(written.contains(&row), "missing '{row}' in:\n{written}");
         }
     }
-    // Reads are measured once per system (not per fsync setting).
+    // Reads are measured once per system (not per fsync setting), and by kcat.
     let consume = "| consume 20,000 x 100 B from the start |";
-    assert_eq!(written.matches(consume).count(), 4, "{written}");
+    assert_eq!(written.matches(consume).count(), 5, "{written}");
+    // The Kafka rows: kcat's async producer beside the same workload over HTTP.
+    for bytes in [100, 1024] {
+        let workload = format!("| publish {bytes} B async, client-batched");
+        for system in [
+            "Weir HTTP (acks=all)",
+            "Weir Kafka (kcat, acks=all, linger 5 ms)",
+        ] {
+            assert!(
+                written
+                    .lines()
+                    .any(|l| l.starts_with(&workload) && l.contains(&format!("| {system} |"))),
+                "missing {system} in {workload}:\n{written}"
+            );
+        }
+    }
     // Every row has a throughput; every Weir HTTP row is its class's reference.
     for line in written
         .lines()

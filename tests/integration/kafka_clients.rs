@@ -69,9 +69,10 @@ async fn group_over_http(server: &ServerProcess, group: &str) -> Vec<(Value, u64
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn librdkafka_and_kafka_python_share_a_group_that_rebalances_commits_and_resumes_after_a_kill()
- {
+/// Three members on `members` share a group that rebalances when one leaves,
+/// committing each record; after SIGKILL a member on `resumer` reads exactly what
+/// was produced since.
+async fn a_group_rebalances_commits_and_resumes_after_a_kill(members: &str, resumer: &str) {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start_configured(dir.path(), KAFKA);
     server
@@ -80,13 +81,8 @@ async fn librdkafka_and_kafka_python_share_a_group_that_rebalances_commits_and_r
         .await;
     let group = ["--topic", "orders", "--group", "billing"];
 
-    // confluent-kafka: three members (range assignor), an idempotent producer, one
-    // member leaving half-way.
-    let report = clients(
-        "group",
-        &server,
-        &[&group[..], &["--count", "600"]].concat(),
-    );
+    let args = [&group[..], &["--client", members, "--count", "600"]].concat();
+    let report = clients("group", &server, &args);
     assert_eq!(report["three"], json!([2, 2, 2]), "{report}");
     assert_eq!(report["two"], json!([3, 3]), "{report}");
     assert_eq!(
@@ -111,15 +107,16 @@ async fn librdkafka_and_kafka_python_share_a_group_that_rebalances_commits_and_r
     }
     assert_eq!(partitions.iter().map(|p| p.1).sum::<u64>(), 600);
 
-    // SIGKILL, then kafka-python (round-robin assignor) resumes the group from its
-    // committed offsets: exactly the 50 records produced since.
+    // SIGKILL; the group resumes from its committed offsets: exactly the 50 records
+    // produced since.
     server.kill();
     let server = ServerProcess::start_configured(dir.path(), KAFKA);
-    let report = clients(
-        "resume",
-        &server,
-        &[&group[..], &["--start", "600", "--count", "50"]].concat(),
-    );
+    let args = [
+        &group[..],
+        &["--client", resumer, "--start", "600", "--count", "50"],
+    ]
+    .concat();
+    let report = clients("resume", &server, &args);
     let seen: Vec<u64> = serde_json::from_value(report["seen"].clone()).unwrap();
     assert_eq!(seen, (600..650).collect::<Vec<_>>(), "{report}");
     assert_eq!(report["assigned"], json!([0, 1, 2, 3, 4, 5]), "{report}");
@@ -131,6 +128,16 @@ async fn librdkafka_and_kafka_python_share_a_group_that_rebalances_commits_and_r
             .all(|(c, hw, lag)| c.as_u64() == Some(*hw) && *lag == 0),
         "{partitions:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_members_rebalance_and_kafka_python_resumes_after_a_kill() {
+    a_group_rebalances_commits_and_resumes_after_a_kill("confluent", "kafka-python").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_members_rebalance_and_librdkafka_resumes_after_a_kill() {
+    a_group_rebalances_commits_and_resumes_after_a_kill("kafka-python", "confluent").await;
 }
 
 /// A Kafka connection speaking raw frames, for what a client library does not let

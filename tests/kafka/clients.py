@@ -2,13 +2,14 @@
 tests/integration/kafka_clients.rs. Each command prints one JSON report on stdout;
 the Rust test asserts on it and checks the same group over HTTP.
 
-- `group`: confluent-kafka (librdkafka). Three consumers of a group (range
-  assignor) share six partitions; an idempotent producer (acks=all) sends records;
-  every record is committed as it is processed; one member leaves half-way and the
-  other two take its partitions.
-- `resume`: kafka-python. An idempotent producer sends more records; a consumer of
-  the same group (round-robin assignor) reads from the group's committed offsets
-  and commits.
+Each runs with `--client confluent` (librdkafka; range assignor) or
+`--client kafka-python` (round-robin assignor):
+
+- `group`: three consumers of a group share six partitions; an idempotent producer
+  (acks=all) sends records; every record is committed as it is processed; one
+  member leaves half-way and the other two take its partitions.
+- `resume`: an idempotent producer sends more records; a member of the same group
+  reads from the group's committed offsets (and commits).
 - `sasl`: confluent-kafka over SASL_SSL: PLAIN with an API token, OAUTHBEARER with
   a JWT, the ACL policy's answers as Kafka errors, and a wrong password.
 """
@@ -34,25 +35,13 @@ def http_members(http, group):
         return [m["member"] for m in json.load(r)["members"]]
 
 
-def group(args):
-    from confluent_kafka import Consumer, Producer
+class ConfluentMember:
+    """A group member on librdkafka (confluent-kafka), range assignor."""
 
-    lock = threading.Lock()
-    consumed = []  # (member, value) in the order processed
-    assignments = {}  # member -> its current partitions
-    stop = [threading.Event() for _ in range(3)]
-    errors = []
+    def __init__(self, args, i, assigned):
+        from confluent_kafka import Consumer
 
-    def member(i):
-        def on_assign(consumer, partitions):
-            with lock:
-                assignments[i] = sorted(p.partition for p in partitions)
-
-        def on_revoke(consumer, partitions):
-            with lock:
-                assignments[i] = []
-
-        c = Consumer({
+        self.c = Consumer({
             "bootstrap.servers": args.bootstrap,
             "group.id": args.group,
             "client.id": f"member-{i}",
@@ -62,25 +51,130 @@ def group(args):
             "heartbeat.interval.ms": 300,
             "partition.assignment.strategy": "range",
         })
-        c.subscribe([args.topic], on_assign=on_assign, on_revoke=on_revoke)
+        self.c.subscribe(
+            [args.topic],
+            on_assign=lambda _, ps: assigned(sorted(p.partition for p in ps)),
+            on_revoke=lambda _, ps: assigned([]),
+        )
+
+    def poll(self):
+        """Records read, each committed once processed; errors as strings."""
+        msg = self.c.poll(0.1)
+        if msg is None:
+            return [], []
+        if msg.error():
+            return [], [str(msg.error())]
+        n = json.loads(msg.value())["n"]
+        try:
+            self.c.commit(message=msg, asynchronous=False)
+        except Exception as e:  # refused mid-rebalance: the record comes again
+            return [n], [f"commit: {e}"]
+        return [n], []
+
+    def close(self):
+        self.c.close()
+
+
+class KafkaPythonMember:
+    """A group member on kafka-python, round-robin assignor."""
+
+    def __init__(self, args, i, assigned):
+        from kafka import ConsumerRebalanceListener, KafkaConsumer
+        from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+
+        class Listener(ConsumerRebalanceListener):
+            def on_partitions_assigned(self, ps):
+                assigned(sorted(p.partition for p in ps))
+
+            def on_partitions_revoked(self, ps):
+                assigned([])
+
+        self.c = KafkaConsumer(
+            bootstrap_servers=args.bootstrap,
+            group_id=args.group,
+            client_id=f"member-{i}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=300,
+            partition_assignment_strategy=[RoundRobinPartitionAssignor],
+        )
+        self.c.subscribe([args.topic], listener=Listener())
+
+    def poll(self):
+        from kafka.structs import OffsetAndMetadata
+
+        read, errors = [], []
+        for tp, records in self.c.poll(timeout_ms=100, max_records=50).items():
+            for r in records:
+                read.append(json.loads(r.value)["n"])
+                try:
+                    self.c.commit({tp: OffsetAndMetadata(r.offset + 1, None, -1)})
+                except Exception as e:  # refused mid-rebalance: the record comes again
+                    errors.append(f"commit: {e}")
+        return read, errors
+
+    def close(self):
+        self.c.close()
+
+
+MEMBERS = {"confluent": ConfluentMember, "kafka-python": KafkaPythonMember}
+
+
+def produce_idempotent(args, numbers):
+    """Sends records {"n": N} with an idempotent producer (acks=all, linger 5 ms);
+    returns the (partition, offset) of each."""
+    if args.client == "confluent":
+        from confluent_kafka import Producer
+
+        delivered, errors = [], []
+        p = Producer({"bootstrap.servers": args.bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+
+        def on_delivery(err, msg):
+            if err:
+                errors.append(str(err))
+            else:
+                delivered.append((msg.partition(), msg.offset()))
+
+        for n in numbers:
+            p.produce(args.topic, key=f"k{n % 40}", value=json.dumps({"n": n}), on_delivery=on_delivery)
+            p.poll(0)
+        assert p.flush(60) == 0, "records left undelivered"
+        assert not errors, errors
+        return delivered
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=args.bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+    futures = [
+        p.send(args.topic, key=f"k{n % 40}".encode(), value=json.dumps({"n": n}).encode()) for n in numbers
+    ]
+    p.flush(60)
+    delivered = [(m.partition, m.offset) for m in (f.get(timeout=60) for f in futures)]
+    p.close()
+    return delivered
+
+
+def group(args):
+    lock = threading.Lock()
+    consumed = []  # (member, value) in the order processed
+    assignments = {}  # member -> its current partitions
+    stop = [threading.Event() for _ in range(3)]
+    errors = []
+
+    def member(i):
+        def assigned(partitions):
+            with lock:
+                assignments[i] = partitions
+
+        m = MEMBERS[args.client](args, i, assigned)
         try:
             while not stop[i].is_set():
-                msg = c.poll(0.1)
-                if msg is None:
-                    continue
-                if msg.error():
-                    errors.append(f"member {i}: {msg.error()}")
-                    continue
+                read, failed = m.poll()
                 with lock:
-                    consumed.append((i, json.loads(msg.value())["n"]))
-                # Processed, then committed: the next read starts after it.
-                try:
-                    c.commit(message=msg, asynchronous=False)
-                except Exception as e:  # a commit refused mid-rebalance is retried by redelivery
-                    with lock:
-                        errors.append(f"member {i} commit: {e}")
+                    consumed.extend((i, n) for n in read)
+                    errors.extend(f"member {i}: {e}" for e in failed)
         finally:
-            c.close()  # leaves the group
+            m.close()  # leaves the group
             with lock:
                 assignments.pop(i, None)
 
@@ -99,24 +193,7 @@ def group(args):
     wait_for("three members sharing the partitions", lambda: len(shares()) == 3 and all(shares()) and covers_all())
     three = shares()
     members_over_http = http_members(args.http, args.group)
-
-    delivered = []
-    producer = Producer({
-        "bootstrap.servers": args.bootstrap,
-        "acks": "all",
-        "enable.idempotence": True,
-        "linger.ms": 5,
-    })
-
-    def on_delivery(err, msg):
-        delivered.append(None if err else (msg.partition(), msg.offset()))
-        if err:
-            errors.append(f"delivery: {err}")
-
-    for n in range(args.count):
-        producer.produce(args.topic, key=f"k{n % 40}", value=json.dumps({"n": n}), on_delivery=on_delivery)
-        producer.poll(0)
-    assert producer.flush(60) == 0, "records left undelivered"
+    delivered = produce_idempotent(args, range(args.count))
 
     def distinct():
         with lock:
@@ -136,8 +213,8 @@ def group(args):
         "three": three,
         "two": two,
         "members_over_http": members_over_http,
-        "delivered": len([d for d in delivered if d]),
-        "distinct_offsets": len(set(d for d in delivered if d)),
+        "delivered": len(delivered),
+        "distinct_offsets": len(set(delivered)),
         "consumed": len(consumed),
         "consumed_distinct": distinct(),
         "members_that_consumed": sorted({m for m, _ in consumed}),
@@ -147,41 +224,19 @@ def group(args):
 
 
 def resume(args):
-    from kafka import KafkaConsumer, KafkaProducer
-    from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
-
-    producer = KafkaProducer(bootstrap_servers=args.bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
-    futures = [
-        producer.send(args.topic, key=f"k{n % 40}".encode(), value=json.dumps({"n": n}).encode())
-        for n in range(args.start, args.start + args.count)
-    ]
-    producer.flush(60)
-    offsets = [f.get(timeout=60).offset for f in futures]
-    producer.close()
-
-    consumer = KafkaConsumer(
-        args.topic,
-        bootstrap_servers=args.bootstrap,
-        group_id=args.group,
-        client_id="resumed",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=300,
-        partition_assignment_strategy=[RoundRobinPartitionAssignor],
-    )
-    seen = []
+    """Produces more records, then one member of the group reads from its committed
+    offsets until it has them, and a moment longer (anything else would arrive)."""
+    delivered = produce_idempotent(args, range(args.start, args.start + args.count))
+    seen, assignment = [], []
+    m = MEMBERS[args.client](args, 0, lambda ps: assignment.append(ps))
     deadline = time.monotonic() + 90
     while len(seen) < args.count and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=200).values():
-            seen.extend(json.loads(r.value)["n"] for r in records)
-    # Anything more than the new records would arrive now.
-    for records in consumer.poll(timeout_ms=1000).values():
-        seen.extend(json.loads(r.value)["n"] for r in records)
-    consumer.commit()
-    assigned = sorted(tp.partition for tp in consumer.assignment())
-    consumer.close()
-    print(json.dumps({"produced_offsets": len(offsets), "seen": sorted(seen), "assigned": assigned}))
+        seen.extend(m.poll()[0])
+    extra = time.monotonic() + 1
+    while time.monotonic() < extra:
+        seen.extend(m.poll()[0])
+    m.close()
+    print(json.dumps({"produced_offsets": len(delivered), "seen": sorted(seen), "assigned": next((a for a in reversed(assignment) if a), [])}))
 
 
 def sasl(args):
@@ -249,6 +304,7 @@ def main():
     parser.add_argument("command", choices=["group", "resume", "sasl"])
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--http", default="")
+    parser.add_argument("--client", choices=sorted(MEMBERS), default="confluent")
     parser.add_argument("--ca")
     parser.add_argument("--jwt")
     parser.add_argument("--topic")

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::BufWriter;
 
 use tokio::net::TcpListener;
@@ -19,7 +19,7 @@ use crate::{Accepted, Context};
 pub async fn serve(listener: TcpListener, cx: Context, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     let coordinator = tokio::spawn(cx.groups.clone().run());
-    let _stop_coordinator = AbortOnDrop(coordinator);
+    let _stop_coordinator = AbortOnDrop(coordinator, cx.groups.clone());
     let slots = Arc::new(Semaphore::new(cx.settings.max_connections));
     loop {
         tokio::select! {
@@ -53,6 +53,11 @@ pub async fn serve(listener: TcpListener, cx: Context, shutdown: impl Future<Out
     }
 }
 
+/// How long a connection has to authenticate when it must (Kafka's SASL).
+const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest frame before authentication (Kafka's `sasl.server.max.receive.size`).
+const UNAUTHENTICATED_MAX_FRAME: usize = 512 * 1024;
+
 /// Serves one connection until the client closes it or sends what cannot be
 /// answered.
 async fn connection(accepted: Accepted, mut cx: Context, peer: &str) -> Result<(), FrameError> {
@@ -63,11 +68,28 @@ async fn connection(accepted: Accepted, mut cx: Context, peer: &str) -> Result<(
     let (reader, writer) = tokio::io::split(accepted.stream);
     let mut reader = tokio::io::BufReader::new(reader);
     let mut writer = BufWriter::new(writer);
+    let must_authenticate_by = Instant::now() + AUTHENTICATION_TIMEOUT;
     loop {
-        let limits = frame::Limits {
-            max_bytes: cx.settings.max_frame_bytes,
-            idle: crate::IDLE_TIMEOUT,
-            stall: cx.settings.stall_timeout,
+        // Before it authenticates a client gets small frames and a few seconds, so
+        // clients without credentials cannot hold memory or connection slots.
+        let limits = if cx.caller.is_none() {
+            let left = must_authenticate_by.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(FrameError::Unauthenticated(format!(
+                    "no authentication within {AUTHENTICATION_TIMEOUT:?}"
+                )));
+            }
+            frame::Limits {
+                max_bytes: cx.settings.max_frame_bytes.min(UNAUTHENTICATED_MAX_FRAME),
+                idle: left,
+                stall: cx.settings.stall_timeout.min(left),
+            }
+        } else {
+            frame::Limits {
+                max_bytes: cx.settings.max_frame_bytes,
+                idle: crate::IDLE_TIMEOUT,
+                stall: cx.settings.stall_timeout,
+            }
         };
         let (start, body) = match frame::read(&mut reader, limits).await {
             Ok(f) => f,
@@ -98,11 +120,12 @@ async fn connection(accepted: Accepted, mut cx: Context, peer: &str) -> Result<(
     }
 }
 
-/// Stops the group coordinator's ticker with the listener.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Stops the group coordinator's ticker with the listener, and forgets its groups.
+struct AbortOnDrop(tokio::task::JoinHandle<()>, Arc<crate::groups::Coordinator>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+        self.1.clear();
     }
 }

@@ -16,6 +16,8 @@ pub(crate) fn code(e: &BrokerError) -> i16 {
         // Quarantined or unavailable plugins recover: worth a retry.
         BrokerError::Plugin(p) if !p.counts_against_plugin() => ResponseError::KafkaStorageError,
         BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        // A commit for partitions HTTP members hold.
+        BrokerError::NotAssigned { .. } => ResponseError::UnknownMemberId,
         // An idempotent producer's batch out of its order: a producer the broker
         // has no session for (new epochs start at 0), a gap, or a repeat older than
         // the answers kept.

@@ -71,10 +71,15 @@ impl Decoded {
         let Some(first) = self.records.first().filter(|r| r.producer_id >= 0) else {
             return Ok(None);
         };
+        if first.sequence < 0 {
+            return Err("an idempotent producer's batch has no base sequence".into());
+        }
+        // Sequences wrap to 0 after i32::MAX (the decoder's sums wrap negative).
+        let wrap = |s: i64| s.rem_euclid(1 << 31);
         let contiguous = self.records.iter().enumerate().all(|(i, r)| {
             r.producer_id == first.producer_id
                 && r.producer_epoch == first.producer_epoch
-                && i64::from(r.sequence) == i64::from(first.sequence) + i as i64
+                && wrap(i64::from(r.sequence)) == wrap(i64::from(first.sequence) + i as i64)
         });
         if !contiguous {
             return Err(

@@ -35,7 +35,7 @@ impl Groups {
     /// Whether `group` has live members coordinated here (HTTP members): another
     /// protocol must not join it meanwhile.
     pub fn has_members(&self, group: &str) -> bool {
-        self.require_empty(group).is_err()
+        self.require_no_http_members(group).is_err()
     }
 
     /// Refuses an HTTP member while another protocol coordinates `group`.

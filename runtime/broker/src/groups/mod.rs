@@ -404,7 +404,20 @@ impl Groups {
         Ok(removed)
     }
 
+    /// Refuses while the group has live members, HTTP's or another protocol's
+    /// (Kafka consumers): what an administrator's reset or delete needs.
     fn require_empty(&self, group: &str) -> Result<()> {
+        self.require_no_http_members(group)?;
+        match self.inner.external.get(group) {
+            Some(v) => Err(BrokerError::GroupNotEmpty {
+                group: group.to_string(),
+                members: v.members.len(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn require_no_http_members(&self, group: &str) -> Result<()> {
         if self.shared().is_some() {
             let members = self.roster_live(group)?;
             if members > 0 {

@@ -76,6 +76,8 @@ pub enum Retry<'a> {
         /// How many numbers the request takes: 1 for an HTTP request (requests are
         /// numbered), its record count for a Kafka batch (records are).
         span: u64,
+        /// Where sequences wrap to 0 (Kafka's: `i32::MAX + 1`), if they do.
+        wraps_at: Option<u64>,
     },
 }
 
@@ -271,8 +273,10 @@ impl Broker {
                 producer,
                 sequence,
                 span,
+                wraps_at,
             } => {
-                self.publish_sequenced(&dedup, topic, records, acks, producer, (sequence, span))
+                let numbering = (sequence, span, wraps_at);
+                self.publish_sequenced(&dedup, topic, records, acks, producer, numbering)
                     .await
             }
         }
@@ -316,17 +320,17 @@ impl Broker {
         records: &[NewRecord<'_>],
         acks: Acks,
         producer: &str,
-        (sequence, span): (u64, u64),
+        (sequence, span, wraps_at): (u64, u64, Option<u64>),
     ) -> Result<Answered> {
         let partition = single_partition(topic, records)?;
         let scope = sessions::scope(topic.id(), partition, producer)?;
         let now = crate::now_ms();
         let mut slot = dedup.sessions.slot(&scope, now).lock_owned().await;
         dedup.sessions.expire_if_idle(&scope, &mut slot, now);
-        match Session::judge(&slot, sequence, producer, partition)? {
-            Verdict::Repeat(answer) => return Ok(replay(&answer)),
-            Verdict::Next => {}
-        }
+        let sequence = match Session::judge(&slot, sequence, wraps_at, producer, partition)? {
+            (Verdict::Repeat(answer), _) => return Ok(replay(&answer)),
+            (Verdict::Next, counted) => counted,
+        };
         let prepared = self.prepare(topic, records).await?;
         let at_ms = crate::now_ms();
         let started_ms = slot.as_ref().map_or(at_ms, |s| s.started_ms);

@@ -98,45 +98,69 @@ pub(crate) type Slot = Option<Session>;
 type Shared = Arc<tokio::sync::Mutex<Slot>>;
 
 impl Session {
-    /// What `sequence` means now; a gap or a forgotten repeat is refused.
+    /// What `sequence` means now, and its place in the session's unbounded count
+    /// (what [`record`](Self::record) keeps); a gap or a forgotten repeat is
+    /// refused. With `wraps_at`, sequences count modulo it (Kafka's wrap to 0
+    /// after `i32::MAX`): the distance from the expected one decides, half the
+    /// range ahead (a gap) or behind (a repeat).
     pub(crate) fn judge(
         slot: &Slot,
         sequence: u64,
+        wraps_at: Option<u64>,
         producer: &str,
         partition: u32,
-    ) -> Result<Verdict> {
-        let out_of_order = |expected: u64, why: &str| BrokerError::SequenceOutOfOrder {
+    ) -> Result<(Verdict, u64)> {
+        let out_of_order = |expected: u64, got: u64, why: &str| BrokerError::SequenceOutOfOrder {
             producer: producer.to_string(),
             partition,
             expected,
-            got: sequence,
+            got,
             why: why.to_string(),
         };
+        if wraps_at.is_some_and(|m| sequence >= m) {
+            return Err(BrokerError::InvalidRequest(format!(
+                "sequence {sequence} is beyond the producer's sequence range"
+            )));
+        }
         let Some(s) = slot else {
             return if sequence == 0 {
-                Ok(Verdict::Next)
+                Ok((Verdict::Next, 0))
             } else {
                 Err(out_of_order(
                     0,
+                    sequence,
                     "the broker has no session for this producer on this partition (new, or idle past its timeout); a session starts at 0",
                 ))
             };
         };
         let expected = s.next_sequence;
-        if sequence == expected {
-            return Ok(Verdict::Next);
+        let got = match wraps_at {
+            None => sequence,
+            Some(m) => {
+                let d = (sequence + m - expected % m) % m;
+                if d > m / 2 {
+                    expected.saturating_sub(m - d)
+                } else {
+                    expected + d
+                }
+            }
+        };
+        if got == expected {
+            return Ok((Verdict::Next, got));
         }
-        if sequence < expected {
-            if let Some((_, answer)) = s.recent.iter().find(|(q, _)| *q == sequence) {
-                return Ok(Verdict::Repeat(answer.clone()));
+        if got < expected {
+            if let Some((_, answer)) = s.recent.iter().find(|(q, _)| *q == got) {
+                return Ok((Verdict::Repeat(answer.clone()), got));
             }
             return Err(out_of_order(
                 expected,
+                got,
                 "a repeat of a request older than the answers the broker keeps",
             ));
         }
         Err(out_of_order(
             expected,
+            got,
             "a gap: requests before it are missing",
         ))
     }
@@ -279,5 +303,35 @@ impl Sessions {
     /// Sessions known now.
     pub(crate) fn len(&self) -> usize {
         self.slots.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(slot: &Slot, sequence: u64, wraps_at: Option<u64>) -> Result<(bool, u64)> {
+        Session::judge(slot, sequence, wraps_at, "p", 0)
+            .map(|(v, at)| (matches!(v, Verdict::Repeat(_)), at))
+    }
+
+    #[test]
+    fn kafka_sequences_wrap_to_zero_and_keep_counting() {
+        const M: u64 = 1 << 31;
+        let answer = || Arc::new(StoredAnswer::Runs(Vec::new()));
+        let mut slot = None;
+        Session::record(&mut slot, 0, 0, (0, 3), answer());
+        assert_eq!(judged(&slot, 3, Some(M)).unwrap(), (false, 3));
+        assert_eq!(judged(&slot, 0, Some(M)).unwrap(), (true, 0), "a retry");
+        assert!(judged(&slot, 9, Some(M)).is_err(), "a gap");
+        // Near the top of the range: the next batch starts at M - 2, takes 5 numbers
+        // and the one after starts at 3 again.
+        Session::record(&mut slot, 0, 0, (M - 2, 5), answer());
+        assert_eq!(judged(&slot, 3, Some(M)).unwrap(), (false, M + 3));
+        assert_eq!(judged(&slot, M - 2, Some(M)).unwrap(), (true, M - 2));
+        assert!(judged(&slot, M - 100, Some(M)).is_err(), "older than kept");
+        assert!(judged(&slot, M, Some(M)).is_err(), "out of the range");
+        // Without a wrap (HTTP), numbers only grow.
+        assert!(judged(&slot, 3, None).is_err());
     }
 }

@@ -105,12 +105,13 @@ pub(super) async fn join(
     }
     // v0 has no rebalance timeout: the session timeout serves.
     let rebalance = if request.rebalance_timeout_ms > 0 {
-        request.rebalance_timeout_ms
+        request.rebalance_timeout_ms.min(SESSION_BOUNDS.1)
     } else {
         session
     };
     let ask = JoinAsk {
         member: request.member_id.as_str().to_string(),
+        instance: request.group_instance_id.as_ref().map(|i| i.to_string()),
         client_id: client.id.clone(),
         client_host: client.host.clone(),
         session: Duration::from_millis(session as u64),
@@ -215,13 +216,18 @@ pub(super) async fn leave(cx: &Context, request: LeaveGroupRequest) -> LeaveGrou
             .with_error_code(ResponseError::GroupAuthorizationFailed.code());
     }
     // v0-2 name one member; v3+ a list.
-    let ids: Vec<String> = if request.members.is_empty() {
-        vec![request.member_id.as_str().to_string()]
+    let ids: Vec<(String, Option<String>)> = if request.members.is_empty() {
+        vec![(request.member_id.as_str().to_string(), None)]
     } else {
         request
             .members
             .iter()
-            .map(|m| m.member_id.as_str().to_string())
+            .map(|m| {
+                (
+                    m.member_id.as_str().to_string(),
+                    m.group_instance_id.as_ref().map(|i| i.to_string()),
+                )
+            })
             .collect()
     };
     let known = match cx.groups.existing(name) {

@@ -96,8 +96,9 @@ pub(super) async fn answer(cx: &Context, request: ProduceRequest) -> Option<Prod
                     let name = super::producers::session_name(id, epoch);
                     let retry = Retry::Session {
                         producer: &name,
-                        sequence: sequence.max(0) as u64,
+                        sequence: sequence as u64,
                         span: count as u64,
+                        wraps_at: Some(super::producers::SEQUENCE_WRAP),
                     };
                     cx.broker
                         .publish_once(topic, &records, acks, retry)

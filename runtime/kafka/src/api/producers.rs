@@ -9,14 +9,22 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
+/// Kafka producers' sequences wrap to 0 after `i32::MAX`.
+pub(super) const SEQUENCE_WRAP: u64 = 1 << 31;
+
 /// The last id handed out.
 static LAST_ID: AtomicI64 = AtomicI64::new(0);
 
 /// A new producer id, unique across restarts without stored state: the clock in
-/// milliseconds times 1024, plus a counter (1024 ids per millisecond before it
-/// borrows from the next one), and always above the last id handed out.
+/// milliseconds times 1024, plus a random part below 1024 (two nodes of a cluster
+/// handing out ids in the same millisecond rarely agree), and always above the
+/// last id handed out.
 fn new_producer_id() -> i64 {
-    let floor = weir_broker::now_ms().saturating_mul(1024);
+    let salt = std::hash::BuildHasher::hash_one(
+        &std::collections::hash_map::RandomState::new(),
+        weir_broker::now_ms(),
+    ) % 1024;
+    let floor = weir_broker::now_ms().saturating_mul(1024) + salt as i64;
     let mut last = LAST_ID.load(Ordering::Relaxed);
     loop {
         let next = (last + 1).max(floor);

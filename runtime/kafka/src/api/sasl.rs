@@ -66,6 +66,13 @@ pub(super) fn authenticate(
     };
     let caller =
         credentials.and_then(|(user, secret)| cx.authorizer.authenticate(user.as_deref(), &secret));
+    // Authenticating again (KIP-368) renews the credential of the same principal.
+    let caller = caller.and_then(|c| match &cx.caller {
+        Some(before) if cx.authorizer.connected(None).is_none() && before.name() != c.name() => {
+            Err("authenticating again as another principal".to_string())
+        }
+        _ => Ok(c),
+    });
     match caller {
         Ok(caller) => {
             let lifetime = caller.expires_at().map_or(0, |at| {
@@ -111,8 +118,11 @@ fn oauthbearer(bytes: &[u8]) -> Result<String, String> {
     let rest = text
         .strip_prefix("n,")
         .and_then(|r| r.split_once(','))
-        .map(|(_, r)| r)
         .ok_or("OAUTHBEARER message does not start with a GS2 header (n,,)")?;
+    let (authzid, rest) = rest;
+    if !authzid.is_empty() {
+        return Err("OAUTHBEARER: acting as another user (a=) is not supported".into());
+    }
     rest.split('\x01')
         .find_map(|kv| kv.strip_prefix("auth="))
         .and_then(|auth| {
@@ -146,9 +156,10 @@ mod tests {
             Ok("eyJ.x.y".into())
         );
         assert_eq!(
-            oauthbearer(b"n,a=svc,\x01host=h\x01auth=Bearer t\x01\x01"),
+            oauthbearer(b"n,,\x01host=h\x01auth=Bearer t\x01\x01"),
             Ok("t".into())
         );
+        assert!(oauthbearer(b"n,a=svc,\x01auth=Bearer t\x01\x01").is_err());
         assert!(oauthbearer(b"\x01auth=Bearer t\x01\x01").is_err());
         assert!(oauthbearer(b"n,,\x01auth=Basic t\x01\x01").is_err());
     }

@@ -100,6 +100,14 @@ impl Coordinator {
         self.broker.groups().set_external(name, view);
     }
 
+    /// Forgets every group's members (the listener stops): HTTP no longer shows
+    /// them or keeps its members out.
+    pub(crate) fn clear(&self) {
+        for (name, _) in self.groups.lock().drain() {
+            self.broker.groups().set_external(&name, None);
+        }
+    }
+
     /// Expires silent members and ends overdue joins until the listener stops.
     pub(crate) async fn run(self: Arc<Self>) {
         let mut tick = tokio::time::interval(TICK);
@@ -118,10 +126,13 @@ impl Coordinator {
                 st.tick(now);
                 self.publish(&name, &st);
             }
-            // Groups left empty are forgotten (their offsets stay with Weir).
+            // Groups left empty are forgotten (their offsets stay with Weir), unless a
+            // request holds one (it is about to join it).
             self.groups.lock().retain(|_, g| {
-                let st = g.lock();
-                st.phase != state::Phase::Empty || !st.members.is_empty()
+                Arc::strong_count(g) > 1 || {
+                    let st = g.lock();
+                    st.phase != state::Phase::Empty || !st.members.is_empty()
+                }
             });
         }
     }

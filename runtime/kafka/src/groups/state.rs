@@ -15,6 +15,9 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
 
+/// Members one group may have (Kafka's `group.max.size`).
+pub(crate) const MAX_MEMBERS: usize = 1000;
+
 /// Where the group is in a rebalance (Kafka's names, as DescribeGroups shows them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -59,6 +62,9 @@ pub(crate) type SyncOutcome = Result<Bytes, ResponseError>;
 #[derive(Debug)]
 pub(crate) struct JoinAsk {
     pub member: String,
+    /// Static membership (`group.instance.id`): a new member with the instance id
+    /// of an existing one replaces it (a restarted consumer sends no LeaveGroup).
+    pub instance: Option<String>,
     pub client_id: String,
     pub client_host: String,
     pub session: Duration,
@@ -72,6 +78,7 @@ pub(crate) struct JoinAsk {
 #[derive(Debug)]
 pub(crate) struct Member {
     pub id: String,
+    pub instance: Option<String>,
     pub client_id: String,
     pub client_host: String,
     pub session: Duration,
@@ -142,18 +149,39 @@ impl GroupState {
 
     /// A member joins (`ask.member` empty: as a new member named `new_id`).
     pub(crate) fn join(&mut self, ask: JoinAsk, new_id: String, now: Instant) -> Answer<Joined> {
-        if self
-            .protocol_type
-            .as_ref()
-            .is_some_and(|t| !self.members.is_empty() && *t != ask.protocol_type)
-            || !self.members.iter().all(|m| {
-                ask.protocols
-                    .iter()
-                    .any(|(n, _)| m.protocols.iter().any(|(o, _)| o == n))
-            })
-            || ask.protocols.is_empty()
-        {
+        if ask.protocols.is_empty() {
             return Answer::Now(Err(ResponseError::InconsistentGroupProtocol));
+        }
+        if ask.member.is_empty()
+            && let Some(instance) = &ask.instance
+            && let Some(old) = self
+                .members
+                .iter()
+                .find(|m| m.instance.as_ref() == Some(instance))
+                .map(|m| m.id.clone())
+        {
+            self.remove(&old, ResponseError::FencedInstanceId);
+        }
+        // Some protocol must be common to the joiner and every other member.
+        let others = || {
+            self.members
+                .iter()
+                .filter(|m| ask.member.is_empty() || m.id != ask.member)
+        };
+        let common = ask
+            .protocols
+            .iter()
+            .any(|(n, _)| others().all(|m| m.protocols.iter().any(|(o, _)| o == n)));
+        let other_type = others().next().is_some()
+            && self
+                .protocol_type
+                .as_ref()
+                .is_some_and(|t| *t != ask.protocol_type);
+        if !common || other_type {
+            return Answer::Now(Err(ResponseError::InconsistentGroupProtocol));
+        }
+        if ask.member.is_empty() && self.members.len() >= MAX_MEMBERS {
+            return Answer::Now(Err(ResponseError::GroupMaxSizeReached));
         }
         let (tx, rx) = oneshot::channel();
         let id = if ask.member.is_empty() {
@@ -177,6 +205,7 @@ impl GroupState {
             }
             None => self.members.push(Member {
                 id,
+                instance: ask.instance,
                 client_id: ask.client_id,
                 client_host: ask.client_host,
                 session: ask.session,
@@ -257,7 +286,9 @@ impl GroupState {
         self.protocol = Some(protocol);
         self.leader = Some(leader);
         self.phase = Phase::CompletingRebalance;
-        self.deadline = None;
+        // The leader has as long to send the assignment as members had to rejoin.
+        let longest = self.members.iter().map(|m| m.rebalance).max();
+        self.deadline = Some(now + longest.unwrap_or_default());
         true
     }
 
@@ -335,6 +366,7 @@ impl GroupState {
                 }
             }
             self.phase = Phase::Stable;
+            self.deadline = None;
             let mine = self.member(member).map(|m| m.assignment.clone());
             return Answer::Now(Ok(mine.unwrap_or_default()));
         }
@@ -386,25 +418,45 @@ impl GroupState {
         }
     }
 
-    /// Members leave; the rest rebalance. Per member: whether it was known.
-    pub(crate) fn leave(&mut self, members: &[String], now: Instant) -> Vec<bool> {
-        let known: Vec<bool> = members.iter().map(|id| self.remove(id)).collect();
+    /// Members leave, each named by its id or, for a static member, by its
+    /// instance id; the rest rebalance. Per member: whether it was known.
+    pub(crate) fn leave(
+        &mut self,
+        members: &[(String, Option<String>)],
+        now: Instant,
+    ) -> Vec<bool> {
+        let known: Vec<bool> = members
+            .iter()
+            .map(|(id, instance)| {
+                let id = match instance {
+                    Some(inst) if id.is_empty() => self
+                        .members
+                        .iter()
+                        .find(|m| m.instance.as_ref() == Some(inst))
+                        .map(|m| m.id.clone())
+                        .unwrap_or_default(),
+                    _ => id.clone(),
+                };
+                self.remove(&id, ResponseError::UnknownMemberId)
+            })
+            .collect();
         if known.iter().any(|k| *k) {
             self.after_removal(now);
         }
         known
     }
 
-    fn remove(&mut self, id: &str) -> bool {
+    /// Removes a member; its waiting requests are answered with `why`.
+    fn remove(&mut self, id: &str, why: ResponseError) -> bool {
         let Some(i) = self.members.iter().position(|m| m.id == id) else {
             return false;
         };
         let m = self.members.remove(i);
         if let Some(j) = m.join {
-            let _ = j.send(Err(ResponseError::UnknownMemberId));
+            let _ = j.send(Err(why));
         }
         if let Some(s) = m.sync {
-            let _ = s.send(Err(ResponseError::UnknownMemberId));
+            let _ = s.send(Err(why));
         }
         true
     }
@@ -433,12 +485,23 @@ impl GroupState {
             .collect();
         for id in &expired {
             tracing::info!(member = %id, "a Kafka group member's session expired");
-            self.remove(id);
+            self.remove(id, ResponseError::UnknownMemberId);
         }
         if !expired.is_empty() {
             self.after_removal(now);
         }
-        self.try_complete_join(now) || !expired.is_empty()
+        // A leader that never sends the assignment is dropped, and the rest go on.
+        let mut stalled = false;
+        if self.phase == Phase::CompletingRebalance
+            && self.deadline.is_some_and(|d| now >= d)
+            && let Some(leader) = self.leader.clone()
+        {
+            tracing::info!(member = %leader, "a Kafka group leader sent no assignment in time");
+            self.remove(&leader, ResponseError::RebalanceInProgress);
+            self.after_removal(now);
+            stalled = true;
+        }
+        self.try_complete_join(now) || !expired.is_empty() || stalled
     }
 }
 
@@ -449,6 +512,7 @@ mod tests {
     fn ask(member: &str) -> JoinAsk {
         JoinAsk {
             member: member.into(),
+            instance: None,
             client_id: "c".into(),
             client_host: "h".into(),
             session: Duration::from_secs(10),
@@ -546,6 +610,68 @@ mod tests {
         other.protocols = vec![("sticky".into(), Bytes::new())];
         assert!(matches!(
             g.join(other, "b".into(), now),
+            Answer::Now(Err(ResponseError::InconsistentGroupProtocol))
+        ));
+    }
+
+    #[test]
+    fn a_leader_that_sends_no_assignment_is_dropped_and_a_restarted_static_member_replaces_itself()
+    {
+        let now = Instant::now();
+        let mut g = GroupState::default();
+        joined(g.join(ask(""), "a".into(), now));
+        let Answer::Later(mut b) = g.join(ask(""), "b".into(), now) else {
+            panic!()
+        };
+        joined(g.join(ask("a"), String::new(), now));
+        b.try_recv().unwrap().unwrap();
+        let Answer::Later(mut waiting) = g.sync(2, "b", Vec::new(), now) else {
+            panic!()
+        };
+        // a (the leader) never syncs: past the rebalance timeout it is dropped and b,
+        // alone, is the next generation's leader.
+        assert!(!g.tick(now + Duration::from_secs(5)));
+        assert!(g.tick(now + Duration::from_secs(31)));
+        assert_eq!(
+            waiting.try_recv().unwrap(),
+            Err(ResponseError::RebalanceInProgress)
+        );
+        let b3 = joined(g.join(ask("b"), String::new(), now));
+        assert_eq!((b3.generation, b3.leader.as_str()), (3, "b"));
+
+        // A static member restarted without leaving takes its old place at once.
+        let mut st = ask("");
+        st.instance = Some("pod-1".into());
+        let Answer::Later(_) = g.join(st, "s1".into(), now) else {
+            panic!()
+        };
+        let mut again = ask("");
+        again.instance = Some("pod-1".into());
+        let Answer::Later(_) = g.join(again, "s2".into(), now) else {
+            panic!()
+        };
+        let ids: Vec<&str> = g.members.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["b", "s2"]);
+    }
+
+    #[test]
+    fn a_joiner_needs_one_protocol_every_member_has() {
+        let now = Instant::now();
+        let mut g = GroupState::default();
+        let with = |protocols: &[&str]| {
+            let mut a = ask("");
+            a.protocols = protocols
+                .iter()
+                .map(|p| (p.to_string(), Bytes::new()))
+                .collect();
+            a
+        };
+        joined(g.join(with(&["range", "x"]), "a".into(), now));
+        let Answer::Later(_) = g.join(with(&["rr", "x"]), "b".into(), now) else {
+            panic!()
+        };
+        assert!(matches!(
+            g.join(with(&["range", "rr"]), "c".into(), now),
             Answer::Now(Err(ResponseError::InconsistentGroupProtocol))
         ));
     }

@@ -140,10 +140,16 @@ fn retry_of<'a>(headers: &'a HeaderMap, principal: &'a str) -> Result<Option<Ret
                     "Weir-Sequence must be a non-negative integer, got '{sequence}'"
                 ))
             })?;
+            if producer.starts_with("kafka:") {
+                return Err(Problem::invalid_request(
+                    "producer ids starting with 'kafka:' are the Kafka listener's",
+                ));
+            }
             Ok(Some(Retry::Session {
                 producer,
                 sequence,
                 span: 1,
+                wraps_at: None,
             }))
         }
         (None, _, _) => Err(Problem::invalid_request(
