@@ -8,6 +8,7 @@
 //! coordinator's memory and members rejoin after a failover): after a restart
 //! members rejoin and resume from the committed offsets.
 
+mod member;
 pub(crate) mod state;
 
 use std::collections::HashMap;
