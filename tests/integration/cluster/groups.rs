@@ -52,11 +52,29 @@ async fn a_group_split_over_two_nodes_commits_and_fails_over() {
     })
     .await;
 
-    // Member a talks to node A, member b to node B.
+    // Member a talks to node A, member b to node B. Each node reads the shared
+    // roster from its own view of the store, which may trail the other node's write
+    // by a moment: a member learns a new assignment on a later poll, so each polls
+    // until both hold the same generation, as clients do.
     poll(&api_a, "g", "a", "").await;
     poll(&api_b, "g", "b", "").await;
-    let a = poll(&api_a, "g", "a", "").await;
-    let b = poll(&api_b, "g", "b", "").await;
+    let settled = std::sync::Arc::new(std::sync::Mutex::new((Value::Null, Value::Null)));
+    eventually(
+        "both members to hold the same generation's assignment",
+        || {
+            let (api_a, api_b, settled) = (api_a.clone(), api_b.clone(), settled.clone());
+            async move {
+                let a = poll(&api_a, "g", "a", "").await;
+                let b = poll(&api_b, "g", "b", "").await;
+                let same = a["generation"] == b["generation"]
+                    && assignment(&a).len() + assignment(&b).len() == 4;
+                *settled.lock().unwrap() = (a, b);
+                same
+            }
+        },
+    )
+    .await;
+    let (a, b) = settled.lock().unwrap().clone();
     let (pa, pb) = (assignment(&a), assignment(&b));
     assert_eq!((pa.len(), pb.len()), (2, 2), "{a} {b}");
     assert!(pa.is_disjoint(&pb));
