@@ -6,8 +6,10 @@ mod http2;
 
 mod acl;
 mod api_errors;
+mod benches;
 mod canary;
 mod cli;
+mod cli_plugins;
 mod cluster;
 mod connectors;
 mod console;
