@@ -11,6 +11,7 @@ mod canary;
 mod cli;
 mod cli_plugins;
 mod cluster;
+mod connection_floods;
 mod connectors;
 mod console;
 mod corruption;
