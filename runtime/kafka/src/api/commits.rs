@@ -100,6 +100,19 @@ pub(super) async fn commit(cx: &Context, request: OffsetCommitRequest) -> Offset
     OffsetCommitResponse::default().with_topics(topics)
 }
 
+/// One partition's answer, in either of OffsetFetch's shapes (v1-7 and v8+ use
+/// two types with the same fields); commit metadata is not kept, so it is empty.
+macro_rules! fetched {
+    ($answer:ty, $f:expr) => {
+        <$answer>::default()
+            .with_partition_index($f.partition)
+            .with_committed_offset($f.offset)
+            .with_committed_leader_epoch(-1)
+            .with_metadata(Some(StrBytes::from_static_str("")))
+            .with_error_code($f.error)
+    };
+}
+
 /// One partition's committed offset (-1 when none) and error.
 struct Fetched {
     partition: i32,
@@ -187,7 +200,6 @@ async fn fetch_group(
 }
 
 pub(super) async fn fetch(cx: &Context, request: OffsetFetchRequest) -> OffsetFetchResponse {
-    let empty = || Some(StrBytes::from_static_str(""));
     // v8+ ask for several groups; earlier versions for one.
     if !request.groups.is_empty() {
         let mut groups = Vec::with_capacity(request.groups.len());
@@ -207,14 +219,7 @@ pub(super) async fn fetch(cx: &Context, request: OffsetFetchRequest) -> OffsetFe
                                 .with_name(name)
                                 .with_partitions(
                                     ps.into_iter()
-                                        .map(|f| {
-                                            OffsetFetchResponsePartitions::default()
-                                                .with_partition_index(f.partition)
-                                                .with_committed_offset(f.offset)
-                                                .with_committed_leader_epoch(-1)
-                                                .with_metadata(empty())
-                                                .with_error_code(f.error)
-                                        })
+                                        .map(|f| fetched!(OffsetFetchResponsePartitions, f))
                                         .collect(),
                                 )
                         })
@@ -239,14 +244,7 @@ pub(super) async fn fetch(cx: &Context, request: OffsetFetchRequest) -> OffsetFe
                         .with_name(name)
                         .with_partitions(
                             ps.into_iter()
-                                .map(|f| {
-                                    OffsetFetchResponsePartition::default()
-                                        .with_partition_index(f.partition)
-                                        .with_committed_offset(f.offset)
-                                        .with_committed_leader_epoch(-1)
-                                        .with_metadata(empty())
-                                        .with_error_code(f.error)
-                                })
+                                .map(|f| fetched!(OffsetFetchResponsePartition, f))
                                 .collect(),
                         )
                 })
